@@ -1,0 +1,38 @@
+// Every label and annotation weir reads or writes. docs/design.md is the user-facing copy.
+
+export const prefix = 'weir.dev/';
+
+/** Namespace label that opts a namespace in: `weir.dev/canary=enabled`. */
+export const namespaceOptIn = { key: 'weir.dev/canary', value: 'enabled' } as const;
+
+export const labels = {
+  /** Pod-template label that the Istio subsets select: `stable` or `canary`. */
+  track: 'weir.dev/track',
+  /** On a canary Deployment: the name of the user's Deployment it belongs to. */
+  canaryOf: 'weir.dev/canary-of',
+} as const;
+
+export const tracks = { stable: 'stable', canary: 'canary' } as const;
+
+export const annotations = {
+  /** `disabled` on a Deployment: weir leaves it alone. */
+  optOut: 'weir.dev/canary',
+  phase: 'weir.dev/phase',
+  stableRevision: 'weir.dev/stable-revision',
+  canaryRevision: 'weir.dev/canary-revision',
+  releaseStarted: 'weir.dev/release-started',
+  /** Why the phase last changed, in words a person can act on. */
+  reason: 'weir.dev/reason',
+  /** The analyzer's compact progress record (JSON) for `kubectl describe` and the CLI. */
+  status: 'weir.dev/status',
+} as const;
+
+export const phases = ['Stable', 'Progressing', 'Promoting', 'RolledBack'] as const;
+export type Phase = (typeof phases)[number];
+
+export function isPhase(value: unknown): value is Phase {
+  return typeof value === 'string' && (phases as readonly string[]).includes(value);
+}
+
+/** True for a label or annotation key that belongs to weir. */
+export const isWeirKey = (key: string): boolean => key.startsWith(prefix);

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds the local cluster's Go programs from their pinned Go modules with the machine's Go.
+# Output: $WEIR_CACHE/bin/<part>-<version>/ ; a part is rebuilt only when its version changes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${WEIR_CACHE:-$HOME/.cache/weir}
+export CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
+log() { printf '[build] %s\n' "$*" >&2; }
+
+# Creates a throwaway wrapper module in $1 requiring module $2 at version $3.
+wrapper() {
+  local dir=$1 module=$2 version=$3
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && go mod init weir.local/build >/dev/null 2>&1 && go mod edit -require="$module@$version")
+}
+
+build_kubernetes() {
+  local out="$cache/bin/kubernetes-$KUBERNETES_VERSION"
+  [ -x "$out/kubectl" ] && return 0
+  log "kubernetes $KUBERNETES_VERSION (cold: ~15-25 min on 2 cores)"
+  local dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+  wrapper "$dir" k8s.io/kubernetes "$KUBERNETES_VERSION"
+  cd "$dir"
+  local gomod staging v=${KUBERNETES_VERSION#v} minor
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  # The release's go.mod requires its staging modules at v0.0.0; each is published as v0.<minor>.<patch>.
+  staging=$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod")
+  for m in $staging; do go mod edit -replace="$m=$m@v0.${v#*.}"; done
+  go mod edit -require="k8s.io/kubernetes@$KUBERNETES_VERSION"
+  go mod tidy -e >/dev/null 2>&1 || true
+  minor=$(echo "$v" | cut -d. -f2)
+  local ld="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  mkdir -p "$out.tmp"
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    log "  go build $cmd"
+    go get "k8s.io/kubernetes/cmd/$cmd@$KUBERNETES_VERSION" >/dev/null 2>&1 || true
+    go build -ldflags "$ld" -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  done
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_etcd() {
+  local out="$cache/bin/etcd-$ETCD_VERSION"
+  [ -x "$out/etcd" ] && return 0
+  log "etcd $ETCD_VERSION"
+  local dir="$cache/src/etcd-$ETCD_VERSION"
+  wrapper "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+  cat >"$dir/main.go" <<'GO'
+// Command etcd is the upstream etcd server, built from its Go module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$dir" && go mod tidy >/dev/null && mkdir -p "$out.tmp" && go build -ldflags "-s -w" -o "$out.tmp/etcd" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_kwok() {
+  local out="$cache/bin/kwok-$KWOK_VERSION"
+  [ -x "$out/kwok" ] && return 0
+  log "kwok $KWOK_VERSION"
+  local dir="$cache/src/kwok-$KWOK_VERSION"
+  wrapper "$dir" sigs.k8s.io/kwok "$KWOK_VERSION"
+  (cd "$dir" && go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >/dev/null 2>&1 && mkdir -p "$out.tmp" \
+    && go build -ldflags "-s -w" -o "$out.tmp/kwok" sigs.k8s.io/kwok/cmd/kwok)
+  # The stages (node initialise/heartbeat, pod ready/complete/delete) ship inside the module.
+  local src
+  src=$(cd "$dir" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  cp -r "$src/kustomize/stage" "$out.tmp/stage" && chmod -R u+w "$out.tmp/stage"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_helm() {
+  local out="$cache/bin/helm-$HELM_VERSION"
+  [ -x "$out/helm" ] && return 0
+  log "helm $HELM_VERSION"
+  local dir="$cache/src/helm-$HELM_VERSION"
+  wrapper "$dir" helm.sh/helm/v3 "$HELM_VERSION"
+  (cd "$dir" && go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/dev/null 2>&1 && mkdir -p "$out.tmp" \
+    && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+fetch_istio_crds() {
+  local out="$cache/istio-api-$ISTIO_API_VERSION"
+  [ -f "$out/crds.yaml" ] && return 0
+  log "istio CRDs $ISTIO_API_VERSION"
+  local dir
+  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "istio.io/api@$ISTIO_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$out" && cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$out/crds.yaml" && chmod u+w "$out/crds.yaml"
+}
+
+parts=${*:-etcd kwok istio kubernetes helm}
+for part in $parts; do
+  case $part in
+    kubernetes) (build_kubernetes) ;;
+    etcd) (build_etcd) ;;
+    kwok) (build_kwok) ;;
+    helm) (build_helm) ;;
+    istio) (fetch_istio_crds) ;;
+    *) echo "unknown part: $part" >&2; exit 2 ;;
+  esac
+done
+log "done: $cache/bin"

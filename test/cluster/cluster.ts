@@ -1,0 +1,428 @@
+// The local throwaway cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+// KWOK fake nodes, Prometheus and the mesh simulator, all on 127.0.0.1 and free ports.
+// Its state lives in `.cluster/`; `env` there is shell-sourceable, `state.json` lists PIDs.
+import { spawn, execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdir, readFile, rm, writeFile, readdir, access } from 'node:fs/promises';
+import { openSync, closeSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
+import { createAuthority, issue } from '../../certs/pki.ts';
+import { writeWebhookCerts } from '../../certs/main.ts';
+import { webhookConfiguration } from '../../webhook/registration.ts';
+
+const run = promisify(execFile);
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const clusterDir = join(repoRoot, '.cluster');
+const cacheDir = process.env.WEIR_CACHE ?? join(process.env.HOME ?? '/root', '.cache/weir');
+
+export interface ClusterState {
+  pids: Record<string, number>;
+  kubeconfig: string;
+  apiServer: string;
+  prometheusUrl: string;
+  meshUrl: string;
+  binDir: string;
+  /** Set when weir itself runs from the working tree. */
+  webhookUrl?: string;
+}
+
+export interface UpOptions {
+  /** Prometheus scrape interval, e.g. `1s`. */
+  scrapeInterval?: string;
+  /** Fake nodes KWOK manages. */
+  nodes?: number;
+  log?: (line: string) => void;
+  /** Also run weir (webhook and analyzer) from the working tree; off for tests that start their own. */
+  weir?: boolean;
+}
+
+async function readVersions(): Promise<Record<string, string>> {
+  const text = await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8');
+  const versions: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_]+)=(\S+)/.exec(line);
+    if (m?.[1] && m[2]) versions[m[1]] = m[2];
+  }
+  return versions;
+}
+
+/** Paths of the built binaries; builds whatever is missing first. */
+export async function binaries(log: (l: string) => void = () => undefined): Promise<Record<string, string>> {
+  const v = await readVersions();
+  const at = (part: string, version: string | undefined, name: string): string =>
+    join(cacheDir, 'bin', `${part}-${version ?? 'unknown'}`, name);
+  const bins = {
+    etcd: at('etcd', v.ETCD_VERSION, 'etcd'),
+    apiserver: at('kubernetes', v.KUBERNETES_VERSION, 'kube-apiserver'),
+    controllerManager: at('kubernetes', v.KUBERNETES_VERSION, 'kube-controller-manager'),
+    scheduler: at('kubernetes', v.KUBERNETES_VERSION, 'kube-scheduler'),
+    kubectl: at('kubernetes', v.KUBERNETES_VERSION, 'kubectl'),
+    kwok: at('kwok', v.KWOK_VERSION, 'kwok'),
+    kwokStages: at('kwok', v.KWOK_VERSION, 'stage'),
+    helm: at('helm', v.HELM_VERSION, 'helm'),
+    istioCrds: join(cacheDir, `istio-api-${v.ISTIO_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
+  };
+  const missing = await Promise.all(Object.values(bins).map((p) => access(p).then(() => false, () => true)));
+  if (missing.some(Boolean)) {
+    log('building the cluster parts that are not cached yet (test/cluster/build.sh)');
+    await run('bash', [join(repoRoot, 'test/cluster/build.sh')], { maxBuffer: 64 * 1024 * 1024 });
+  }
+  return bins;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Polls `probe` until it returns true; the error names what was awaited. */
+export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 60_000, everyMs = 250): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await probe()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ''}`);
+}
+
+function startProcess(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+  const out = openSync(join(clusterDir, 'logs', `${name}.log`), 'a');
+  // detached: its own process group, so `down` can stop it and anything it started.
+  const child = spawn(command, args, { detached: true, stdio: ['ignore', out, out], env });
+  closeSync(out);
+  child.unref();
+  if (child.pid === undefined) throw new Error(`could not start ${name} (${command})`);
+  return child.pid;
+}
+
+async function writeKubeconfig(path: string, server: string, caPem: string, certPem: string, keyPem: string): Promise<void> {
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  await writeFile(
+    path,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      '- name: weir-local',
+      '  cluster:',
+      `    server: ${server}`,
+      `    certificate-authority-data: ${b64(caPem)}`,
+      'users:',
+      '- name: admin',
+      '  user:',
+      `    client-certificate-data: ${b64(certPem)}`,
+      `    client-key-data: ${b64(keyPem)}`,
+      'contexts:',
+      '- name: weir-local',
+      '  context: {cluster: weir-local, user: admin}',
+      'current-context: weir-local',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+}
+
+async function writePki(pki: string): Promise<{ caPem: string; admin: { certPem: string; keyPem: string } }> {
+  await mkdir(pki, { recursive: true });
+  const ca = await createAuthority('weir-local-ca');
+  const serving = await issue(ca, {
+    commonName: 'kube-apiserver',
+    usage: 'server',
+    dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+    ipAddresses: ['127.0.0.1', '10.0.0.1'],
+  });
+  const admin = await issue(ca, { commonName: 'weir-admin', organizations: ['system:masters'], usage: 'client' });
+  const sa = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await Promise.all([
+    writeFile(join(pki, 'ca.crt'), ca.certPem),
+    writeFile(join(pki, 'apiserver.crt'), serving.certPem),
+    writeFile(join(pki, 'apiserver.key'), serving.keyPem, { mode: 0o600 }),
+    writeFile(join(pki, 'sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 }),
+    writeFile(join(pki, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' })),
+  ]);
+  return { caPem: ca.certPem, admin };
+}
+
+async function kubectl(bin: string, kubeconfig: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolveOut, reject) => {
+    const child = execFile(bin, ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr || error.message}`)) : resolveOut(stdout),
+    );
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+async function ensurePrometheus(log: (l: string) => void): Promise<string> {
+  const found = await run('sh', ['-c', 'command -v prometheus || test -x /usr/bin/prometheus && echo /usr/bin/prometheus']).then(
+    (r) => r.stdout.trim().split('\n')[0] ?? '',
+    () => '',
+  );
+  if (found) return found;
+  log("installing Debian's prometheus package (apt-get)");
+  await run('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus'], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return '/usr/bin/prometheus';
+}
+
+async function kwokConfig(stagesDir: string): Promise<string> {
+  const files = [
+    'node/fast/node-initialize.yaml',
+    'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',
+    'pod/fast/pod-ready.yaml',
+    'pod/fast/pod-complete.yaml',
+    'pod/fast/pod-delete.yaml',
+  ];
+  const stages = await Promise.all(files.map((f) => readFile(join(stagesDir, f), 'utf8').catch(() => '')));
+  const config = [
+    'apiVersion: config.kwok.x-k8s.io/v1alpha1',
+    'kind: KwokConfiguration',
+    'options:',
+    '  cidr: 10.244.0.0/16',
+    "  manageNodesWithAnnotationSelector: 'kwok.x-k8s.io/node=fake'",
+    '  nodeLeaseDurationSeconds: 40',
+    '  nodeLeaseParallelism: 4',
+    '  podPlayStageParallelism: 4',
+    '  nodePlayStageParallelism: 4',
+    '  enablePodsOnNodeSyncStreamWatch: true',
+    '  enableCRDs: []',
+  ].join('\n');
+  const path = join(clusterDir, 'kwok.yaml');
+  await writeFile(path, [config, ...stages.filter((s) => s.trim())].join('\n---\n'));
+  return path;
+}
+
+function fakeNode(name: string): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name,
+      annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+      labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
+    },
+    spec: {},
+    status: { allocatable: { cpu: '64', memory: '256Gi', pods: '500' }, capacity: { cpu: '64', memory: '256Gi', pods: '500' } },
+  });
+}
+
+type Kubectl = (args: string[], input?: string) => Promise<string>;
+type Start = (name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv) => void;
+
+/** Runs weir's webhook from the working tree and registers it with the API server by URL. */
+async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise<void> {
+  const dir = join(clusterDir, 'weir');
+  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
+  const port = await freePort();
+  start('weir-webhook', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'webhook/main.ts')], {
+    ...process.env, WEIR_TLS_CERT: join(dir, 'tls.crt'), WEIR_TLS_KEY: join(dir, 'tls.key'), WEIR_PORT: String(port), WEIR_HOST: '127.0.0.1',
+  });
+  state.webhookUrl = `https://127.0.0.1:${port}`;
+  await saveState(state);
+  const ca = await readFile(join(dir, 'ca.crt'), 'utf8');
+  const dispatcher = new Agent({ connect: { ca } });
+  await waitFor('weir webhook /readyz', async () => (await request(`${state.webhookUrl}/readyz`, { dispatcher })).statusCode === 200, 30_000);
+  await dispatcher.close();
+  await k(['apply', '-f', '-'], JSON.stringify(webhookConfiguration({ caBundle, target: { url: `${state.webhookUrl}/mutate` } })));
+}
+
+export async function readState(): Promise<ClusterState | undefined> {
+  try {
+    return JSON.parse(await readFile(join(clusterDir, 'state.json'), 'utf8')) as ClusterState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function saveState(state: ClusterState): Promise<void> {
+  await writeFile(join(clusterDir, 'state.json'), JSON.stringify(state, null, 2));
+  const env = [
+    `KUBECONFIG=${state.kubeconfig}`,
+    `PROMETHEUS_URL=${state.prometheusUrl}`,
+    `MESH_URL=${state.meshUrl}`,
+    `WEIR_BIN=${state.binDir}`,
+    `PATH=${state.binDir}:$PATH`,
+    '',
+  ];
+  await writeFile(join(clusterDir, 'env'), env.map((l) => (l ? `export ${l}` : l)).join('\n'));
+}
+
+/** Starts the whole local cluster and returns once every part answers. */
+export async function up(options: UpOptions = {}): Promise<ClusterState> {
+  const log = options.log ?? ((l: string) => process.stderr.write(`[cluster] ${l}\n`));
+  if (await readState()) await down();
+  const bins = await binaries(log);
+  const prometheusBin = await ensurePrometheus(log);
+  await rm(clusterDir, { recursive: true, force: true });
+  await mkdir(join(clusterDir, 'logs'), { recursive: true });
+  const pki = join(clusterDir, 'pki');
+  const { caPem, admin } = await writePki(pki);
+  const [etcdPort, peerPort, apiPort, cmPort, schedPort, kwokPort, promPort, meshPort] = await Promise.all(
+    Array.from({ length: 8 }, () => freePort()),
+  );
+  const apiServer = `https://127.0.0.1:${apiPort}`;
+  const kubeconfig = join(clusterDir, 'kubeconfig');
+  await writeKubeconfig(kubeconfig, apiServer, caPem, admin.certPem, admin.keyPem);
+  const state: ClusterState = {
+    pids: {},
+    kubeconfig,
+    apiServer,
+    prometheusUrl: `http://127.0.0.1:${promPort}`,
+    meshUrl: `http://127.0.0.1:${meshPort}`,
+    binDir: dirname(bins.kubectl ?? ''),
+  };
+  const start = (name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): void => {
+    state.pids[name] = startProcess(name, cmd, args, env);
+  };
+  try {
+    log('starting etcd');
+    const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    start('etcd', bins.etcd ?? '', [
+      '--name=weir', `--data-dir=${join(clusterDir, 'etcd')}`, `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, `--initial-cluster=weir=${peerUrl}`,
+      '--unsafe-no-fsync=true', '--log-level=warn', '--listen-metrics-urls=',
+    ]);
+    await saveState(state);
+    await waitFor('etcd /health', async () => (await request(`${etcdUrl}/health`)).statusCode === 200, 30_000);
+
+    log('starting kube-apiserver');
+    start('kube-apiserver', bins.apiserver ?? '', [
+      `--etcd-servers=${etcdUrl}`, '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${apiPort}`,
+      `--tls-cert-file=${join(pki, 'apiserver.crt')}`, `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
+      `--client-ca-file=${join(pki, 'ca.crt')}`, `--service-account-key-file=${join(pki, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(pki, 'sa.key')}`, '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      '--service-cluster-ip-range=10.0.0.0/16', '--authorization-mode=Node,RBAC', '--allow-privileged=true',
+      '--profiling=false', '--v=1',
+    ]);
+    await saveState(state);
+    const dispatcher = new Agent({ connect: { ca: caPem, cert: admin.certPem, key: admin.keyPem } });
+    await waitFor('kube-apiserver /readyz', async () => {
+      const res = await request(`${apiServer}/readyz`, { dispatcher });
+      await res.body.text();
+      return res.statusCode === 200;
+    }, 90_000);
+    await dispatcher.close();
+
+    log('starting kube-controller-manager, kube-scheduler and kwok');
+    start('kube-controller-manager', bins.controllerManager ?? '', [
+      `--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`,
+      '--bind-address=127.0.0.1', `--secure-port=${cmPort}`, '--leader-elect=false', `--root-ca-file=${join(pki, 'ca.crt')}`,
+      `--service-account-private-key-file=${join(pki, 'sa.key')}`, '--use-service-account-credentials=false',
+      '--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-persistentvolume-binder,-attachdetach',
+      '--concurrent-deployment-syncs=10', '--concurrent-replicaset-syncs=10', '--v=1',
+    ]);
+    start('kube-scheduler', bins.scheduler ?? '', [
+      `--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`,
+      '--bind-address=127.0.0.1', `--secure-port=${schedPort}`, '--leader-elect=false', '--v=1',
+    ]);
+    start('kwok', bins.kwok ?? '', [
+      `--kubeconfig=${kubeconfig}`, `--config=${await kwokConfig(bins.kwokStages ?? '')}`, `--server-address=127.0.0.1:${kwokPort}`,
+      '--node-ip=127.0.0.1',
+    ]);
+    await saveState(state);
+
+    log('registering fake nodes and Istio CRDs');
+    const k = (args: string[], input?: string): Promise<string> => kubectl(bins.kubectl ?? '', kubeconfig, args, input);
+    for (let i = 0; i < (options.nodes ?? 2); i++) await k(['apply', '-f', '-'], fakeNode(`kwok-node-${i}`));
+    await k(['apply', '--server-side', '-f', bins.istioCrds ?? '']);
+    await k(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
+    await waitFor('fake nodes Ready', async () => {
+      const out = await k(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
+      return out.split(' ').filter((s) => s === 'True').length >= (options.nodes ?? 2);
+    });
+    await waitFor('the default ServiceAccount', async () => (await k(['get', 'serviceaccount', 'default', '-o', 'name']).catch(() => '')) !== '');
+
+    log('starting the mesh simulator and Prometheus');
+    start('mesh', join(repoRoot, 'node_modules/.bin/node'), [
+      join(repoRoot, 'test/mesh/main.ts'), `--port=${meshPort}`,
+    ], { ...process.env, KUBECONFIG: kubeconfig });
+    const promConfig = join(clusterDir, 'prometheus.yml');
+    const scrape = options.scrapeInterval ?? '1s';
+    await writeFile(promConfig, [
+      'global:',
+      `  scrape_interval: ${scrape}`,
+      `  evaluation_interval: ${scrape}`,
+      'scrape_configs:',
+      '- job_name: mesh',
+      '  static_configs:',
+      `  - targets: ['127.0.0.1:${meshPort}']`,
+      '',
+    ].join('\n'));
+    start('prometheus', prometheusBin, [
+      `--config.file=${promConfig}`, `--storage.tsdb.path=${join(clusterDir, 'prometheus')}`,
+      `--web.listen-address=127.0.0.1:${promPort}`, '--web.enable-lifecycle', '--log.level=warn',
+    ]);
+    await saveState(state);
+    await waitFor('mesh simulator /healthz', async () => (await request(`${state.meshUrl}/healthz`)).statusCode === 200, 60_000);
+    await waitFor('Prometheus /-/ready', async () => (await request(`${state.prometheusUrl}/-/ready`)).statusCode === 200, 60_000);
+    if (options.weir !== false) await startWeir(state, k, start);
+    log(`ready: source ${join(clusterDir, 'env')}`);
+    return state;
+  } catch (error) {
+    log(`start failed, stopping what was started; logs are in ${join(clusterDir, 'logs')}`);
+    await down({ keepLogs: true });
+    throw error;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Stops a single cluster process by name (a fault test stops Prometheus, say). */
+export async function stopProcess(state: ClusterState, name: string): Promise<void> {
+  const pid = state.pids[name];
+  if (pid === undefined) throw new Error(`no process named ${name}`);
+  signalGroup(pid, 'SIGTERM');
+  await waitFor(`${name} to stop`, () => Promise.resolve(!alive(pid)), 20_000, 100).catch(() => signalGroup(pid, 'SIGKILL'));
+}
+
+/** Stops every process the cluster started, by PID, and removes its state. */
+export async function down(options: { keepLogs?: boolean } = {}): Promise<void> {
+  const state = await readState();
+  const pids = Object.values(state?.pids ?? {});
+  for (const pid of pids.reverse()) signalGroup(pid, 'SIGTERM');
+  await waitFor('cluster processes to stop', () => Promise.resolve(pids.every((p) => !alive(p))), 15_000, 100).catch(() => {
+    for (const pid of pids) signalGroup(pid, 'SIGKILL');
+  });
+  if (options.keepLogs) {
+    const entries = await readdir(clusterDir).catch(() => [] as string[]);
+    await Promise.all(entries.filter((e) => e !== 'logs').map((e) => rm(join(clusterDir, e), { recursive: true, force: true })));
+  } else {
+    await rm(clusterDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,183 @@
+// The mesh simulator: the one simulated part, standing in for Envoy. It reads the live
+// Services, Pods, VirtualServices and DestinationRules, sends synthetic requests the way the
+// mesh would route them, and exports Istio's standard metrics for Prometheus to scrape.
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+import { KubeConfig, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { route, fqdn } from './routing.ts';
+import type { MeshSnapshot, SimPod, SimVirtualService, SimDestinationRule, HttpRoute, Routed } from './routing.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '15090' },
+    'mesh-rps': { type: 'string', default: '20' },
+    'gateway-rps': { type: 'string', default: '20' },
+    'poll-ms': { type: 'string', default: '500' },
+  },
+});
+
+// Istio's default request-duration buckets, in milliseconds.
+const istioBuckets = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+const labelNames = [
+  'reporter', 'source_workload', 'source_workload_namespace', 'destination_service', 'destination_service_name',
+  'destination_service_namespace', 'destination_workload', 'destination_workload_namespace', 'destination_version',
+  'destination_app', 'destination_canonical_service', 'response_code', 'response_flags', 'request_protocol',
+] as const;
+type MetricLabels = Record<(typeof labelNames)[number], string>;
+
+const registry = new Registry();
+const requests = new Counter({ name: 'istio_requests_total', help: 'Requests, as Istio reports them', labelNames, registers: [registry] });
+const duration = new Histogram({
+  name: 'istio_request_duration_milliseconds', help: 'Request duration, as Istio reports it', labelNames, buckets: istioBuckets, registers: [registry],
+});
+
+const kc = new KubeConfig();
+kc.loadFromDefault();
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+
+let snapshot: MeshSnapshot = { services: [], pods: [], virtualServices: [], destinationRules: [] };
+const serviceRps = new Map<string, number>();
+const gatewayHosts = new Map<string, number>();
+let synced = false;
+
+const num = (value: string | undefined, fallback: number): number => {
+  const n = value === undefined ? NaN : Number(value);
+  return Number.isFinite(n) ? n : fallback;
+};
+
+function toPod(pod: V1Pod): SimPod {
+  const labels = pod.metadata?.labels ?? {};
+  const annotations = pod.metadata?.annotations ?? {};
+  const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
+  const hash = labels['pod-template-hash'];
+  const workload = owner?.kind === 'ReplicaSet' && hash && owner.name.endsWith(`-${hash}`) ? owner.name.slice(0, -hash.length - 1) : (owner?.name ?? pod.metadata?.name ?? 'unknown');
+  return {
+    namespace: pod.metadata?.namespace ?? '',
+    name: pod.metadata?.name ?? '',
+    labels,
+    ready: !pod.metadata?.deletionTimestamp && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    workload,
+    errorRate: Math.min(1, Math.max(0, num(annotations['sim.weir.dev/error-rate'], 0))),
+    latencyMs: Math.max(0, num(annotations['sim.weir.dev/latency-ms'], 3)),
+  };
+}
+
+interface IstioObject {
+  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> };
+  spec?: { hosts?: string[]; gateways?: string[]; http?: HttpRoute[]; host?: string; subsets?: { name: string; labels?: Record<string, string> }[] };
+}
+
+async function listIstio(plural: string): Promise<IstioObject[]> {
+  const list = (await custom.listClusterCustomObject({ group: 'networking.istio.io', version: 'v1', plural })) as { items?: IstioObject[] };
+  return list.items ?? [];
+}
+
+async function refresh(): Promise<void> {
+  const [services, pods, vss, drs] = await Promise.all([
+    core.listServiceForAllNamespaces(), core.listPodForAllNamespaces(), listIstio('virtualservices'), listIstio('destinationrules'),
+  ]);
+  const meshDefault = num(args['mesh-rps'], 20);
+  const gatewayDefault = num(args['gateway-rps'], 20);
+  serviceRps.clear();
+  gatewayHosts.clear();
+  const simServices = services.items
+    .filter((s) => s.metadata?.namespace !== 'default' && s.metadata?.namespace !== 'kube-system' && s.spec?.selector)
+    .map((s) => {
+      const svc = { namespace: s.metadata?.namespace ?? '', name: s.metadata?.name ?? '', selector: s.spec?.selector ?? {} };
+      serviceRps.set(fqdn(svc), num(s.metadata?.annotations?.['sim.weir.dev/rps'], meshDefault));
+      return svc;
+    });
+  const virtualServices: SimVirtualService[] = vss.map((vs) => {
+    const gateways = vs.spec?.gateways ?? [];
+    for (const host of vs.spec?.hosts ?? []) {
+      if (gateways.some((g) => g !== 'mesh') && !host.includes('*')) gatewayHosts.set(host, num(vs.metadata?.annotations?.['sim.weir.dev/rps'], gatewayDefault));
+    }
+    return { namespace: vs.metadata?.namespace ?? '', name: vs.metadata?.name ?? '', hosts: vs.spec?.hosts ?? [], gateways, http: vs.spec?.http ?? [] };
+  });
+  const destinationRules: SimDestinationRule[] = drs.map((dr) => ({
+    namespace: dr.metadata?.namespace ?? '',
+    host: dr.spec?.host ?? '',
+    subsets: (dr.spec?.subsets ?? []).map((s) => ({ name: s.name, labels: s.labels ?? {} })),
+  }));
+  snapshot = { services: simServices, pods: pods.items.map(toPod), virtualServices, destinationRules };
+  synced = true;
+}
+
+function record(entry: 'mesh' | 'gateway', routed: Routed): void {
+  const source = entry === 'mesh' ? { source_workload: 'mesh-client', source_workload_namespace: 'weir-mesh' } : { source_workload: 'istio-ingressgateway', source_workload_namespace: 'istio-system' };
+  if (routed.kind === 'no-route') return;
+  const service = routed.service;
+  const base = {
+    ...source,
+    destination_service: service ? fqdn(service) : 'unknown',
+    destination_service_name: service?.name ?? 'unknown',
+    destination_service_namespace: service?.namespace ?? 'unknown',
+    request_protocol: 'http',
+  };
+  if (routed.kind === 'no-healthy-upstream') {
+    // No upstream answered, so only the source side reports, as in a real mesh.
+    const labels: MetricLabels = { ...base, reporter: 'source', destination_workload: 'unknown', destination_workload_namespace: 'unknown', destination_version: 'unknown', destination_app: 'unknown', destination_canonical_service: 'unknown', response_code: '503', response_flags: 'UH' };
+    requests.inc(labels);
+    duration.observe(labels, 0.2);
+    return;
+  }
+  const pod = routed.pod;
+  const failed = Math.random() < pod.errorRate;
+  const latency = pod.latencyMs * (0.5 + Math.random());
+  for (const reporter of ['source', 'destination']) {
+    const labels: MetricLabels = {
+      ...base, reporter, destination_workload: pod.workload, destination_workload_namespace: pod.namespace,
+      destination_version: pod.labels.version ?? 'unknown', destination_app: pod.labels.app ?? 'unknown',
+      destination_canonical_service: pod.labels['service.istio.io/canonical-name'] ?? pod.labels.app ?? pod.workload,
+      response_code: failed ? '500' : '200', response_flags: '-',
+    };
+    requests.inc(labels);
+    duration.observe(labels, latency);
+  }
+}
+
+const tickMs = 100;
+const owed = new Map<string, number>();
+function send(entry: 'mesh' | 'gateway', host: string, rps: number): void {
+  const key = `${entry}|${host}`;
+  let due = (owed.get(key) ?? 0) + (rps * tickMs) / 1000;
+  for (; due >= 1; due--) record(entry, route(snapshot, entry, host, '/', Math.random));
+  owed.set(key, due);
+}
+
+setInterval(() => {
+  for (const [host, rps] of serviceRps) send('mesh', host, rps);
+  for (const [host, rps] of gatewayHosts) send('gateway', host, rps);
+}, tickMs);
+
+let failures = 0;
+async function poll(): Promise<void> {
+  try {
+    await refresh();
+    failures = 0;
+  } catch (error) {
+    if (++failures % 20 === 1) process.stderr.write(`mesh: refresh failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  setTimeout(() => void poll(), num(args['poll-ms'], 500));
+}
+void poll();
+
+const server = createServer((req, res) => {
+  if (req.url === '/metrics') {
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: unknown) => res.writeHead(500).end(String(error)),
+    );
+  } else if (req.url === '/healthz') {
+    res.writeHead(synced ? 200 : 503).end(synced ? 'ok' : 'not synced');
+  } else {
+    res.writeHead(404).end();
+  }
+});
+server.listen(Number(args.port), '127.0.0.1');
+const stop = (): void => void server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

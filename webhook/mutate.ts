@@ -1,0 +1,179 @@
+// The webhook's decision: from one admission request to a JSON Patch. Pure — no I/O, no clock
+// (the caller passes `now`), so every behaviour in docs/design.md is a unit test.
+import jsonPatch from 'fast-json-patch';
+import type { Operation } from 'fast-json-patch';
+import { annotations, labels, tracks, isPhase, isWeirKey } from '../contract/names.ts';
+import type { Phase } from '../contract/names.ts';
+import { templateRevision } from '../contract/revision.ts';
+
+export interface AdmissionInput {
+  operation: string;
+  namespace?: string;
+  subResource?: string;
+  kind: { group: string; version: string; kind: string };
+  object?: unknown;
+  oldObject?: unknown;
+}
+
+export interface MutateOptions {
+  now: Date;
+  /** weir's own namespace: never touched. */
+  weirNamespace?: string;
+}
+
+/** What the webhook decided, why (for logs and metrics), and the patch that carries it out. */
+export interface Mutation {
+  outcome: 'skipped' | 'unchanged' | 'patched' | 'invalid';
+  reason: string;
+  patch: Operation[];
+  warnings: string[];
+}
+
+interface Metadata {
+  name?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  deletionTimestamp?: string;
+}
+
+interface Deployment {
+  metadata?: Metadata;
+  spec?: { paused?: boolean; template?: { metadata?: Metadata } };
+}
+
+const skipped = (reason: string): Mutation => ({ outcome: 'skipped', reason, patch: [], warnings: [] });
+
+/** Each predicate names why a request is none of weir's business, or returns undefined. */
+const skipRules: ((input: AdmissionInput, options: MutateOptions) => string | undefined)[] = [
+  (i) => (i.kind.group === 'apps' && i.kind.version === 'v1' && i.kind.kind === 'Deployment' ? undefined : 'not an apps/v1 Deployment'),
+  (i) => (i.subResource ? `subresource ${i.subResource} is never intercepted` : undefined),
+  (i) => (i.operation === 'CREATE' || i.operation === 'UPDATE' ? undefined : `operation ${i.operation} is not handled`),
+  (i, o) => (o.weirNamespace && i.namespace === o.weirNamespace ? "weir's own namespace" : undefined),
+  (i) => (asDeployment(i.object)?.metadata?.annotations?.[annotations.optOut] === 'disabled' ? `opted out with ${annotations.optOut}: disabled` : undefined),
+  (i) => (asDeployment(i.object)?.metadata?.labels?.[labels.canaryOf] ? 'the canary half of a release' : undefined),
+  (i) => (asDeployment(i.object)?.metadata?.deletionTimestamp ? 'being deleted' : undefined),
+];
+
+/** Why this request is skipped, or undefined when weir must look at it. */
+export function skipReason(input: AdmissionInput, options: MutateOptions): string | undefined {
+  for (const rule of skipRules) {
+    const reason = rule(input, options);
+    if (reason) return reason;
+  }
+  return undefined;
+}
+
+function asDeployment(value: unknown): Deployment | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Deployment) : undefined;
+}
+
+function problem(object: Deployment | undefined): string | undefined {
+  if (!object) return 'the object is not a JSON object';
+  const template = object.spec?.template;
+  if (template === null || typeof template !== 'object') return 'spec.template is missing';
+  if (template.metadata?.labels !== undefined && typeof template.metadata.labels !== 'object') return 'spec.template.metadata.labels is not a map';
+  return undefined;
+}
+
+function weirEntries(map: Record<string, string> | undefined): [string, string][] {
+  return Object.entries(map ?? {}).filter(([k]) => isWeirKey(k));
+}
+
+/**
+ * weir's own labels and annotations survive an apply that omits them (a GitOps manifest never
+ * carries them): the incoming object gets back any the stored object had.
+ */
+function carryOver(next: Deployment, old: Deployment | undefined): void {
+  if (!old) return;
+  next.metadata ??= {};
+  for (const [key, value] of weirEntries(old.metadata?.annotations)) {
+    next.metadata.annotations ??= {};
+    next.metadata.annotations[key] ??= value;
+  }
+  const template = next.spec?.template;
+  if (!template) return;
+  template.metadata ??= {};
+  for (const [key, value] of weirEntries(old.spec?.template?.metadata?.labels)) {
+    template.metadata.labels ??= {};
+    template.metadata.labels[key] ??= value;
+  }
+}
+
+function stampStable(d: Deployment): void {
+  const template = d.spec?.template;
+  if (!template) return;
+  template.metadata ??= {};
+  template.metadata.labels = { ...(template.metadata.labels ?? {}), [labels.track]: tracks.stable };
+}
+
+function setAnnotations(d: Deployment, values: Record<string, string | undefined>): void {
+  d.metadata ??= {};
+  const current = { ...(d.metadata.annotations ?? {}) };
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined) delete current[key];
+    else current[key] = value;
+  }
+  d.metadata.annotations = current;
+}
+
+function phaseOf(d: Deployment): Phase {
+  const value = d.metadata?.annotations?.[annotations.phase];
+  return isPhase(value) ? value : 'Stable';
+}
+
+/** A template change: start, supersede or end (revert) a release. Returns the reason. */
+function onTemplateChange(next: Deployment, old: Deployment, now: Date): string {
+  const oldRevision = templateRevision(old.spec?.template);
+  const newRevision = templateRevision(next.spec?.template);
+  const phase = phaseOf(old);
+  const inRelease = phase !== 'Stable';
+  const stableRevision = (inRelease ? old.metadata?.annotations?.[annotations.stableRevision] : undefined) ?? oldRevision;
+  stampStable(next);
+  next.spec ??= {};
+  if (inRelease && newRevision === stableRevision) {
+    next.spec.paused = false;
+    setAnnotations(next, {
+      [annotations.phase]: 'Stable',
+      [annotations.canaryRevision]: undefined,
+      [annotations.reason]: `Reverted: the template is the stable revision ${stableRevision} again; no canary`,
+    });
+    return `revert to the stable revision ${stableRevision} ends the release`;
+  }
+  next.spec.paused = true;
+  setAnnotations(next, {
+    [annotations.phase]: 'Progressing',
+    [annotations.stableRevision]: stableRevision,
+    [annotations.canaryRevision]: newRevision,
+    [annotations.releaseStarted]: now.toISOString(),
+    [annotations.reason]: inRelease
+      ? `Superseded: canary revision ${newRevision} replaces ${old.metadata?.annotations?.[annotations.canaryRevision] ?? 'the previous canary'}`
+      : `Started: canary revision ${newRevision} against stable revision ${stableRevision}`,
+    [annotations.status]: undefined,
+  });
+  return inRelease ? `release superseded by canary revision ${newRevision}` : `release started for canary revision ${newRevision}`;
+}
+
+/** Decides what to do with one Deployment CREATE or UPDATE and returns the patch for it. */
+export function mutate(input: AdmissionInput, options: MutateOptions): Mutation {
+  const reason = skipReason(input, options);
+  if (reason) return skipped(reason);
+  const original = asDeployment(input.object);
+  const old = input.operation === 'UPDATE' ? asDeployment(input.oldObject) : undefined;
+  const bad = problem(original) ?? (input.operation === 'UPDATE' ? problem(old) : undefined);
+  if (bad || !original) {
+    const message = `weir could not read this Deployment (${bad ?? 'no object'}); it was admitted without a canary`;
+    return { outcome: 'invalid', reason: bad ?? 'no object', patch: [], warnings: [message] };
+  }
+  const next = structuredClone(original);
+  let why: string;
+  if (!old) {
+    stampStable(next);
+    why = 'first version: stamped the stable track';
+  } else {
+    carryOver(next, old);
+    const changed = templateRevision(next.spec?.template) !== templateRevision(old.spec?.template);
+    why = changed ? onTemplateChange(next, old, options.now) : 'pod template unchanged: no release';
+  }
+  const patch = jsonPatch.compare(original, next);
+  return { outcome: patch.length > 0 ? 'patched' : 'unchanged', reason: why, patch, warnings: [] };
+}

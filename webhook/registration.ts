@@ -1,0 +1,42 @@
+// The MutatingWebhookConfiguration that tells the API server to call weir. The Helm chart
+// renders the same shape; the local cluster registers it by URL.
+import { namespaceOptIn } from '../contract/names.ts';
+
+export interface Registration {
+  name?: string;
+  caBundle: string;
+  /** Either a URL (local runs) or a Service in the cluster. */
+  target: { url: string } | { service: { name: string; namespace: string; port: number } };
+  failurePolicy?: 'Ignore' | 'Fail';
+  timeoutSeconds?: number;
+  /** weir's own namespace, never sent to the webhook. */
+  weirNamespace?: string;
+}
+
+export function webhookConfiguration(r: Registration): Record<string, unknown> {
+  const clientConfig = 'url' in r.target
+    ? { url: r.target.url, caBundle: r.caBundle }
+    : { service: { ...r.target.service, path: '/mutate' }, caBundle: r.caBundle };
+  const matchExpressions: Record<string, unknown>[] = [{ key: namespaceOptIn.key, operator: 'In', values: [namespaceOptIn.value] }];
+  if (r.weirNamespace) matchExpressions.push({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [r.weirNamespace] });
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: r.name ?? 'weir' },
+    webhooks: [
+      {
+        name: 'deployments.weir.dev',
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        // A broken weir must never block a cluster's deploys.
+        failurePolicy: r.failurePolicy ?? 'Ignore',
+        timeoutSeconds: r.timeoutSeconds ?? 5,
+        reinvocationPolicy: 'Never',
+        clientConfig,
+        namespaceSelector: { matchExpressions },
+        // `deployments` alone leaves out deployments/scale: scaling is never intercepted.
+        rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments'], scope: 'Namespaced' }],
+      },
+    ],
+  };
+}
