@@ -16,7 +16,7 @@ import { webhookConfiguration } from '../../webhook/registration.ts';
 
 const run = promisify(execFile);
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const clusterDir = join(repoRoot, '.cluster');
+export const clusterDir = process.env.WEIR_CLUSTER_DIR ?? join(repoRoot, '.cluster');
 const cacheDir = process.env.WEIR_CACHE ?? join(process.env.HOME ?? '/root', '.cache/weir');
 
 export interface ClusterState {

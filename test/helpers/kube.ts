@@ -1,0 +1,108 @@
+// Helpers for tests on the local cluster: kubectl, a namespace per test, PromQL, waiting.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { readState, waitFor } from '../cluster/cluster.ts';
+import type { ClusterState } from '../cluster/cluster.ts';
+
+export { waitFor };
+
+export async function cluster(): Promise<ClusterState> {
+  const state = await readState();
+  if (!state) throw new Error('no local cluster is running: tap starts one (test/cluster/before.ts), or run `npm run cluster:up`');
+  return state;
+}
+
+export interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs kubectl against the local cluster; never throws, the caller reads the exit code. */
+export async function kubectlRaw(args: string[], input?: string): Promise<KubectlResult> {
+  const state = await cluster();
+  return new Promise((resolve) => {
+    const child = execFile(join(state.binDir, 'kubectl'), ['--kubeconfig', state.kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+/** Runs kubectl and throws with its stderr when it fails. */
+export async function kubectl(args: string[], input?: string): Promise<string> {
+  const result = await kubectlRaw(args, input);
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
+  return result.stdout;
+}
+
+export async function getJson<T = Record<string, unknown>>(args: string[]): Promise<T> {
+  return JSON.parse(await kubectl([...args, '-o', 'json'])) as T;
+}
+
+export const apply = (namespace: string, manifest: unknown, extra: string[] = []): Promise<string> =>
+  kubectl(['apply', '-n', namespace, ...extra, '-f', '-'], typeof manifest === 'string' ? manifest : JSON.stringify(manifest));
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+/** A fresh namespace for one test, deleted when the test ends. */
+export async function namespace(t: Teardown, options: { optIn?: boolean; prefix?: string } = {}): Promise<string> {
+  const name = `${options.prefix ?? 't'}-${randomBytes(4).toString('hex')}`;
+  await kubectl(['create', 'namespace', name]);
+  if (options.optIn) await kubectl(['label', 'namespace', name, 'weir.dev/canary=enabled']);
+  t.teardown(() => kubectl(['delete', 'namespace', name, '--wait=false']).catch(() => undefined));
+  await waitFor(`ServiceAccount default in ${name}`, async () => (await kubectlRaw(['get', 'sa', 'default', '-n', name])).code === 0);
+  return name;
+}
+
+export interface Sample {
+  metric: Record<string, string>;
+  value: number;
+}
+
+/** An instant PromQL query on the local Prometheus. */
+export async function promQuery(query: string): Promise<Sample[]> {
+  const state = await cluster();
+  const res = await request(`${state.prometheusUrl}/api/v1/query?${new URLSearchParams({ query }).toString()}`);
+  const body = (await res.body.json()) as { status: string; data?: { result?: { metric: Record<string, string>; value: [number, string] }[] } };
+  if (body.status !== 'success') throw new Error(`PromQL ${query} failed: ${JSON.stringify(body)}`);
+  return (body.data?.result ?? []).map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+}
+
+/** A plain Deployment manifest, as a user would write it. */
+export function deployment(name: string, options: { image?: string; replicas?: number; labels?: Record<string, string>; selector?: Record<string, string>; podAnnotations?: Record<string, string>; annotations?: Record<string, string> } = {}): Record<string, unknown> {
+  const labels = { app: name, ...(options.labels ?? {}) };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, annotations: options.annotations ?? {} },
+    spec: {
+      replicas: options.replicas ?? 2,
+      selector: { matchLabels: options.selector ?? { app: labels.app } },
+      template: {
+        metadata: { labels, annotations: options.podAnnotations ?? {} },
+        spec: { containers: [{ name: 'app', image: options.image ?? 'example.com/app:v1', ports: [{ containerPort: 8080 }] }] },
+      },
+    },
+  };
+}
+
+export function service(name: string, options: { rps?: number; selector?: Record<string, string> } = {}): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, annotations: options.rps === undefined ? {} : { 'sim.weir.dev/rps': String(options.rps) } },
+    spec: { selector: options.selector ?? { app: name }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  };
+}
+
+/** Ready pods of a Deployment-like selector, by `kubectl get pods`. */
+export async function readyPods(namespace: string, selector: string): Promise<number> {
+  const pods = await getJson<{ items: { status?: { conditions?: { type: string; status: string }[] }; metadata?: { deletionTimestamp?: string } }[] }>(['get', 'pods', '-n', namespace, '-l', selector]);
+  return pods.items.filter((p) => !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')).length;
+}
