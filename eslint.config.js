@@ -11,15 +11,18 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-non-null-assertion': 'error',
+      // fastify handlers and tap tests are idiomatically async without awaiting.
+      '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }],
-      complexity: ['error', 15],
+      // `??` and `?.` count as branches here, so the cap sits above the classic 10.
+      complexity: ['error', 20],
       'max-depth': ['error', 4],
     },
   },
   {
     files: ['test/**/*.ts'],
-    rules: { 'max-lines-per-function': 'off', '@typescript-eslint/no-floating-promises': 'off' },
+    rules: { 'max-lines-per-function': 'off', complexity: ['error', 30], '@typescript-eslint/no-floating-promises': 'off' },
   },
 );

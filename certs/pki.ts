@@ -33,7 +33,7 @@ export interface LeafRequest {
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
-  return webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']) as Promise<CryptoKeyPair>;
+  return webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
 }
 
 async function keyToPem(key: CryptoKey): Promise<string> {

@@ -64,7 +64,7 @@ export function skipReason(input: AdmissionInput, options: MutateOptions): strin
 }
 
 function asDeployment(value: unknown): Deployment | undefined {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Deployment) : undefined;
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value) : undefined;
 }
 
 function problem(object: Deployment | undefined): string | undefined {
