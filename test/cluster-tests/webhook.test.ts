@@ -1,0 +1,111 @@
+// Issue 3's acceptance on the local control plane: the API server calls weir's webhook over TLS.
+import t from 'tap';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { apply, deployment, getJson, kubectl, namespace, waitFor } from '../helpers/kube.ts';
+import { buildApp } from '../../webhook/app.ts';
+import { writeWebhookCerts } from '../../certs/main.ts';
+import { webhookConfiguration } from '../../webhook/registration.ts';
+
+interface Dep {
+  metadata: { generation: number; annotations?: Record<string, string> };
+  spec: { paused?: boolean; replicas: number; template: { metadata: { labels: Record<string, string> } } };
+  status?: { observedGeneration?: number; readyReplicas?: number };
+}
+interface RsList { items: { metadata: { name: string } }[] }
+
+const get = (ns: string): Promise<Dep> => getJson<Dep>(['get', 'deployment', 'web', '-n', ns]);
+const replicaSets = async (ns: string): Promise<RsList['items']> => (await getJson<RsList>(['get', 'rs', '-n', ns])).items;
+/** The Deployment controller has seen the latest spec: what it did (or did not do) is final. */
+const observed = (ns: string): Promise<void> => waitFor('the Deployment controller to observe the change', async () => {
+  const d = await get(ns);
+  return d.status?.observedGeneration === d.metadata.generation;
+}, 30_000);
+const v = (image: string, replicas = 2): Record<string, unknown> => deployment('web', { image, replicas });
+
+t.test('in an opted-in namespace: stamp, hold, record, pass replicas, end on revert', async (t) => {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, v('example.com/web:v1'));
+  t.equal((await get(ns)).spec.template.metadata.labels['weir.dev/track'], 'stable', 'CREATE stamps the stable track');
+  await observed(ns);
+  const [stableRs] = await replicaSets(ns);
+
+  await apply(ns, v('example.com/web:v2'));
+  const held = await get(ns);
+  t.equal(held.spec.paused, true, 'a new image pauses the Deployment');
+  t.equal(held.metadata.annotations?.['weir.dev/phase'], 'Progressing');
+  t.ok(held.metadata.annotations?.['weir.dev/canary-revision'], 'the canary revision is recorded');
+  await observed(ns);
+  const during = await replicaSets(ns);
+  t.same(during.map((rs) => rs.metadata.name), [stableRs?.metadata.name], 'no new ReplicaSet: pods stay on the stable one');
+
+  await apply(ns, v('example.com/web:v2', 3));
+  const scaled = await get(ns);
+  t.equal(scaled.spec.replicas, 3, 'a replicas-only change passes');
+  t.equal(scaled.metadata.annotations?.['weir.dev/canary-revision'], held.metadata.annotations?.['weir.dev/canary-revision'], 'and is not a release');
+  t.equal(scaled.metadata.annotations?.['weir.dev/release-started'], held.metadata.annotations?.['weir.dev/release-started']);
+
+  await apply(ns, v('example.com/web:v1', 3));
+  const reverted = await get(ns);
+  t.notOk(reverted.spec.paused, 'a revert unpauses');
+  t.equal(reverted.metadata.annotations?.['weir.dev/phase'], 'Stable', 'and ends the release');
+  await observed(ns);
+  t.equal((await replicaSets(ns)).length, 1, 'still one ReplicaSet: nothing rolled');
+});
+
+t.test('a namespace without the label is left alone', async (t) => {
+  const ns = await namespace(t);
+  await apply(ns, v('example.com/web:v1'));
+  await apply(ns, v('example.com/web:v2'));
+  const d = await get(ns);
+  t.notOk(d.spec.template.metadata.labels['weir.dev/track'], 'no label');
+  t.notOk(d.spec.paused, 'not paused');
+  t.notOk(d.metadata.annotations?.['weir.dev/phase'], 'no release');
+});
+
+t.test('kubectl apply --dry-run=server and --server-side both work', async (t) => {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, v('example.com/web:v1'));
+  const dry = JSON.parse(await apply(ns, v('example.com/web:v2'), ['--dry-run=server', '-o', 'json'])) as Dep;
+  t.equal(dry.spec.paused, true, 'the dry run shows the answer');
+  t.equal(dry.metadata.annotations?.['weir.dev/phase'], 'Progressing');
+  t.notOk((await get(ns)).spec.paused, 'and stores nothing');
+  await apply(ns, v('example.com/web:v2'), ['--server-side', '--force-conflicts']);
+  const ssa = await get(ns);
+  t.equal(ssa.spec.paused, true, 'server-side apply starts the release');
+  t.equal(ssa.spec.template.metadata.labels['weir.dev/track'], 'stable', 'and keeps the track label');
+  const generation = ssa.metadata.generation;
+  await apply(ns, v('example.com/web:v2'), ['--server-side', '--force-conflicts']);
+  t.equal((await get(ns)).metadata.generation, generation, 're-applying the same manifest changes nothing');
+});
+
+t.test('with the webhook stopped, kubectl apply still succeeds (failurePolicy Ignore)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-stopped-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
+  const app = buildApp({ tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') }, logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  // A private registration selects only this test's namespace, so other tests keep the shared weir.
+  const id = randomBytes(4).toString('hex');
+  const ns = await namespace(t);
+  await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
+  const config = webhookConfiguration({ name: `weir-${id}`, caBundle, target: { url: `https://127.0.0.1:${port}/mutate` } }) as { webhooks: { namespaceSelector: unknown }[] };
+  for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
+  await apply(ns, config);
+  t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
+  await waitFor('the private webhook to be called', async () => {
+    await kubectl(['delete', 'deployment', 'probe', '-n', ns, '--ignore-not-found']);
+    await apply(ns, deployment('probe'));
+    const d = await getJson<Dep>(['get', 'deployment', 'probe', '-n', ns]);
+    return d.spec.template.metadata.labels['weir.dev/track'] === 'stable';
+  }, 30_000, 500);
+  await app.close();
+  await apply(ns, v('example.com/web:v1'));
+  await apply(ns, v('example.com/web:v2'));
+  t.equal(((await get(ns)).spec.template as unknown as { spec: { containers: { image: string }[] } }).spec.containers[0]?.image, 'example.com/web:v2', 'the update is stored');
+  t.notOk((await get(ns)).spec.paused, 'the update went through unguarded rather than blocked');
+});
