@@ -1,0 +1,59 @@
+// Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
+import type { MetricPolicy } from './policy.ts';
+
+/** One metric measured for one release in one window. */
+export interface Measurement {
+  metric: string;
+  /** The canary's value; undefined when Prometheus had no data (or NaN). */
+  canary?: number;
+  /** The stable half's value in the same window, for relative metrics. */
+  stable?: number;
+  /** Canary requests in the window, when the metric knows it. */
+  requests?: number;
+  /** Prometheus could not be asked: unreachable, timed out, or answered with an error. */
+  error?: string;
+}
+
+export type Verdict = 'pass' | 'fail' | 'inconclusive' | 'error';
+
+export interface Judgement {
+  metric: string;
+  verdict: Verdict;
+  /** A failure at or above the metric's ceiling: roll back now. */
+  hard: boolean;
+  value?: number;
+  threshold: number;
+  reason: string;
+}
+
+const pct = (v: number): string => `${(v * 100).toFixed(2)}%`;
+const show = (metric: MetricPolicy, v: number): string => (metric.query === 'error-rate' ? pct(v) : String(Number(v.toPrecision(6))));
+
+/** Judges one metric's measurement against its policy. */
+export function judge(metric: MetricPolicy, m: Measurement, minRequests: number): Judgement {
+  const base = { metric: metric.name, hard: false, threshold: metric.max };
+  if (m.error !== undefined) return { ...base, verdict: 'error', reason: `Prometheus could not be asked: ${m.error}` };
+  const value = m.canary;
+  if (value === undefined || !Number.isFinite(value)) return { ...base, verdict: 'inconclusive', reason: 'no data for the canary in the window' };
+  if (m.requests !== undefined && m.requests < minRequests) {
+    return { ...base, value, verdict: 'inconclusive', reason: `${Math.round(m.requests)} canary requests in the window, fewer than the ${minRequests} needed` };
+  }
+  if (metric.ceiling !== undefined && value >= metric.ceiling) {
+    return { ...base, value, verdict: 'fail', hard: true, threshold: metric.ceiling, reason: `${show(metric, value)} is at or above the hard ceiling ${show(metric, metric.ceiling)}` };
+  }
+  if (metric.relativeMargin !== undefined && m.stable !== undefined && Number.isFinite(m.stable)) {
+    const threshold = m.stable + metric.relativeMargin;
+    const verdict = value <= threshold ? 'pass' : 'fail';
+    const relation = verdict === 'pass' ? 'within' : 'above';
+    return { ...base, value, verdict, threshold, reason: `${show(metric, value)} is ${relation} stable ${show(metric, m.stable)} + margin ${show(metric, metric.relativeMargin)}` };
+  }
+  const verdict = value <= metric.max ? 'pass' : 'fail';
+  return { ...base, value, verdict, reason: `${show(metric, value)} ${verdict === 'pass' ? '≤' : '>'} ${show(metric, metric.max)}` };
+}
+
+/** One check's verdict over all metrics: any failure fails, then any error, then any inconclusive. */
+export function combine(judgements: Judgement[]): Verdict {
+  const order: Verdict[] = ['fail', 'error', 'inconclusive'];
+  for (const v of order) if (judgements.some((j) => j.verdict === v)) return v;
+  return judgements.length > 0 ? 'pass' : 'inconclusive';
+}

@@ -1,0 +1,225 @@
+// The release state machine: (observed state, measurements, now, policy) → actions. Pure.
+// Every "what happens when…" about a release is answered in this file.
+import type { Phase } from '../contract/names.ts';
+import { keptChecks } from '../contract/status.ts';
+import type { CheckRecord, DrainOutcome, ReleaseStatus } from '../contract/status.ts';
+import { combine, judge } from './analysis.ts';
+import type { Judgement, Measurement } from './analysis.ts';
+import type { Policy } from './policy.ts';
+
+export interface CanaryObserved {
+  revision: string;
+  replicas: number;
+  readyReplicas: number;
+  /** Its controller has seen its latest spec. */
+  current: boolean;
+}
+
+/** Everything decide needs about one Deployment, read from the cluster. */
+export interface Observed {
+  namespace: string;
+  name: string;
+  phase: Phase;
+  canaryRevision?: string;
+  stableRevision?: string;
+  /** The namespace lost its label or the Deployment was annotated `weir.dev/canary: disabled`. */
+  optedOut: boolean;
+  replicas: number;
+  paused: boolean;
+  /** The user's Deployment has rolled out its template and all of it is available. */
+  rolledOut: boolean;
+  status?: ReleaseStatus;
+  canary?: CanaryObserved;
+  /** The canary weight on the VirtualService route, or why it cannot be read or written. */
+  routing: { ok: true; canaryWeight: number } | { ok: false; error: string };
+  subsetsReady: boolean;
+  unlabelledStablePods: number;
+  policy: { ok: true; value: Policy } | { ok: false; errors: string[] };
+}
+
+export type Action =
+  | { kind: 'labelStablePods' }
+  | { kind: 'ensureSubsets' }
+  | { kind: 'ensureCanary'; replicas: number }
+  | { kind: 'setWeight'; weight: number }
+  | { kind: 'deleteCanary' }
+  | { kind: 'unpause' }
+  | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
+  | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string }
+  | { kind: 'status'; status: ReleaseStatus };
+
+const ms = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
+const event = (type: 'Normal' | 'Warning', reason: string, message: string): Action => ({ kind: 'event', type, reason, message });
+
+/** Canary pods for a weight: its share of the Deployment's replicas, at least one. */
+export function canaryReplicas(replicas: number, weight: number): number {
+  return Math.max(1, Math.ceil((replicas * weight) / 100));
+}
+
+function fresh(revision: string, weight: number): ReleaseStatus {
+  return { revision, step: 0, weight, failures: 0, checks: [], message: 'preparing the canary' };
+}
+
+/** Is a check due? Only while a step's weight is set and nothing is draining. */
+export function checkDue(o: Observed, now: Date): boolean {
+  const s = o.status;
+  if (o.phase !== 'Progressing' || !o.policy.ok || !s || s.revision !== o.canaryRevision || s.drainingSince || !s.stepStartedAt) return false;
+  const since = ms(s.lastCheckAt ?? s.stepStartedAt);
+  return now.getTime() - since >= o.policy.value.intervalMs;
+}
+
+/** Starts draining: weight to stable now, the canary goes once the mesh has stopped using it. */
+function drain(s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: string, weight: number): Action[] {
+  const next: ReleaseStatus = { ...s, weight: 0, drainingSince: now.toISOString(), outcome, message };
+  return [...(weight > 0 ? [{ kind: 'setWeight', weight: 0 } as Action] : []), { kind: 'status', status: next }];
+}
+
+function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
+  const done = (phase: Phase, reason: string, extra: Action[] = [], promotedRevision?: string): Action[] => [
+    ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
+    ...extra,
+    { kind: 'setPhase', phase, reason, ...(promotedRevision ? { promotedRevision } : {}) },
+    { kind: 'status', status: { ...s, drainingSince: undefined, message: reason } },
+  ];
+  switch (s.outcome) {
+    case 'promote':
+      return done('Stable', `Promoted: revision ${s.revision} is stable`, [event('Normal', 'Promoted', `revision ${s.revision} is stable on all replicas; canary removed`)], s.revision);
+    case 'rollback':
+      return done('RolledBack', s.message, [event('Warning', 'RolledBack', `${s.message.replace(/^RolledBack: /, '')}; traffic is on stable and the canary was removed`)]);
+    case 'opt-out':
+      return done('Stable', 'OptedOut: weir stopped guarding this Deployment; Kubernetes rolls out the applied spec', [{ kind: 'unpause' }, event('Warning', 'OptedOut', 'weir no longer guards this Deployment: canary removed, Deployment resumed')]);
+    case 'settle':
+      return [...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []), { kind: 'status', status: { ...s, drainingSince: undefined } }];
+    default:
+      return [{ kind: 'status', status: { ...fresh(s.revision, 0), message: 'canary replaced; restarting the steps' } }];
+  }
+}
+
+function describeChecks(judgements: Judgement[]): string {
+  return judgements.map((j) => `${j.metric}: ${j.reason}`).join('; ');
+}
+
+/** Records one check and decides: carry on, roll back, or hold. */
+function onCheck(o: Observed, s: ReleaseStatus, policy: Policy, measured: Measurement[], now: Date): { status: ReleaseStatus; actions: Action[]; rollback: boolean } {
+  const judgements = policy.metrics.map((metric) => judge(metric, measured.find((m) => m.metric === metric.name) ?? { metric: metric.name }, policy.minRequests));
+  const verdict = combine(judgements);
+  const records: CheckRecord[] = judgements.map((j) => ({ at: now.toISOString(), metric: j.metric, verdict: j.verdict, threshold: j.threshold, reason: j.reason, ...(j.value !== undefined ? { value: j.value } : {}) }));
+  const failures = s.failures + (verdict === 'fail' ? 1 : 0);
+  const status: ReleaseStatus = { ...s, lastCheckAt: now.toISOString(), lastVerdict: verdict, failures, checks: [...s.checks, ...records].slice(-keptChecks) };
+  const text = describeChecks(judgements);
+  const hard = judgements.some((j) => j.hard);
+  if (verdict === 'fail' && (hard || failures >= policy.failureLimit)) {
+    const why = hard ? 'hard ceiling reached' : `${failures} failed checks reached the failure limit ${policy.failureLimit}`;
+    return { status, rollback: true, actions: [event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${why}; ${text}`)] };
+  }
+  const eventFor: Record<typeof verdict, Action> = {
+    pass: event('Normal', 'CheckPassed', `at ${s.weight}%: ${text}`),
+    fail: event('Warning', 'CheckFailed', `at ${s.weight}% (${failures}/${policy.failureLimit} failures): ${text}`),
+    inconclusive: event('Warning', 'CheckInconclusive', `at ${s.weight}%, holding: ${text}`),
+    error: event('Warning', 'MetricsUnavailable', `at ${s.weight}%, holding and never promoting while the metrics are unknown: ${text}`),
+  };
+  return { status: { ...status, message: `step ${s.step + 1}/${policy.steps.length} at ${s.weight}%: last check ${verdict}` }, rollback: false, actions: [eventFor[verdict]] };
+}
+
+/** Brings the canary to its step's size and, once it is Ready, gives it the step's weight. */
+function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date, weight: number): Action[] {
+  const target = policy.steps[s.step] ?? 100;
+  const replicas = canaryReplicas(o.replicas, target);
+  const canary = o.canary;
+  if (!canary || canary.revision !== s.revision || canary.replicas !== replicas) {
+    return [{ kind: 'ensureCanary', replicas }, { kind: 'status', status: { ...s, message: `scaling the canary to ${replicas} for ${target}%` } }];
+  }
+  if (!canary.current || canary.readyReplicas < replicas) {
+    const message = `waiting for the canary to be Ready (${canary.readyReplicas}/${replicas}) before giving it ${target}%`;
+    return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
+  }
+  const next: ReleaseStatus = { ...s, weight: target, stepStartedAt: now.toISOString(), lastCheckAt: undefined, lastVerdict: undefined, message: `step ${s.step + 1}/${policy.steps.length}: ${target}% to the canary` };
+  return [
+    ...(weight !== target ? [{ kind: 'setWeight', weight: target } as Action] : []),
+    event('Normal', 'WeightSet', `step ${s.step + 1}/${policy.steps.length}: canary weight ${target}% (revision ${s.revision})`),
+    { kind: 'status', status: next },
+  ];
+}
+
+function promote(o: Observed, s: ReleaseStatus): Action[] {
+  return [
+    { kind: 'unpause' },
+    { kind: 'setPhase', phase: 'Promoting', reason: `Promoting: every step passed; the Deployment rolls out revision ${s.revision} while the canary serves` },
+    event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${s.revision}`),
+    { kind: 'status', status: { ...s, message: 'promoting: waiting for the Deployment to roll out' } },
+  ];
+}
+
+function progressing(o: Observed, s: ReleaseStatus, policy: Policy, measured: Measurement[] | undefined, now: Date, weight: number): Action[] {
+  if (o.unlabelledStablePods > 0) return [{ kind: 'labelStablePods' }];
+  if (!o.subsetsReady) return [{ kind: 'ensureSubsets' }];
+  const target = policy.steps[s.step] ?? 100;
+  if (!s.stepStartedAt || s.weight !== target) return enterStep(o, s, policy, now, weight);
+  let status = s;
+  const actions: Action[] = [];
+  if (measured) {
+    const check = onCheck(o, s, policy, measured, now);
+    if (check.rollback) {
+      const reason = check.actions[0]?.kind === 'event' ? check.actions[0].message : 'rolled back';
+      return [...check.actions, ...drain(check.status, now, 'rollback', `RolledBack: ${reason}`, weight)];
+    }
+    status = check.status;
+    actions.push(...check.actions);
+  }
+  const isLast = s.step >= policy.steps.length - 1;
+  const pauseOver = now.getTime() - ms(status.stepStartedAt) >= (isLast ? 0 : policy.stepPauseMs);
+  if (pauseOver && status.lastVerdict === 'pass') {
+    if (isLast) return [...actions, ...promote(o, status)];
+    const next: ReleaseStatus = { ...status, step: status.step + 1, stepStartedAt: undefined, lastCheckAt: undefined, lastVerdict: undefined };
+    return [...actions, ...enterStep(o, next, policy, now, weight)];
+  }
+  return measured ? [...actions, { kind: 'status', status }] : actions;
+}
+
+/** Phases Stable and RolledBack: no canary weight and no canary left behind. */
+function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
+  const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
+  if (weight > 0) return drain(base, now, 'settle', `${o.phase}: traffic back to stable`, weight);
+  if (base.drainingSince) return [];
+  return o.canary ? [{ kind: 'deleteCanary' }] : [];
+}
+
+/** The next actions for one Deployment. `measured` is given when a check was due and ran. */
+export function decide(o: Observed, measured: Measurement[] | undefined, now: Date): Action[] {
+  const weight = o.routing.ok ? o.routing.canaryWeight : 0;
+  const s0 = o.status;
+  if (s0?.drainingSince && o.routing.ok) {
+    const policyDrain = o.policy.ok ? o.policy.value.drainMs : 10_000;
+    if (now.getTime() - ms(s0.drainingSince) < policyDrain) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
+    // A revert (phase set by the webhook) mid-drain only needs the canary gone.
+    if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s0, outcome: 'settle' });
+    if (s0.revision === o.canaryRevision) return finishDrain(o, s0);
+  }
+  if (o.phase === 'Stable' || o.phase === 'RolledBack') return o.routing.ok ? settled(o, s0, now, weight) : [];
+  if (!o.routing.ok) {
+    const message = `routing: ${o.routing.error}`;
+    return s0?.message === message ? [] : [event('Warning', 'RoutingError', o.routing.error), { kind: 'status', status: { ...(s0 ?? fresh(o.canaryRevision ?? 'none', 0)), message } }];
+  }
+  if (!o.policy.ok) {
+    const message = `invalid policy, holding: ${o.policy.errors.join('; ')}`;
+    return s0?.message === message ? [] : [event('Warning', 'InvalidPolicy', message), { kind: 'status', status: { ...(s0 ?? fresh(o.canaryRevision ?? 'none', weight)), message } }];
+  }
+  const revision = o.canaryRevision ?? 'none';
+  if (!s0 || s0.revision !== revision) {
+    const superseded = s0 !== undefined && s0.revision !== revision && o.phase === 'Progressing' && (weight > 0 || o.canary !== undefined);
+    const start = fresh(revision, weight);
+    const started = event('Normal', superseded ? 'Superseded' : 'ReleaseStarted', superseded ? `revision ${revision} replaces canary ${s0.revision}; weight back to stable, steps restart` : `release of revision ${revision} started against stable ${o.stableRevision ?? 'unknown'}`);
+    if (superseded && weight > 0) return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
+    return [started, { kind: 'status', status: start }];
+  }
+  if (o.optedOut) return drain(s0, now, 'opt-out', 'opted out: traffic back to stable', weight);
+  if (o.phase === 'Promoting') {
+    if (o.paused) return [{ kind: 'unpause' }];
+    if (!o.rolledOut) {
+      const message = 'promoting: waiting for the Deployment to roll out';
+      return s0.message === message ? [] : [{ kind: 'status', status: { ...s0, message } }];
+    }
+    return drain(s0, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
+  }
+  return progressing(o, s0, o.policy.value, measured, now, weight);
+}

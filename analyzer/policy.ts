@@ -1,0 +1,205 @@
+// A release's policy: named policies from the config file, overridden per Deployment by
+// annotations. A bad value is an error that names the annotation, never a silent default.
+import { parse as parseYaml } from 'yaml';
+
+export interface MetricPolicy {
+  name: string;
+  /** `error-rate` is Istio's 5xx ratio; otherwise a PromQL template that yields one value. */
+  query: 'error-rate' | string;
+  /** Highest passing value. */
+  max: number;
+  /** At or above this value the release rolls back at once. */
+  ceiling?: number;
+  /** Judge against the stable half in the same window: pass while canary ≤ stable + margin. */
+  relativeMargin?: number;
+}
+
+export interface Policy {
+  /** Canary weights, in percent, strictly rising, ending at 100. */
+  steps: number[];
+  stepPauseMs: number;
+  intervalMs: number;
+  failureLimit: number;
+  /** Fewer canary requests than this in a window: inconclusive. */
+  minRequests: number;
+  /** Time with 0 % canary weight before a canary is removed, so the mesh stops sending to it. */
+  drainMs: number;
+  metrics: MetricPolicy[];
+}
+
+export interface Routing {
+  virtualService?: string;
+  route?: string;
+  destinationRule?: string;
+  service?: string;
+  stableSubset: string;
+  canarySubset: string;
+}
+
+/** The seed's numbers: 10 → 50 → 100 %, 5 min pauses, a check every 60 s, ≤ 5 % 5xx, 3 failures. */
+export const defaultPolicy: Policy = {
+  steps: [10, 50, 100],
+  stepPauseMs: 5 * 60_000,
+  intervalMs: 60_000,
+  failureLimit: 3,
+  minRequests: 20,
+  drainMs: 10_000,
+  metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 }],
+};
+
+export const policyAnnotations = {
+  policy: 'weir.dev/policy',
+  steps: 'weir.dev/steps',
+  stepPause: 'weir.dev/step-pause',
+  interval: 'weir.dev/analysis-interval',
+  maxErrorRate: 'weir.dev/max-error-rate',
+  failureLimit: 'weir.dev/failure-limit',
+  minRequests: 'weir.dev/min-requests',
+  drain: 'weir.dev/drain',
+  virtualService: 'weir.dev/virtual-service',
+  route: 'weir.dev/route',
+  destinationRule: 'weir.dev/destination-rule',
+  service: 'weir.dev/service',
+  stableSubset: 'weir.dev/stable-subset',
+  canarySubset: 'weir.dev/canary-subset',
+} as const;
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] };
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `500ms`, `30s`, `5m`, `1h` → milliseconds; undefined when it is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  const unit = m?.[2] ? units[m[2]] : undefined;
+  return m?.[1] && unit ? Math.round(Number(m[1]) * unit) : undefined;
+}
+
+export function parseSteps(text: string): number[] | undefined {
+  const steps = text.split(',').map((s) => Number(s.trim()));
+  const valid = steps.length > 0 && steps.every((s, i) => Number.isInteger(s) && s > 0 && s <= 100 && (i === 0 || s > (steps[i - 1] ?? 0)));
+  return valid && steps[steps.length - 1] === 100 ? steps : undefined;
+}
+
+type Field = { key: string; text: string };
+
+function fraction(f: Field, errors: string[]): number | undefined {
+  const n = Number(f.text);
+  if (f.text.trim() !== '' && Number.isFinite(n) && n >= 0 && n <= 1) return n;
+  errors.push(`${f.key}: "${f.text}" is not a fraction between 0 and 1 (5 % is 0.05)`);
+  return undefined;
+}
+
+function count(f: Field, errors: string[], min: number): number | undefined {
+  const n = Number(f.text);
+  if (Number.isInteger(n) && n >= min) return n;
+  errors.push(`${f.key}: "${f.text}" is not a whole number of at least ${min}`);
+  return undefined;
+}
+
+function duration(f: Field, errors: string[]): number | undefined {
+  const ms = parseDuration(f.text);
+  if (ms !== undefined && ms > 0) return ms;
+  errors.push(`${f.key}: "${f.text}" is not a duration such as 30s or 5m`);
+  return undefined;
+}
+
+/** Applies the per-Deployment annotation overrides to a named policy. */
+export function resolvePolicy(annotations: Record<string, string>, policies: Record<string, Policy>): Parsed<Policy> {
+  const errors: string[] = [];
+  const name = annotations[policyAnnotations.policy] ?? 'default';
+  const base = policies[name];
+  if (!base) return { ok: false, errors: [`${policyAnnotations.policy}: no policy named "${name}" (known: ${Object.keys(policies).join(', ')})`] };
+  const policy: Policy = structuredClone(base);
+  const field = (key: string): Field | undefined => (annotations[key] === undefined ? undefined : { key, text: annotations[key] });
+  const steps = field(policyAnnotations.steps);
+  if (steps) {
+    const parsed = parseSteps(steps.text);
+    if (parsed) policy.steps = parsed;
+    else errors.push(`${steps.key}: "${steps.text}" must be rising percentages ending at 100, such as 10,50,100`);
+  }
+  const set = <K extends keyof Policy>(key: K, value: Policy[K] | undefined): void => {
+    if (value !== undefined) policy[key] = value;
+  };
+  const f = (key: string, read: (f: Field) => number | undefined): number | undefined => {
+    const x = field(key);
+    return x ? read(x) : undefined;
+  };
+  set('stepPauseMs', f(policyAnnotations.stepPause, (x) => duration(x, errors)));
+  set('intervalMs', f(policyAnnotations.interval, (x) => duration(x, errors)));
+  set('drainMs', f(policyAnnotations.drain, (x) => duration(x, errors)));
+  set('failureLimit', f(policyAnnotations.failureLimit, (x) => count(x, errors, 1)));
+  set('minRequests', f(policyAnnotations.minRequests, (x) => count(x, errors, 0)));
+  const maxErrorRate = f(policyAnnotations.maxErrorRate, (x) => fraction(x, errors));
+  if (maxErrorRate !== undefined) {
+    for (const m of policy.metrics) if (m.query === 'error-rate') m.max = maxErrorRate;
+  }
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: policy };
+}
+
+export function resolveRouting(annotations: Record<string, string>): Routing {
+  const pick = (key: string): Record<string, string> => (annotations[key] ? { v: annotations[key] } : {});
+  const routing: Routing = {
+    stableSubset: annotations[policyAnnotations.stableSubset] ?? 'stable',
+    canarySubset: annotations[policyAnnotations.canarySubset] ?? 'canary',
+  };
+  const optional = { virtualService: policyAnnotations.virtualService, route: policyAnnotations.route, destinationRule: policyAnnotations.destinationRule, service: policyAnnotations.service } as const;
+  for (const [field, key] of Object.entries(optional) as [keyof typeof optional, string][]) {
+    const value = pick(key).v;
+    if (value) routing[field] = value;
+  }
+  return routing;
+}
+
+interface RawMetric { name?: unknown; query?: unknown; max?: unknown; ceiling?: unknown; relativeMargin?: unknown }
+interface RawPolicy { steps?: unknown; stepPause?: unknown; interval?: unknown; failureLimit?: unknown; minRequests?: unknown; drain?: unknown; metrics?: unknown }
+
+function readMetric(raw: RawMetric, where: string, errors: string[]): MetricPolicy | undefined {
+  const query = raw.query ?? 'error-rate';
+  if (typeof raw.name !== 'string' || typeof query !== 'string' || typeof raw.max !== 'number') {
+    errors.push(`${where}: a metric needs a name, a max (number) and a query ("error-rate" or PromQL)`);
+    return undefined;
+  }
+  const metric: MetricPolicy = { name: raw.name, query, max: raw.max };
+  if (typeof raw.ceiling === 'number') metric.ceiling = raw.ceiling;
+  if (typeof raw.relativeMargin === 'number') metric.relativeMargin = raw.relativeMargin;
+  return metric;
+}
+
+function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
+  const annotationsLike: Record<string, string> = {};
+  const map: [keyof RawPolicy, string][] = [
+    ['steps', policyAnnotations.steps], ['stepPause', policyAnnotations.stepPause], ['interval', policyAnnotations.interval],
+    ['failureLimit', policyAnnotations.failureLimit], ['minRequests', policyAnnotations.minRequests], ['drain', policyAnnotations.drain],
+  ];
+  for (const [field, key] of map) {
+    const v = raw[field];
+    if (v !== undefined) annotationsLike[key] = Array.isArray(v) ? v.join(',') : String(v as string | number);
+  }
+  const resolved = resolvePolicy(annotationsLike, { default: defaultPolicy });
+  if (!resolved.ok) {
+    errors.push(...resolved.errors.map((e) => `policies.${name}: ${e.replace('weir.dev/', '')}`));
+    return defaultPolicy;
+  }
+  const policy = resolved.value;
+  if (Array.isArray(raw.metrics)) {
+    policy.metrics = (raw.metrics as RawMetric[]).map((m, i) => readMetric(m, `policies.${name}.metrics[${i}]`, errors)).filter((m): m is MetricPolicy => m !== undefined);
+  }
+  return policy;
+}
+
+/** Reads the policy file (YAML: `policies: {name: {...}}`); `default` holds the seed's numbers unless redefined. */
+export function parsePolicyFile(text: string): Parsed<Record<string, Policy>> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (error) {
+    return { ok: false, errors: [`the policy file is not YAML: ${error instanceof Error ? error.message : String(error)}`] };
+  }
+  const raw = (doc as { policies?: unknown } | null)?.policies;
+  if (raw === undefined || raw === null || typeof raw !== 'object') return { ok: false, errors: ['the policy file needs a `policies:` map'] };
+  const errors: string[] = [];
+  const policies: Record<string, Policy> = { default: defaultPolicy };
+  for (const [name, p] of Object.entries(raw as Record<string, RawPolicy>)) policies[name] = readPolicy(name, p ?? {}, errors);
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: policies };
+}

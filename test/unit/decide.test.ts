@@ -1,0 +1,198 @@
+// The release state machine, driven through whole releases without any I/O: a small model of
+// the cluster applies each action the way the analyzer's edges would.
+import t from 'tap';
+import { decide, checkDue, canaryReplicas } from '../../analyzer/decide.ts';
+import type { Action, Observed } from '../../analyzer/decide.ts';
+import type { Measurement } from '../../analyzer/analysis.ts';
+import { defaultPolicy } from '../../analyzer/policy.ts';
+import type { Policy } from '../../analyzer/policy.ts';
+
+const policy: Policy = { ...defaultPolicy, stepPauseMs: 30_000, intervalMs: 10_000, drainMs: 5_000 };
+
+function world(overrides: Partial<Observed> = {}): Observed {
+  return {
+    namespace: 'ns', name: 'web', phase: 'Progressing', canaryRevision: 'c1', stableRevision: 's1', optedOut: false,
+    replicas: 4, paused: true, rolledOut: false, routing: { ok: true, canaryWeight: 0 }, subsetsReady: true, unlabelledStablePods: 0,
+    policy: { ok: true, value: policy }, ...overrides,
+  };
+}
+
+/** Applies actions as the edges would; canaries become Ready at once, rollouts complete at once. */
+function apply(o: Observed, actions: Action[], log: string[]): void {
+  for (const a of actions) {
+    switch (a.kind) {
+      case 'setWeight': o.routing = { ok: true, canaryWeight: a.weight }; log.push(`weight ${a.weight}`); break;
+      case 'ensureCanary': o.canary = { revision: o.canaryRevision ?? '', replicas: a.replicas, readyReplicas: a.replicas, current: true }; break;
+      case 'deleteCanary': o.canary = undefined; log.push('delete canary'); break;
+      case 'unpause': o.paused = false; o.rolledOut = true; log.push('unpause'); break;
+      case 'setPhase': o.phase = a.phase; if (a.promotedRevision) o.stableRevision = a.promotedRevision; log.push(`phase ${a.phase}`); break;
+      case 'status': o.status = a.status; break;
+      case 'labelStablePods': o.unlabelledStablePods = 0; log.push('label stable pods'); break;
+      case 'ensureSubsets': o.subsetsReady = true; log.push('subsets'); break;
+      case 'event': log.push(`event ${a.reason}`); break;
+    }
+  }
+}
+
+/** Runs the loop once a second for `seconds`, measuring with `measure` whenever a check is due. */
+function run(o: Observed, seconds: number, measure: (t: number) => Measurement[], log: string[], start = 0): number {
+  for (let s = start; s < start + seconds; s++) {
+    const now = new Date(s * 1000);
+    const measured = checkDue(o, now) ? measure(s) : undefined;
+    apply(o, decide(o, measured, now), log);
+  }
+  return start + seconds;
+}
+
+const errorRate = (value: number | undefined, requests = 500): (() => Measurement[]) => () => [{ metric: 'error-rate', ...(value === undefined ? {} : { canary: value }), requests }];
+const weights = (log: string[]): string[] => log.filter((l) => l.startsWith('weight'));
+
+t.test('a healthy canary goes 10 → 50 → 100, is promoted, then traffic returns to stable', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  run(o, 200, errorRate(0.01), log);
+  t.same(weights(log), ['weight 10', 'weight 50', 'weight 100', 'weight 0']);
+  t.ok(log.indexOf('unpause') > log.indexOf('weight 100'), 'unpaused after the last step');
+  t.ok(log.indexOf('delete canary') > log.indexOf('weight 0'), 'canary removed only after weight left it');
+  t.equal(o.phase, 'Stable');
+  t.equal(o.stableRevision, 'c1');
+  t.equal(o.canary, undefined);
+  t.ok(log.includes('event Promoted'));
+});
+
+t.test('each step holds for its pause; the last one needs only a passing check', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const at: Record<string, number> = {};
+  for (let s = 0; s < 200; s++) {
+    const before = log.length;
+    const now = new Date(s * 1000);
+    apply(o, decide(o, checkDue(o, now) ? errorRate(0)() : undefined, now), log);
+    for (const l of log.slice(before)) if (l.startsWith('weight') || l === 'unpause') at[l] ??= s;
+  }
+  t.ok((at['weight 50'] ?? 0) - (at['weight 10'] ?? 0) >= 30, 'the 10 % step lasted its 30 s pause');
+  t.ok((at['unpause'] ?? 0) - (at['weight 100'] ?? 0) >= 10 && (at['unpause'] ?? 0) - (at['weight 100'] ?? 0) < 30, 'promotion after one check at 100 %');
+});
+
+t.test('a bad canary is rolled back after the failure limit, stable first', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  run(o, 120, errorRate(0.3), log);
+  t.same(weights(log), ['weight 10', 'weight 0']);
+  t.equal(log.filter((l) => l === 'event CheckFailed').length, 2, 'two failures, the third rolls back');
+  t.equal(o.phase, 'RolledBack');
+  t.equal(o.canary, undefined);
+  t.ok(o.paused, 'the Deployment stays paused on its old ReplicaSet');
+  t.match(o.status?.message, /error-rate: 30\.00% > 5\.00%/, 'the reason names the metric, value and threshold');
+});
+
+t.test('a hard failure rolls back at the first check', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  run(o, 40, errorRate(1), log);
+  t.equal(log.filter((l) => l === 'event CheckFailed').length, 0);
+  t.ok(log.includes('event RollingBack'));
+  t.equal(o.phase, 'RolledBack');
+  t.match(o.status?.message, /hard ceiling/);
+});
+
+t.test('no data, too few requests, or no Prometheus: holds, never promotes, never fails', async (t) => {
+  for (const [name, measure] of [
+    ['no data', errorRate(undefined)],
+    ['few requests', errorRate(0, 3)],
+    ['unreachable', () => [{ metric: 'error-rate', error: 'connect ECONNREFUSED' }]],
+  ] as [string, () => Measurement[]][]) {
+    const o = world();
+    const log: string[] = [];
+    run(o, 300, measure, log);
+    t.same(weights(log), ['weight 10'], `${name}: stays at the first step`);
+    t.equal(o.phase, 'Progressing', `${name}: no promotion, no rollback`);
+    t.equal(o.status?.failures, 0);
+  }
+  const o = world();
+  const log: string[] = [];
+  const end = run(o, 60, () => [{ metric: 'error-rate', error: 'down' }], log);
+  t.ok(log.includes('event MetricsUnavailable'));
+  run(o, 200, errorRate(0), log, end);
+  t.equal(o.phase, 'Stable', 'Prometheus back: the release completes');
+});
+
+t.test('relative metrics do not roll back a canary for an outage both halves share', async (t) => {
+  const relative: Policy = { ...policy, metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5, relativeMargin: 0.05 }] };
+  const o = world({ policy: { ok: true, value: relative } });
+  const log: string[] = [];
+  run(o, 200, () => [{ metric: 'error-rate', canary: 0.2, stable: 0.2, requests: 500 }], log);
+  t.equal(o.phase, 'Stable', 'promoted');
+  const bad = world({ policy: { ok: true, value: relative } });
+  run(bad, 100, () => [{ metric: 'error-rate', canary: 0.35, stable: 0.2, requests: 500 }], []);
+  t.equal(bad.phase, 'RolledBack', 'worse than stable plus the margin still rolls back');
+});
+
+t.test('weight waits for a Ready canary', async (t) => {
+  const o = world();
+  apply(o, decide(o, undefined, new Date(0)), []);
+  const ensure = decide(o, undefined, new Date(1000));
+  t.same(ensure.find((a) => a.kind === 'ensureCanary'), { kind: 'ensureCanary', replicas: 1 });
+  o.canary = { revision: 'c1', replicas: 1, readyReplicas: 0, current: true };
+  const waiting = decide(o, undefined, new Date(2000));
+  t.notOk(waiting.some((a) => a.kind === 'setWeight'), 'no weight while the canary is not Ready');
+  o.canary.readyReplicas = 1;
+  t.ok(decide(o, undefined, new Date(3000)).some((a) => a.kind === 'setWeight'));
+  t.equal(canaryReplicas(4, 50), 2);
+  t.equal(canaryReplicas(3, 10), 1);
+});
+
+t.test('stable pods from before the opt-in are labelled and subsets set before any weight', async (t) => {
+  const o = world({ unlabelledStablePods: 3, subsetsReady: false });
+  const log: string[] = [];
+  run(o, 10, errorRate(0), log);
+  t.ok(log.indexOf('label stable pods') < log.indexOf('subsets'));
+  t.ok(log.indexOf('subsets') < log.indexOf('weight 10'));
+});
+
+t.test('a newer template mid-release drains the old canary and restarts the steps', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const end = run(o, 60, errorRate(0), log);
+  t.same(weights(log), ['weight 10', 'weight 50']);
+  o.canaryRevision = 'c2';
+  run(o, 300, errorRate(0), log, end);
+  t.same(weights(log), ['weight 10', 'weight 50', 'weight 0', 'weight 10', 'weight 50', 'weight 100', 'weight 0']);
+  t.ok(log.includes('event Superseded'));
+  t.equal(o.stableRevision, 'c2');
+});
+
+t.test('a revert mid-release (phase Stable from the webhook) takes weight off and removes the canary', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const end = run(o, 20, errorRate(0), log);
+  o.phase = 'Stable';
+  o.canaryRevision = undefined;
+  run(o, 20, errorRate(0), log, end);
+  t.same(weights(log), ['weight 10', 'weight 0']);
+  t.equal(o.canary, undefined);
+});
+
+t.test('opting out mid-release hands the Deployment back: stable traffic, no canary, resumed', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const end = run(o, 20, errorRate(0), log);
+  o.optedOut = true;
+  run(o, 20, errorRate(0), log, end);
+  t.same(weights(log), ['weight 10', 'weight 0']);
+  t.equal(o.canary, undefined);
+  t.equal(o.paused, false);
+  t.equal(o.phase, 'Stable');
+});
+
+t.test('an invalid policy or unreadable routing holds with one Warning', async (t) => {
+  const o = world({ policy: { ok: false, errors: ['weird.dev/steps: "x" must be rising'] } });
+  const log: string[] = [];
+  run(o, 10, errorRate(0), log);
+  t.same(log.filter((l) => l.startsWith('event')), ['event InvalidPolicy']);
+  t.same(weights(log), []);
+  const r = world({ routing: { ok: false, error: 'route primary not found' } });
+  const log2: string[] = [];
+  run(r, 10, errorRate(0), log2);
+  t.same(log2, ['event RoutingError']);
+});

@@ -1,0 +1,81 @@
+// Policies: the seed's defaults, annotation overrides, and errors that name the bad annotation.
+import t from 'tap';
+import { defaultPolicy, parseDuration, parsePolicyFile, resolvePolicy, resolveRouting } from '../../analyzer/policy.ts';
+import { judge, combine } from '../../analyzer/analysis.ts';
+
+t.test('the default policy holds the seed numbers', async (t) => {
+  t.same(defaultPolicy.steps, [10, 50, 100]);
+  t.equal(defaultPolicy.stepPauseMs, 300_000);
+  t.equal(defaultPolicy.intervalMs, 60_000);
+  t.equal(defaultPolicy.failureLimit, 3);
+  t.equal(defaultPolicy.metrics[0]?.max, 0.05);
+});
+
+t.test('annotations override the named policy', async (t) => {
+  const r = resolvePolicy({ 'weir.dev/steps': '20,100', 'weir.dev/step-pause': '30s', 'weir.dev/analysis-interval': '5s', 'weir.dev/max-error-rate': '0.1', 'weir.dev/failure-limit': '2', 'weir.dev/min-requests': '0' }, { default: defaultPolicy });
+  if (!r.ok) return t.fail(r.errors.join());
+  t.same(r.value.steps, [20, 100]);
+  t.equal(r.value.stepPauseMs, 30_000);
+  t.equal(r.value.intervalMs, 5000);
+  t.equal(r.value.metrics[0]?.max, 0.1);
+  t.equal(r.value.failureLimit, 2);
+  t.equal(r.value.minRequests, 0);
+  t.equal(defaultPolicy.metrics[0]?.max, 0.05, 'the named policy is not changed');
+});
+
+t.test('bad values are errors that name the annotation', async (t) => {
+  const r = resolvePolicy({ 'weir.dev/steps': '50,10', 'weir.dev/step-pause': 'soon', 'weir.dev/max-error-rate': '5', 'weir.dev/failure-limit': '0' }, { default: defaultPolicy });
+  t.equal(r.ok, false);
+  if (r.ok) return;
+  t.equal(r.errors.length, 4);
+  t.match(r.errors.join('\n'), /weir\.dev\/steps: "50,10"/);
+  t.match(r.errors.join('\n'), /weir\.dev\/step-pause: "soon" is not a duration/);
+  t.match(r.errors.join('\n'), /weir\.dev\/max-error-rate: "5" is not a fraction/);
+  const unknown = resolvePolicy({ 'weir.dev/policy': 'fast' }, { default: defaultPolicy });
+  t.match(unknown.ok ? '' : unknown.errors[0], /no policy named "fast"/);
+});
+
+t.test('durations', async (t) => {
+  t.equal(parseDuration('5m'), 300_000);
+  t.equal(parseDuration('1.5s'), 1500);
+  t.equal(parseDuration('250ms'), 250);
+  t.equal(parseDuration('5'), undefined);
+});
+
+t.test('the policy file: named policies with custom metrics', async (t) => {
+  const r = parsePolicyFile(`policies:
+  fast:
+    steps: [25, 100]
+    stepPause: 1m
+    metrics:
+      - name: latency-p99
+        query: histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{destination_workload="{{canary}}"}[{{interval}}])) by (le))
+        max: 500
+`);
+  if (!r.ok) return t.fail(r.errors.join());
+  t.same(r.value.fast?.steps, [25, 100]);
+  t.equal(r.value.fast?.metrics[0]?.name, 'latency-p99');
+  t.ok(r.value.default, 'default is always there');
+  const bad = parsePolicyFile('policies:\n  x:\n    steps: [10, 5]\n');
+  t.match(bad.ok ? '' : bad.errors[0], /policies\.x: steps/);
+  t.equal(parsePolicyFile(':::').ok, false);
+});
+
+t.test('routing annotations, with the seed names', async (t) => {
+  t.same(resolveRouting({}), { stableSubset: 'stable', canarySubset: 'canary' });
+  t.same(resolveRouting({ 'weir.dev/virtual-service': 'myapp-virtualservice', 'weir.dev/route': 'primary', 'weir.dev/destination-rule': 'myapp-destinationrule', 'weir.dev/stable-subset': 'v1', 'weir.dev/canary-subset': 'v2' }), {
+    stableSubset: 'v1', canarySubset: 'v2', virtualService: 'myapp-virtualservice', route: 'primary', destinationRule: 'myapp-destinationrule',
+  });
+});
+
+t.test('verdicts: NaN and no data are inconclusive; errors are errors', async (t) => {
+  const m = { name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 };
+  t.equal(judge(m, { metric: 'error-rate', canary: NaN }, 10).verdict, 'inconclusive');
+  t.equal(judge(m, { metric: 'error-rate' }, 10).verdict, 'inconclusive');
+  t.equal(judge(m, { metric: 'error-rate', canary: 0.01, requests: 5 }, 10).verdict, 'inconclusive');
+  t.equal(judge(m, { metric: 'error-rate', error: 'timeout' }, 10).verdict, 'error');
+  t.equal(judge(m, { metric: 'error-rate', canary: 0.05, requests: 50 }, 10).verdict, 'pass');
+  t.equal(judge(m, { metric: 'error-rate', canary: 0.06, requests: 50 }, 10).verdict, 'fail');
+  t.equal(judge(m, { metric: 'error-rate', canary: 0.6, requests: 50 }, 10).hard, true);
+  t.equal(combine([]), 'inconclusive');
+});
