@@ -184,42 +184,55 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
   return o.canary ? [{ kind: 'deleteCanary' }] : [];
 }
 
+/** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
+function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
+  const drainMs = o.policy.ok ? o.policy.value.drainMs : 10_000;
+  if (now.getTime() - ms(s.drainingSince) < drainMs) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
+  // A revert (phase set by the webhook) mid-drain only needs the canary gone.
+  if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
+  return s.revision === o.canaryRevision ? finishDrain(o, s) : undefined;
+}
+
+/** Routing or policy that cannot be used: hold, with one Warning per distinct problem. */
+function blocked(o: Observed, weight: number): Action[] | undefined {
+  const problem = !o.routing.ok ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
+    : !o.policy.ok ? { reason: 'InvalidPolicy', message: `invalid policy, holding: ${o.policy.errors.join('; ')}`, text: '' } : undefined;
+  if (!problem) return undefined;
+  if (o.status?.message === problem.message) return [];
+  const status = { ...(o.status ?? fresh(o.canaryRevision ?? 'none', weight)), message: problem.message };
+  return [event('Warning', problem.reason, problem.text || problem.message), { kind: 'status', status }];
+}
+
+/** A revision with no record yet: a new release, or a newer canary superseding the running one. */
+function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
+  const revision = o.canaryRevision ?? 'none';
+  const superseded = previous !== undefined && o.phase === 'Progressing' && (weight > 0 || o.canary !== undefined);
+  const start = fresh(revision, weight);
+  const started = superseded
+    ? event('Normal', 'Superseded', `revision ${revision} replaces canary ${previous.revision}; weight back to stable, steps restart`)
+    : event('Normal', 'ReleaseStarted', `release of revision ${revision} started against stable ${o.stableRevision ?? 'unknown'}`);
+  if (superseded && weight > 0) return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
+  return [started, { kind: 'status', status: start }];
+}
+
+function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] {
+  if (o.paused) return [{ kind: 'unpause' }];
+  if (o.rolledOut) return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
+  const message = 'promoting: waiting for the Deployment to roll out';
+  return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
+}
+
 /** The next actions for one Deployment. `measured` is given when a check was due and ran. */
 export function decide(o: Observed, measured: Measurement[] | undefined, now: Date): Action[] {
   const weight = o.routing.ok ? o.routing.canaryWeight : 0;
-  const s0 = o.status;
-  if (s0?.drainingSince && o.routing.ok) {
-    const policyDrain = o.policy.ok ? o.policy.value.drainMs : 10_000;
-    if (now.getTime() - ms(s0.drainingSince) < policyDrain) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
-    // A revert (phase set by the webhook) mid-drain only needs the canary gone.
-    if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s0, outcome: 'settle' });
-    if (s0.revision === o.canaryRevision) return finishDrain(o, s0);
-  }
-  if (o.phase === 'Stable' || o.phase === 'RolledBack') return o.routing.ok ? settled(o, s0, now, weight) : [];
-  if (!o.routing.ok) {
-    const message = `routing: ${o.routing.error}`;
-    return s0?.message === message ? [] : [event('Warning', 'RoutingError', o.routing.error), { kind: 'status', status: { ...(s0 ?? fresh(o.canaryRevision ?? 'none', 0)), message } }];
-  }
-  if (!o.policy.ok) {
-    const message = `invalid policy, holding: ${o.policy.errors.join('; ')}`;
-    return s0?.message === message ? [] : [event('Warning', 'InvalidPolicy', message), { kind: 'status', status: { ...(s0 ?? fresh(o.canaryRevision ?? 'none', weight)), message } }];
-  }
-  const revision = o.canaryRevision ?? 'none';
-  if (!s0 || s0.revision !== revision) {
-    const superseded = s0 !== undefined && s0.revision !== revision && o.phase === 'Progressing' && (weight > 0 || o.canary !== undefined);
-    const start = fresh(revision, weight);
-    const started = event('Normal', superseded ? 'Superseded' : 'ReleaseStarted', superseded ? `revision ${revision} replaces canary ${s0.revision}; weight back to stable, steps restart` : `release of revision ${revision} started against stable ${o.stableRevision ?? 'unknown'}`);
-    if (superseded && weight > 0) return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
-    return [started, { kind: 'status', status: start }];
-  }
-  if (o.optedOut) return drain(s0, now, 'opt-out', 'opted out: traffic back to stable', weight);
-  if (o.phase === 'Promoting') {
-    if (o.paused) return [{ kind: 'unpause' }];
-    if (!o.rolledOut) {
-      const message = 'promoting: waiting for the Deployment to roll out';
-      return s0.message === message ? [] : [{ kind: 'status', status: { ...s0, message } }];
-    }
-    return drain(s0, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
-  }
-  return progressing(o, s0, o.policy.value, measured, now, weight);
+  const s = o.status;
+  const draining = s?.drainingSince && o.routing.ok ? whileDraining(o, s, now, weight) : undefined;
+  if (draining) return draining;
+  if (o.phase === 'Stable' || o.phase === 'RolledBack') return o.routing.ok ? settled(o, s, now, weight) : [];
+  const hold = blocked(o, weight);
+  if (hold) return hold;
+  if (!s || s.revision !== (o.canaryRevision ?? 'none')) return begin(o, s, now, weight);
+  if (o.optedOut) return drain(s, now, 'opt-out', 'opted out: traffic back to stable', weight);
+  if (o.phase === 'Promoting') return promoting(o, s, now, weight);
+  return o.policy.ok ? progressing(o, s, o.policy.value, measured, now, weight) : [];
 }

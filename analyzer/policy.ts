@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml';
 export interface MetricPolicy {
   name: string;
   /** `error-rate` is Istio's 5xx ratio; otherwise a PromQL template that yields one value. */
-  query: 'error-rate' | string;
+  query: string;
   /** Highest passing value. */
   max: number;
   /** At or above this value the release rolls back at once. */
@@ -174,7 +174,9 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
   ];
   for (const [field, key] of map) {
     const v = raw[field];
-    if (v !== undefined) annotationsLike[key] = Array.isArray(v) ? v.join(',') : String(v as string | number);
+    if (Array.isArray(v)) annotationsLike[key] = v.map((x) => String(x as number)).join(',');
+    else if (typeof v === 'string' || typeof v === 'number') annotationsLike[key] = String(v);
+    else if (v !== undefined) errors.push(`policies.${name}.${field}: expected a string or number`);
   }
   const resolved = resolvePolicy(annotationsLike, { default: defaultPolicy });
   if (!resolved.ok) {
