@@ -80,15 +80,18 @@ function weirEntries(map: Record<string, string> | undefined): [string, string][
 }
 
 /**
- * weir's own labels and annotations survive an apply that omits them (a GitOps manifest never
- * carries them): the incoming object gets back any the stored object had.
+ * weir's own keys survive an apply that omits them (a server-side apply of a GitOps manifest
+ * drops them): the track label always, and the release annotations when the incoming object has
+ * none of them — an object that has some was written by weir, which may remove one on purpose.
  */
 function carryOver(next: Deployment, old: Deployment | undefined): void {
   if (!old) return;
   next.metadata ??= {};
-  for (const [key, value] of weirEntries(old.metadata?.annotations)) {
-    next.metadata.annotations ??= {};
-    next.metadata.annotations[key] ??= value;
+  if (weirEntries(next.metadata.annotations).length === 0) {
+    for (const [key, value] of weirEntries(old.metadata?.annotations)) {
+      next.metadata.annotations ??= {};
+      next.metadata.annotations[key] = value;
+    }
   }
   const template = next.spec?.template;
   if (!template) return;

@@ -28,6 +28,7 @@ export interface ClusterState {
   binDir: string;
   /** Set when weir itself runs from the working tree. */
   webhookUrl?: string;
+  analyzerUrl?: string;
 }
 
 export interface UpOptions {
@@ -240,7 +241,19 @@ async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise
   await waitFor('weir webhook /readyz', async () => (await request(`${state.webhookUrl}/readyz`, { dispatcher })).statusCode === 200, 30_000);
   await dispatcher.close();
   await k(['apply', '-f', '-'], JSON.stringify(webhookConfiguration({ caBundle, target: { url: `${state.webhookUrl}/mutate` } })));
+  await k(['create', 'namespace', 'weir-system']);
+  const analyzerPort = await freePort();
+  start('weir-analyzer', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
+    ...process.env, KUBECONFIG: state.kubeconfig, WEIR_PROMETHEUS_URL: state.prometheusUrl, WEIR_NAMESPACE: 'weir-system',
+    WEIR_ANALYZER_HOST: '127.0.0.1', WEIR_ANALYZER_PORT: String(analyzerPort), WEIR_SCOPE: `!${analyzerScopeLabel}`,
+  });
+  state.analyzerUrl = `http://127.0.0.1:${analyzerPort}`;
+  await saveState(state);
+  await waitFor('weir analyzer /readyz', async () => (await request(`${state.analyzerUrl}/readyz`)).statusCode === 200, 30_000);
 }
+
+/** Namespaces with this label are left to an analyzer a test runs itself (kill and failover tests). */
+export const analyzerScopeLabel = 'weir.dev/test-analyzer';
 
 export async function readState(): Promise<ClusterState | undefined> {
   try {

@@ -172,3 +172,18 @@ t.test('template revisions ignore weir keys and see everything else', async (t) 
   t.not(templateRevision(changed), templateRevision(template));
   t.match(templateRevision(template), /^[0-9a-f]{10}$/);
 });
+
+t.test('release annotations come back only when an apply dropped all of them', async (t) => {
+  const input = fixture('update-image-during-release');
+  const stored = dep(input.oldObject).metadata.annotations ?? {};
+  const noWeir = structuredClone(input);
+  const incoming = dep(noWeir.object);
+  incoming.metadata.annotations = Object.fromEntries(Object.entries(incoming.metadata.annotations ?? {}).filter(([k]) => !k.startsWith('weir.dev/')));
+  dep(noWeir.object).spec.template = structuredClone(dep(noWeir.oldObject).spec.template);
+  const restored = applied(noWeir, mutate(noWeir, { now }));
+  t.equal(restored.metadata.annotations?.['weir.dev/phase'], stored['weir.dev/phase'], 'all restored');
+  const analyzerWrite = structuredClone(noWeir);
+  dep(analyzerWrite.object).metadata.annotations = { ...stored };
+  delete dep(analyzerWrite.object).metadata.annotations?.['weir.dev/canary-revision'];
+  t.same(mutate(analyzerWrite, { now }).patch, [], 'a write that removes one weir annotation on purpose is kept');
+});

@@ -1,0 +1,137 @@
+// act: carry out decide's actions with the API server, in order, stopping at the first failure
+// (the next reconcile starts again from what the cluster then says). Writes only while leader.
+import type { V1Deployment } from '@kubernetes/client-node';
+import { annotations, labels, tracks } from '../contract/names.ts';
+import { formatStatus } from '../contract/status.ts';
+import type { Action } from './decide.ts';
+import { jsonPatch, maybe, pointer, recordEvent } from './kube.ts';
+import type { PatchOp } from './kube.ts';
+import { canaryName, selectorOf } from './observe.ts';
+import type { Edges, ReleaseView } from './observe.ts';
+
+export interface ActContext extends Edges {
+  /** False once leadership is lost: no more writes, at once. */
+  mayWrite: () => boolean;
+  now: () => Date;
+  onAction?: (view: ReleaseView, action: Action) => void;
+}
+
+/** The canary half: the user's template with the canary track, the same selector, owned by the user's Deployment. */
+export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment {
+  const name = d.metadata?.name ?? '';
+  const template = structuredClone(d.spec?.template ?? {});
+  template.metadata ??= {};
+  template.metadata.labels = { ...(template.metadata.labels ?? {}), [labels.track]: tracks.canary };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: canaryName(name),
+      namespace: d.metadata?.namespace ?? '',
+      labels: { ...(d.metadata?.labels ?? {}), [labels.canaryOf]: name },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata?.uid ?? '', blockOwnerDeletion: true }],
+    },
+    spec: {
+      replicas,
+      selector: structuredClone(d.spec?.selector ?? { matchLabels: {} }),
+      template,
+      ...(d.spec?.strategy ? { strategy: structuredClone(d.spec.strategy) } : {}),
+      ...(d.spec?.minReadySeconds ? { minReadySeconds: d.spec.minReadySeconds } : {}),
+    },
+  };
+}
+
+async function patchDeployment(ctx: ActContext, d: V1Deployment, ops: PatchOp[]): Promise<void> {
+  const namespace = d.metadata?.namespace ?? '';
+  const name = d.metadata?.name ?? '';
+  await ctx.apps.patchNamespacedDeployment({ namespace, name, body: ops }, jsonPatch);
+}
+
+function annotationOps(values: Record<string, string | undefined>, current: Record<string, string>): PatchOp[] {
+  const ops: PatchOp[] = Object.keys(current).length === 0 ? [{ op: 'add', path: '/metadata/annotations', value: {} }] : [];
+  for (const [key, value] of Object.entries(values)) {
+    const path = `/metadata/annotations/${pointer(key)}`;
+    if (value !== undefined) ops.push({ op: 'add', path, value });
+    else if (key in current) ops.push({ op: 'remove', path });
+  }
+  return ops;
+}
+
+async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number): Promise<void> {
+  const wantedCanary = canaryManifest(d, replicas);
+  const namespace = d.metadata?.namespace ?? '';
+  const existing = await maybe(() => ctx.apps.readNamespacedDeployment({ namespace, name: wantedCanary.metadata?.name ?? '' }));
+  if (!existing) {
+    await ctx.apps.createNamespacedDeployment({ namespace, body: wantedCanary });
+    return;
+  }
+  await patchDeployment(ctx, existing, [
+    { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
+    { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
+    { op: 'replace', path: '/spec/replicas', value: replicas },
+  ]);
+}
+
+/** Stable pods from before the opt-in get the track label in place: no restart. */
+async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> {
+  const namespace = d.metadata?.namespace ?? '';
+  const add: PatchOp = { op: 'add', path: `/metadata/labels/${pointer(labels.track)}`, value: tracks.stable };
+  const replicaSets = await ctx.apps.listNamespacedReplicaSet({ namespace, labelSelector: selectorOf(d) });
+  for (const rs of replicaSets.items) {
+    const owned = rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid);
+    if (!owned || rs.spec?.template?.metadata?.labels?.[labels.track]) continue;
+    // Pods the ReplicaSet makes from now on (a restart, a lost node) carry the label too.
+    await ctx.apps.patchNamespacedReplicaSet({ namespace, name: rs.metadata?.name ?? '', body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }] }, jsonPatch);
+  }
+  const pods = await ctx.core.listNamespacedPod({ namespace, labelSelector: selectorOf(d, `!${labels.track}`) });
+  for (const pod of pods.items) {
+    await ctx.core.patchNamespacedPod({ namespace, name: pod.metadata?.name ?? '', body: [add] }, jsonPatch);
+  }
+}
+
+async function perform(ctx: ActContext, view: ReleaseView, action: Action): Promise<void> {
+  const d = view.deployment;
+  const current = d.metadata?.annotations ?? {};
+  const target = view.target;
+  switch (action.kind) {
+    case 'labelStablePods': return labelStablePods(ctx, d);
+    case 'ensureSubsets': if (target) await ctx.router.ensureSubsets(target); return;
+    case 'setWeight': if (target) await ctx.router.setWeight(target, action.weight); return;
+    case 'ensureCanary': return ensureCanary(ctx, d, action.replicas);
+    case 'deleteCanary':
+      await maybe(() => ctx.apps.deleteNamespacedDeployment({ namespace: d.metadata?.namespace ?? '', name: canaryName(d.metadata?.name ?? ''), propagationPolicy: 'Background' }));
+      return;
+    case 'unpause': return patchDeployment(ctx, d, [{ op: 'replace', path: '/spec/paused', value: false }]);
+    case 'setPhase': {
+      const values: Record<string, string | undefined> = { [annotations.phase]: action.phase, [annotations.reason]: action.reason };
+      if (action.promotedRevision) Object.assign(values, { [annotations.stableRevision]: action.promotedRevision, [annotations.canaryRevision]: undefined });
+      return patchDeployment(ctx, d, annotationOps(values, current));
+    }
+    case 'status': {
+      // Guarded by generation and revision: progress about an older spec must not land on a newer one.
+      const guard: PatchOp[] = [{ op: 'test', path: '/metadata/generation', value: d.metadata?.generation }];
+      const revision = current[annotations.canaryRevision];
+      if (revision) guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
+      return patchDeployment(ctx, d, [...guard, ...annotationOps({ [annotations.status]: formatStatus(action.status) }, current)]);
+    }
+    case 'event':
+      return recordEvent(ctx.core, { apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata?.name ?? '', namespace: d.metadata?.namespace ?? '', uid: d.metadata?.uid ?? '' }, action.type, action.reason, action.message, ctx.now());
+  }
+}
+
+/** Carries out actions in order; returns how many were done before a failure or lost leadership. */
+export async function act(ctx: ActContext, view: ReleaseView, actions: Action[]): Promise<number> {
+  let done = 0;
+  for (const action of actions) {
+    if (!ctx.mayWrite()) return done;
+    await perform(ctx, view, action);
+    ctx.onAction?.(view, action);
+    done++;
+    // Later writes to the Deployment need its new resourceVersion.
+    if (action.kind === 'unpause' || action.kind === 'setPhase') {
+      const fresh = await ctx.apps.readNamespacedDeployment({ namespace: view.deployment.metadata?.namespace ?? '', name: view.deployment.metadata?.name ?? '' });
+      view.deployment = fresh;
+    }
+  }
+  return done;
+}

@@ -1,0 +1,55 @@
+// Thin helpers over @kubernetes/client-node: JSON Patch with its content type set explicitly,
+// 404 as undefined, and Events that `kubectl describe` shows.
+import { ApiException, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { CoreV1Api, V1ObjectReference } from '@kubernetes/client-node';
+import type { Operation } from 'fast-json-patch';
+
+export const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+
+export type PatchOp = Operation;
+
+/** JSON Pointer escaping of one key ("/" → "~1", "~" → "~0"). */
+export const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
+
+export const isNotFound = (error: unknown): boolean => error instanceof ApiException && error.code === 404;
+export const isConflict = (error: unknown): boolean => error instanceof ApiException && (error.code === 409 || error.code === 422);
+
+/** Reads an object, with 404 as undefined. */
+export async function maybe<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/** A short description of an API error for logs and events. */
+export function describeError(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body = error.body as { message?: string } | string | undefined;
+    const message = typeof body === 'object' && body?.message ? body.message : typeof body === 'string' ? body.slice(0, 300) : error.message;
+    return `${error.code}: ${message}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, type: 'Normal' | 'Warning', reason: string, message: string, now: Date): Promise<void> {
+  const namespace = involved.namespace ?? 'default';
+  await core.createNamespacedEvent({
+    namespace,
+    body: {
+      metadata: { name: `${involved.name ?? 'weir'}.${now.getTime().toString(16)}${Math.floor(Math.random() * 4096).toString(16)}`, namespace },
+      involvedObject: involved,
+      reason,
+      message: message.slice(0, 1024),
+      type,
+      source: { component: 'weir-analyzer' },
+      reportingComponent: 'weir.dev/analyzer',
+      reportingInstance: process.env.HOSTNAME ?? 'weir-analyzer',
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    },
+  });
+}

@@ -1,0 +1,95 @@
+// One analyzer writes at a time: leader election on a coordination.k8s.io Lease. A leader that
+// cannot renew in time stops writing at once (mayWrite turns false before the lease expires).
+import { V1MicroTime } from '@kubernetes/client-node';
+import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import { describeError, isConflict, maybe } from './kube.ts';
+
+export interface LeaderOptions {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseSeconds: number;
+  renewMs: number;
+  log: (message: string, fields?: Record<string, unknown>) => void;
+  onChange?: (leader: boolean) => void;
+}
+
+export class LeaderElector {
+  private readonly api: CoordinationV1Api;
+  private readonly options: LeaderOptions;
+  private validUntil = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private leading = false;
+
+  constructor(api: CoordinationV1Api, options: LeaderOptions) {
+    this.api = api;
+    this.options = options;
+  }
+
+  /** True while this process holds an unexpired lease, with a margin for clock drift. */
+  mayWrite(): boolean {
+    return Date.now() < this.validUntil;
+  }
+
+  start(): void {
+    const loop = (): void => {
+      void this.tryAcquireOrRenew().finally(() => {
+        this.timer = setTimeout(loop, this.options.renewMs);
+      });
+    };
+    loop();
+  }
+
+  /** Stops renewing and gives the lease up, so another replica takes over without waiting. */
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    const wasLeader = this.mayWrite();
+    this.validUntil = 0;
+    if (!wasLeader) return;
+    const lease = await maybe(() => this.api.readNamespacedLease({ namespace: this.options.namespace, name: this.options.name })).catch(() => undefined);
+    if (lease?.spec?.holderIdentity !== this.options.identity) return;
+    lease.spec.holderIdentity = undefined;
+    await this.api.replaceNamespacedLease({ namespace: this.options.namespace, name: this.options.name, body: lease }).catch(() => undefined);
+  }
+
+  private setLeading(leading: boolean): void {
+    if (leading === this.leading) return;
+    this.leading = leading;
+    this.options.log(leading ? 'became the leader' : 'lost leadership; writes stopped', { identity: this.options.identity });
+    this.options.onChange?.(leading);
+  }
+
+  private async tryAcquireOrRenew(): Promise<void> {
+    const { namespace, name, identity, leaseSeconds } = this.options;
+    const started = Date.now();
+    try {
+      const lease = await maybe(() => this.api.readNamespacedLease({ namespace, name }));
+      const now = new V1MicroTime(started);
+      if (!lease) {
+        await this.api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: leaseSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } } });
+      } else if (!this.canTake(lease, started)) {
+        this.validUntil = 0;
+        this.setLeading(false);
+        return;
+      } else {
+        const spec = lease.spec ?? {};
+        const taking = spec.holderIdentity !== identity;
+        lease.spec = { ...spec, holderIdentity: identity, leaseDurationSeconds: leaseSeconds, renewTime: now, ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}) };
+        await this.api.replaceNamespacedLease({ namespace, name, body: lease });
+      }
+      // Count from before the request: the lease may have been granted at its start.
+      this.validUntil = started + leaseSeconds * 1000 - Math.min(2000, (leaseSeconds * 1000) / 5);
+      this.setLeading(true);
+    } catch (error) {
+      if (!isConflict(error)) this.options.log('lease renewal failed', { error: describeError(error) });
+      if (!this.mayWrite()) this.setLeading(false);
+    }
+  }
+
+  private canTake(lease: V1Lease, now: number): boolean {
+    const spec = lease.spec;
+    if (!spec?.holderIdentity || spec.holderIdentity === this.options.identity) return true;
+    const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
+    return renewed + (spec.leaseDurationSeconds ?? this.options.leaseSeconds) * 1000 < now;
+  }
+}

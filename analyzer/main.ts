@@ -1,0 +1,133 @@
+// The analyzer process: settings from the environment, watches, leader election, the loop.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { annotations } from '../contract/names.ts';
+import { describeError } from './kube.ts';
+import { LeaderElector } from './leader.ts';
+import { PrometheusProvider } from './metrics/prometheus.ts';
+import { defaultPolicy, parseDuration, parsePolicyFile, resolveRouting } from './policy.ts';
+import type { Policy } from './policy.ts';
+import { tick } from './reconcile.ts';
+import { IstioRouter, routeTarget } from './router/istio.ts';
+import { Telemetry } from './telemetry.ts';
+import { watch } from './watch.ts';
+import { parseScope } from './scope.ts';
+
+export interface AnalyzerSettings {
+  prometheus: { url: string; timeoutMs: number; bearerToken?: string; basicAuth?: { username: string; password: string }; caFile?: string };
+  policies: Record<string, Policy>;
+  namespace: string;
+  leaseName: string;
+  identity: string;
+  leaseSeconds: number;
+  renewMs: number;
+  tickMs: number;
+  host: string;
+  port: number;
+  scope: string;
+}
+
+function duration(env: NodeJS.ProcessEnv, key: string, fallback: string): number {
+  const text = env[key] ?? fallback;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) throw new Error(`${key}=${text} is not a duration such as 1s or 500ms`);
+  return ms;
+}
+
+/** Reads settings from the environment; a missing or bad value is an error that names it. */
+export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
+  const url = env.WEIR_PROMETHEUS_URL;
+  if (!url) throw new Error('WEIR_PROMETHEUS_URL must name the Prometheus to ask, e.g. http://prometheus.istio-system:9090');
+  let policies: Record<string, Policy> = { default: defaultPolicy };
+  if (env.WEIR_POLICY_FILE) {
+    const parsed = parsePolicyFile(readFileSync(env.WEIR_POLICY_FILE, 'utf8'));
+    if (!parsed.ok) throw new Error(`${env.WEIR_POLICY_FILE}: ${parsed.errors.join('; ')}`);
+    policies = parsed.value;
+  }
+  const token = env.WEIR_PROMETHEUS_TOKEN ?? (env.WEIR_PROMETHEUS_TOKEN_FILE ? readFileSync(env.WEIR_PROMETHEUS_TOKEN_FILE, 'utf8').trim() : undefined);
+  const port = Number(env.WEIR_ANALYZER_PORT ?? '8081');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`WEIR_ANALYZER_PORT=${env.WEIR_ANALYZER_PORT} is not a port number`);
+  const leaseSeconds = Math.round(duration(env, 'WEIR_LEASE_DURATION', '15s') / 1000);
+  return {
+    prometheus: {
+      url,
+      timeoutMs: duration(env, 'WEIR_PROMETHEUS_TIMEOUT', '10s'),
+      ...(token ? { bearerToken: token } : {}),
+      ...(env.WEIR_PROMETHEUS_USERNAME ? { basicAuth: { username: env.WEIR_PROMETHEUS_USERNAME, password: env.WEIR_PROMETHEUS_PASSWORD ?? '' } } : {}),
+      ...(env.WEIR_PROMETHEUS_CA ? { caFile: env.WEIR_PROMETHEUS_CA } : {}),
+    },
+    policies,
+    namespace: env.WEIR_NAMESPACE ?? 'weir-system',
+    leaseName: env.WEIR_LEASE_NAME ?? 'weir-analyzer',
+    identity: env.WEIR_IDENTITY ?? `${hostname()}-${process.pid}`,
+    leaseSeconds: Math.max(2, leaseSeconds),
+    renewMs: duration(env, 'WEIR_LEASE_RENEW', `${Math.max(1, Math.floor(leaseSeconds / 3))}s`),
+    tickMs: duration(env, 'WEIR_TICK', '1s'),
+    host: env.WEIR_ANALYZER_HOST ?? '0.0.0.0',
+    port,
+    scope: env.WEIR_SCOPE ?? '',
+  };
+}
+
+const log = (message: string, fields: Record<string, unknown> = {}): void => {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'analyzer', msg: message, ...fields })}\n`);
+};
+
+async function main(): Promise<void> {
+  const settings = settingsFromEnv(process.env);
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const router = new IstioRouter(kc.makeApiClient(CustomObjectsApi));
+  const telemetry = new Telemetry();
+  const provider = new PrometheusProvider({ ...settings.prometheus, observe: (s, ok) => telemetry.queryDuration.observe({ result: ok ? 'ok' : 'error' }, s) });
+  const leader = new LeaderElector(kc.makeApiClient(CoordinationV1Api), {
+    namespace: settings.namespace, name: settings.leaseName, identity: settings.identity, leaseSeconds: settings.leaseSeconds, renewMs: settings.renewMs, log,
+    onChange: (leading) => telemetry.leader.set(leading ? 1 : 0),
+  });
+  const ctx = {
+    apps, core, router, policies: settings.policies, mayWrite: () => leader.mayWrite(), now: () => new Date(),
+    onAction: (_view: unknown, action: { kind: string }) => { if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind }); },
+  };
+  // A Deployment deleted mid-release: its canary goes with it (owner reference); its weight must too.
+  const onDelete = (d: V1Deployment): void => {
+    const phase = d.metadata?.annotations?.[annotations.phase];
+    if (!leader.mayWrite() || (phase !== 'Progressing' && phase !== 'Promoting')) return;
+    if (!scope(namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {})) return;
+    const target = routeTarget(d.metadata?.namespace ?? '', resolveRouting(d.metadata?.annotations ?? {}), undefined, { name: d.metadata?.name ?? '', uid: d.metadata?.uid ?? '' });
+    if ('error' in target || target.owned) return;
+    void router.read(target).then((r) => (r.ok && r.canaryWeight > 0 ? router.setWeight(target, 0) : undefined)).catch((e: unknown) => log('could not reset the weight of a deleted release', { error: describeError(e) }));
+  };
+  const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces(), { remove: onDelete, log });
+  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace(), { log });
+  const scope = parseScope(settings.scope);
+  const server = telemetry.serve(settings.host, settings.port, () => deployments.synced() && namespaces.synced());
+  leader.start();
+  let timer: NodeJS.Timeout | undefined;
+  let stopping = false;
+  const loop = (): void => {
+    void tick({ ctx, provider, telemetry, deployments, namespaces, log, scope }).catch((e: unknown) => log('tick failed', { error: describeError(e) })).finally(() => {
+      if (!stopping) timer = setTimeout(loop, settings.tickMs);
+    });
+  };
+  loop();
+  log('analyzer started', { identity: settings.identity, prometheus: settings.prometheus.url, policies: Object.keys(settings.policies) });
+  const stop = (signal: string): void => {
+    stopping = true;
+    log('shutting down', { signal });
+    if (timer) clearTimeout(timer);
+    void Promise.allSettled([leader.stop(), deployments.stop(), namespaces.stop(), provider.close()]).then(() => server.close(() => process.exit(0)));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`weir analyzer: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,57 @@
+// measure: the checks due in one tick, asked of Prometheus together — one query per window for
+// the built-in error rate of every release, one per custom metric per release.
+import type { Measurement } from './analysis.ts';
+import type { Observed } from './decide.ts';
+import type { MetricsProvider, RequestCounts } from './metrics/prometheus.ts';
+import { workloadKey } from './metrics/prometheus.ts';
+import { canaryName } from './observe.ts';
+
+/** The query window: one interval, but never under 10 s so a rate has samples to work with. */
+export const windowSeconds = (intervalMs: number): number => Math.max(10, Math.round(intervalMs / 1000));
+
+export function render(template: string, o: Observed, workload: string, window: number): string {
+  return template
+    .replaceAll('{{namespace}}', o.namespace)
+    .replaceAll('{{name}}', o.name)
+    .replaceAll('{{canary}}', workload)
+    .replaceAll('{{interval}}', `${window}s`);
+}
+
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+function errorRate(counts: Map<string, RequestCounts>, namespace: string, workload: string): { value?: number; requests: number } {
+  const c = counts.get(workloadKey(namespace, workload));
+  if (!c || c.requests <= 0) return { requests: c?.requests ?? 0 };
+  return { value: c.errors / c.requests, requests: c.requests };
+}
+
+/** Measures every due release; a failed query becomes an `error` measurement, never a throw. */
+export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
+  const windows = new Set(due.flatMap((o) => (o.policy.ok ? [windowSeconds(o.policy.value.intervalMs)] : [])));
+  const counts = new Map<number, Map<string, RequestCounts> | Error>();
+  await Promise.all([...windows].map(async (w) => counts.set(w, await provider.requestCounts(w).catch((e: unknown) => new Error(message(e))))));
+  const out = new Map<Observed, Measurement[]>();
+  await Promise.all(due.map(async (o) => {
+    if (!o.policy.ok) return;
+    const w = windowSeconds(o.policy.value.intervalMs);
+    const canary = canaryName(o.name);
+    const measurements = await Promise.all(o.policy.value.metrics.map(async (metric): Promise<Measurement> => {
+      if (metric.query === 'error-rate') {
+        const c = counts.get(w);
+        if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
+        const ofCanary = errorRate(c, o.namespace, canary);
+        const ofStable = errorRate(c, o.namespace, o.name);
+        return { metric: metric.name, requests: ofCanary.requests, ...(ofCanary.value !== undefined ? { canary: ofCanary.value } : {}), ...(ofStable.value !== undefined ? { stable: ofStable.value } : {}) };
+      }
+      try {
+        const value = await provider.value(render(metric.query, o, canary, w));
+        const stable = metric.relativeMargin !== undefined ? await provider.value(render(metric.query, o, o.name, w)) : undefined;
+        return { metric: metric.name, ...(value !== undefined ? { canary: value } : {}), ...(stable !== undefined ? { stable } : {}) };
+      } catch (error) {
+        return { metric: metric.name, error: message(error) };
+      }
+    }));
+    out.set(o, measurements);
+  }));
+  return out;
+}

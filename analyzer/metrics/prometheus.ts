@@ -1,0 +1,102 @@
+// Prometheus behind the MetricsProvider interface: instant queries over its HTTP API with undici.
+// No data is `undefined`, never 0; an unreachable Prometheus is an error, never a verdict.
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
+
+export interface RequestCounts {
+  requests: number;
+  errors: number;
+}
+
+/** The one interface the analyzer asks metrics through. */
+export interface MetricsProvider {
+  /** Requests and 5xx per `namespace/workload` over the window, for every workload, in one query. */
+  requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>>;
+  /** A PromQL query that yields one number; undefined when it yields nothing or NaN. */
+  value(query: string): Promise<number | undefined>;
+}
+
+export interface PrometheusOptions {
+  url: string;
+  timeoutMs?: number;
+  bearerToken?: string;
+  basicAuth?: { username: string; password: string };
+  caFile?: string;
+  /** Called with each query's duration in seconds and whether it succeeded. */
+  observe?: (seconds: number, ok: boolean) => void;
+}
+
+interface VectorResult {
+  status: string;
+  error?: string;
+  data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
+}
+
+export const workloadKey = (namespace: string, workload: string): string => `${namespace}/${workload}`;
+
+export class PrometheusProvider implements MetricsProvider {
+  private readonly dispatcher: Agent;
+  private readonly headers: Record<string, string> = {};
+  private readonly options: PrometheusOptions;
+
+  constructor(options: PrometheusOptions) {
+    this.options = options;
+    this.dispatcher = new Agent({ connect: options.caFile ? { ca: readFileSync(options.caFile) } : {}, headersTimeout: options.timeoutMs ?? 10_000, bodyTimeout: options.timeoutMs ?? 10_000 });
+    if (options.bearerToken) this.headers.authorization = `Bearer ${options.bearerToken}`;
+    else if (options.basicAuth) this.headers.authorization = `Basic ${Buffer.from(`${options.basicAuth.username}:${options.basicAuth.password}`).toString('base64')}`;
+  }
+
+  private async query(promql: string): Promise<VectorResult['data']> {
+    const started = process.hrtime.bigint();
+    let ok = false;
+    try {
+      const timeout = this.options.timeoutMs ?? 10_000;
+      const url = `${this.options.url.replace(/\/$/, '')}/api/v1/query?${new URLSearchParams({ query: promql, timeout: `${Math.ceil(timeout / 1000)}s` }).toString()}`;
+      const res = await request(url, { dispatcher: this.dispatcher, headers: this.headers, signal: AbortSignal.timeout(timeout) });
+      const text = await res.body.text();
+      let body: VectorResult;
+      try {
+        body = JSON.parse(text) as VectorResult;
+      } catch {
+        throw new Error(`Prometheus answered ${res.statusCode} with a body that is not JSON`);
+      }
+      if (res.statusCode !== 200 || body.status !== 'success') throw new Error(`Prometheus answered ${res.statusCode}: ${body.error ?? text.slice(0, 200)}`);
+      ok = true;
+      return body.data;
+    } finally {
+      this.options.observe?.(Number(process.hrtime.bigint() - started) / 1e9, ok);
+    }
+  }
+
+  async requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>> {
+    const w = `${Math.max(1, Math.round(windowSeconds))}s`;
+    const data = await this.query(`sum by (destination_workload_namespace, destination_workload, response_code) (increase(istio_requests_total{reporter="destination"}[${w}]))`);
+    const counts = new Map<string, RequestCounts>();
+    for (const r of data?.result ?? []) {
+      const key = workloadKey(r.metric.destination_workload_namespace ?? '', r.metric.destination_workload ?? '');
+      const n = Number(r.value[1]);
+      if (!Number.isFinite(n)) continue;
+      const c = counts.get(key) ?? { requests: 0, errors: 0 };
+      c.requests += n;
+      if ((r.metric.response_code ?? '').startsWith('5')) c.errors += n;
+      counts.set(key, c);
+    }
+    return counts;
+  }
+
+  async value(promql: string): Promise<number | undefined> {
+    const data = await this.query(promql);
+    if (data?.resultType === 'scalar') {
+      const scalar = (data as unknown as { result: [number, string] }).result;
+      const n = Number(scalar[1]);
+      return Number.isFinite(n) ? n : undefined;
+    }
+    const first = data?.result[0];
+    const n = first ? Number(first.value[1]) : NaN;
+    return Number.isFinite(n) ? n : undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}

@@ -1,0 +1,88 @@
+// The reconcile loop: observe → (measure) → decide → act for every active release, once a tick,
+// and only while leader. Thin glue; the decisions are in decide.ts.
+import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { annotations, labels } from '../contract/names.ts';
+import { parseStatus } from '../contract/status.ts';
+import { act } from './act.ts';
+import type { ActContext } from './act.ts';
+import { checkDue, decide } from './decide.ts';
+import type { Action, Observed } from './decide.ts';
+import { describeError } from './kube.ts';
+import { measureAll } from './measure.ts';
+import type { MetricsProvider } from './metrics/prometheus.ts';
+import { observe } from './observe.ts';
+import type { ReleaseView } from './observe.ts';
+import type { Telemetry } from './telemetry.ts';
+import type { Watch } from './watch.ts';
+import type { Scope } from './scope.ts';
+
+export interface LoopDeps {
+  ctx: ActContext;
+  provider: MetricsProvider;
+  telemetry: Telemetry;
+  deployments: Watch<V1Deployment>;
+  namespaces: Watch<V1Namespace>;
+  log: (message: string, fields?: Record<string, unknown>) => void;
+  concurrency?: number;
+  scope?: Scope;
+}
+
+/** Deployments with something for the analyzer to do: a release, or leftovers of one. */
+export function active(all: readonly V1Deployment[]): V1Deployment[] {
+  const canaryOwners = new Set(all.flatMap((d) => (d.metadata?.labels?.[labels.canaryOf] ? [`${d.metadata.namespace ?? ''}/${d.metadata.labels[labels.canaryOf]}`] : [])));
+  return all.filter((d) => {
+    const a = d.metadata?.annotations ?? {};
+    const phase = a[annotations.phase];
+    if (!phase || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
+    if (phase === 'Progressing' || phase === 'Promoting') return true;
+    return canaryOwners.has(`${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`) || parseStatus(a[annotations.status])?.drainingSince !== undefined;
+  });
+}
+
+function count(deps: LoopDeps, actions: Action[]): void {
+  for (const a of actions) {
+    if (a.kind !== 'event') continue;
+    const result = { CheckPassed: 'pass', CheckFailed: 'fail', CheckInconclusive: 'inconclusive', MetricsUnavailable: 'error', RollingBack: 'fail' }[a.reason];
+    if (result) deps.telemetry.checks.inc({ result });
+    if (a.reason === 'Promoted') deps.telemetry.promotions.inc();
+    if (a.reason === 'RolledBack') deps.telemetry.rollbacks.inc();
+  }
+}
+
+async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
+}
+
+/** One pass over every active release. */
+export async function tick(deps: LoopDeps): Promise<void> {
+  if (!deps.ctx.mayWrite() || !deps.deployments.synced() || !deps.namespaces.synced()) return;
+  const stop = deps.telemetry.reconcileDuration.startTimer();
+  const views: ReleaseView[] = [];
+  const concurrency = deps.concurrency ?? 16;
+  const inScope = (d: V1Deployment): boolean => !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
+  await inBatches(active(deps.deployments.list()).filter(inScope), concurrency, async (d) => {
+    try {
+      views.push(await observe(deps.ctx, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
+    } catch (error) {
+      deps.telemetry.reconcileErrors.inc();
+      deps.log('could not observe a release', { namespace: d.metadata?.namespace, name: d.metadata?.name, error: describeError(error) });
+    }
+  });
+  const now = deps.ctx.now();
+  const due = views.filter((v) => checkDue(v.observed, now)).map((v) => v.observed);
+  const measured = due.length > 0 ? await measureAll(deps.provider, due) : new Map<Observed, never>();
+  await inBatches(views, concurrency, async (view) => {
+    const o = view.observed;
+    const actions = decide(o, measured.get(o), now);
+    deps.telemetry.setPhase(o.namespace, o.name, o.phase);
+    deps.telemetry.weight.set({ namespace: o.namespace, deployment: o.name }, o.routing.ok ? o.routing.canaryWeight : 0);
+    try {
+      const done = await act(deps.ctx, view, actions);
+      count(deps, actions.slice(0, done));
+    } catch (error) {
+      deps.telemetry.reconcileErrors.inc();
+      deps.log('reconcile failed; will retry', { namespace: o.namespace, name: o.name, error: describeError(error) });
+    }
+  });
+  stop();
+}
