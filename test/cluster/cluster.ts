@@ -29,6 +29,8 @@ export interface ClusterState {
   /** Set when weir itself runs from the working tree. */
   webhookUrl?: string;
   analyzerUrl?: string;
+  prometheusBin?: string;
+  prometheusConfig?: string;
 }
 
 export interface UpOptions {
@@ -246,6 +248,7 @@ async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise
   start('weir-analyzer', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
     ...process.env, KUBECONFIG: state.kubeconfig, WEIR_PROMETHEUS_URL: state.prometheusUrl, WEIR_NAMESPACE: 'weir-system',
     WEIR_ANALYZER_HOST: '127.0.0.1', WEIR_ANALYZER_PORT: String(analyzerPort), WEIR_SCOPE: `!${analyzerScopeLabel}`,
+    WEIR_POLICY_FILE: join(repoRoot, 'test/cluster/policies.yaml'),
   });
   state.analyzerUrl = `http://127.0.0.1:${analyzerPort}`;
   await saveState(state);
@@ -378,6 +381,8 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       `  - targets: ['127.0.0.1:${meshPort}']`,
       '',
     ].join('\n'));
+    state.prometheusBin = prometheusBin;
+    state.prometheusConfig = promConfig;
     start('prometheus', prometheusBin, [
       `--config.file=${promConfig}`, `--storage.tsdb.path=${join(clusterDir, 'prometheus')}`,
       `--web.listen-address=127.0.0.1:${promPort}`, '--web.enable-lifecycle', '--log.level=warn',

@@ -1,0 +1,91 @@
+// Issue 4's acceptance, healthy releases: the weights step up in order, the Deployment ends
+// unpaused on the new version, the canary is gone, and the VirtualService is as the user wrote it.
+import t from 'tap';
+import { apply, deployment, getJson, kubectl, namespace, promQuery, service } from '../helpers/kube.ts';
+import { events, fast, getDeployment, images, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
+
+function userVirtualService(): Record<string, unknown> {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web', annotations: { 'team.example.com/owner': 'payments' } },
+    spec: {
+      hosts: ['web'],
+      http: [
+        { name: 'admin', match: [{ uri: { prefix: '/admin' } }], route: [{ destination: { host: 'web', subset: 'stable' } }], timeout: '3s' },
+        {
+          name: 'primary',
+          retries: { attempts: 3, perTryTimeout: '2s', retryOn: '5xx,connect-failure' },
+          timeout: '10s',
+          headers: { response: { set: { 'x-served-by': 'web' } } },
+          route: [{ destination: { host: 'web', subset: 'stable', port: { number: 80 } }, weight: 100, headers: { request: { set: { 'x-track': 'stable' } } } }],
+        },
+      ],
+    },
+  };
+}
+
+const destinationRule = { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'web' }, spec: { host: 'web', trafficPolicy: { connectionPool: { http: { http1MaxPendingRequests: 100 } } }, subsets: [{ name: 'legacy', labels: { tier: 'old' } }, { name: 'stable', labels: { app: 'web' } }] } };
+
+t.test('a healthy version: 10 → 50 → 100, promoted, VirtualService untouched but for weights, no UH', async (t) => {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps: 0 }));
+  await apply(ns, userVirtualService());
+  await apply(ns, destinationRule);
+  await apply(ns, { ...deployment('web', { replicas: 3, image: 'example.com/web:v1', annotations: { ...fast, 'weir.dev/virtual-service': 'web', 'weir.dev/route': 'primary', 'weir.dev/destination-rule': 'web' } }) });
+  // Mesh traffic to the host goes through the user's VirtualService.
+  await kubectl(['annotate', 'service', 'web', '-n', ns, '--overwrite', 'sim.weir.dev/rps=100']);
+  await waitForPhase(ns, 'web', 'Stable', 30_000).catch(() => undefined);
+  const before = await getJson<{ metadata: Record<string, unknown>; spec: unknown }>(['get', 'virtualservice', 'web', '-n', ns]);
+  const recorder = recordWeights(ns, 'web', 'canary', 'primary');
+  await setImage(ns, 'web', 'example.com/web:v2');
+  t.equal((await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/phase'], 'Progressing');
+  const done = await waitForPhase(ns, 'web', 'Stable');
+  await recorder.stop();
+  t.same(recorder.weights, [0, 10, 50, 100, 0], 'weights went 10 → 50 → 100, then back to stable');
+  t.notOk(done.spec.paused, 'unpaused');
+  t.equal(done.metadata.annotations?.['weir.dev/stable-revision'], done.metadata.annotations?.['weir.dev/status'] && JSON.parse(done.metadata.annotations['weir.dev/status']).revision, 'the new revision is stable');
+  t.same(await images(ns, 'app=web'), ['example.com/web:v2', 'example.com/web:v2', 'example.com/web:v2'], 'all replicas run the new image');
+  t.equal((await kubectl(['get', 'deployment', '-n', ns, '-l', 'weir.dev/canary-of=web', '-o', 'name'])).trim(), '', 'the canary is gone');
+  const after = await getJson<{ metadata: Record<string, unknown>; spec: { http: { route: { weight?: number }[] }[] } }>(['get', 'virtualservice', 'web', '-n', ns]);
+  const primary = after.spec.http[1];
+  if (!primary) return t.fail('primary route');
+  t.equal(primary.route[0]?.weight, 100, '100 % stable');
+  const withoutCanary = structuredClone(after.spec) as { http: { route: unknown[] }[] };
+  withoutCanary.http[1]?.route.splice(1);
+  t.equal(JSON.stringify(withoutCanary), JSON.stringify(before.spec), 'every other field and route unchanged, byte for byte (the added canary destination aside)');
+  t.same(after.metadata.annotations, before.metadata.annotations, "the VirtualService's annotations are the user's");
+  const dr = await getJson<{ spec: { trafficPolicy: unknown; subsets: { name: string }[] } }>(['get', 'destinationrule', 'web', '-n', ns]);
+  t.same(dr.spec.trafficPolicy, destinationRule.spec.trafficPolicy, 'the traffic policy stays');
+  t.ok(dr.spec.subsets.some((s) => s.name === 'legacy'), 'other subsets stay');
+  const uh = await promQuery(`sum(istio_requests_total{destination_service_namespace="${ns}",response_flags="UH"})`);
+  t.equal(uh.length, 0, 'the mesh counted no 503 UH during the whole release');
+  const reasons = (await events(ns, 'web')).map((e) => e.reason);
+  for (const r of ['ReleaseStarted', 'WeightSet', 'CheckPassed', 'Promoting', 'Promoted']) t.ok(reasons.includes(r), `event ${r}`);
+});
+
+t.test("the seed's myapp manifests work with annotations and nothing else", async (t) => {
+  const ns = await namespace(t, { optIn: true });
+  const host = `myapp.${ns}.svc.cluster.local`;
+  await apply(ns, { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'myapp-gateway' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['myapp.apsissolutions.com'] }] } });
+  await apply(ns, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'myapp' }, spec: { selector: { app: 'myapp' }, ports: [{ port: 8080, targetPort: 80 }] } });
+  await apply(ns, { apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule', metadata: { name: 'myapp-destinationrule' }, spec: { host, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } });
+  await apply(ns, {
+    apiVersion: 'networking.istio.io/v1alpha3', kind: 'VirtualService', metadata: { name: 'myapp-virtualservice' },
+    spec: { hosts: ['myapp.apsissolutions.com'], gateways: ['myapp-gateway'], http: [{ name: 'primary', route: [{ destination: { host, subset: 'v1' }, weight: 100 }, { destination: { host, subset: 'v2' }, weight: 0 }] }] },
+  });
+  const myapp = (version: string): Record<string, unknown> => ({
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: { name: 'myapp', annotations: { ...fast, 'weir.dev/virtual-service': 'myapp-virtualservice', 'weir.dev/route': 'primary', 'weir.dev/destination-rule': 'myapp-destinationrule', 'weir.dev/stable-subset': 'v1', 'weir.dev/canary-subset': 'v2' } },
+    spec: { replicas: 3, revisionHistoryLimit: 2, selector: { matchLabels: { app: 'myapp' } }, template: { metadata: { labels: { app: 'myapp', version } }, spec: { containers: [{ name: 'myapp', image: `jamaldevsecops/myapp:${version}`, ports: [{ containerPort: 80 }] }] } } },
+  });
+  await apply(ns, myapp('v1'));
+  const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+  await apply(ns, myapp('v2'));
+  await waitForPhase(ns, 'myapp', 'Stable');
+  await recorder.stop();
+  t.same(recorder.weights, [0, 10, 50, 100, 0]);
+  t.same(await images(ns, 'app=myapp'), ['jamaldevsecops/myapp:v2', 'jamaldevsecops/myapp:v2', 'jamaldevsecops/myapp:v2']);
+  const passed = (await events(ns, 'myapp')).filter((e) => e.reason === 'CheckPassed');
+  t.ok(passed.length >= 3, `checks passed on gateway traffic (${passed.length})`);
+});
