@@ -151,7 +151,6 @@ function onTemplateChange(next: Deployment, old: Deployment, now: Date): string 
     [annotations.reason]: inRelease
       ? `Superseded: canary revision ${newRevision} replaces ${old.metadata?.annotations?.[annotations.canaryRevision] ?? 'the previous canary'}`
       : `Started: canary revision ${newRevision} against stable revision ${stableRevision}`,
-    [annotations.status]: undefined,
   });
   return inRelease ? `release superseded by canary revision ${newRevision}` : `release started for canary revision ${newRevision}`;
 }
