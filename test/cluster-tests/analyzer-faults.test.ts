@@ -1,0 +1,75 @@
+// Issue 4's acceptance, faults: Prometheus down, an analyzer killed mid-step, two replicas.
+// Each test runs analyzers of its own, scoped to its namespace, so it can kill them.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
+import { analyzerMetric, events, fast, getDeployment, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
+import type { Analyzer } from '../helpers/release.ts';
+import { waitFor } from '../cluster/cluster.ts';
+
+async function scopedRelease(t: { teardown(fn: () => unknown): void }, extra: Record<string, string> = {}): Promise<{ ns: string; scope: string }> {
+  const scope = randomBytes(4).toString('hex');
+  const ns = await namespace(t, { optIn: true });
+  await kubectl(['label', 'namespace', ns, `weir.dev/test-analyzer=${scope}`]);
+  await apply(ns, service('web', { rps: 150 }));
+  await apply(ns, deployment('web', { replicas: 3, image: 'example.com/web:v1', annotations: { ...fast, ...extra } }));
+  return { ns, scope };
+}
+
+const weightOf = async (ns: string): Promise<number | undefined> => (JSON.parse((await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/status'] ?? '{}') as { weight?: number }).weight;
+
+t.test('Prometheus stopped mid-release: the release holds and never promotes; back, it completes', async (t) => {
+  const prometheus = await ownPrometheus();
+  t.teardown(() => prometheus.remove());
+  const { ns, scope } = await scopedRelease(t);
+  const analyzer = await startAnalyzer({ scope, identity: `a-${scope}`, prometheusUrl: prometheus.url });
+  t.teardown(() => analyzer.kill());
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitFor('the first weight', async () => (await weightOf(ns)) === 10, 60_000);
+  await prometheus.stop();
+  await waitFor('two MetricsUnavailable warnings', async () => (await events(ns, 'web')).filter((e) => e.reason === 'MetricsUnavailable').length >= 2, 60_000, 500);
+  const held = await getDeployment(ns, 'web');
+  t.equal(held.metadata.annotations?.['weir.dev/phase'], 'Progressing', 'holding');
+  t.ok(((await weightOf(ns)) ?? 0) <= 50, 'no promotion while the metrics are unknown');
+  t.equal(held.spec.paused, true);
+  await prometheus.start();
+  await waitForPhase(ns, 'web', 'Stable');
+  t.pass('Prometheus back: the release completes');
+});
+
+t.test('an analyzer killed with SIGKILL mid-step: a new one finishes, no step out of order', async (t) => {
+  const { ns, scope } = await scopedRelease(t, { 'weir.dev/step-pause': '5s' });
+  const first = await startAnalyzer({ scope, identity: `first-${scope}` });
+  t.teardown(() => first.kill());
+  const recorder = recordWeights(ns, 'weir-web', 'canary');
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitFor('the second step', async () => (await weightOf(ns)) === 50, 90_000);
+  await first.kill('SIGKILL');
+  const second = await startAnalyzer({ scope, identity: `second-${scope}` });
+  t.teardown(() => second.kill());
+  await waitForPhase(ns, 'web', 'Stable');
+  await recorder.stop();
+  t.same(recorder.weights, [0, 10, 50, 100, 0], 'each weight once, in order');
+  t.equal((await events(ns, 'web')).filter((e) => e.reason === 'Promoted').length, 1, 'promoted once');
+});
+
+t.test('two analyzers at once: only the leader writes; kill it and the other finishes', async (t) => {
+  const { ns, scope } = await scopedRelease(t, { 'weir.dev/step-pause': '5s' });
+  const a = await startAnalyzer({ scope, identity: `a-${scope}` });
+  const b = await startAnalyzer({ scope, identity: `b-${scope}` });
+  t.teardown(() => Promise.all([a.kill(), b.kill()]));
+  let leader: Analyzer | undefined;
+  await waitFor('a leader', async () => {
+    const [la, lb] = await Promise.all([analyzerMetric(a.url, 'weir_leader'), analyzerMetric(b.url, 'weir_leader')]);
+    leader = la === 1 ? a : lb === 1 ? b : undefined;
+    return leader !== undefined && la + lb === 1;
+  }, 30_000);
+  const follower = leader === a ? b : a;
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitFor('the second step', async () => (await weightOf(ns)) === 50, 90_000);
+  t.ok(await analyzerMetric(leader?.url ?? '', 'weir_api_writes_total') > 0, 'the leader writes');
+  t.equal(await analyzerMetric(follower.url, 'weir_api_writes_total'), 0, 'the other does not');
+  await leader?.kill('SIGKILL');
+  await waitForPhase(ns, 'web', 'Stable');
+  t.ok(await analyzerMetric(follower.url, 'weir_api_writes_total') > 0, 'the other took over and finished');
+});
