@@ -1,6 +1,6 @@
 // act: carry out decide's actions with the API server, in order, stopping at the first failure
 // (the next reconcile starts again from what the cluster then says). Writes only while leader.
-import type { V1Deployment } from '@kubernetes/client-node';
+import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
 import { annotations, labels, tracks } from '../contract/names.ts';
 import { formatStatus } from '../contract/status.ts';
 import type { Action } from './decide.ts';
@@ -89,33 +89,38 @@ async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> 
   }
 }
 
+function phaseOps(d: V1Deployment, action: Extract<Action, { kind: 'setPhase' }>): PatchOp[] {
+  const values: Record<string, string | undefined> = { [annotations.phase]: action.phase, [annotations.reason]: action.reason };
+  if (action.promotedRevision) Object.assign(values, { [annotations.stableRevision]: action.promotedRevision, [annotations.canaryRevision]: undefined });
+  return annotationOps(values, d.metadata?.annotations ?? {});
+}
+
+function statusOps(d: V1Deployment, action: Extract<Action, { kind: 'status' }>): PatchOp[] {
+  const current = d.metadata?.annotations ?? {};
+  // Guarded by generation and revision: progress about an older spec must not land on a newer one.
+  const guard: PatchOp[] = [{ op: 'test', path: '/metadata/generation', value: d.metadata?.generation }];
+  const revision = current[annotations.canaryRevision];
+  if (revision) guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
+  return [...guard, ...annotationOps({ [annotations.status]: formatStatus(action.status) }, current)];
+}
+
+const reference = (d: V1Deployment): V1ObjectReference => ({ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata?.name ?? '', namespace: d.metadata?.namespace ?? '', uid: d.metadata?.uid ?? '' });
+
 async function perform(ctx: ActContext, view: ReleaseView, action: Action): Promise<void> {
   const d = view.deployment;
-  const current = d.metadata?.annotations ?? {};
   const target = view.target;
   switch (action.kind) {
     case 'labelStablePods': return labelStablePods(ctx, d);
-    case 'ensureSubsets': if (target) await ctx.router.ensureSubsets(target); return;
-    case 'setWeight': if (target) await ctx.router.setWeight(target, action.weight); return;
+    case 'ensureSubsets': return target ? ctx.router.ensureSubsets(target) : undefined;
+    case 'setWeight': return target ? ctx.router.setWeight(target, action.weight) : undefined;
     case 'ensureCanary': return ensureCanary(ctx, d, action.replicas);
     case 'deleteCanary':
       await maybe(() => ctx.apps.deleteNamespacedDeployment({ namespace: d.metadata?.namespace ?? '', name: canaryName(d.metadata?.name ?? ''), propagationPolicy: 'Background' }));
       return;
     case 'unpause': return patchDeployment(ctx, d, [{ op: 'replace', path: '/spec/paused', value: false }]);
-    case 'setPhase': {
-      const values: Record<string, string | undefined> = { [annotations.phase]: action.phase, [annotations.reason]: action.reason };
-      if (action.promotedRevision) Object.assign(values, { [annotations.stableRevision]: action.promotedRevision, [annotations.canaryRevision]: undefined });
-      return patchDeployment(ctx, d, annotationOps(values, current));
-    }
-    case 'status': {
-      // Guarded by generation and revision: progress about an older spec must not land on a newer one.
-      const guard: PatchOp[] = [{ op: 'test', path: '/metadata/generation', value: d.metadata?.generation }];
-      const revision = current[annotations.canaryRevision];
-      if (revision) guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
-      return patchDeployment(ctx, d, [...guard, ...annotationOps({ [annotations.status]: formatStatus(action.status) }, current)]);
-    }
-    case 'event':
-      return recordEvent(ctx.core, { apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata?.name ?? '', namespace: d.metadata?.namespace ?? '', uid: d.metadata?.uid ?? '' }, action.type, action.reason, action.message, ctx.now());
+    case 'setPhase': return patchDeployment(ctx, d, phaseOps(d, action));
+    case 'status': return patchDeployment(ctx, d, statusOps(d, action));
+    case 'event': return recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now());
   }
 }
 

@@ -71,6 +71,17 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
   };
 }
 
+/** A Deployment deleted mid-release: its canary goes with it (owner reference); its weight must too. */
+async function unweightDeleted(router: IstioRouter, d: V1Deployment): Promise<void> {
+  const phase = d.metadata?.annotations?.[annotations.phase];
+  if (phase !== 'Progressing' && phase !== 'Promoting') return;
+  const target = routeTarget(d.metadata?.namespace ?? '', resolveRouting(d.metadata?.annotations ?? {}), undefined, { name: d.metadata?.name ?? '', uid: d.metadata?.uid ?? '' });
+  // weir's own routing objects are owned by the Deployment and collected with it.
+  if ('error' in target || target.owned) return;
+  const read = await router.read(target);
+  if (read.ok && read.canaryWeight > 0) await router.setWeight(target, 0);
+}
+
 const log = (message: string, fields: Record<string, unknown> = {}): void => {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'analyzer', msg: message, ...fields })}\n`);
 };
@@ -92,18 +103,13 @@ async function main(): Promise<void> {
     apps, core, router, policies: settings.policies, mayWrite: () => leader.mayWrite(), now: () => new Date(),
     onAction: (_view: unknown, action: { kind: string }) => { if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind }); },
   };
-  // A Deployment deleted mid-release: its canary goes with it (owner reference); its weight must too.
+  const scope = parseScope(settings.scope);
   const onDelete = (d: V1Deployment): void => {
-    const phase = d.metadata?.annotations?.[annotations.phase];
-    if (!leader.mayWrite() || (phase !== 'Progressing' && phase !== 'Promoting')) return;
-    if (!scope(namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {})) return;
-    const target = routeTarget(d.metadata?.namespace ?? '', resolveRouting(d.metadata?.annotations ?? {}), undefined, { name: d.metadata?.name ?? '', uid: d.metadata?.uid ?? '' });
-    if ('error' in target || target.owned) return;
-    void router.read(target).then((r) => (r.ok && r.canaryWeight > 0 ? router.setWeight(target, 0) : undefined)).catch((e: unknown) => log('could not reset the weight of a deleted release', { error: describeError(e) }));
+    if (!leader.mayWrite() || !scope(namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {})) return;
+    void unweightDeleted(router, d).catch((e: unknown) => log('could not reset the weight of a deleted release', { error: describeError(e) }));
   };
   const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces(), { remove: onDelete, log });
   const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace(), { log });
-  const scope = parseScope(settings.scope);
   const server = telemetry.serve(settings.host, settings.port, () => deployments.synced() && namespaces.synced());
   leader.start();
   let timer: NodeJS.Timeout | undefined;

@@ -2,10 +2,9 @@
 import { createHash } from 'node:crypto';
 import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { annotations, isPhase, labels, namespaceOptIn } from '../contract/names.ts';
-import type { Phase } from '../contract/names.ts';
 import { parseStatus } from '../contract/status.ts';
 import { templateRevision } from '../contract/revision.ts';
-import type { Observed } from './decide.ts';
+import type { CanaryObserved, Observed } from './decide.ts';
 import { maybe } from './kube.ts';
 import { resolvePolicy, resolveRouting } from './policy.ts';
 import type { Policy } from './policy.ts';
@@ -57,28 +56,56 @@ function rolledOut(d: V1Deployment): boolean {
   return !d.spec?.paused && (s?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) && s?.updatedReplicas === want && s.replicas === want && s.availableReplicas === want;
 }
 
+function canaryView(canary: V1Deployment): CanaryObserved {
+  const want = canary.spec?.replicas ?? 1;
+  const s = canary.status;
+  return {
+    revision: templateRevision(canary.spec?.template),
+    replicas: want,
+    readyReplicas: s?.readyReplicas ?? 0,
+    // Old canary pods of a superseded revision must be gone before the Ready count means anything.
+    current: (s?.observedGeneration ?? 0) >= (canary.metadata?.generation ?? 0) && (s?.updatedReplicas ?? 0) >= want && s?.replicas === want,
+  };
+}
+
+function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
+  return ns?.metadata?.labels?.[namespaceOptIn.key] !== namespaceOptIn.value || d.metadata?.annotations?.[annotations.optOut] === 'disabled';
+}
+
+/** The revisions, status and phase weir recorded on the Deployment. */
+function recorded(a: Record<string, string>): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status'> {
+  const rawPhase = a[annotations.phase];
+  const status = parseStatus(a[annotations.status]);
+  return {
+    phase: isPhase(rawPhase) ? rawPhase : 'Stable',
+    ...(a[annotations.canaryRevision] ? { canaryRevision: a[annotations.canaryRevision] } : {}),
+    ...(a[annotations.stableRevision] ? { stableRevision: a[annotations.stableRevision] } : {}),
+    ...(status ? { status } : {}),
+  };
+}
+
 /** Reads one release: the Deployment, its canary, its pods and its routing. */
 export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | undefined): Promise<ReleaseView> {
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
   const a = d.metadata?.annotations ?? {};
-  const rawPhase = a[annotations.phase];
-  const phase: Phase = isPhase(rawPhase) ? rawPhase : 'Stable';
+  const rec = recorded(a);
   const policy = resolvePolicy(a, edges.policies);
-  const service = a[annotations.phase] ? await findService(edges, d) : undefined;
+  const service = await findService(edges, d);
   const resolved = routeTarget(namespace, resolveRouting(a), service, { name, uid: d.metadata?.uid ?? '' });
   const target = 'error' in resolved ? undefined : resolved;
+  const noRoute = { ok: false as const, error: 'error' in resolved ? resolved.error : '' };
   const [canary, routing, subsetsReady, unlabelled] = await Promise.all([
     maybe(() => edges.apps.readNamespacedDeployment({ namespace, name: canaryName(name) })),
-    target ? edges.router.read(target) : Promise.resolve({ ok: false as const, error: 'error' in resolved ? resolved.error : '' }),
+    target ? edges.router.read(target) : Promise.resolve(noRoute),
     target ? edges.router.subsetsReady(target) : Promise.resolve(false),
-    phase === 'Progressing' ? edges.core.listNamespacedPod({ namespace, labelSelector: selectorOf(d, `!${labels.track}`) }) : Promise.resolve({ items: [] }),
+    rec.phase === 'Progressing' ? edges.core.listNamespacedPod({ namespace, labelSelector: selectorOf(d, `!${labels.track}`) }) : Promise.resolve({ items: [] }),
   ]);
   const observed: Observed = {
     namespace,
     name,
-    phase,
-    optedOut: ns?.metadata?.labels?.[namespaceOptIn.key] !== namespaceOptIn.value || a[annotations.optOut] === 'disabled',
+    ...rec,
+    optedOut: optedOut(d, ns),
     replicas: d.spec?.replicas ?? 1,
     paused: d.spec?.paused === true,
     rolledOut: rolledOut(d),
@@ -86,19 +113,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     subsetsReady,
     unlabelledStablePods: unlabelled.items.filter((p) => !p.metadata?.deletionTimestamp).length,
     policy: policy.ok ? { ok: true, value: policy.value } : { ok: false, errors: policy.errors },
-    ...(a[annotations.canaryRevision] ? { canaryRevision: a[annotations.canaryRevision] } : {}),
-    ...(a[annotations.stableRevision] ? { stableRevision: a[annotations.stableRevision] } : {}),
+    ...(canary ? { canary: canaryView(canary) } : {}),
   };
-  const status = parseStatus(a[annotations.status]);
-  if (status) observed.status = status;
-  if (canary) {
-    observed.canary = {
-      revision: templateRevision(canary.spec?.template),
-      replicas: canary.spec?.replicas ?? 1,
-      readyReplicas: canary.status?.readyReplicas ?? 0,
-      // Old canary pods of a superseded revision must be gone before the Ready count means anything.
-      current: (canary.status?.observedGeneration ?? 0) >= (canary.metadata?.generation ?? 0) && (canary.status?.updatedReplicas ?? 0) >= (canary.spec?.replicas ?? 1) && canary.status?.replicas === canary.spec?.replicas,
-    };
-  }
   return { observed, deployment: d, ...(target ? { target } : {}) };
 }

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
-import { analyzerMetric, events, fast, getDeployment, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
+import { analyzerMetric, events, fast, getDeployment, releaseStatus, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
@@ -16,7 +16,7 @@ async function scopedRelease(t: { teardown(fn: () => unknown): void }, extra: Re
   return { ns, scope };
 }
 
-const weightOf = async (ns: string): Promise<number | undefined> => (JSON.parse((await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/status'] ?? '{}') as { weight?: number }).weight;
+const weightOf = async (ns: string): Promise<number | undefined> => (await releaseStatus(ns, 'web'))?.weight;
 
 t.test('Prometheus stopped mid-release: the release holds and never promotes; back, it completes', async (t) => {
   const prometheus = await ownPrometheus();

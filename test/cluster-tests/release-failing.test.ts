@@ -2,7 +2,7 @@
 // both halves suffer, held when there is nothing to judge.
 import t from 'tap';
 import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
-import { events, fast, getDeployment, images, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
+import { events, fast, getDeployment, releaseStatus, images, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
 async function guarded(t: { teardown(fn: () => unknown): void }, annotations: Record<string, string> = {}, podAnnotations: Record<string, string> = {}, rps = 150): Promise<string> {
@@ -66,13 +66,13 @@ t.test('no traffic to the canary: checks are inconclusive, nothing is promoted, 
   const d = await getDeployment(ns, 'web');
   t.equal(d.metadata.annotations?.['weir.dev/phase'], 'Progressing', 'held, neither promoted nor rolled back');
   t.match((await events(ns, 'web')).find((e) => e.reason === 'CheckInconclusive')?.message, /no data for the canary|fewer than the 5 needed/);
-  t.equal(JSON.parse(d.metadata.annotations?.['weir.dev/status'] ?? '{}').weight, 10, 'still at the first step');
+  t.equal((await releaseStatus(ns, 'web'))?.weight, 10, 'still at the first step');
 });
 
 t.test('a newer template mid-release supersedes the running canary', async (t) => {
   const ns = await guarded(t, { 'weir.dev/step-pause': '6s' });
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the first weight', async () => JSON.parse((await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/status'] ?? '{}').weight === 10, 60_000);
+  await waitFor('the first weight', async () => (await releaseStatus(ns, 'web'))?.weight === 10, 60_000);
   await setImage(ns, 'web', 'example.com/web:v3');
   const d = await waitForPhase(ns, 'web', 'Stable');
   t.ok((await events(ns, 'web')).some((e) => e.reason === 'Superseded'), 'Superseded event');

@@ -2,7 +2,7 @@
 // unpaused on the new version, the canary is gone, and the VirtualService is as the user wrote it.
 import t from 'tap';
 import { apply, deployment, getJson, kubectl, namespace, promQuery, service } from '../helpers/kube.ts';
-import { events, fast, getDeployment, images, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
+import { events, fast, getDeployment, images, releaseStatus, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
 
 function userVirtualService(): Record<string, unknown> {
   return {
@@ -44,7 +44,7 @@ t.test('a healthy version: 10 → 50 → 100, promoted, VirtualService untouched
   await recorder.stop();
   t.same(recorder.weights, [0, 10, 50, 100, 0], 'weights went 10 → 50 → 100, then back to stable');
   t.notOk(done.spec.paused, 'unpaused');
-  t.equal(done.metadata.annotations?.['weir.dev/stable-revision'], done.metadata.annotations?.['weir.dev/status'] && JSON.parse(done.metadata.annotations['weir.dev/status']).revision, 'the new revision is stable');
+  t.equal(done.metadata.annotations?.['weir.dev/stable-revision'], (await releaseStatus(ns, 'web'))?.revision, 'the new revision is stable');
   t.same(await images(ns, 'app=web'), ['example.com/web:v2', 'example.com/web:v2', 'example.com/web:v2'], 'all replicas run the new image');
   t.equal((await kubectl(['get', 'deployment', '-n', ns, '-l', 'weir.dev/canary-of=web', '-o', 'name'])).trim(), '', 'the canary is gone');
   const after = await getJson<{ metadata: Record<string, unknown>; spec: { http: { route: { weight?: number }[] }[] } }>(['get', 'virtualservice', 'web', '-n', ns]);

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
 import { cluster, getJson, kubectl, kubectlRaw } from './kube.ts';
+import { parseStatus } from '../../contract/status.ts';
+import type { ReleaseStatus } from '../../contract/status.ts';
 
 /** Seconds instead of minutes: the policy fields users set with annotations. */
 export const fast: Record<string, string> = {
@@ -22,6 +24,9 @@ export interface Dep {
 
 export const getDeployment = (ns: string, name: string): Promise<Dep> => getJson<Dep>(['get', 'deployment', name, '-n', ns]);
 export const annotation = async (ns: string, name: string, key: string): Promise<string | undefined> => (await getDeployment(ns, name)).metadata.annotations?.[key];
+
+/** The analyzer's progress record on a Deployment. */
+export const releaseStatus = async (ns: string, name: string): Promise<ReleaseStatus | undefined> => parseStatus((await getDeployment(ns, name)).metadata.annotations?.['weir.dev/status']);
 
 export async function waitForPhase(ns: string, name: string, phase: string, timeoutMs = 120_000): Promise<Dep> {
   let last: Dep | undefined;
