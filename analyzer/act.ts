@@ -7,6 +7,7 @@ import type { Action } from './decide.ts';
 import { jsonPatch, maybe, pointer, recordEvent } from './kube.ts';
 import type { PatchOp } from './kube.ts';
 import { canaryName, selectorOf } from './observe.ts';
+import { meshPropagationMs } from './router/istio.ts';
 import type { Edges, ReleaseView } from './observe.ts';
 
 export interface ActContext extends Edges {
@@ -36,7 +37,8 @@ export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment 
       selector: structuredClone(d.spec?.selector ?? { matchLabels: {} }),
       template,
       ...(d.spec?.strategy ? { strategy: structuredClone(d.spec.strategy) } : {}),
-      ...(d.spec?.minReadySeconds ? { minReadySeconds: d.spec.minReadySeconds } : {}),
+      // Weight goes only to Available canary pods: Ready long enough for the mesh to know them.
+      minReadySeconds: Math.max(d.spec?.minReadySeconds ?? 0, Math.ceil(meshPropagationMs / 1000)),
     },
   };
 }

@@ -215,9 +215,14 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
   return [started, { kind: 'status', status: start }];
 }
 
+/** Time a newly rolled-out stable half is given before traffic returns to it, for the mesh to learn its endpoints. */
+export const settleMs = 3000;
+
 function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] {
   if (o.paused) return [{ kind: 'unpause' }];
-  if (o.rolledOut) return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
+  if (o.rolledOut && !s.rolledOutAt) return [{ kind: 'status', status: { ...s, rolledOutAt: now.toISOString(), message: 'promoting: rolled out; letting the mesh learn the new endpoints' } }];
+  if (o.rolledOut && now.getTime() - ms(s.rolledOutAt) >= settleMs) return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
+  if (o.rolledOut) return [];
   const message = 'promoting: waiting for the Deployment to roll out';
   return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
 }

@@ -62,7 +62,8 @@ function canaryView(canary: V1Deployment): CanaryObserved {
   return {
     revision: templateRevision(canary.spec?.template),
     replicas: want,
-    readyReplicas: s?.readyReplicas ?? 0,
+    // Available, not just Ready: see the canary's minReadySeconds.
+    readyReplicas: s?.availableReplicas ?? 0,
     // Old canary pods of a superseded revision must be gone before the Ready count means anything.
     current: (s?.observedGeneration ?? 0) >= (canary.metadata?.generation ?? 0) && (s?.updatedReplicas ?? 0) >= want && s?.replicas === want,
   };

@@ -26,6 +26,8 @@ export interface ReleaseStatus {
   /** Set while weight is 0 and the canary waits to be removed; `outcome` says what follows. */
   drainingSince?: string;
   outcome?: DrainOutcome;
+  /** When the promoted Deployment was first seen fully rolled out and available. */
+  rolledOutAt?: string;
   /** The last few checks, newest last. */
   checks: CheckRecord[];
   message: string;

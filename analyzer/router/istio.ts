@@ -121,6 +121,9 @@ export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolea
   return Object.entries(wanted(target)).every(([name, labels]) => sameLabels(dr.spec?.subsets?.find((s) => s.name === name)?.labels, labels));
 }
 
+/** Time the mesh is given to learn of a new object before anything depends on it. */
+export const meshPropagationMs = 3000;
+
 const group = 'networking.istio.io';
 const version = 'v1';
 
@@ -177,6 +180,10 @@ export class IstioRouter implements TrafficRouter {
       await this.api.createNamespacedCustomObject({ group, version, plural, namespace: target.namespace, body: { apiVersion: `${group}/${version}`, kind, metadata: metadata(name), spec } });
     };
     await create('destinationrules', target.destinationRule, { host, subsets: Object.entries(wanted(target)).map(([name, labels]) => ({ name, labels })) });
+    // Make before break: the mesh must know the subsets before a route names them, or it answers 503.
+    const dr = await this.get<DestinationRule & { metadata?: { creationTimestamp?: string } }>('destinationrules', target.namespace, target.destinationRule);
+    const age = Date.now() - new Date(dr?.metadata?.creationTimestamp ?? Date.now()).getTime();
+    if (age < meshPropagationMs) return;
     await create('virtualservices', target.virtualService, {
       hosts: [host],
       http: [{ name: target.route ?? 'weir', route: [{ destination: { host, subset: target.stableSubset }, weight: 100 }, { destination: { host, subset: target.canarySubset }, weight: 0 }] }],

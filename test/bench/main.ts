@@ -1,0 +1,66 @@
+// `npm run bench`: runs the benchmarks and writes docs/benchmarks.md. Speed is measured here,
+// never in tests: each figure is set against a baseline measured in the same run.
+import { writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { repoRoot } from '../cluster/cluster.ts';
+import { benchWebhook } from './webhook.ts';
+import type { LoadResult } from './webhook.ts';
+import { benchAnalyzer } from './analyzer.ts';
+import type { AnalyzerResult } from './analyzer.ts';
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, releases: { type: 'string', default: '10,100' }, only: { type: 'string' } } });
+
+const f = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const row = (name: string, r: LoadResult, base: LoadResult): string =>
+  `| ${name} | ${f(r.throughput)} | ${f(r.throughput / base.throughput, 2)}× | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.errors} |`;
+
+const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+const sections: string[] = [`# Benchmarks\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, by \`npm run bench\`. Figures are from one run; ratios compare against a baseline measured in that same run.\n`];
+
+if (!values.only || values.only === 'webhook') {
+  process.stderr.write('[bench] webhook\n');
+  const { size, results } = await benchWebhook(Number(values.seconds));
+  const base = results.baseline;
+  const weir = results.weir;
+  if (!base || !weir) throw new Error('webhook benchmark incomplete');
+  sections.push(`## Webhook admission
+
+Deployment UPDATE reviews of ${f(size / 1024, 1)} KB (a recorded review, padded with env vars), POSTed over keep-alive HTTPS (TLS 1.3, 16 connections) from a second process on loopback. **Baseline**: a bare fastify HTTPS route answering a fixed "allowed" review — the ceiling of the stack on this machine. **weir**: the webhook as shipped (envelope checks, mutate, JSON Patch, metrics).
+
+Full load (32 requests in flight, ${values.seconds} s):
+
+| server | reviews/s | vs baseline | p50 ms | p99 ms | errors |
+| --- | ---: | ---: | ---: | ---: | ---: |
+${row('baseline', base.full, base.full)}
+${row('weir', weir.full, base.full)}
+
+Fixed rate of 1,000 reviews/s (${values.seconds} s):
+
+| server | reviews/s | vs baseline | p50 ms | p99 ms | errors |
+| --- | ---: | ---: | ---: | ---: | ---: |
+${row('baseline', base.fixed, base.fixed)}
+${row('weir', weir.fixed, base.fixed)}
+
+Targets: ≥ 0.8× the baseline's throughput (${weir.full.throughput / base.full.throughput >= 0.8 ? 'met' : 'missed'}: ${f(weir.full.throughput / base.full.throughput, 2)}×); p99 ≤ 5 ms at 1,000 reviews/s (${weir.fixed.p99 <= 5 ? 'met' : 'missed'}: ${f(weir.fixed.p99, 2)} ms).
+`);
+}
+
+if (!values.only || values.only === 'analyzer') {
+  process.stderr.write('[bench] analyzer\n');
+  const results: AnalyzerResult[] = await benchAnalyzer((values.releases ?? '10').split(',').map(Number));
+  sections.push(`## Analyzer
+
+N releases started at once on the local cluster (one replica each, steps 10/50/100 %, 5 s pauses, a check every 2 s, Prometheus scraping every 1 s), driven by one analyzer. **Baseline** for the query count: one query per release per check, what a per-release analyzer would send.
+
+| releases | Prometheus queries per interval | per-release baseline | API writes per step and release | step lag p50 / p99 (s) | analyzer RSS (MiB) | all promoted in (s) |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${results.map((r) => `| ${r.releases} | ${f(r.queriesPerInterval, 2)} | ${r.releases} | ${f(r.writesPerStep, 1)} | ${f(r.lagP50, 2)} / ${f(r.lagP99, 2)} | ${f(r.rssMiB)} | ${f(r.seconds, 1)} |`).join('\n')}
+
+Step lag: from the moment a step's pause was over (as the benchmark saw the weight change) to the next weight on the VirtualService. Time from a canary turning fully bad to 0 % canary weight (check every 2 s, 1 s scrapes): ${results[0] ? `${f(results[0].badToZeroSeconds, 1)} s` : 'n/a'}.
+`);
+}
+
+await writeFile(join(repoRoot, 'docs/benchmarks.md'), sections.join('\n'));
+process.stderr.write('[bench] wrote docs/benchmarks.md\n');
