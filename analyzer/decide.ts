@@ -77,8 +77,8 @@ function drain(s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: stri
 function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
   const done = (phase: Phase, reason: string, extra: Action[] = [], promotedRevision?: string): Action[] => [
     ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
-    ...extra,
     { kind: 'setPhase', phase, reason, ...(promotedRevision ? { promotedRevision } : {}) },
+    ...extra,
     { kind: 'status', status: { ...s, drainingSince: undefined, message: reason } },
   ];
   switch (s.outcome) {
@@ -142,9 +142,10 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date, wei
 }
 
 function promote(o: Observed, s: ReleaseStatus): Action[] {
+  // The phase first: the webhook keeps a Progressing release paused.
   return [
-    { kind: 'unpause' },
     { kind: 'setPhase', phase: 'Promoting', reason: `Promoting: every step passed; the Deployment rolls out revision ${s.revision} while the canary serves` },
+    { kind: 'unpause' },
     event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${s.revision}`),
     { kind: 'status', status: { ...s, message: 'promoting: waiting for the Deployment to roll out' } },
   ];

@@ -7,6 +7,10 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 import { mutate } from './mutate.ts';
 import { parseReview, allow } from './review.ts';
 
+const logLevels = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity } as const;
+/** pino's numeric order, so the hot path builds no log fields that would be dropped. */
+const enabled = (level: keyof typeof logLevels, current: string): boolean => logLevels[level] >= (logLevels[current as keyof typeof logLevels] ?? logLevels.info);
+
 /** The API server accepts requests up to 3 MiB; a review carries the object and the old object. */
 export const maxObjectBytes = 3 * 1024 * 1024;
 export const bodyLimit = 2 * maxObjectBytes + 64 * 1024;
@@ -102,9 +106,11 @@ export function buildApp(options: AppOptions): FastifyInstance {
     }
     const req = parsed.request;
     const result = mutate(req, { now: now(), ...(options.weirNamespace ? { weirNamespace: options.weirNamespace } : {}) });
-    const log = request.log.child({ uid: req.uid, namespace: req.namespace, name: req.name, operation: req.operation, dryRun: req.dryRun ?? false });
-    if (result.outcome === 'invalid') log.warn({ outcome: result.outcome, reason: result.reason }, 'admitted a Deployment weir cannot read');
-    else log[result.outcome === 'patched' ? 'info' : 'debug']({ outcome: result.outcome, reason: result.reason }, 'admission');
+    const level = result.outcome === 'invalid' ? 'warn' : result.outcome === 'patched' ? 'info' : 'debug';
+    if (enabled(level, request.log.level)) {
+      const fields = { uid: req.uid, namespace: req.namespace, name: req.name, operation: req.operation, dryRun: req.dryRun ?? false, outcome: result.outcome, reason: result.reason };
+      request.log[level](fields, result.outcome === 'invalid' ? 'admitted a Deployment weir cannot read' : 'admission');
+    }
     metrics.admissions.inc({ operation: req.operation, outcome: result.outcome });
     metrics.latency.observe({ operation: req.operation }, Number(process.hrtime.bigint() - started) / 1e9);
     return allow(req.uid, result.patch, result.warnings);

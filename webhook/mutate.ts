@@ -81,16 +81,17 @@ function weirEntries(map: Record<string, string> | undefined): [string, string][
 
 /**
  * weir's own keys survive an apply that omits them (a server-side apply of a GitOps manifest
- * drops them): the track label always, and the release annotations when the incoming object has
- * none of them — an object that has some was written by weir, which may remove one on purpose.
+ * drops what the webhook set in the applier's name): the track label always, and the release
+ * annotations when `weir.dev/phase` is gone — weir's own writes always carry the phase, and may
+ * remove another annotation on purpose.
  */
 function carryOver(next: Deployment, old: Deployment | undefined): void {
   if (!old) return;
   next.metadata ??= {};
-  if (weirEntries(next.metadata.annotations).length === 0) {
+  if (next.metadata.annotations?.[annotations.phase] === undefined) {
     for (const [key, value] of weirEntries(old.metadata?.annotations)) {
       next.metadata.annotations ??= {};
-      next.metadata.annotations[key] = value;
+      next.metadata.annotations[key] ??= value;
     }
   }
   const template = next.spec?.template;
@@ -125,9 +126,9 @@ function phaseOf(d: Deployment): Phase {
 }
 
 /** A template change: start, supersede or end (revert) a release. Returns the reason. */
-function onTemplateChange(next: Deployment, old: Deployment, now: Date): string {
-  const oldRevision = templateRevision(old.spec?.template);
-  const newRevision = templateRevision(next.spec?.template);
+function onTemplateChange(next: Deployment, old: Deployment, revisions: { old: string; new: string }, now: Date): string {
+  const oldRevision = revisions.old;
+  const newRevision = revisions.new;
   const phase = phaseOf(old);
   const inRelease = phase !== 'Stable';
   const stableRevision = (inRelease ? old.metadata?.annotations?.[annotations.stableRevision] : undefined) ?? oldRevision;
@@ -155,6 +156,38 @@ function onTemplateChange(next: Deployment, old: Deployment, now: Date): string 
   return inRelease ? `release superseded by canary revision ${newRevision}` : `release started for canary revision ${newRevision}`;
 }
 
+/**
+ * A copy in which weir may change what it changes — metadata maps, spec.paused and the template's
+ * labels — without cloning the rest (the admission path is hot; managedFields and containers are large).
+ */
+function editableCopy(d: Deployment): Deployment {
+  const copyMaps = (m: Metadata | undefined): Metadata => ({
+    ...m,
+    ...(m?.labels ? { labels: { ...m.labels } } : {}),
+    ...(m?.annotations ? { annotations: { ...m.annotations } } : {}),
+  });
+  const template = d.spec?.template;
+  return {
+    ...d,
+    metadata: copyMaps(d.metadata),
+    ...(d.spec ? { spec: { ...d.spec, ...(template ? { template: { ...template, metadata: copyMaps(template.metadata) } } : {}) } } : {}),
+  };
+}
+
+/**
+ * No template change. While a release holds the stable half (Progressing, RolledBack), an apply
+ * that drops `paused` (server-side apply of a manifest without it) does not resume the rollout:
+ * weir keeps it paused. Opting out (`weir.dev/canary: disabled`) is how to take it back.
+ */
+function holdRelease(next: Deployment, old: Deployment): string {
+  const phase = phaseOf(old);
+  if ((phase === 'Progressing' || phase === 'RolledBack') && old.spec?.paused === true && next.spec?.paused !== true) {
+    next.spec = { ...next.spec, paused: true };
+    return `pod template unchanged; kept paused: the ${phase} release holds the stable half`;
+  }
+  return 'pod template unchanged: no release';
+}
+
 /** Decides what to do with one Deployment CREATE or UPDATE and returns the patch for it. */
 export function mutate(input: AdmissionInput, options: MutateOptions): Mutation {
   const reason = skipReason(input, options);
@@ -166,15 +199,15 @@ export function mutate(input: AdmissionInput, options: MutateOptions): Mutation 
     const message = `weir could not read this Deployment (${bad ?? 'no object'}); it was admitted without a canary`;
     return { outcome: 'invalid', reason: bad ?? 'no object', patch: [], warnings: [message] };
   }
-  const next = structuredClone(original);
+  const next = editableCopy(original);
   let why: string;
   if (!old) {
     stampStable(next);
     why = 'first version: stamped the stable track';
   } else {
     carryOver(next, old);
-    const changed = templateRevision(next.spec?.template) !== templateRevision(old.spec?.template);
-    why = changed ? onTemplateChange(next, old, options.now) : 'pod template unchanged: no release';
+    const revisions = { old: templateRevision(old.spec?.template), new: templateRevision(next.spec?.template) };
+    why = revisions.new !== revisions.old ? onTemplateChange(next, old, revisions, options.now) : holdRelease(next, old);
   }
   const patch = jsonPatch.compare(original, next);
   return { outcome: patch.length > 0 ? 'patched' : 'unchanged', reason: why, patch, warnings: [] };

@@ -187,3 +187,18 @@ t.test('release annotations come back only when an apply dropped all of them', a
   delete dep(analyzerWrite.object).metadata.annotations?.['weir.dev/canary-revision'];
   t.same(mutate(analyzerWrite, { now }).patch, [], 'a write that removes one weir annotation on purpose is kept');
 });
+
+t.test('during a release, an apply that drops paused keeps it paused', async (t) => {
+  const input = fixture('update-image-during-release');
+  const ssa = structuredClone(input);
+  ssa.object = structuredClone(ssa.oldObject);
+  delete (dep(ssa.object).spec as { paused?: boolean }).paused;
+  const m = mutate(ssa, { now });
+  t.same(m.patch, [{ op: 'add', path: '/spec/paused', value: true }]);
+  t.match(m.reason, /kept paused/);
+  const promoting = structuredClone(ssa);
+  const old = dep(promoting.oldObject);
+  old.metadata.annotations = { ...old.metadata.annotations, 'weir.dev/phase': 'Promoting' };
+  dep(promoting.object).metadata.annotations = { ...old.metadata.annotations };
+  t.same(mutate(promoting, { now }).patch, [], "the analyzer's resume at promotion goes through");
+});
