@@ -122,6 +122,7 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'unpause': return patchDeployment(ctx, d, [{ op: 'replace', path: '/spec/paused', value: false }]);
     case 'setPhase': return patchDeployment(ctx, d, phaseOps(d, action));
     case 'status': return patchDeployment(ctx, d, statusOps(d, action));
+    case 'clearRequest': return patchDeployment(ctx, d, annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}));
     case 'event': return recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now());
   }
 }
@@ -135,7 +136,7 @@ export async function act(ctx: ActContext, view: ReleaseView, actions: Action[])
     ctx.onAction?.(view, action);
     done++;
     // Later writes to the Deployment need its new resourceVersion.
-    if (action.kind === 'unpause' || action.kind === 'setPhase') {
+    if (action.kind === 'unpause' || action.kind === 'setPhase' || action.kind === 'clearRequest') {
       const fresh = await ctx.apps.readNamespacedDeployment({ namespace: view.deployment.metadata?.namespace ?? '', name: view.deployment.metadata?.name ?? '' });
       view.deployment = fresh;
     }

@@ -1,6 +1,6 @@
 // The release state machine: (observed state, measurements, now, policy) → actions. Pure.
 // Every "what happens when…" about a release is answered in this file.
-import type { Phase } from '../contract/names.ts';
+import type { Phase, Request } from '../contract/names.ts';
 import { keptChecks } from '../contract/status.ts';
 import type { CheckRecord, DrainOutcome, ReleaseStatus } from '../contract/status.ts';
 import { combine, judge } from './analysis.ts';
@@ -35,6 +35,8 @@ export interface Observed {
   subsetsReady: boolean;
   unlabelledStablePods: number;
   policy: { ok: true; value: Policy } | { ok: false; errors: string[] };
+  /** A person's request from `weir promote|abort|retry`, or text that is not one. */
+  request?: Request | { invalid: string };
 }
 
 export type Action =
@@ -46,7 +48,8 @@ export type Action =
   | { kind: 'unpause' }
   | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string }
-  | { kind: 'status'; status: ReleaseStatus };
+  | { kind: 'status'; status: ReleaseStatus }
+  | { kind: 'clearRequest' };
 
 const ms = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
 const event = (type: 'Normal' | 'Warning', reason: string, message: string): Action => ({ kind: 'event', type, reason, message });
@@ -228,10 +231,38 @@ function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Ac
   return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
 }
 
+/** A person's request: carried out now when it applies, refused with a Warning when it does not; always cleared. */
+function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: number): Action[] | undefined {
+  const request = o.request;
+  if (request === undefined) return undefined;
+  const clear: Action = { kind: 'clearRequest' };
+  const refuse = (why: string): Action[] => [clear, event('Warning', 'RequestRefused', why)];
+  if (typeof request === 'object') return refuse(`weir.dev/request: "${request.invalid}" is not one of promote, promote-full, abort, retry`);
+  const current = s && s.revision === o.canaryRevision ? s : undefined;
+  if (request === 'retry') {
+    if (o.phase !== 'RolledBack' || !o.canaryRevision) return refuse(`retry: only a RolledBack release can be retried (phase is ${o.phase})`);
+    return [clear, { kind: 'setPhase', phase: 'Progressing', reason: `Retried: revision ${o.canaryRevision} starts its steps again` }, event('Normal', 'Retried', `retry requested: revision ${o.canaryRevision} starts its steps again`), { kind: 'status', status: { ...fresh(o.canaryRevision, weight), message: 'retried: preparing the canary' } }];
+  }
+  if (o.phase !== 'Progressing' || !current || current.drainingSince || !o.policy.ok) return refuse(`${request}: no release in progress to ${request === 'abort' ? 'abort' : 'promote'} (phase ${o.phase})`);
+  if (request === 'abort') {
+    const reason = `RolledBack: aborted by request at ${current.weight}%`;
+    return [clear, event('Warning', 'RollingBack', `abort requested: rolling back revision ${current.revision} at ${current.weight}%`), ...drain(current, now, 'rollback', reason, weight)];
+  }
+  if (request === 'promote-full') return [clear, event('Normal', 'PromoteRequested', 'promote --full requested: skipping the remaining steps'), ...promote(o, current)];
+  const policy = o.policy.value;
+  if (!current.stepStartedAt) return refuse('promote: the current step has not started yet (waiting for the canary to be Ready)');
+  const isLast = current.step >= policy.steps.length - 1;
+  const actions: Action[] = [clear, event('Normal', 'PromoteRequested', `promote requested: ending step ${current.step + 1}/${policy.steps.length} early`)];
+  if (isLast) return [...actions, ...promote(o, current)];
+  return [...actions, ...enterStep(o, { ...current, step: current.step + 1, stepStartedAt: undefined, lastCheckAt: undefined, lastVerdict: undefined }, policy, now, weight)];
+}
+
 /** The next actions for one Deployment. `measured` is given when a check was due and ran. */
 export function decide(o: Observed, measured: Measurement[] | undefined, now: Date): Action[] {
   const weight = o.routing.ok ? o.routing.canaryWeight : 0;
   const s = o.status;
+  const requested = o.routing.ok ? onRequest(o, s, now, weight) : undefined;
+  if (requested) return requested;
   const draining = s?.drainingSince && o.routing.ok ? whileDraining(o, s, now, weight) : undefined;
   if (draining) return draining;
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return o.routing.ok ? settled(o, s, now, weight) : [];

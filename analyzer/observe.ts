@@ -1,7 +1,7 @@
 // observe: read everything that matters about one release into one plain value for decide.
 import { createHash } from 'node:crypto';
 import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace } from '@kubernetes/client-node';
-import { annotations, isPhase, labels, namespaceOptIn } from '../contract/names.ts';
+import { annotations, isPhase, isRequest, labels, namespaceOptIn } from '../contract/names.ts';
 import { parseStatus } from '../contract/status.ts';
 import { templateRevision } from '../contract/revision.ts';
 import type { CanaryObserved, Observed } from './decide.ts';
@@ -74,10 +74,12 @@ function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
 }
 
 /** The revisions, status and phase weir recorded on the Deployment. */
-function recorded(a: Record<string, string>): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status'> {
+function recorded(a: Record<string, string>): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status' | 'request'> {
   const rawPhase = a[annotations.phase];
   const status = parseStatus(a[annotations.status]);
+  const request = a[annotations.request];
   return {
+    ...(request === undefined ? {} : { request: isRequest(request) ? request : { invalid: request } }),
     phase: isPhase(rawPhase) ? rawPhase : 'Stable',
     ...(a[annotations.canaryRevision] ? { canaryRevision: a[annotations.canaryRevision] } : {}),
     ...(a[annotations.stableRevision] ? { stableRevision: a[annotations.stableRevision] } : {}),

@@ -34,7 +34,7 @@ export function active(all: readonly V1Deployment[]): V1Deployment[] {
     const a = d.metadata?.annotations ?? {};
     const phase = a[annotations.phase];
     if (!phase || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
-    if (phase === 'Progressing' || phase === 'Promoting') return true;
+    if (phase === 'Progressing' || phase === 'Promoting' || a[annotations.request] !== undefined) return true;
     return canaryOwners.has(`${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`) || parseStatus(a[annotations.status])?.drainingSince !== undefined;
   });
 }

@@ -25,7 +25,16 @@ export const annotations = {
   reason: 'weir.dev/reason',
   /** The analyzer's compact progress record (JSON) for `kubectl describe` and the CLI. */
   status: 'weir.dev/status',
+  /** A person's request to the analyzer (`weir promote|abort|retry`); removed once handled. */
+  request: 'weir.dev/request',
 } as const;
+
+export const requests = ['promote', 'promote-full', 'abort', 'retry'] as const;
+export type Request = (typeof requests)[number];
+
+export function isRequest(value: unknown): value is Request {
+  return typeof value === 'string' && (requests as readonly string[]).includes(value);
+}
 
 export const phases = ['Stable', 'Progressing', 'Promoting', 'RolledBack'] as const;
 export type Phase = (typeof phases)[number];

@@ -1,4 +1,7 @@
-// tap `after`: runs whether the tests passed or failed, and stops the cluster.
-import { down } from './cluster.ts';
+// tap `after`: runs whether the tests passed or failed, and stops the cluster this run started.
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { clusterDir, down } from './cluster.ts';
 
-if (process.env.WEIR_REUSE_CLUSTER !== '1') await down();
+const startedHere = await access(join(clusterDir, 'started-by-test-run')).then(() => true, () => false);
+if (startedHere || process.env.WEIR_REUSE_CLUSTER !== '1') await down();

@@ -1,9 +1,13 @@
-// tap `before`: one cluster for the whole test run. An already running cluster is reused
-// when WEIR_REUSE_CLUSTER=1 (handy while iterating on one test).
-import { up, readState } from './cluster.ts';
+// tap `before`: one cluster for the whole test run. With WEIR_REUSE_CLUSTER=1 a cluster that is
+// already running is used and left running (handy while iterating on one test file).
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { up, readState, clusterDir } from './cluster.ts';
 
 if (process.env.WEIR_REUSE_CLUSTER === '1' && (await readState())) {
   process.stderr.write('[cluster] reusing the running cluster\n');
 } else {
   await up();
+  // after.ts stops what this run started, and only that.
+  await writeFile(join(clusterDir, 'started-by-test-run'), String(process.pid));
 }

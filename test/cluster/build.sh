@@ -83,12 +83,17 @@ build_kwok() {
 
 build_helm() {
   local out="$cache/bin/helm-$HELM_VERSION"
-  [ -x "$out/helm" ] && return 0
+  # The recipe number changes when the build flags do: an old binary is rebuilt.
+  local recipe=2
+  [ -x "$out/helm" ] && [ "$(cat "$out/.recipe" 2>/dev/null)" = "$recipe" ] && return 0
   log "helm $HELM_VERSION"
   local dir="$cache/src/helm-$HELM_VERSION"
   wrapper "$dir" helm.sh/helm/v3 "$HELM_VERSION"
   (cd "$dir" && go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/dev/null 2>&1 && mkdir -p "$out.tmp" \
-    && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm)
+    && kv=$(go list -m -f '{{.Version}}' k8s.io/client-go) && major=1 && minor=$(echo "$kv" | cut -d. -f2) \
+    && ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    && for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do ld+=" -X $p.k8sVersionMajor=$major -X $p.k8sVersionMinor=$minor"; done \
+    && go build -ldflags "$ld" -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm && echo "$recipe" > "$out.tmp/.recipe")
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 

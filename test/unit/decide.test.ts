@@ -196,3 +196,53 @@ t.test('an invalid policy or unreadable routing holds with one Warning', async (
   run(r, 10, errorRate(0), log2);
   t.same(log2, ['event RoutingError']);
 });
+
+/** Applies a request the way the analyzer's edges would (the request annotation is then cleared). */
+function requestOnce(o: Observed, request: Observed['request'], at: number, log: string[]): void {
+  o.request = request;
+  const actions = decide(o, undefined, new Date(at * 1000));
+  if (actions.some((a) => a.kind === 'clearRequest')) o.request = undefined;
+  apply(o, actions, log);
+}
+
+t.test('promote ends the current pause; promote --full skips to promotion', async (t) => {
+  const o = world({ policy: { ok: true, value: { ...policy, stepPauseMs: 3_600_000 } } });
+  const log: string[] = [];
+  const end = run(o, 5, errorRate(0), log);
+  t.same(weights(log), ['weight 10']);
+  requestOnce(o, 'promote', end, log);
+  const next = run(o, 2, errorRate(0), log, end + 1);
+  t.same(weights(log), ['weight 10', 'weight 50'], 'the pause ended early: the canary is scaled, then weighted');
+  t.ok(log.includes('event PromoteRequested'));
+  requestOnce(o, 'promote-full', next, log);
+  t.equal(o.phase, 'Promoting', 'remaining steps skipped');
+  t.equal(o.paused, false);
+});
+
+t.test('abort rolls back at once; retry starts the steps again', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const end = run(o, 5, errorRate(0), log);
+  requestOnce(o, 'abort', end, log);
+  t.same(weights(log), ['weight 10', 'weight 0'], '100 % on stable within one reconcile');
+  const after = run(o, 10, errorRate(0), log, end + 1);
+  t.equal(o.phase, 'RolledBack');
+  t.equal(o.canary, undefined);
+  requestOnce(o, 'retry', after, log);
+  t.equal(o.phase, 'Progressing');
+  run(o, 200, errorRate(0), log, after + 1);
+  t.equal(o.phase, 'Stable', 'the retried release completes');
+});
+
+t.test('requests that do not apply are refused with a Warning and cleared', async (t) => {
+  const o = world({ phase: 'Stable' });
+  const log: string[] = [];
+  requestOnce(o, 'promote', 0, log);
+  t.same(log, ['event RequestRefused']);
+  t.equal(o.request, undefined);
+  requestOnce(o, { invalid: 'please' }, 1, log);
+  t.same(log, ['event RequestRefused', 'event RequestRefused']);
+  const r = world();
+  requestOnce(r, 'retry', 0, []);
+  t.equal(r.phase, 'Progressing', 'retry of a release that did not roll back changes nothing');
+});

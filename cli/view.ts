@@ -1,0 +1,124 @@
+// What `weir get` shows: one plain value per release, built from what the cluster says, and
+// its renderings (table, detail, JSON). Pure: no I/O here.
+import type { V1Deployment, V1ReplicaSet } from '@kubernetes/client-node';
+import { annotations } from '../contract/names.ts';
+import { parseStatus } from '../contract/status.ts';
+import type { CheckRecord } from '../contract/status.ts';
+import { templateRevision } from '../contract/revision.ts';
+import { defaultPolicy, resolvePolicy } from '../analyzer/policy.ts';
+
+export interface ReleaseView {
+  namespace: string;
+  name: string;
+  phase: string;
+  step?: number;
+  steps?: number;
+  desiredWeight?: number;
+  actualWeight?: number;
+  stableRevision?: string;
+  canaryRevision?: string;
+  stableImages: string[];
+  canaryImages: string[];
+  stableReady: { ready: number; desired: number };
+  canaryReady: { ready: number; desired: number };
+  stepStartedAt?: string;
+  secondsInStep?: number;
+  reason?: string;
+  message?: string;
+  checks: CheckRecord[];
+}
+
+const imagesOf = (t: { spec?: { containers?: { image?: string }[] } } | undefined): string[] => (t?.spec?.containers ?? []).map((c) => c.image ?? '');
+
+/** The revision of a ReplicaSet's template, as weir names revisions (the hash label left out). */
+export function replicaSetRevision(rs: V1ReplicaSet): string {
+  const template = structuredClone(rs.spec?.template ?? {});
+  if (template.metadata?.labels) delete template.metadata.labels['pod-template-hash'];
+  return templateRevision(template);
+}
+
+export function buildView(d: V1Deployment, canary: V1Deployment | undefined, replicaSets: V1ReplicaSet[], actualWeight: number | undefined, now: Date): ReleaseView {
+  const a = d.metadata?.annotations ?? {};
+  const status = parseStatus(a[annotations.status]);
+  const policy = resolvePolicy(a, { default: defaultPolicy });
+  const steps = policy.ok ? policy.value.steps : undefined;
+  const stableRevision = a[annotations.stableRevision];
+  const stableRs = replicaSets.find((rs) => stableRevision !== undefined && replicaSetRevision(rs) === stableRevision);
+  const inRelease = status !== undefined && status.revision === a[annotations.canaryRevision];
+  const view: ReleaseView = {
+    namespace: d.metadata?.namespace ?? '',
+    name: d.metadata?.name ?? '',
+    phase: a[annotations.phase] ?? 'Stable',
+    stableImages: imagesOf(stableRs?.spec?.template ?? (inRelease ? undefined : d.spec?.template)),
+    canaryImages: imagesOf(canary?.spec?.template),
+    stableReady: { ready: d.status?.readyReplicas ?? 0, desired: d.spec?.replicas ?? 1 },
+    canaryReady: { ready: canary?.status?.readyReplicas ?? 0, desired: canary?.spec?.replicas ?? 0 },
+    checks: status?.checks ?? [],
+  };
+  if (stableRevision) view.stableRevision = stableRevision;
+  if (a[annotations.canaryRevision]) view.canaryRevision = a[annotations.canaryRevision];
+  if (a[annotations.reason]) view.reason = a[annotations.reason];
+  if (actualWeight !== undefined) view.actualWeight = actualWeight;
+  if (status) {
+    view.message = status.message;
+    if (inRelease) {
+      view.step = status.step + 1;
+      if (steps) {
+        view.steps = steps.length;
+        view.desiredWeight = steps[status.step];
+      }
+      if (status.stepStartedAt) {
+        view.stepStartedAt = status.stepStartedAt;
+        view.secondsInStep = Math.max(0, Math.round((now.getTime() - Date.parse(status.stepStartedAt)) / 1000));
+      }
+    }
+  }
+  return view;
+}
+
+export function bar(weight: number | undefined, width = 20): string {
+  const w = Math.max(0, Math.min(100, weight ?? 0));
+  const filled = Math.round((w / 100) * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
+}
+
+const pad = (rows: string[][]): string => {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('   ')).join('\n');
+};
+
+const pct = (v: number | undefined): string => (v === undefined ? '-' : `${v}%`);
+const stepText = (v: ReleaseView): string => (v.step !== undefined ? `${v.step}/${v.steps ?? '?'}` : '-');
+
+export function renderTable(views: ReleaseView[], allNamespaces: boolean): string {
+  const head = [...(allNamespaces ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'STEP', 'WEIGHT', 'STABLE', 'CANARY'];
+  const rows = views.map((v) => [
+    ...(allNamespaces ? [v.namespace] : []), v.name, v.phase, stepText(v), pct(v.actualWeight),
+    `${v.stableReady.ready}/${v.stableReady.desired}`, `${v.canaryReady.ready}/${v.canaryReady.desired}`,
+  ]);
+  return pad([head, ...rows]);
+}
+
+function showValue(c: CheckRecord): string {
+  if (c.value === undefined) return '-';
+  return c.metric.includes('error') ? `${(c.value * 100).toFixed(2)}%` : String(Number(c.value.toPrecision(4)));
+}
+
+export function renderDetail(v: ReleaseView): string {
+  const lines = [
+    `Name:        ${v.name}`,
+    `Namespace:   ${v.namespace}`,
+    `Phase:       ${v.phase}`,
+    `Step:        ${stepText(v)}`,
+    `Weight:      desired ${pct(v.desiredWeight)}   actual ${pct(v.actualWeight)}   ${bar(v.actualWeight)}`,
+    `Stable:      ${v.stableImages.join(', ') || '-'}  (revision ${v.stableRevision ?? '-'})  ready ${v.stableReady.ready}/${v.stableReady.desired}`,
+    `Canary:      ${v.canaryImages.join(', ') || '-'}  (revision ${v.canaryRevision ?? '-'})  ready ${v.canaryReady.ready}/${v.canaryReady.desired}`,
+    `In step:     ${v.secondsInStep === undefined ? '-' : `${v.secondsInStep}s`}`,
+    `Reason:      ${v.reason ?? '-'}`,
+    `Progress:    ${v.message ?? '-'}`,
+    'Checks:',
+  ];
+  if (v.checks.length === 0) return [...lines, '  (none yet)'].join('\n');
+  const rows = [['TIME', 'METRIC', 'VERDICT', 'VALUE', 'THRESHOLD', 'REASON'], ...v.checks.map((c) => [c.at.slice(11, 19), c.metric, c.verdict, showValue(c), showValue({ ...c, value: c.threshold }), c.reason])];
+  return [...lines, pad(rows).split('\n').map((l) => `  ${l}`).join('\n')].join('\n');
+}

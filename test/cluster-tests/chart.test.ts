@@ -1,0 +1,105 @@
+// Issue 5's acceptance: the Helm chart lints, renders, installs on the API server, upgrades
+// without a new CA, refuses bad values, and its RBAC is exactly what the analyzer needs.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../cluster/cluster.ts';
+import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service } from '../helpers/kube.ts';
+import { events, fast, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
+
+const chart = join(repoRoot, 'charts/weir');
+
+async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const state = await cluster();
+  const bin = join(state.binDir, '..', `helm-${(await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8')).match(/HELM_VERSION=(\S+)/)?.[1] ?? ''}`, 'helm');
+  return new Promise((resolve) => {
+    execFile(bin, [...args], { env: { ...process.env, KUBECONFIG: state.kubeconfig, HELM_CACHE_HOME: join(tmpdir(), 'weir-helm-cache'), HELM_CONFIG_HOME: join(tmpdir(), 'weir-helm-config') }, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) =>
+      resolve({ code: error ? 1 : 0, stdout, stderr }));
+  });
+}
+
+/** Values that keep a test install from guarding anyone else's namespaces. */
+const isolated = (id: string): string[] => ['--set', `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`, '--set', 'prometheus.url=http://127.0.0.1:9'];
+
+t.test('helm lint is clean', async (t) => {
+  const r = await helm(['lint', chart, '--strict']);
+  t.equal(r.code, 0, r.stdout + r.stderr);
+  t.notMatch(r.stdout, /\[(WARNING|ERROR)\]/);
+});
+
+t.test('renders with default and cert-manager values; the API server accepts the render', async (t) => {
+  const ns = await namespace(t, { prefix: 'chart' });
+  const id = randomBytes(3).toString('hex');
+  const plain = await helm(['template', `r${id}`, chart, '-n', ns, ...isolated(id)]);
+  t.equal(plain.code, 0, plain.stderr);
+  const cm = await helm(['template', `r${id}`, chart, '-n', ns, '--set', 'tls.mode=cert-manager', ...isolated(id)]);
+  t.equal(cm.code, 0, cm.stderr);
+  t.match(cm.stdout, /cert-manager\.io\/inject-ca-from/);
+  t.match(cm.stdout, /kind: Certificate/);
+  t.notMatch(cm.stdout, /kind: Secret/, 'cert-manager makes the Secret');
+  const dry = await kubectlRaw(['apply', '-n', ns, '--dry-run=server', '-f', '-'], plain.stdout);
+  t.equal(dry.code, 0, `server dry run: ${dry.stderr}`);
+  // The cluster has no cert-manager CRDs: its kinds aside, the cert-manager render must be accepted too.
+  const docs = cm.stdout.split(/^---$/m).filter((d) => !/apiVersion: cert-manager\.io/.test(d)).join('\n---\n');
+  const dryCm = await kubectlRaw(['apply', '-n', ns, '--dry-run=server', '-f', '-'], docs);
+  t.equal(dryCm.code, 0, `server dry run (cert-manager): ${dryCm.stderr}`);
+});
+
+t.test('a value that breaks the schema fails with a clear message', async (t) => {
+  const r = await helm(['template', 'x', chart, '--set', 'webhook.failurePolicy=Sometimes']);
+  t.not(r.code, 0);
+  t.match(r.stderr, /failurePolicy.*Ignore.*Fail/);
+  const d = await helm(['template', 'x', chart, '--set', 'policies.default.stepPause=soon']);
+  t.match(d.stderr, /stepPause/);
+});
+
+t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and sufficient', async (t) => {
+  const ns = await namespace(t, { prefix: 'weir' });
+  const id = randomBytes(3).toString('hex');
+  const release = `w${id}`;
+  t.teardown(() => helm(['uninstall', release, '-n', ns]));
+  const install = await helm(['install', release, chart, '-n', ns, ...isolated(id), '--wait=false']);
+  t.equal(install.code, 0, install.stderr);
+  const bundle = async (): Promise<string> => (await getJson<{ webhooks: { clientConfig: { caBundle: string } }[] }>(['get', 'mutatingwebhookconfiguration', `${release}-weir`])).webhooks[0]?.clientConfig.caBundle ?? '';
+  const before = await bundle();
+  t.ok(before.length > 100, 'a CA bundle is set');
+  const upgrade = await helm(['upgrade', release, chart, '-n', ns, ...isolated(id), '--set', 'replicaCount=3']);
+  t.equal(upgrade.code, 0, upgrade.stderr);
+  t.equal(await bundle(), before, 'the same CA after helm upgrade');
+
+  const sa = `system:serviceaccount:${ns}:${release}-weir`;
+  const can = async (verb: string, resource: string, where: string[] = ['-A']): Promise<boolean> => (await kubectlRaw(['auth', 'can-i', verb, resource, '--as', sa, ...where])).stdout.trim() === 'yes';
+  for (const [verb, resource] of [['get', 'secrets'], ['list', 'secrets'], ['delete', 'pods'], ['create', 'namespaces'], ['update', 'deployments'], ['delete', 'virtualservices.networking.istio.io'], ['create', 'clusterroles'], ['get', 'configmaps']]) {
+    t.notOk(await can(verb as string, resource as string), `cannot ${verb} ${resource}`);
+  }
+  for (const [verb, resource] of [['patch', 'deployments.apps'], ['create', 'deployments.apps'], ['patch', 'pods'], ['create', 'events'], ['patch', 'virtualservices.networking.istio.io'], ['watch', 'namespaces']]) {
+    t.ok(await can(verb as string, resource as string), `can ${verb} ${resource}`);
+  }
+  t.ok(await can('update', 'leases.coordination.k8s.io', ['-n', ns]), 'can update its Lease');
+  t.notOk(await can('update', 'leases.coordination.k8s.io', ['-n', 'kube-system']), 'but no Lease elsewhere');
+
+  // The analyzer, authenticated as the chart's ServiceAccount, completes a release and a rollback.
+  const token = (await kubectl(['create', 'token', `${release}-weir`, '-n', ns, '--duration=1h'])).trim();
+  const state = await cluster();
+  const dir = await mkdtemp(join(tmpdir(), 'weir-sa-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const admin = await readFile(state.kubeconfig, 'utf8');
+  const caData = admin.match(/certificate-authority-data: (\S+)/)?.[1] ?? '';
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: ${state.apiServer}, certificate-authority-data: ${caData}}\nusers:\n- name: sa\n  user: {token: ${token}}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`);
+  const scope = randomBytes(4).toString('hex');
+  const analyzer = await startAnalyzer({ scope, identity: `sa-${scope}`, kubeconfig, leaseNamespace: ns });
+  t.teardown(() => analyzer.kill());
+  for (const [name, podAnnotations, phase] of [['good', {}, 'Stable'], ['bad', { 'sim.weir.dev/error-rate': '1' }, 'RolledBack']] as const) {
+    const app = await namespace(t, { optIn: true });
+    await kubectl(['label', 'namespace', app, `weir.dev/test-analyzer=${scope}`]);
+    await apply(app, service('web', { rps: 100 }));
+    await apply(app, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
+    await setImage(app, 'web', 'example.com/web:v2', podAnnotations);
+    await waitForPhase(app, 'web', phase);
+    t.ok((await events(app, 'web')).length > 0, `${name}: ${phase} as the ServiceAccount, with events`);
+  }
+});
