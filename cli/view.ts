@@ -3,7 +3,7 @@
 import type { V1Deployment, V1ReplicaSet } from '@kubernetes/client-node';
 import { annotations } from '../contract/names.ts';
 import { parseStatus } from '../contract/status.ts';
-import type { CheckRecord } from '../contract/status.ts';
+import type { CheckRecord, ReleaseStatus } from '../contract/status.ts';
 import { templateRevision } from '../contract/revision.ts';
 import { defaultPolicy, resolvePolicy } from '../analyzer/policy.ts';
 
@@ -37,43 +37,51 @@ export function replicaSetRevision(rs: V1ReplicaSet): string {
   return templateRevision(template);
 }
 
+/** Step, desired weight and time in step, while the record is about the release in progress. */
+function stepFields(status: ReleaseStatus, steps: number[] | undefined, now: Date): Partial<ReleaseView> {
+  const fields: Partial<ReleaseView> = { step: status.step + 1 };
+  if (steps) Object.assign(fields, { steps: steps.length, desiredWeight: steps[status.step] });
+  if (status.stepStartedAt) {
+    fields.stepStartedAt = status.stepStartedAt;
+    fields.secondsInStep = Math.max(0, Math.round((now.getTime() - Date.parse(status.stepStartedAt)) / 1000));
+  }
+  return fields;
+}
+
+/** The entries whose value is set (optional fields stay absent rather than undefined). */
+function defined(entries: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(entries).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+}
+
+/** Names, and the Ready pods of the two halves. */
+function halves(d: V1Deployment, canary: V1Deployment | undefined): Pick<ReleaseView, 'namespace' | 'name' | 'stableReady' | 'canaryReady'> {
+  return {
+    namespace: d.metadata?.namespace ?? '',
+    name: d.metadata?.name ?? '',
+    stableReady: { ready: d.status?.readyReplicas ?? 0, desired: d.spec?.replicas ?? 1 },
+    canaryReady: { ready: canary?.status?.readyReplicas ?? 0, desired: canary?.spec?.replicas ?? 0 },
+  };
+}
+
 export function buildView(d: V1Deployment, canary: V1Deployment | undefined, replicaSets: V1ReplicaSet[], actualWeight: number | undefined, now: Date): ReleaseView {
   const a = d.metadata?.annotations ?? {};
   const status = parseStatus(a[annotations.status]);
   const policy = resolvePolicy(a, { default: defaultPolicy });
-  const steps = policy.ok ? policy.value.steps : undefined;
   const stableRevision = a[annotations.stableRevision];
+  const canaryRevision = a[annotations.canaryRevision];
   const stableRs = replicaSets.find((rs) => stableRevision !== undefined && replicaSetRevision(rs) === stableRevision);
-  const inRelease = status !== undefined && status.revision === a[annotations.canaryRevision];
-  const view: ReleaseView = {
-    namespace: d.metadata?.namespace ?? '',
-    name: d.metadata?.name ?? '',
+  const inRelease = status !== undefined && status.revision === canaryRevision;
+  return {
+    ...halves(d, canary),
     phase: a[annotations.phase] ?? 'Stable',
     stableImages: imagesOf(stableRs?.spec?.template ?? (inRelease ? undefined : d.spec?.template)),
     canaryImages: imagesOf(canary?.spec?.template),
-    stableReady: { ready: d.status?.readyReplicas ?? 0, desired: d.spec?.replicas ?? 1 },
-    canaryReady: { ready: canary?.status?.readyReplicas ?? 0, desired: canary?.spec?.replicas ?? 0 },
     checks: status?.checks ?? [],
+    ...defined({ stableRevision, canaryRevision, reason: a[annotations.reason] }),
+    ...(actualWeight !== undefined ? { actualWeight } : {}),
+    ...(status ? { message: status.message } : {}),
+    ...(inRelease ? stepFields(status, policy.ok ? policy.value.steps : undefined, now) : {}),
   };
-  if (stableRevision) view.stableRevision = stableRevision;
-  if (a[annotations.canaryRevision]) view.canaryRevision = a[annotations.canaryRevision];
-  if (a[annotations.reason]) view.reason = a[annotations.reason];
-  if (actualWeight !== undefined) view.actualWeight = actualWeight;
-  if (status) {
-    view.message = status.message;
-    if (inRelease) {
-      view.step = status.step + 1;
-      if (steps) {
-        view.steps = steps.length;
-        view.desiredWeight = steps[status.step];
-      }
-      if (status.stepStartedAt) {
-        view.stepStartedAt = status.stepStartedAt;
-        view.secondsInStep = Math.max(0, Math.round((now.getTime() - Date.parse(status.stepStartedAt)) / 1000));
-      }
-    }
-  }
-  return view;
 }
 
 export function bar(weight: number | undefined, width = 20): string {

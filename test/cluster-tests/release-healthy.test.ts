@@ -2,6 +2,7 @@
 // unpaused on the new version, the canary is gone, and the VirtualService is as the user wrote it.
 import t from 'tap';
 import { apply, deployment, getJson, kubectl, namespace, promQuery, service } from '../helpers/kube.ts';
+import { seedDeployment, seedMesh } from '../../cli/seed.ts';
 import { events, fast, getDeployment, images, releaseStatus, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
 
 function userVirtualService(): Record<string, unknown> {
@@ -66,22 +67,10 @@ t.test('a healthy version: 10 → 50 → 100, promoted, VirtualService untouched
 
 t.test("the seed's myapp manifests work with annotations and nothing else", async (t) => {
   const ns = await namespace(t, { optIn: true });
-  const host = `myapp.${ns}.svc.cluster.local`;
-  await apply(ns, { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'myapp-gateway' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['myapp.apsissolutions.com'] }] } });
-  await apply(ns, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'myapp' }, spec: { selector: { app: 'myapp' }, ports: [{ port: 8080, targetPort: 80 }] } });
-  await apply(ns, { apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule', metadata: { name: 'myapp-destinationrule' }, spec: { host, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } });
-  await apply(ns, {
-    apiVersion: 'networking.istio.io/v1alpha3', kind: 'VirtualService', metadata: { name: 'myapp-virtualservice' },
-    spec: { hosts: ['myapp.apsissolutions.com'], gateways: ['myapp-gateway'], http: [{ name: 'primary', route: [{ destination: { host, subset: 'v1' }, weight: 100 }, { destination: { host, subset: 'v2' }, weight: 0 }] }] },
-  });
-  const myapp = (version: string): Record<string, unknown> => ({
-    apiVersion: 'apps/v1', kind: 'Deployment',
-    metadata: { name: 'myapp', annotations: { ...fast, 'weir.dev/virtual-service': 'myapp-virtualservice', 'weir.dev/route': 'primary', 'weir.dev/destination-rule': 'myapp-destinationrule', 'weir.dev/stable-subset': 'v1', 'weir.dev/canary-subset': 'v2' } },
-    spec: { replicas: 3, revisionHistoryLimit: 2, selector: { matchLabels: { app: 'myapp' } }, template: { metadata: { labels: { app: 'myapp', version } }, spec: { containers: [{ name: 'myapp', image: `jamaldevsecops/myapp:${version}`, ports: [{ containerPort: 80 }] }] } } },
-  });
-  await apply(ns, myapp('v1'));
+  for (const manifest of seedMesh(ns)) await apply(ns, manifest);
+  await apply(ns, seedDeployment('v1', fast));
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
-  await apply(ns, myapp('v2'));
+  await apply(ns, seedDeployment('v2', fast));
   await waitForPhase(ns, 'myapp', 'Stable');
   await recorder.stop();
   t.same(recorder.weights, [0, 10, 50, 100, 0]);
