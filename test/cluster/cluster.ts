@@ -400,7 +400,8 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether a process still exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
