@@ -1,6 +1,6 @@
 // observe: read everything that matters about one release into one plain value for decide.
 import { createHash } from 'node:crypto';
-import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { annotations, isPhase, isRequest, labels, namespaceOptIn } from '../contract/names.ts';
 import { parseStatus } from '../contract/status.ts';
 import { templateRevision } from '../contract/revision.ts';
@@ -16,6 +16,21 @@ export interface Edges {
   core: CoreV1Api;
   router: TrafficRouter;
   policies: Record<string, Policy>;
+  /** Services of a namespace; a reconcile pass shares one list per namespace among its releases. */
+  services?: (namespace: string) => Promise<V1Service[]>;
+}
+
+/** A per-pass memo of Service lists, so N releases in a namespace cost one list, not N. */
+export function serviceMemo(core: CoreV1Api): (namespace: string) => Promise<V1Service[]> {
+  const lists = new Map<string, Promise<V1Service[]>>();
+  return (namespace) => {
+    let list = lists.get(namespace);
+    if (!list) {
+      list = core.listNamespacedService({ namespace }).then((l) => l.items);
+      lists.set(namespace, list);
+    }
+    return list;
+  };
 }
 
 /** `<name>-canary`, shortened with a hash when it would pass 63 characters. */
@@ -42,8 +57,8 @@ async function findService(edges: Edges, d: V1Deployment): Promise<string | unde
   const named = d.metadata?.annotations?.['weir.dev/service'];
   if (named) return named;
   const podLabels = d.spec?.template.metadata?.labels ?? {};
-  const services = await edges.core.listNamespacedService({ namespace });
-  const match = services.items.find((s) => {
+  const services = edges.services ? await edges.services(namespace) : (await edges.core.listNamespacedService({ namespace })).items;
+  const match = services.find((s) => {
     const selector = s.spec?.selector;
     return selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => podLabels[k] === v);
   });

@@ -10,7 +10,7 @@ import type { Action, Observed } from './decide.ts';
 import { describeError } from './kube.ts';
 import { measureAll } from './measure.ts';
 import type { MetricsProvider } from './metrics/prometheus.ts';
-import { observe } from './observe.ts';
+import { observe, serviceMemo } from './observe.ts';
 import type { ReleaseView } from './observe.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Watch } from './watch.ts';
@@ -58,11 +58,12 @@ export async function tick(deps: LoopDeps): Promise<void> {
   if (!deps.ctx.mayWrite() || !deps.deployments.synced() || !deps.namespaces.synced()) return;
   const stop = deps.telemetry.reconcileDuration.startTimer();
   const views: ReleaseView[] = [];
+  const services = serviceMemo(deps.ctx.core);
   const concurrency = deps.concurrency ?? 16;
   const inScope = (d: V1Deployment): boolean => !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
   await inBatches(active(deps.deployments.list()).filter(inScope), concurrency, async (d) => {
     try {
-      views.push(await observe(deps.ctx, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
+      views.push(await observe({ ...deps.ctx, services }, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
     } catch (error) {
       deps.telemetry.reconcileErrors.inc();
       deps.log('could not observe a release', { namespace: d.metadata?.namespace, name: d.metadata?.name, error: describeError(error) });
