@@ -12,6 +12,8 @@ import { clients, viewOf } from './main.ts';
 import type { Clients } from './main.ts';
 
 const reuse = process.env.WEIR_DEMO_REUSE === '1';
+// WEIR_DEMO_KEEP=1 leaves the cluster running afterwards, to look around.
+const keep = process.env.WEIR_DEMO_KEEP === '1';
 const ns = process.env.WEIR_DEMO_NAMESPACE ?? 'demo';
 const live = process.stdout.isTTY && process.env.WEIR_DEMO_PLAIN !== '1';
 // Seconds, not minutes, so the tour fits in a coffee: the same annotations a user would set.
@@ -74,11 +76,12 @@ async function tour(state: ClusterState): Promise<void> {
   say('\n== Summary');
   const events = await kubectl(state, ['get', 'events', '-n', ns, '--field-selector', 'involvedObject.name=myapp', '--sort-by=.metadata.creationTimestamp', '-o', 'custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message']);
   say(events.split('\n').filter((l) => /Promoted|RolledBack|RollingBack|ReleaseStarted|TYPE/.test(l)).map((l) => (l.length > 160 ? `${l.slice(0, 157)}...` : l)).join('\n'));
-  say(`\nWhere to look next:
-  source ${state.kubeconfig.replace(/kubeconfig$/, 'env')}       # while the cluster runs
-  kubectl describe deployment myapp -n ${ns}   # events and weir.dev/* annotations
-  npm run weir -- get myapp -n ${ns}            # the release view
-  docs/design.md                                 # labels, annotations, phases, events, metrics`);
+  const env = state.kubeconfig.replace(/kubeconfig$/, 'env');
+  say(`\nWhere to look next${keep || reuse ? '' : ' (run again with WEIR_DEMO_KEEP=1 to keep this cluster; it stops now)'}:
+  source ${env}; kubectl describe deployment myapp -n ${ns}   # events and weir.dev/* annotations
+  source ${env}; npm run weir -- get myapp -n ${ns}          # the release view
+  docs/design.md                                    # labels, annotations, phases, events, metrics
+  charts/weir/README.md                             # install on a real cluster; migrating from Argo Rollouts`);
 }
 
 async function main(): Promise<void> {
@@ -86,7 +89,7 @@ async function main(): Promise<void> {
   const state = running ?? (await up({ log: (l) => say(`[cluster] ${l}`) }));
   let stopping = false;
   const stop = async (): Promise<void> => {
-    if (stopping || running) return;
+    if (stopping || running || keep) return;
     stopping = true;
     say('\n[cluster] stopping the local cluster');
     await down();
