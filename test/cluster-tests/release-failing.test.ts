@@ -9,7 +9,6 @@ async function guarded(t: { teardown(fn: () => unknown): void }, annotations: Re
   const ns = await namespace(t, { optIn: true });
   await apply(ns, service('web', { rps }));
   await apply(ns, deployment('web', { replicas: 3, image: 'example.com/web:v1', annotations: { ...fast, ...annotations }, podAnnotations }));
-  await waitFor('the owned VirtualService after the first release', async () => true);
   return ns;
 }
 
