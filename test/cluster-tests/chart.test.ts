@@ -21,8 +21,8 @@ async function helm(args: string[]): Promise<{ code: number; stdout: string; std
   });
 }
 
-/** Values that keep a test install from guarding anyone else's namespaces. */
-const isolated = (id: string): string[] => ['--set', `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`, '--set', 'prometheus.url=http://127.0.0.1:9'];
+/** Values that keep a test install from guarding anyone else's namespaces (--set-string: an all-digit id stays a string). */
+const isolated = (id: string): string[] => ['--set-string', `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`, '--set', 'prometheus.url=http://127.0.0.1:9'];
 
 t.test('helm lint is clean', async (t) => {
   const r = await helm(['lint', chart, '--strict']);
