@@ -6,7 +6,7 @@ import { parseStatus } from '../contract/status.ts';
 import { templateRevision } from '../contract/revision.ts';
 import type { CanaryObserved, Observed } from './decide.ts';
 import { maybe } from './kube.ts';
-import { resolvePolicy, resolveRouting } from './policy.ts';
+import { policyAnnotations, resolvePolicy, resolveRouting } from './policy.ts';
 import type { Policy } from './policy.ts';
 import { routeTarget } from './router/istio.ts';
 import type { RouteTarget, TrafficRouter } from './router/istio.ts';
@@ -52,10 +52,12 @@ export interface ReleaseView {
   target?: RouteTarget;
 }
 
+/** The Service weir-owned routing is for; undefined (and no list) when the user names the VirtualService. */
 async function findService(edges: Edges, d: V1Deployment): Promise<string | undefined> {
   const namespace = d.metadata?.namespace ?? '';
-  const named = d.metadata?.annotations?.['weir.dev/service'];
-  if (named) return named;
+  const a = d.metadata?.annotations ?? {};
+  if (a[policyAnnotations.service]) return a[policyAnnotations.service];
+  if (a[policyAnnotations.virtualService]) return undefined;
   const podLabels = d.spec?.template.metadata?.labels ?? {};
   const services = edges.services ? await edges.services(namespace) : (await edges.core.listNamespacedService({ namespace })).items;
   const match = services.find((s) => {
