@@ -2,9 +2,8 @@
 // a healthy v2 is released and promoted, a bad v3 (30 % 5xx) is rolled back — with the live
 // `weir get` view on screen — then a summary, and the cluster is stopped (also on Ctrl-C).
 // WEIR_DEMO_REUSE=1 runs it on an already running cluster and leaves that running (tests do).
-import { execFile } from 'node:child_process';
 import { annotations } from '../contract/names.ts';
-import { down, readState, up } from '../test/cluster/cluster.ts';
+import { down, kubectl as clusterKubectl, readState, up } from '../test/cluster/cluster.ts';
 import type { ClusterState } from '../test/cluster/cluster.ts';
 import { seedDeployment, seedMesh } from './seed.ts';
 import { renderDetail } from './view.ts';
@@ -21,13 +20,7 @@ const timings = { 'weir.dev/step-pause': '5s', 'weir.dev/analysis-interval': '2s
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-function kubectl(state: ClusterState, args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(`${state.binDir}/kubectl`, ['--kubeconfig', state.kubeconfig, ...args], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
-      error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr}`)) : resolve(stdout));
-    if (input !== undefined) child.stdin?.end(input);
-  });
-}
+const kubectl = (state: ClusterState, args: string[], input?: string): Promise<string> => clusterKubectl(`${state.binDir}/kubectl`, state.kubeconfig, args, input);
 
 /** Shows the release live until it reaches `phase`; returns the last frame. */
 async function watchUntil(c: Clients, phase: string, timeoutMs: number): Promise<string> {

@@ -162,7 +162,8 @@ async function writePki(pki: string): Promise<{ caPem: string; admin: { certPem:
   return { caPem: ca.certPem, admin };
 }
 
-async function kubectl(bin: string, kubeconfig: string, args: string[], input?: string): Promise<string> {
+/** Runs the cluster's kubectl; rejects with its stderr. */
+export async function kubectl(bin: string, kubeconfig: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolveOut, reject) => {
     const child = execFile(bin, ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
       error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr || error.message}`)) : resolveOut(stdout),
