@@ -3,7 +3,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
-import { analyzerMetric, events, fast, getDeployment, releaseStatus, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
+import { analyzerMetric, events, fast, getDeployment, releaseStatus, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
@@ -16,8 +16,6 @@ async function scopedRelease(t: { teardown(fn: () => unknown): void }, extra: Re
   return { ns, scope };
 }
 
-const weightOf = async (ns: string): Promise<number | undefined> => (await releaseStatus(ns, 'web'))?.weight;
-
 t.test('Prometheus stopped mid-release: the release holds and never promotes; back, it completes', async (t) => {
   const prometheus = await ownPrometheus();
   t.teardown(() => prometheus.remove());
@@ -25,12 +23,12 @@ t.test('Prometheus stopped mid-release: the release holds and never promotes; ba
   const analyzer = await startAnalyzer({ scope, identity: `a-${scope}`, prometheusUrl: prometheus.url });
   t.teardown(() => analyzer.kill());
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the first weight', async () => (await weightOf(ns)) === 10, 60_000);
+  await waitForWeight(ns, 'web', 10, 60_000);
   await prometheus.stop();
   await waitFor('two MetricsUnavailable warnings', async () => (await events(ns, 'web')).filter((e) => e.reason === 'MetricsUnavailable').length >= 2, 60_000, 500);
   const held = await getDeployment(ns, 'web');
   t.equal(held.metadata.annotations?.['weir.dev/phase'], 'Progressing', 'holding');
-  t.ok(((await weightOf(ns)) ?? 0) <= 50, 'no promotion while the metrics are unknown');
+  t.ok(((await releaseStatus(ns, 'web'))?.weight ?? 0) <= 50, 'no promotion while the metrics are unknown');
   t.equal(held.spec.paused, true);
   await prometheus.start();
   await waitForPhase(ns, 'web', 'Stable');
@@ -43,7 +41,7 @@ t.test('an analyzer killed with SIGKILL mid-step: a new one finishes, no step ou
   t.teardown(() => first.kill());
   const recorder = recordWeights(ns, 'weir-web', 'canary');
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the second step', async () => (await weightOf(ns)) === 50, 90_000);
+  await waitForWeight(ns, 'web', 50, 90_000);
   await first.kill('SIGKILL');
   const second = await startAnalyzer({ scope, identity: `second-${scope}` });
   t.teardown(() => second.kill());
@@ -66,7 +64,7 @@ t.test('two analyzers at once: only the leader writes; kill it and the other fin
   }, 30_000);
   const follower = leader === a ? b : a;
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the second step', async () => (await weightOf(ns)) === 50, 90_000);
+  await waitForWeight(ns, 'web', 50, 90_000);
   t.ok(await analyzerMetric(leader?.url ?? '', 'weir_api_writes_total') > 0, 'the leader writes');
   t.equal(await analyzerMetric(follower.url, 'weir_api_writes_total'), 0, 'the other does not');
   await leader?.kill('SIGKILL');

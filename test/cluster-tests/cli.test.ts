@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot, waitFor } from '../cluster/cluster.ts';
 import { apply, cluster, deployment, getJson, namespace, service } from '../helpers/kube.ts';
-import { events, fast, getDeployment, images, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
+import { events, fast, getDeployment, images, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import type { ReleaseView } from '../../cli/view.ts';
 
 interface Run { code: number; stdout: string; stderr: string }
@@ -23,7 +23,7 @@ async function held(t: { teardown(fn: () => unknown): void }, pause = '1h'): Pro
   await apply(ns, service('web', { rps: 100 }));
   await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: { ...fast, 'weir.dev/step-pause': pause } }));
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the first weight', async () => (await releaseStatus(ns, 'web'))?.weight === 10, 60_000);
+  await waitForWeight(ns, 'web', 10, 60_000);
   await waitFor('a passed check', async () => (await events(ns, 'web')).some((e) => e.reason === 'CheckPassed'), 60_000, 500);
   return ns;
 }
@@ -49,7 +49,7 @@ t.test('promote ends a pause early; promote --full skips to promotion', async (t
   const ns = await held(t);
   const r = await weir(['promote', 'web', '-n', ns]);
   t.equal(r.code, 0, r.stderr);
-  await waitFor('the second step', async () => (await releaseStatus(ns, 'web'))?.weight === 50, 60_000);
+  await waitForWeight(ns, 'web', 50, 60_000);
   t.ok((await events(ns, 'web')).some((e) => e.reason === 'PromoteRequested'), 'the request is recorded in an event');
   t.notOk((await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/request'], 'and cleared');
   const full = await weir(['promote', 'web', '-n', ns, '--full']);

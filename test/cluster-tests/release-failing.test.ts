@@ -2,7 +2,7 @@
 // both halves suffer, held when there is nothing to judge.
 import t from 'tap';
 import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
-import { events, fast, getDeployment, releaseStatus, images, recordWeights, setImage, waitForPhase } from '../helpers/release.ts';
+import { events, fast, getDeployment, releaseStatus, images, recordWeights, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
 async function guarded(t: { teardown(fn: () => unknown): void }, annotations: Record<string, string> = {}, podAnnotations: Record<string, string> = {}, rps = 150): Promise<string> {
@@ -71,7 +71,7 @@ t.test('no traffic to the canary: checks are inconclusive, nothing is promoted, 
 t.test('a newer template mid-release supersedes the running canary', async (t) => {
   const ns = await guarded(t, { 'weir.dev/step-pause': '6s' });
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the first weight', async () => (await releaseStatus(ns, 'web'))?.weight === 10, 60_000);
+  await waitForWeight(ns, 'web', 10, 60_000);
   await setImage(ns, 'web', 'example.com/web:v3');
   const d = await waitForPhase(ns, 'web', 'Stable');
   t.ok((await events(ns, 'web')).some((e) => e.reason === 'Superseded'), 'Superseded event');

@@ -2,7 +2,7 @@
 // mid-release, and deleting the Deployment mid-release.
 import t from 'tap';
 import { apply, deployment, getJson, kubectl, namespace, promQuery, readyPods, service } from '../helpers/kube.ts';
-import { fast, getDeployment, images, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
+import { fast, getDeployment, images, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
 interface Pods { items: { metadata: { uid: string; name: string; labels: Record<string, string>; deletionTimestamp?: string } }[] }
@@ -29,12 +29,18 @@ t.test('a Deployment from before the opt-in: its first release is protected, no 
   t.equal(uh.length, 0, 'no 503 UH at any point');
 });
 
-t.test('opting out mid-release: stable traffic, no canary, the Deployment resumed', async (t) => {
+/** A release held at its first step (long pauses), for tests that interrupt it. */
+async function atFirstStep(t: { teardown(fn: () => unknown): void }, rps: number): Promise<string> {
   const ns = await namespace(t, { optIn: true });
-  await apply(ns, service('web', { rps: 100 }));
+  await apply(ns, service('web', { rps }));
   await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: { ...fast, 'weir.dev/step-pause': '30s' } }));
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the first weight', async () => (await releaseStatus(ns, 'web'))?.weight === 10, 60_000);
+  await waitForWeight(ns, 'web', 10, 60_000);
+  return ns;
+}
+
+t.test('opting out mid-release: stable traffic, no canary, the Deployment resumed', async (t) => {
+  const ns = await atFirstStep(t, 100);
   await kubectl(['label', 'namespace', ns, 'weir.dev/canary-']);
   const d = await waitForPhase(ns, 'web', 'Stable');
   t.match(d.metadata.annotations?.['weir.dev/reason'], /^OptedOut/);
@@ -45,11 +51,7 @@ t.test('opting out mid-release: stable traffic, no canary, the Deployment resume
 });
 
 t.test('deleting the Deployment mid-release leaves no canary and no stray weights', async (t) => {
-  const ns = await namespace(t, { optIn: true });
-  await apply(ns, service('web', { rps: 50 }));
-  await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: { ...fast, 'weir.dev/step-pause': '30s' } }));
-  await setImage(ns, 'web', 'example.com/web:v2');
-  await waitFor('the first weight', async () => (await releaseStatus(ns, 'web'))?.weight === 10, 60_000);
+  const ns = await atFirstStep(t, 50);
   await kubectl(['delete', 'deployment', 'web', '-n', ns]);
   await waitFor('the canary and the owned routing to be collected', async () => {
     const left = await kubectl(['get', 'deployment,virtualservice,destinationrule', '-n', ns, '-o', 'name']);

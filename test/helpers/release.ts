@@ -28,6 +28,11 @@ export const annotation = async (ns: string, name: string, key: string): Promise
 /** The analyzer's progress record on a Deployment. */
 export const releaseStatus = async (ns: string, name: string): Promise<ReleaseStatus | undefined> => parseStatus((await getDeployment(ns, name)).metadata.annotations?.['weir.dev/status']);
 
+/** Waits until the analyzer records `weight` as the canary weight of the current step. */
+export async function waitForWeight(ns: string, name: string, weight: number, timeoutMs = 60_000): Promise<void> {
+  await waitFor(`${ns}/${name} at ${weight}%`, async () => (await releaseStatus(ns, name))?.weight === weight, timeoutMs);
+}
+
 export async function waitForPhase(ns: string, name: string, phase: string, timeoutMs = 120_000): Promise<Dep> {
   let last: Dep | undefined;
   await waitFor(`${ns}/${name} to reach phase ${phase}`, async () => {
