@@ -87,8 +87,11 @@ function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
   switch (s.outcome) {
     case 'promote':
       return done('Stable', `Promoted: revision ${s.revision} is stable`, [event('Normal', 'Promoted', `revision ${s.revision} is stable on all replicas; canary removed`)], s.revision);
-    case 'rollback':
-      return done('RolledBack', s.message, [event('Warning', 'RolledBack', `${s.message.replace(/^RolledBack: /, '')}; traffic is on stable and the canary was removed`)]);
+    case 'rollback': {
+      // What happened, then what to do: `kubectl describe` is where people read this.
+      const next = `Next: apply a fixed template to start a new release, apply the stable template again to end this one, or \`weir retry ${o.name}\``;
+      return done('RolledBack', `${s.message}. ${next}`, [event('Warning', 'RolledBack', `${s.message.replace(/^RolledBack: /, '')}; traffic is on stable and the canary was removed. ${next}`)]);
+    }
     case 'opt-out':
       return done('Stable', 'OptedOut: weir stopped guarding this Deployment; Kubernetes rolls out the applied spec', [{ kind: 'unpause' }, event('Warning', 'OptedOut', 'weir no longer guards this Deployment: canary removed, Deployment resumed')]);
     case 'settle':

@@ -121,8 +121,11 @@ export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolea
   return Object.entries(wanted(target)).every(([name, labels]) => sameLabels(dr.spec?.subsets?.find((s) => s.name === name)?.labels, labels));
 }
 
-/** Time the mesh is given to learn of a new object before anything depends on it. */
-export const meshPropagationMs = 3000;
+/**
+ * Time the mesh is given to learn of a new object before anything depends on it. Config reaches
+ * Envoy in seconds, slower under load; creationTimestamp has 1 s resolution, so this is a floor.
+ */
+export const meshPropagationMs = 5000;
 
 const group = 'networking.istio.io';
 const version = 'v1';
