@@ -6,6 +6,7 @@ import type { CheckRecord, DrainOutcome, ReleaseStatus } from '../contract/statu
 import { combine, judge } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
+import { meshPropagationMs } from './router/istio.ts';
 
 export interface CanaryObserved {
   revision: string;
@@ -193,7 +194,8 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
 
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
 function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
-  const drainMs = o.policy.ok ? o.policy.value.drainMs : 10_000;
+  // Never remove a canary before the mesh can have stopped sending to it.
+  const drainMs = Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
   if (now.getTime() - ms(s.drainingSince) < drainMs) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
@@ -223,7 +225,7 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
 }
 
 /** Time a newly rolled-out stable half is given before traffic returns to it, for the mesh to learn its endpoints. */
-export const settleMs = 3000;
+export const settleMs = meshPropagationMs;
 
 function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] {
   if (o.paused) return [{ kind: 'unpause' }];
