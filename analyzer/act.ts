@@ -4,7 +4,7 @@ import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
 import { annotations, labels, tracks } from '../contract/names.ts';
 import { formatStatus } from '../contract/status.ts';
 import type { Action } from './decide.ts';
-import { jsonPatch, maybe, pointer, recordEvent } from './kube.ts';
+import { fieldManager, jsonPatch, maybe, pointer, recordEvent } from './kube.ts';
 import type { PatchOp } from './kube.ts';
 import { canaryName, selectorOf } from './observe.ts';
 import { meshPropagationMs } from './router/istio.ts';
@@ -46,7 +46,7 @@ export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment 
 async function patchDeployment(ctx: ActContext, d: V1Deployment, ops: PatchOp[]): Promise<void> {
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
-  await ctx.apps.patchNamespacedDeployment({ namespace, name, body: ops }, jsonPatch);
+  await ctx.apps.patchNamespacedDeployment({ namespace, name, body: ops, fieldManager }, jsonPatch);
 }
 
 function annotationOps(values: Record<string, string | undefined>, current: Record<string, string>): PatchOp[] {
@@ -64,7 +64,7 @@ async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number):
   const namespace = d.metadata?.namespace ?? '';
   const existing = await maybe(() => ctx.apps.readNamespacedDeployment({ namespace, name: wantedCanary.metadata?.name ?? '' }));
   if (!existing) {
-    await ctx.apps.createNamespacedDeployment({ namespace, body: wantedCanary });
+    await ctx.apps.createNamespacedDeployment({ namespace, body: wantedCanary, fieldManager });
     return;
   }
   await patchDeployment(ctx, existing, [
@@ -83,11 +83,11 @@ async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> 
     const owned = rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid);
     if (!owned || rs.spec?.template?.metadata?.labels?.[labels.track]) continue;
     // Pods the ReplicaSet makes from now on (a restart, a lost node) carry the label too.
-    await ctx.apps.patchNamespacedReplicaSet({ namespace, name: rs.metadata?.name ?? '', body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }] }, jsonPatch);
+    await ctx.apps.patchNamespacedReplicaSet({ namespace, name: rs.metadata?.name ?? '', body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }], fieldManager }, jsonPatch);
   }
   const pods = await ctx.core.listNamespacedPod({ namespace, labelSelector: selectorOf(d, `!${labels.track}`) });
   for (const pod of pods.items) {
-    await ctx.core.patchNamespacedPod({ namespace, name: pod.metadata?.name ?? '', body: [add] }, jsonPatch);
+    await ctx.core.patchNamespacedPod({ namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager }, jsonPatch);
   }
 }
 

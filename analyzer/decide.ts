@@ -158,11 +158,33 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
   ];
 }
 
+/**
+ * Routing changed behind weir's back while a step holds its weight (the webhook was bypassed, or
+ * the object was replaced): put it back at once, and judge the step only on traffic after that.
+ */
+function repairRouting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
+  const what = !o.subsetsReady
+    ? `the DestinationRule's subsets no longer select the two halves; put back`
+    : weight !== s.weight ? `the route gave the canary ${weight}% instead of ${s.weight}%; put back to ${s.weight}%` : undefined;
+  if (!what) return undefined;
+  const restarted = o.phase === 'Progressing' ? '; the step\'s checks start again' : '';
+  return [
+    ...(o.subsetsReady ? [] : [{ kind: 'ensureSubsets' } as Action]),
+    ...(weight !== s.weight ? [{ kind: 'setWeight', weight: s.weight } as Action] : []),
+    event('Warning', 'RoutingRepaired', `${what}${restarted}`),
+    { kind: 'status', status: { ...s, lastCheckAt: now.toISOString(), lastVerdict: undefined, message: `routing repaired: ${what}` } },
+  ];
+}
+
 function progressing(o: Observed, s: ReleaseStatus, policy: Policy, measured: Measurement[] | undefined, now: Date, weight: number): Action[] {
   if (o.unlabelledStablePods > 0) return [{ kind: 'labelStablePods' }];
-  if (!o.subsetsReady) return [{ kind: 'ensureSubsets' }];
   const target = policy.steps[s.step] ?? 100;
-  if (!s.stepStartedAt || s.weight !== target) return enterStep(o, s, policy, now, weight);
+  const holding = s.stepStartedAt !== undefined && s.weight === target;
+  // A check on traffic the canary did not get is never counted: repair first.
+  const repair = holding ? repairRouting(o, s, now, weight) : undefined;
+  if (repair) return repair;
+  if (!o.subsetsReady) return [{ kind: 'ensureSubsets' }];
+  if (!holding) return enterStep(o, s, policy, now, weight);
   let status = s;
   const actions: Action[] = [];
   if (measured) {
@@ -184,11 +206,17 @@ function progressing(o: Observed, s: ReleaseStatus, policy: Policy, measured: Me
   return measured ? [...actions, { kind: 'status', status }] : actions;
 }
 
-/** Phases Stable and RolledBack: no canary weight and no canary left behind. */
+/**
+ * Phases Stable and RolledBack: no canary weight, no canary left behind, and — once weir has
+ * steered this Deployment's subsets — subsets that still select the stable half.
+ */
 function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
   const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
   if (weight > 0) return drain(base, now, 'settle', `${o.phase}: traffic back to stable`, weight);
   if (base.drainingSince) return [];
+  if (s && !o.subsetsReady && !o.optedOut) {
+    return [{ kind: 'ensureSubsets' }, event('Warning', 'RoutingRepaired', "the DestinationRule's subsets no longer select the two halves; put back")];
+  }
   return o.canary ? [{ kind: 'deleteCanary' }] : [];
 }
 
@@ -228,6 +256,8 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
 export const settleMs = meshPropagationMs;
 
 function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] {
+  const repair = repairRouting(o, s, now, weight);
+  if (repair) return repair;
   if (o.paused) return [{ kind: 'unpause' }];
   if (o.rolledOut && !s.rolledOutAt) return [{ kind: 'status', status: { ...s, rolledOutAt: now.toISOString(), message: 'promoting: rolled out; letting the mesh learn the new endpoints' } }];
   if (o.rolledOut && now.getTime() - ms(s.rolledOutAt) >= settleMs) return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);

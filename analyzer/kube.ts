@@ -8,6 +8,9 @@ export const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatc
 
 export type PatchOp = Operation;
 
+/** The one field manager of every write weir makes, so `managedFields` attributes weir's fields to weir. */
+export const fieldManager = 'weir';
+
 /** JSON Pointer escaping of one key ("/" → "~1", "~" → "~0"). */
 export const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
 

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
-import { annotations } from '../contract/names.ts';
+import type { KubernetesListObject, KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import { annotations, ownedRoutingName } from '../contract/names.ts';
 import { describeError } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { PrometheusProvider } from './metrics/prometheus.ts';
@@ -82,6 +82,21 @@ async function unweightDeleted(router: IstioRouter, d: V1Deployment): Promise<vo
   if (read.ok && read.canaryWeight > 0) await router.setWeight(target, 0);
 }
 
+/** `namespace/name` of the guarded Deployments whose routing names this VirtualService or DestinationRule. */
+export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject): string[] {
+  const namespace = object.metadata?.namespace ?? '';
+  const name = object.metadata?.name ?? '';
+  return all.filter((d) => {
+    if (d.metadata?.namespace !== namespace) return false;
+    const routing = resolveRouting(d.metadata.annotations ?? {});
+    return routing.virtualService === name || routing.destinationRule === name || ownedRoutingName(d.metadata.name ?? '') === name;
+  }).map((d) => `${namespace}/${d.metadata?.name ?? ''}`);
+}
+
+async function listIstio(custom: CustomObjectsApi, plural: string): Promise<KubernetesListObject<KubernetesObject>> {
+  return (await custom.listClusterCustomObject({ group: 'networking.istio.io', version: 'v1', plural })) as KubernetesListObject<KubernetesObject>;
+}
+
 const log = (message: string, fields: Record<string, unknown> = {}): void => {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'analyzer', msg: message, ...fields })}\n`);
 };
@@ -92,7 +107,8 @@ async function main(): Promise<void> {
   kc.loadFromDefault();
   const apps = kc.makeApiClient(AppsV1Api);
   const core = kc.makeApiClient(CoreV1Api);
-  const router = new IstioRouter(kc.makeApiClient(CustomObjectsApi));
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const router = new IstioRouter(custom);
   const telemetry = new Telemetry();
   const provider = new PrometheusProvider({ ...settings.prometheus, observe: (s, ok) => telemetry.queryDuration.observe({ result: ok ? 'ok' : 'error' }, s) });
   const leader = new LeaderElector(kc.makeApiClient(CoordinationV1Api), {
@@ -110,12 +126,19 @@ async function main(): Promise<void> {
   };
   const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces(), { remove: onDelete, log });
   const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace(), { log });
+  // A routing object that changes after its release is looked at again on the next pass.
+  const touched = new Set<string>();
+  const onRoutingChange = (object: KubernetesObject): void => {
+    for (const key of steeredBy(deployments.list(), object)) touched.add(key);
+  };
+  const routingWatches = ['virtualservices', 'destinationrules'].map((plural) =>
+    watch<KubernetesObject>(kc, `/apis/networking.istio.io/v1/${plural}`, () => listIstio(custom, plural), { change: onRoutingChange, remove: onRoutingChange, log }));
   const server = telemetry.serve(settings.host, settings.port, () => deployments.synced() && namespaces.synced());
   leader.start();
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
   const loop = (): void => {
-    void tick({ ctx, provider, telemetry, deployments, namespaces, log, scope }).catch((e: unknown) => log('tick failed', { error: describeError(e) })).finally(() => {
+    void tick({ ctx, provider, telemetry, deployments, namespaces, log, scope, touched }).catch((e: unknown) => log('tick failed', { error: describeError(e) })).finally(() => {
       if (!stopping) timer = setTimeout(loop, settings.tickMs);
     });
   };
@@ -125,7 +148,7 @@ async function main(): Promise<void> {
     stopping = true;
     log('shutting down', { signal });
     if (timer) clearTimeout(timer);
-    void Promise.allSettled([leader.stop(), deployments.stop(), namespaces.stop(), provider.close()]).then(() => server.close(() => process.exit(0)));
+    void Promise.allSettled([leader.stop(), deployments.stop(), namespaces.stop(), ...routingWatches.map((w) => w.stop()), provider.close()]).then(() => server.close(() => process.exit(0)));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -23,19 +23,31 @@ export interface LoopDeps {
   deployments: Watch<V1Deployment>;
   namespaces: Watch<V1Namespace>;
   log: (message: string, fields?: Record<string, unknown>) => void;
+  /** Deployments whose routing objects changed since the last pass (`namespace/name`); drained by each pass. */
+  touched?: Set<string>;
   concurrency?: number;
   scope?: Scope;
 }
 
-/** Deployments with something for the analyzer to do: a release, or leftovers of one. */
-export function active(all: readonly V1Deployment[]): V1Deployment[] {
-  const canaryOwners = new Set(all.flatMap((d) => (d.metadata?.labels?.[labels.canaryOf] ? [`${d.metadata.namespace ?? ''}/${d.metadata.labels[labels.canaryOf]}`] : [])));
+/**
+ * Deployments with something for the analyzer to do: a release, or leftovers of one, or — for
+ * keys in `touched` (`namespace/name`) — routing objects that changed after their release.
+ */
+export function active(all: readonly V1Deployment[], touched: ReadonlySet<string> = new Set()): V1Deployment[] {
+  const key = (namespace: string | undefined, name: string | undefined): string => `${namespace ?? ''}/${name ?? ''}`;
+  const canaryOwners = new Set(all.flatMap((d) => {
+    const owner = d.metadata?.labels?.[labels.canaryOf];
+    return owner ? [key(d.metadata?.namespace, owner)] : [];
+  }));
+  const inRelease = (a: Record<string, string>): boolean =>
+    a[annotations.phase] === 'Progressing' || a[annotations.phase] === 'Promoting' || a[annotations.request] !== undefined;
   return all.filter((d) => {
     const a = d.metadata?.annotations ?? {};
-    const phase = a[annotations.phase];
-    if (!phase || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
-    if (phase === 'Progressing' || phase === 'Promoting' || a[annotations.request] !== undefined) return true;
-    return canaryOwners.has(`${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`) || parseStatus(a[annotations.status])?.drainingSince !== undefined;
+    if (!a[annotations.phase] || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
+    const id = key(d.metadata?.namespace, d.metadata?.name);
+    if (inRelease(a) || canaryOwners.has(id)) return true;
+    if (a[annotations.status] !== undefined && touched.has(id)) return true;
+    return parseStatus(a[annotations.status])?.drainingSince !== undefined;
   });
 }
 
@@ -61,7 +73,9 @@ export async function tick(deps: LoopDeps): Promise<void> {
   const services = serviceMemo(deps.ctx.core);
   const concurrency = deps.concurrency ?? 16;
   const inScope = (d: V1Deployment): boolean => !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
-  await inBatches(active(deps.deployments.list()).filter(inScope), concurrency, async (d) => {
+  const touched = new Set(deps.touched);
+  deps.touched?.clear();
+  await inBatches(active(deps.deployments.list(), touched).filter(inScope), concurrency, async (d) => {
     try {
       views.push(await observe({ ...deps.ctx, services }, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
     } catch (error) {

@@ -45,3 +45,6 @@ export function isPhase(value: unknown): value is Phase {
 
 /** True for a label or annotation key that belongs to weir. */
 export const isWeirKey = (key: string): boolean => key.startsWith(prefix);
+
+/** The VirtualService and DestinationRule weir creates and owns for a Deployment that names none. */
+export const ownedRoutingName = (deployment: string): string => `weir-${deployment}`.slice(0, 253);

@@ -5,6 +5,7 @@ import type { Operation } from 'fast-json-patch';
 import { annotations, labels, tracks, isPhase, isWeirKey } from '../contract/names.ts';
 import type { Phase } from '../contract/names.ts';
 import { templateRevision } from '../contract/revision.ts';
+import { guardRouting, routingKind } from './routing.ts';
 
 export interface AdmissionInput {
   operation: string;
@@ -190,6 +191,8 @@ function holdRelease(next: Deployment, old: Deployment): string {
 
 /** Decides what to do with one Deployment CREATE or UPDATE and returns the patch for it. */
 export function mutate(input: AdmissionInput, options: MutateOptions): Mutation {
+  const routing = routingKind(input.kind);
+  if (routing) return guardRouting(input, routing, options.weirNamespace);
   const reason = skipReason(input, options);
   if (reason) return skipped(reason);
   const original = asDeployment(input.object);

@@ -13,6 +13,15 @@ export interface Registration {
   weirNamespace?: string;
 }
 
+/**
+ * `deployments` alone leaves out deployments/scale: scaling is never intercepted. The routing
+ * objects are guarded in every served version (v1alpha3, v1beta1, v1 share one shape).
+ */
+export const webhookRules = [
+  { apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments'], scope: 'Namespaced' },
+  { apiGroups: ['networking.istio.io'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['virtualservices', 'destinationrules'], scope: 'Namespaced' },
+];
+
 export function webhookConfiguration(r: Registration): Record<string, unknown> {
   const clientConfig = 'url' in r.target
     ? { url: r.target.url, caBundle: r.caBundle }
@@ -34,8 +43,7 @@ export function webhookConfiguration(r: Registration): Record<string, unknown> {
         reinvocationPolicy: 'Never',
         clientConfig,
         namespaceSelector: { matchExpressions },
-        // `deployments` alone leaves out deployments/scale: scaling is never intercepted.
-        rules: [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments'], scope: 'Namespaced' }],
+        rules: webhookRules,
       },
     ],
   };

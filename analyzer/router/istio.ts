@@ -5,29 +5,19 @@
 // Every write is a JSON Patch guarded by `test` ops on resourceVersion and the route's name, so a
 // concurrent edit is a conflict, retried on the next reconcile, never a silent overwrite.
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import { labels as weirLabels, tracks } from '../../contract/names.ts';
-import { jsonPatch, maybe } from '../kube.ts';
+import jsonPatchLib from 'fast-json-patch';
+import { ownedRoutingName, tracks } from '../../contract/names.ts';
+import {
+  findRoute, formatSubsets, formatWeights, parseSubsets, parseWeights, routeKey, routingAnnotations, steerSubsets, steerWeight,
+  subsetsSelect, trackSelector, withAnnotation,
+} from '../../contract/istio.ts';
+import type { DestinationRule, SteeredRoute, Track, VirtualService } from '../../contract/istio.ts';
+import { fieldManager, jsonPatch, maybe } from '../kube.ts';
 import type { PatchOp } from '../kube.ts';
 import type { Routing } from '../policy.ts';
 
-export interface Destination {
-  destination?: { host?: string; subset?: string; port?: unknown };
-  weight?: number;
-  [key: string]: unknown;
-}
-export interface HttpRoute {
-  name?: string;
-  route?: Destination[];
-  [key: string]: unknown;
-}
-export interface VirtualService {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
-  spec?: { hosts?: string[]; gateways?: string[]; http?: HttpRoute[] };
-}
-export interface DestinationRule {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
-  spec?: { host?: string; subsets?: { name: string; labels?: Record<string, string>; [key: string]: unknown }[] };
-}
+export type { DestinationRule, VirtualService } from '../../contract/istio.ts';
+export { findRoute } from '../../contract/istio.ts';
 
 /** Which objects route one release, after resolving names and defaults. */
 export interface RouteTarget {
@@ -53,17 +43,6 @@ export interface TrafficRouter {
   ensureSubsets(target: RouteTarget): Promise<void>;
 }
 
-/** Finds the route weir steers: the named one, else the only one. */
-export function findRoute(vs: VirtualService, name: string | undefined): { index: number; route: HttpRoute } | { error: string } {
-  const routes = vs.spec?.http ?? [];
-  const index = name === undefined ? (routes.length === 1 ? 0 : -1) : routes.findIndex((r) => r.name === name);
-  const route = routes[index];
-  if (!route) {
-    return { error: name === undefined ? `VirtualService ${vs.metadata?.name ?? ''} has ${routes.length} HTTP routes; name one with weir.dev/route` : `VirtualService ${vs.metadata?.name ?? ''} has no HTTP route named "${name}"` };
-  }
-  return { index, route };
-}
-
 /** Reads the canary weight of a route; the route may only hold the stable and canary subsets. */
 export function readWeight(vs: VirtualService, target: RouteTarget): RouteRead {
   const found = findRoute(vs, target.route);
@@ -76,49 +55,42 @@ export function readWeight(vs: VirtualService, target: RouteTarget): RouteRead {
   return { ok: true, canaryWeight: canary?.weight ?? 0 };
 }
 
-/** The JSON Patch that sets the canary weight (stable gets the rest): weights only. */
+/**
+ * The JSON Patch that sets the canary weight (stable gets the rest) and records it in
+ * `weir.dev/weights` for the webhook to keep: weights and that record only.
+ */
 export function weightPatch(vs: VirtualService, target: RouteTarget, canaryWeight: number): PatchOp[] {
+  const steered = { stable: target.stableSubset, canary: target.canarySubset, weight: canaryWeight };
+  const next = steerWeight(vs, target.route, steered);
+  if (!next.ok) throw new Error(next.error);
+  const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]) ?? new Map<string, SteeredRoute>();
+  record.set(routeKey(target.route), steered);
   const found = findRoute(vs, target.route);
-  if ('error' in found) throw new Error(found.error);
-  const base = `/spec/http/${found.index}`;
-  const ops: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: vs.metadata?.resourceVersion }];
-  if (found.route.name !== undefined) ops.push({ op: 'test', path: `${base}/name`, value: found.route.name });
-  const destinations = found.route.route ?? [];
-  const stableIndex = destinations.findIndex((d) => d.destination?.subset === target.stableSubset);
-  const stable = destinations[stableIndex];
-  if (!stable) throw new Error(`no destination with subset ${target.stableSubset}`);
-  ops.push({ op: 'add', path: `${base}/route/${stableIndex}/weight`, value: 100 - canaryWeight });
-  const canaryIndex = destinations.findIndex((d) => d.destination?.subset === target.canarySubset);
-  if (canaryIndex >= 0) ops.push({ op: 'add', path: `${base}/route/${canaryIndex}/weight`, value: canaryWeight });
-  else ops.push({ op: 'add', path: `${base}/route/-`, value: { destination: { ...stable.destination, subset: target.canarySubset }, weight: canaryWeight } });
-  return ops;
+  const guard: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: vs.metadata?.resourceVersion }];
+  if (!('error' in found) && found.route.name !== undefined) guard.push({ op: 'test', path: `/spec/http/${found.index}/name`, value: found.route.name });
+  return [...guard, ...jsonPatchLib.compare(vs, withAnnotation(next.vs, routingAnnotations.weights, formatWeights(record)))];
 }
 
-const wanted = (target: RouteTarget): Record<string, Record<string, string>> => ({
-  [target.stableSubset]: { [weirLabels.track]: tracks.stable },
-  [target.canarySubset]: { [weirLabels.track]: tracks.canary },
-});
+const wanted = (target: RouteTarget): Map<string, Track> => new Map<string, Track>([[target.stableSubset, tracks.stable], [target.canarySubset, tracks.canary]]);
 
-const sameLabels = (a: Record<string, string> | undefined, b: Record<string, string>): boolean =>
-  JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b).sort());
+/** The subsets weir keeps on this DestinationRule: those already recorded, and this release's two. */
+function subsetRecord(dr: DestinationRule, target: RouteTarget): Map<string, Track> {
+  const record = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]) ?? new Map<string, Track>();
+  for (const [name, track] of wanted(target)) record.set(name, track);
+  return record;
+}
 
-/** The JSON Patch that points the two subsets at the two halves; other subsets stay. */
+/** The JSON Patch that points the two subsets at the two halves and records it; other subsets stay. */
 export function subsetPatch(dr: DestinationRule, target: RouteTarget): PatchOp[] {
-  const subsets = dr.spec?.subsets ?? [];
-  const ops: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: dr.metadata?.resourceVersion }];
-  if (!dr.spec?.subsets) ops.push({ op: 'add', path: '/spec/subsets', value: [] });
-  for (const [name, labels] of Object.entries(wanted(target))) {
-    const index = subsets.findIndex((s) => s.name === name);
-    if (index < 0) ops.push({ op: 'add', path: '/spec/subsets/-', value: { name, labels } });
-    else if (!sameLabels(subsets[index]?.labels, labels)) {
-      ops.push({ op: 'test', path: `/spec/subsets/${index}/name`, value: name }, { op: 'add', path: `/spec/subsets/${index}/labels`, value: labels });
-    }
-  }
-  return ops;
+  const record = subsetRecord(dr, target);
+  const next = withAnnotation(steerSubsets(dr, record), routingAnnotations.subsets, formatSubsets(record));
+  return [{ op: 'test', path: '/metadata/resourceVersion', value: dr.metadata?.resourceVersion }, ...jsonPatchLib.compare(dr, next)];
 }
 
+/** The subsets select the two halves, and the record that keeps them so is in place. */
 export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolean {
-  return Object.entries(wanted(target)).every(([name, labels]) => sameLabels(dr.spec?.subsets?.find((s) => s.name === name)?.labels, labels));
+  const recorded = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]);
+  return subsetsSelect(dr, wanted(target)) && [...wanted(target)].every(([name, track]) => recorded?.get(name) === track);
 }
 
 /**
@@ -142,7 +114,7 @@ export class IstioRouter implements TrafficRouter {
   }
 
   private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
-    await this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body }, jsonPatch);
+    await this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body, fieldManager }, jsonPatch);
   }
 
   async read(target: RouteTarget): Promise<RouteRead> {
@@ -176,18 +148,26 @@ export class IstioRouter implements TrafficRouter {
     const owner = target.owned?.owner;
     const host = target.host;
     if (!owner || !host) throw new Error('no Service host to route');
-    const metadata = (name: string): Record<string, unknown> => ({ name, namespace: target.namespace, labels: { 'app.kubernetes.io/managed-by': 'weir' }, ownerReferences: [{ ...owner, controller: false, blockOwnerDeletion: false }] });
-    const create = async (plural: string, name: string, spec: unknown): Promise<void> => {
+    const metadata = (name: string, record: Record<string, string>): Record<string, unknown> => ({
+      name, namespace: target.namespace, labels: { 'app.kubernetes.io/managed-by': 'weir' }, annotations: record,
+      ownerReferences: [{ ...owner, controller: false, blockOwnerDeletion: false }],
+    });
+    const create = async (plural: string, name: string, record: Record<string, string>, spec: unknown): Promise<void> => {
       if (await this.get(plural, target.namespace, name)) return;
       const kind = plural === 'virtualservices' ? 'VirtualService' : 'DestinationRule';
-      await this.api.createNamespacedCustomObject({ group, version, plural, namespace: target.namespace, body: { apiVersion: `${group}/${version}`, kind, metadata: metadata(name), spec } });
+      const body = { apiVersion: `${group}/${version}`, kind, metadata: metadata(name, record), spec };
+      await this.api.createNamespacedCustomObject({ group, version, plural, namespace: target.namespace, body, fieldManager });
     };
-    await create('destinationrules', target.destinationRule, { host, subsets: Object.entries(wanted(target)).map(([name, labels]) => ({ name, labels })) });
+    const subsets = wanted(target);
+    await create('destinationrules', target.destinationRule, { [routingAnnotations.subsets]: formatSubsets(subsets) }, {
+      host, subsets: [...subsets].map(([name, track]) => ({ name, labels: trackSelector(track) })),
+    });
     // Make before break: the mesh must know the subsets before a route names them, or it answers 503.
     const dr = await this.get<DestinationRule & { metadata?: { creationTimestamp?: string } }>('destinationrules', target.namespace, target.destinationRule);
     const age = Date.now() - new Date(dr?.metadata?.creationTimestamp ?? Date.now()).getTime();
     if (age < meshPropagationMs) return;
-    await create('virtualservices', target.virtualService, {
+    const steered = new Map([[routeKey(target.route ?? 'weir'), { stable: target.stableSubset, canary: target.canarySubset, weight: 0 }]]);
+    await create('virtualservices', target.virtualService, { [routingAnnotations.weights]: formatWeights(steered) }, {
       hosts: [host],
       http: [{ name: target.route ?? 'weir', route: [{ destination: { host, subset: target.stableSubset }, weight: 100 }, { destination: { host, subset: target.canarySubset }, weight: 0 }] }],
     });
@@ -202,6 +182,6 @@ export function routeTarget(namespace: string, routing: Routing, service: string
     return { ...common, virtualService: routing.virtualService, destinationRule: routing.destinationRule, ...(service ? { host: service } : {}) };
   }
   if (!service) return { error: 'no Service selects these pods; name one with weir.dev/service, or name the VirtualService with weir.dev/virtual-service' };
-  const name = `weir-${owner.name}`.slice(0, 253);
+  const name = ownedRoutingName(owner.name);
   return { ...common, virtualService: name, destinationRule: routing.destinationRule ?? name, host: service, owned: { owner: { apiVersion: 'apps/v1', kind: 'Deployment', name: owner.name, uid: owner.uid } } };
 }

@@ -75,7 +75,7 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   for (const [verb, resource] of [['get', 'secrets'], ['list', 'secrets'], ['delete', 'pods'], ['create', 'namespaces'], ['update', 'deployments'], ['delete', 'virtualservices.networking.istio.io'], ['create', 'clusterroles'], ['get', 'configmaps']]) {
     t.notOk(await can(verb as string, resource as string), `cannot ${verb} ${resource}`);
   }
-  for (const [verb, resource] of [['patch', 'deployments.apps'], ['create', 'deployments.apps'], ['patch', 'pods'], ['create', 'events'], ['patch', 'virtualservices.networking.istio.io'], ['watch', 'namespaces']]) {
+  for (const [verb, resource] of [['patch', 'deployments.apps'], ['create', 'deployments.apps'], ['patch', 'pods'], ['create', 'events'], ['patch', 'virtualservices.networking.istio.io'], ['watch', 'destinationrules.networking.istio.io'], ['watch', 'namespaces']]) {
     t.ok(await can(verb as string, resource as string), `can ${verb} ${resource}`);
   }
   t.ok(await can('update', 'leases.coordination.k8s.io', ['-n', ns]), 'can update its Lease');

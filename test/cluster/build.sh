@@ -97,6 +97,21 @@ build_helm() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# Flux's apply engine (github.com/fluxcd/pkg/ssa) behind a small command of ours, for GitOps tests.
+build_flux_apply() {
+  local recipe out
+  recipe=$(sha256sum "$here/flux-apply/main.go" | cut -c1-12)
+  out="$cache/bin/flux-apply-$FLUX_SSA_VERSION-$recipe"
+  [ -x "$out/flux-apply" ] && return 0
+  log "flux-apply (fluxcd/pkg/ssa $FLUX_SSA_VERSION)"
+  local dir="$cache/src/flux-apply-$FLUX_SSA_VERSION"
+  wrapper "$dir" github.com/fluxcd/pkg/ssa "$FLUX_SSA_VERSION"
+  cp "$here/flux-apply/main.go" "$dir/main.go"
+  (cd "$dir" && go mod tidy >/dev/null && go mod edit -require="github.com/fluxcd/pkg/ssa@$FLUX_SSA_VERSION" && go mod tidy >/dev/null \
+    && mkdir -p "$out.tmp" && go build -ldflags "-s -w" -o "$out.tmp/flux-apply" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 fetch_istio_crds() {
   local out="$cache/istio-api-$ISTIO_API_VERSION"
   [ -f "$out/crds.yaml" ] && return 0
@@ -106,7 +121,7 @@ fetch_istio_crds() {
   mkdir -p "$out" && cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$out/crds.yaml" && chmod u+w "$out/crds.yaml"
 }
 
-parts=${*:-etcd kwok istio kubernetes helm}
+parts=${*:-etcd kwok istio kubernetes helm flux}
 for part in $parts; do
   case $part in
     kubernetes) (build_kubernetes) ;;
@@ -114,6 +129,7 @@ for part in $parts; do
     kwok) (build_kwok) ;;
     helm) (build_helm) ;;
     istio) (fetch_istio_crds) ;;
+    flux) (build_flux_apply) ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
 done

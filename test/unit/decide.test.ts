@@ -246,3 +246,43 @@ t.test('requests that do not apply are refused with a Warning and cleared', asyn
   requestOnce(r, 'retry', 0, []);
   t.equal(r.phase, 'Progressing', 'retry of a release that did not roll back changes nothing');
 });
+
+t.test('weights changed behind weir\'s back mid-step are put back at once, and the step is judged afresh', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const at = run(o, 15, errorRate(0.01), log);
+  t.equal(o.status?.weight, 10, 'holding step 1');
+  const checksBefore = o.status?.lastCheckAt;
+  // A re-apply that bypassed the webhook put the route back to 100/0.
+  o.routing = { ok: true, canaryWeight: 0 };
+  const now = new Date(at * 1000);
+  const actions = decide(o, errorRate(0.5)(), now);
+  t.same(actions.filter((a) => a.kind !== 'status' && a.kind !== 'event'), [{ kind: 'setWeight', weight: 10 }], 'the weight goes back to the step\'s');
+  const repaired = actions.find((a) => a.kind === 'event');
+  t.match(repaired, { type: 'Warning', reason: 'RoutingRepaired', message: /gave the canary 0% instead of 10%/ });
+  t.notOk(actions.some((a) => a.kind === 'event' && a.reason.startsWith('Check')), 'the measurement taken on 0 % is not counted');
+  apply(o, actions, log);
+  t.equal(o.status?.failures, 0);
+  t.equal(o.status?.lastVerdict, undefined, 'the next step needs a fresh passing check');
+  t.not(o.status?.lastCheckAt, checksBefore, 'the analysis window restarts at the repair');
+  run(o, 200, errorRate(0.01), log, at + 1);
+  t.equal(o.phase, 'Stable', 'the release then completes');
+});
+
+t.test('subsets changed behind weir\'s back are put back mid-step and after the release', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  const at = run(o, 15, errorRate(0.01), log);
+  o.subsetsReady = false;
+  const mid = decide(o, undefined, new Date(at * 1000));
+  t.same(mid.map((a) => a.kind), ['ensureSubsets', 'event', 'status']);
+  apply(o, mid, log);
+  const end = run(o, 200, errorRate(0.01), log, at + 1);
+  t.equal(o.phase, 'Stable');
+  o.subsetsReady = false;
+  const after = decide(o, undefined, new Date(end * 1000));
+  t.same(after.map((a) => a.kind), ['ensureSubsets', 'event'], 'after the release too');
+  t.match(after[1], { reason: 'RoutingRepaired' });
+  t.same(decide({ ...o, optedOut: true }, undefined, new Date(end * 1000)), [], 'not once opted out');
+  t.same(decide({ ...o, status: undefined }, undefined, new Date(end * 1000)), [], 'never before weir steered it');
+});

@@ -1,0 +1,151 @@
+// The routing objects weir steers keep weir's fields through a re-apply (issue 9, ADR 8): the
+// webhook's pure guard, the contract's steering functions, and the analyzer's patch builders.
+import t from 'tap';
+import jsonPatch from 'fast-json-patch';
+import { mutate } from '../../webhook/mutate.ts';
+import type { AdmissionInput } from '../../webhook/mutate.ts';
+import { keepSubsets, keepWeights, parseSubsets, parseWeights, steerWeight } from '../../contract/istio.ts';
+import type { DestinationRule, VirtualService } from '../../contract/istio.ts';
+import { readWeight, subsetPatch, subsetsInPlace, weightPatch } from '../../analyzer/router/istio.ts';
+import type { RouteTarget } from '../../analyzer/router/istio.ts';
+
+const now = new Date('2026-11-28T12:00:00Z');
+const host = 'myapp.shop.svc.cluster.local';
+
+/** The seed's VirtualService as the user keeps it in git. */
+function seedVs(weights: [number, number] = [100, 0], annotations?: Record<string, string>): VirtualService {
+  return {
+    apiVersion: 'networking.istio.io/v1alpha3', kind: 'VirtualService',
+    metadata: { name: 'myapp-virtualservice', namespace: 'shop', resourceVersion: '7', ...(annotations ? { annotations } : {}) },
+    spec: {
+      hosts: ['myapp.example.com'], gateways: ['myapp-gateway'],
+      http: [{ name: 'primary', route: [{ destination: { host, subset: 'v1' }, weight: weights[0] }, { destination: { host, subset: 'v2' }, weight: weights[1] }] }],
+    },
+  };
+}
+
+function seedDr(annotations?: Record<string, string>): DestinationRule {
+  return {
+    apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule',
+    metadata: { name: 'myapp-destinationrule', namespace: 'shop', resourceVersion: '9', ...(annotations ? { annotations } : {}) },
+    spec: { host, trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } }, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
+  };
+}
+
+const target: RouteTarget = { namespace: 'shop', virtualService: 'myapp-virtualservice', route: 'primary', destinationRule: 'myapp-destinationrule', stableSubset: 'v1', canarySubset: 'v2' };
+const weightsAt10 = { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":10}}' };
+const subsetsRecord = { 'weir.dev/subsets': '{"v1":"stable","v2":"canary"}' };
+
+const review = (kind: string, operation: string, object: unknown, oldObject?: unknown): AdmissionInput => ({
+  operation, namespace: 'shop', kind: { group: 'networking.istio.io', version: 'v1alpha3', kind }, object, ...(oldObject ? { oldObject } : {}),
+});
+const admitted = <T>(input: AdmissionInput): T => jsonPatch.applyPatch(structuredClone(input.object), mutate(input, { now }).patch, true, false).newDocument as T;
+
+t.test('a re-apply of the VirtualService from git keeps the weights weir recorded; nothing else changes', async (t) => {
+  const stored = seedVs([90, 10], weightsAt10);
+  // kubectl apply sends the user's weights; the annotation weir wrote stays in the merged object.
+  const applied = seedVs([100, 0], weightsAt10);
+  const input = review('VirtualService', 'UPDATE', applied, stored);
+  const m = mutate(input, { now });
+  t.equal(m.outcome, 'patched');
+  t.same(m.patch.map((op) => op.path).sort(), ['/spec/http/0/route/0/weight', '/spec/http/0/route/1/weight'], 'only the two weights');
+  t.same(admitted<VirtualService>(input), stored, 'the admitted object is the stored one: a no-op update');
+});
+
+t.test("a real edit of another field of the VirtualService goes through, weir's weights stay", async (t) => {
+  const stored = seedVs([50, 50], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":50}}' });
+  const edited = seedVs([100, 0], stored.metadata?.annotations);
+  const primary = edited.spec?.http?.[0];
+  if (!primary) return t.fail('route');
+  primary.retries = { attempts: 3, perTryTimeout: '2s' };
+  edited.spec?.http?.push({ name: 'admin', route: [{ destination: { host, subset: 'v1' } }] });
+  const out = admitted<VirtualService>(review('VirtualService', 'UPDATE', edited, stored));
+  t.same(out.spec?.http?.[0]?.retries, { attempts: 3, perTryTimeout: '2s' }, 'the retry policy as written');
+  t.equal(out.spec?.http?.length, 2, 'the new route as written');
+  t.same(out.spec?.http?.[0]?.route?.map((d) => d.weight), [50, 50], "weir's weights");
+});
+
+t.test("weir's own write, which changes the record with the weights, passes unchanged", async (t) => {
+  const stored = seedVs([90, 10], weightsAt10);
+  const patch = weightPatch(stored, target, 50);
+  const next = jsonPatch.applyPatch(structuredClone(stored), patch, true, false).newDocument;
+  const m = mutate(review('VirtualService', 'UPDATE', next, stored), { now });
+  t.equal(m.outcome, 'unchanged');
+  t.same(m.patch, []);
+});
+
+t.test('a VirtualService weir never steered is none of its business', async (t) => {
+  const m = mutate(review('VirtualService', 'CREATE', seedVs()), { now });
+  t.equal(m.outcome, 'skipped');
+  t.match(m.reason, /no weir.dev\/weights record/);
+});
+
+t.test('a re-apply of the DestinationRule keeps the subsets selecting the two halves', async (t) => {
+  const stored = keepSubsets(seedDr(subsetsRecord));
+  const input = review('DestinationRule', 'UPDATE', seedDr(subsetsRecord), stored);
+  const out = admitted<DestinationRule>(input);
+  t.same(out, stored, 'no-op update');
+  t.same(out.spec?.subsets?.map((s) => s.labels), [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }]);
+  t.same(out.spec?.trafficPolicy, { tls: { mode: 'ISTIO_MUTUAL' } }, 'the traffic policy as applied');
+});
+
+t.test('a subset removed from the manifest is put back; a subset weir does not steer stays as applied', async (t) => {
+  const dr = seedDr(subsetsRecord);
+  dr.spec = { host, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'legacy', labels: { tier: 'old' } }] };
+  const out = keepSubsets(dr);
+  t.same(out.spec?.subsets, [{ name: 'v1', labels: { 'weir.dev/track': 'stable' } }, { name: 'legacy', labels: { tier: 'old' } }, { name: 'v2', labels: { 'weir.dev/track': 'canary' } }]);
+});
+
+t.test('status updates, DELETE and weir\'s own namespace are never touched; a non-object is invalid', async (t) => {
+  t.equal(mutate({ ...review('VirtualService', 'UPDATE', seedVs([100, 0], weightsAt10), seedVs([90, 10], weightsAt10)), subResource: 'status' }, { now }).outcome, 'skipped');
+  t.equal(mutate(review('VirtualService', 'DELETE', undefined), { now }).outcome, 'skipped');
+  t.equal(mutate(review('VirtualService', 'UPDATE', seedVs([100, 0], weightsAt10)), { now, weirNamespace: 'shop' }).outcome, 'skipped');
+  t.equal(mutate(review('DestinationRule', 'CREATE', ['not', 'an', 'object']), { now }).outcome, 'invalid');
+  t.equal(mutate({ ...review('Gateway', 'CREATE', {}) }, { now }).outcome, 'skipped', 'other Istio kinds are not guarded');
+});
+
+t.test('records that cannot be read are ignored, never half-applied', async (t) => {
+  for (const text of ['', 'not json', '[]', '{"primary":{"stable":"v1","canary":"v1","weight":10}}', '{"primary":{"stable":"v1","canary":"v2","weight":101}}', '{"primary":{"stable":"v1","canary":"v2","weight":1.5}}']) {
+    t.equal(parseWeights(text), undefined, `weights ${JSON.stringify(text)}`);
+    const vs = seedVs([100, 0], { 'weir.dev/weights': text });
+    t.same(keepWeights(vs), vs, 'kept as applied');
+  }
+  for (const text of ['{"v1":"blue"}', '{"":"stable"}', 'null']) t.equal(parseSubsets(text), undefined, `subsets ${text}`);
+  t.same([...(parseWeights('{"__proto__":{"stable":"a","canary":"b","weight":1}}') ?? new Map()).keys()], ['__proto__'], 'a hostile key is just a key');
+});
+
+t.test('a route weir cannot steer is left as applied', async (t) => {
+  const vs = seedVs([100, 0], { 'weir.dev/weights': '{"gone":{"stable":"v1","canary":"v2","weight":10}}' });
+  t.same(keepWeights(vs), vs);
+  const noStable = steerWeight(seedVs(), 'primary', { stable: 'blue', canary: 'v2', weight: 10 });
+  t.notOk(noStable.ok);
+  t.match(noStable.ok ? '' : noStable.error, /no destination with subset blue/);
+  t.match(readWeight(seedVs(), { ...target, route: 'other' }), { ok: false, error: /no HTTP route named "other"/ });
+});
+
+t.test("the analyzer's weight patch is guarded, changes only the weights and the record", async (t) => {
+  const vs = seedVs();
+  const patch = weightPatch(vs, target, 10);
+  t.same(patch.slice(0, 2), [{ op: 'test', path: '/metadata/resourceVersion', value: '7' }, { op: 'test', path: '/spec/http/0/name', value: 'primary' }]);
+  const out = jsonPatch.applyPatch(structuredClone(vs), patch, true, false).newDocument;
+  t.same(out.spec?.http?.[0]?.route?.map((d) => d.weight), [90, 10]);
+  t.same(out.metadata?.annotations, weightsAt10);
+  t.same(readWeight(out, target), { ok: true, canaryWeight: 10 });
+  const withoutCanary = seedVs();
+  withoutCanary.spec?.http?.[0]?.route?.splice(1);
+  const added = jsonPatch.applyPatch(structuredClone(withoutCanary), weightPatch(withoutCanary, target, 0), true, false).newDocument;
+  t.same(added.spec?.http?.[0]?.route?.[1], { destination: { host, subset: 'v2' }, weight: 0 }, 'the canary destination is added, copied from stable');
+  t.throws(() => weightPatch(seedVs(), { ...target, stableSubset: 'blue' }, 10), /no destination with subset blue/);
+});
+
+t.test("the analyzer's subset patch points the two subsets at the halves and records them", async (t) => {
+  const dr = seedDr();
+  t.notOk(subsetsInPlace(dr, target));
+  const out = jsonPatch.applyPatch(structuredClone(dr), subsetPatch(dr, target), true, false).newDocument;
+  t.ok(subsetsInPlace(out, target));
+  t.same(out.metadata?.annotations, subsetsRecord);
+  t.same(subsetPatch(out, target), [{ op: 'test', path: '/metadata/resourceVersion', value: '9' }], 'nothing more to do');
+  const labelsOnly = keepSubsets(seedDr(subsetsRecord));
+  labelsOnly.metadata = { ...labelsOnly.metadata, annotations: {} };
+  t.notOk(subsetsInPlace(labelsOnly, target), 'selectors without the record are not in place: the webhook could not keep them');
+});
