@@ -1,12 +1,13 @@
 // act: carry out decide's actions with the API server, in order, stopping at the first failure
 // (the next reconcile starts again from what the cluster then says). Writes only while leader.
 import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
-import { annotations, labels, tracks } from '../contract/names.ts';
+import { annotations, canaryName, labels, tracks } from '../contract/names.ts';
 import { formatStatus } from '../contract/status.ts';
 import type { Action } from './decide.ts';
 import { fieldManager, jsonPatch, maybe, pointer, recordEvent } from './kube.ts';
 import type { PatchOp } from './kube.ts';
-import { canaryName, selectorOf } from './observe.ts';
+import { isOurCanary, unlabelledStablePods } from './observe.ts';
+import { selectorQuery } from './selector.ts';
 import { meshPropagationMs } from './router/istio.ts';
 import type { Edges, ReleaseView } from './observe.ts';
 
@@ -30,7 +31,7 @@ export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment 
       name: canaryName(name),
       namespace: d.metadata?.namespace ?? '',
       labels: { ...(d.metadata?.labels ?? {}), [labels.canaryOf]: name },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata?.uid ?? '', blockOwnerDeletion: true }],
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }],
     },
     spec: {
       replicas,
@@ -67,6 +68,8 @@ async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number):
     await ctx.apps.createNamespacedDeployment({ namespace, body: wantedCanary, fieldManager });
     return;
   }
+  // Decided on a view that saw no stranger; checked again right before the write.
+  if (!isOurCanary(existing, d)) throw new Error(`Deployment ${namespace}/${existing.metadata?.name ?? ''} is not weir's canary; not changed`);
   await patchDeployment(ctx, existing, [
     { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
     { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
@@ -78,17 +81,30 @@ async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number):
 async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> {
   const namespace = d.metadata?.namespace ?? '';
   const add: PatchOp = { op: 'add', path: `/metadata/labels/${pointer(labels.track)}`, value: tracks.stable };
-  const replicaSets = await ctx.apps.listNamespacedReplicaSet({ namespace, labelSelector: selectorOf(d) });
+  const labelSelector = selectorQuery(d.spec?.selector);
+  if (!labelSelector) return;
+  const replicaSets = await ctx.apps.listNamespacedReplicaSet({ namespace, labelSelector });
   for (const rs of replicaSets.items) {
     const owned = rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid);
     if (!owned || rs.spec?.template?.metadata?.labels?.[labels.track]) continue;
     // Pods the ReplicaSet makes from now on (a restart, a lost node) carry the label too.
     await ctx.apps.patchNamespacedReplicaSet({ namespace, name: rs.metadata?.name ?? '', body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }], fieldManager }, jsonPatch);
   }
-  const pods = await ctx.core.listNamespacedPod({ namespace, labelSelector: selectorOf(d, `!${labels.track}`) });
+  // Only pods of the Deployment's own ReplicaSets: a bystander that matches the selector keeps its labels.
+  const pods = await unlabelledStablePods(ctx, d);
   for (const pod of pods.items) {
     await ctx.core.patchNamespacedPod({ namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager }, jsonPatch);
   }
+}
+
+/** Deletes weir's canary only: its uid is the precondition, so a stranger by that name is never deleted. */
+async function deleteCanary(ctx: ActContext, d: V1Deployment): Promise<void> {
+  const namespace = d.metadata?.namespace ?? '';
+  const name = canaryName(d.metadata?.name ?? '');
+  const canary = await maybe(() => ctx.apps.readNamespacedDeployment({ namespace, name }));
+  if (!canary || !isOurCanary(canary, d)) return;
+  const uid = canary.metadata?.uid ?? '';
+  await maybe(() => ctx.apps.deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Background', body: { preconditions: { uid } } }));
 }
 
 function phaseOps(d: V1Deployment, action: Extract<Action, { kind: 'setPhase' }>): PatchOp[] {
@@ -116,14 +132,12 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'ensureSubsets': return target ? ctx.router.ensureSubsets(target) : undefined;
     case 'setWeight': return target ? ctx.router.setWeight(target, action.weight) : undefined;
     case 'ensureCanary': return ensureCanary(ctx, d, action.replicas);
-    case 'deleteCanary':
-      await maybe(() => ctx.apps.deleteNamespacedDeployment({ namespace: d.metadata?.namespace ?? '', name: canaryName(d.metadata?.name ?? ''), propagationPolicy: 'Background' }));
-      return;
+    case 'deleteCanary': return deleteCanary(ctx, d);
     case 'unpause': return patchDeployment(ctx, d, [{ op: 'replace', path: '/spec/paused', value: false }]);
     case 'setPhase': return patchDeployment(ctx, d, phaseOps(d, action));
     case 'status': return patchDeployment(ctx, d, statusOps(d, action));
     case 'clearRequest': return patchDeployment(ctx, d, annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}));
-    case 'event': return recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now());
+    case 'event': return recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
   }
 }
 

@@ -36,6 +36,10 @@ export interface Observed {
   subsetsReady: boolean;
   unlabelledStablePods: number;
   policy: { ok: true; value: Policy } | { ok: false; errors: string[] };
+  /** An object weir would create or change exists under weir's name but is not weir's: nothing of it is touched. */
+  nameConflict?: string;
+  /** `weir.dev/status` is there but is not weir's record (edited by hand, or by a hostile party). */
+  unreadableStatus?: string;
   /** A person's request from `weir promote|abort|retry`, or text that is not one. */
   request?: Request | { invalid: string };
 }
@@ -48,7 +52,7 @@ export type Action =
   | { kind: 'deleteCanary' }
   | { kind: 'unpause' }
   | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
-  | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string }
+  | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string; once?: true }
   | { kind: 'status'; status: ReleaseStatus }
   | { kind: 'clearRequest' };
 
@@ -232,12 +236,30 @@ function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number)
 
 /** Routing or policy that cannot be used: hold, with one Warning per distinct problem. */
 function blocked(o: Observed, weight: number): Action[] | undefined {
-  const problem = !o.routing.ok ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
+  if (o.unreadableStatus !== undefined) return unreadable(o);
+  const problem = o.nameConflict !== undefined
+    ? {
+      reason: 'NameConflict',
+      message: `${o.nameConflict} exists and is not weir's canary of ${o.name}; holding, nothing of it is changed. Rename or remove it, or opt ${o.name} out`,
+      text: '',
+    }
+    : !o.routing.ok ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
     : !o.policy.ok ? { reason: 'InvalidPolicy', message: `invalid policy, holding: ${o.policy.errors.join('; ')}`, text: '' } : undefined;
   if (!problem) return undefined;
   if (o.status?.message === problem.message) return [];
   const status = { ...(o.status ?? fresh(o.canaryRevision ?? 'none', weight)), message: problem.message };
   return [event('Warning', problem.reason, problem.text || problem.message), { kind: 'status', status }];
+}
+
+/**
+ * weir's record cannot be read: weir no longer knows the step, so it holds and says how to go on.
+ * The record is never overwritten silently: it may be a person's edit worth reading first.
+ */
+function unreadable(o: Observed): Action[] {
+  const message = `weir.dev/status is not weir's progress record ("${o.unreadableStatus ?? ''}…"); holding. `
+    + `Remove the annotation to restart this release's steps (kubectl annotate deployment ${o.name} weir.dev/status-)`;
+  // Nothing is written to the Deployment, so nothing else remembers that this was said.
+  return [{ ...event('Warning', 'InvalidStatus', message), once: true } as Action];
 }
 
 /** A revision with no record yet: a new release, or a newer canary superseding the running one. */

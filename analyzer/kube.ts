@@ -37,7 +37,23 @@ export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, type: 'Normal' | 'Warning', reason: string, message: string, now: Date): Promise<void> {
+/** Events recorded with `once`, by object, reason and message: a hold repeated every tick is one event. */
+const recent = new Map<string, number>();
+const repeatAfterMs = 10 * 60_000;
+
+function repeated(key: string, now: Date): boolean {
+  const last = recent.get(key);
+  if (last !== undefined && now.getTime() - last < repeatAfterMs) return true;
+  recent.delete(key);
+  recent.set(key, now.getTime());
+  // Oldest first in a Map: drop the oldest past a bound, so memory stays flat.
+  if (recent.size > 10_000) recent.delete(recent.keys().next().value ?? '');
+  return false;
+}
+
+/** Records an Event; with `once`, the same event about the same object is recorded once per ten minutes. */
+export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, type: 'Normal' | 'Warning', reason: string, message: string, now: Date, once = false): Promise<void> {
+  if (once && repeated(`${involved.uid ?? involved.name ?? ''}|${reason}|${message}`, now)) return;
   const namespace = involved.namespace ?? 'default';
   await core.createNamespacedEvent({
     namespace,

@@ -1,7 +1,7 @@
 // observe: read everything that matters about one release into one plain value for decide.
-import { createHash } from 'node:crypto';
-import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
-import { annotations, isPhase, isRequest, labels, namespaceOptIn } from '../contract/names.ts';
+import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import { annotations, canaryName, isPhase, isRequest, labels, namespaceOptIn } from '../contract/names.ts';
+import { ownedByDeployment, selectorQuery } from './selector.ts';
 import { parseStatus } from '../contract/status.ts';
 import { templateRevision } from '../contract/revision.ts';
 import type { CanaryObserved, Observed } from './decide.ts';
@@ -31,19 +31,6 @@ export function serviceMemo(core: CoreV1Api): (namespace: string) => Promise<V1S
     }
     return list;
   };
-}
-
-/** `<name>-canary`, shortened with a hash when it would pass 63 characters. */
-export function canaryName(name: string): string {
-  const plain = `${name}-canary`;
-  if (plain.length <= 63) return plain;
-  const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
-  return `${name.slice(0, 63 - 1 - hash.length - '-canary'.length)}-${hash}-canary`;
-}
-
-/** `app=web,tier=front` for a Deployment's matchLabels, plus extra terms. */
-export function selectorOf(d: V1Deployment, ...extra: string[]): string {
-  return [...Object.entries(d.spec?.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`), ...extra].join(',');
 }
 
 export interface ReleaseView {
@@ -91,17 +78,40 @@ function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
 }
 
 /** The revisions, status and phase weir recorded on the Deployment. */
-function recorded(a: Record<string, string>): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status' | 'request'> {
+function recorded(a: Record<string, string>): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status' | 'request' | 'unreadableStatus'> {
   const rawPhase = a[annotations.phase];
-  const status = parseStatus(a[annotations.status]);
+  const text = a[annotations.status];
+  const status = parseStatus(text);
   const request = a[annotations.request];
   return {
+    ...(text !== undefined && text !== '' && !status ? { unreadableStatus: text.slice(0, 80) } : {}),
     ...(request === undefined ? {} : { request: isRequest(request) ? request : { invalid: request } }),
     phase: isPhase(rawPhase) ? rawPhase : 'Stable',
     ...(a[annotations.canaryRevision] ? { canaryRevision: a[annotations.canaryRevision] } : {}),
     ...(a[annotations.stableRevision] ? { stableRevision: a[annotations.stableRevision] } : {}),
     ...(status ? { status } : {}),
   };
+}
+
+/** Running pods of the Deployment's own ReplicaSets that lack the track label (pods from before the opt-in). */
+export async function unlabelledStablePods(edges: Pick<Edges, 'core'>, d: V1Deployment): Promise<{ items: V1Pod[] }> {
+  const labelSelector = selectorQuery(d.spec?.selector, `!${labels.track}`);
+  if (!labelSelector) return { items: [] };
+  const pods = await edges.core.listNamespacedPod({ namespace: d.metadata?.namespace ?? '', labelSelector });
+  return { items: pods.items.filter((p) => !p.metadata?.deletionTimestamp && ownedByDeployment(p, d.metadata?.name ?? '')) };
+}
+
+/** weir's own canary half of `d`: its mark, and an owner reference to this very Deployment (its uid). */
+export function isOurCanary(canary: V1Deployment, d: V1Deployment): boolean {
+  const uid = d.metadata?.uid;
+  return canary.metadata?.labels?.[labels.canaryOf] === d.metadata?.name
+    && uid !== undefined && (canary.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Deployment' && o.uid === uid);
+}
+
+/** The canary half as decide sees it: weir's own, or a name conflict with a stranger. */
+function canaryFields(canary: V1Deployment | undefined, d: V1Deployment): Pick<Observed, 'canary' | 'nameConflict'> {
+  if (!canary) return {};
+  return isOurCanary(canary, d) ? { canary: canaryView(canary) } : { nameConflict: `Deployment ${canary.metadata?.name ?? ''}` };
 }
 
 /** Reads one release: the Deployment, its canary, its pods and its routing. */
@@ -119,7 +129,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     maybe(() => edges.apps.readNamespacedDeployment({ namespace, name: canaryName(name) })),
     target ? edges.router.read(target) : Promise.resolve(noRoute),
     target ? edges.router.subsetsReady(target) : Promise.resolve(false),
-    rec.phase === 'Progressing' ? edges.core.listNamespacedPod({ namespace, labelSelector: selectorOf(d, `!${labels.track}`) }) : Promise.resolve({ items: [] }),
+    rec.phase === 'Progressing' ? unlabelledStablePods(edges, d) : Promise.resolve({ items: [] }),
   ]);
   const observed: Observed = {
     namespace,
@@ -131,9 +141,9 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     rolledOut: rolledOut(d),
     routing,
     subsetsReady,
-    unlabelledStablePods: unlabelled.items.filter((p) => !p.metadata?.deletionTimestamp).length,
+    unlabelledStablePods: unlabelled.items.length,
     policy: policy.ok ? { ok: true, value: policy.value } : { ok: false, errors: policy.errors },
-    ...(canary ? { canary: canaryView(canary) } : {}),
+    ...canaryFields(canary, d),
   };
   return { observed, deployment: d, ...(target ? { target } : {}) };
 }

@@ -108,7 +108,8 @@ function duration(f: Field, errors: string[]): number | undefined {
 export function resolvePolicy(annotations: Record<string, string>, policies: Record<string, Policy>): Parsed<Policy> {
   const errors: string[] = [];
   const name = annotations[policyAnnotations.policy] ?? 'default';
-  const base = policies[name];
+  // An own property only: a name such as `constructor` or `__proto__` must not find Object's.
+  const base = Object.hasOwn(policies, name) ? policies[name] : undefined;
   if (!base) return { ok: false, errors: [`${policyAnnotations.policy}: no policy named "${name}" (known: ${Object.keys(policies).join(', ')})`] };
   const policy: Policy = structuredClone(base);
   const field = (key: string): Field | undefined => (annotations[key] === undefined ? undefined : { key, text: annotations[key] });
@@ -202,6 +203,9 @@ export function parsePolicyFile(text: string): Parsed<Record<string, Policy>> {
   if (raw === undefined || raw === null || typeof raw !== 'object') return { ok: false, errors: ['the policy file needs a `policies:` map'] };
   const errors: string[] = [];
   const policies: Record<string, Policy> = { default: defaultPolicy };
-  for (const [name, p] of Object.entries(raw as Record<string, RawPolicy>)) policies[name] = readPolicy(name, p ?? {}, errors);
+  for (const [name, p] of Object.entries(raw as Record<string, RawPolicy>)) {
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) errors.push(`policies: "${name}" is not a policy name (lower-case letters, digits and "-")`);
+    else policies[name] = readPolicy(name, p ?? {}, errors);
+  }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, value: policies };
 }

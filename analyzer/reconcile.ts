@@ -88,10 +88,11 @@ export async function tick(deps: LoopDeps): Promise<void> {
   const measured = due.length > 0 ? await measureAll(deps.provider, due) : new Map<Observed, never>();
   await inBatches(views, concurrency, async (view) => {
     const o = view.observed;
-    const actions = decide(o, measured.get(o), now);
     deps.telemetry.setPhase(o.namespace, o.name, o.phase);
     deps.telemetry.weight.set({ namespace: o.namespace, deployment: o.name }, o.routing.ok ? o.routing.canaryWeight : 0);
+    // One release's failure — in decide or in act — never ends the pass for the others.
     try {
+      const actions = decide(o, measured.get(o), now);
       const done = await act(deps.ctx, view, actions);
       count(deps, actions.slice(0, done));
     } catch (error) {

@@ -1,4 +1,5 @@
 // Every label and annotation weir reads or writes. docs/design.md is the user-facing copy.
+import { createHash } from 'node:crypto';
 
 export const prefix = 'weir.dev/';
 
@@ -48,3 +49,11 @@ export const isWeirKey = (key: string): boolean => key.startsWith(prefix);
 
 /** The VirtualService and DestinationRule weir creates and owns for a Deployment that names none. */
 export const ownedRoutingName = (deployment: string): string => `weir-${deployment}`.slice(0, 253);
+
+/** `<name>-canary`, shortened with a hash when it would pass 63 characters. */
+export function canaryName(name: string): string {
+  const plain = `${name}-canary`;
+  if (plain.length <= 63) return plain;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
+  return `${name.slice(0, 63 - 1 - hash.length - '-canary'.length)}-${hash}-canary`;
+}

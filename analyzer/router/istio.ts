@@ -63,9 +63,14 @@ export function weightPatch(vs: VirtualService, target: RouteTarget, canaryWeigh
   const steered = { stable: target.stableSubset, canary: target.canarySubset, weight: canaryWeight };
   const next = steerWeight(vs, target.route, steered);
   if (!next.ok) throw new Error(next.error);
-  const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]) ?? new Map<string, SteeredRoute>();
-  record.set(routeKey(target.route), steered);
   const found = findRoute(vs, target.route);
+  const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]) ?? new Map<string, SteeredRoute>();
+  // One entry per route: another key naming the same route (by name, or as "the only route") goes.
+  for (const key of record.keys()) {
+    const other = findRoute(vs, key === '' ? undefined : key);
+    if (!('error' in other) && !('error' in found) && other.index === found.index) record.delete(key);
+  }
+  record.set(routeKey(target.route), steered);
   const guard: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: vs.metadata?.resourceVersion }];
   if (!('error' in found) && found.route.name !== undefined) guard.push({ op: 'test', path: `/spec/http/${found.index}/name`, value: found.route.name });
   return [...guard, ...jsonPatchLib.compare(vs, withAnnotation(next.vs, routingAnnotations.weights, formatWeights(record)))];
@@ -120,6 +125,11 @@ export class IstioRouter implements TrafficRouter {
   async read(target: RouteTarget): Promise<RouteRead> {
     const vs = await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs) return target.owned ? { ok: true, canaryWeight: 0 } : { ok: false, error: `VirtualService ${target.namespace}/${target.virtualService} not found` };
+    if (target.owned) {
+      const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
+      const stranger = [vs, dr].find((o) => o !== undefined && !ownedBy(o, target));
+      if (stranger) return { ok: false, error: nameConflict(stranger, target) };
+    }
     return readWeight(vs, target);
   }
 
@@ -139,6 +149,7 @@ export class IstioRouter implements TrafficRouter {
     if (target.owned) await this.createOwned(target);
     const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     if (!dr) throw new Error(`DestinationRule ${target.namespace}/${target.destinationRule} not found`);
+    if (target.owned && !ownedBy(dr, target)) throw new Error(nameConflict(dr, target));
     const ops = subsetPatch(dr, target);
     if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
   }
@@ -166,13 +177,24 @@ export class IstioRouter implements TrafficRouter {
     const dr = await this.get<DestinationRule & { metadata?: { creationTimestamp?: string } }>('destinationrules', target.namespace, target.destinationRule);
     const age = Date.now() - new Date(dr?.metadata?.creationTimestamp ?? Date.now()).getTime();
     if (age < meshPropagationMs) return;
-    const steered = new Map([[routeKey(target.route ?? 'weir'), { stable: target.stableSubset, canary: target.canarySubset, weight: 0 }]]);
+    const steered = new Map([[routeKey(target.route), { stable: target.stableSubset, canary: target.canarySubset, weight: 0 }]]);
     await create('virtualservices', target.virtualService, { [routingAnnotations.weights]: formatWeights(steered) }, {
       hosts: [host],
       http: [{ name: target.route ?? 'weir', route: [{ destination: { host, subset: target.stableSubset }, weight: 100 }, { destination: { host, subset: target.canarySubset }, weight: 0 }] }],
     });
   }
 }
+
+/** A routing object weir created for this Deployment: an owner reference to its uid. */
+function ownedBy(object: VirtualService | DestinationRule, target: RouteTarget): boolean {
+  const uid = target.owned?.owner.uid;
+  const refs = (object.metadata?.ownerReferences ?? []) as { uid?: string }[];
+  return uid !== undefined && uid !== '' && refs.some((r) => r.uid === uid);
+}
+
+const nameConflict = (object: VirtualService | DestinationRule, target: RouteTarget): string =>
+  `NameConflict: ${typeof object.kind === 'string' ? object.kind : 'object'} ${target.namespace}/${object.metadata?.name ?? ''} exists and is not weir's; `
+  + 'nothing of it is changed. Name your own routing with weir.dev/virtual-service, or rename it';
 
 /** Resolves the objects that route a release: the names the user gave, or weir-owned ones. */
 export function routeTarget(namespace: string, routing: Routing, service: string | undefined, owner: { name: string; uid: string }): RouteTarget | { error: string } {

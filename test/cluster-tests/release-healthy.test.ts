@@ -55,7 +55,10 @@ t.test('a healthy version: 10 → 50 → 100, promoted, VirtualService untouched
   const withoutCanary = structuredClone(after.spec) as { http: { route: unknown[] }[] };
   withoutCanary.http[1]?.route.splice(1);
   t.equal(JSON.stringify(withoutCanary), JSON.stringify(before.spec), 'every other field and route unchanged, byte for byte (the added canary destination aside)');
-  t.same(after.metadata.annotations, before.metadata.annotations, "the VirtualService's annotations are the user's");
+  const annotations = (after.metadata.annotations ?? {}) as Record<string, string>;
+  const users = Object.fromEntries(Object.entries(annotations).filter(([k]) => !k.startsWith('weir.dev/')));
+  t.same(users, before.metadata.annotations, "the user's annotations stay as they were");
+  t.same(Object.keys(annotations).filter((k) => k.startsWith('weir.dev/')), ['weir.dev/weights'], "beside them only weir's record of the weights it set (ADR 8)");
   const dr = await getJson<{ spec: { trafficPolicy: unknown; subsets: { name: string }[] } }>(['get', 'destinationrule', 'web', '-n', ns]);
   t.same(dr.spec.trafficPolicy, destinationRule.spec.trafficPolicy, 'the traffic policy stays');
   t.ok(dr.spec.subsets.some((s) => s.name === 'legacy'), 'other subsets stay');

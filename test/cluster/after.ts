@@ -4,4 +4,4 @@ import { join } from 'node:path';
 import { clusterDir, down } from './cluster.ts';
 
 const startedHere = await access(join(clusterDir, 'started-by-test-run')).then(() => true, () => false);
-if (startedHere || process.env.WEIR_REUSE_CLUSTER !== '1') await down();
+if (process.env.WEIR_NO_CLUSTER !== '1' && (startedHere || process.env.WEIR_REUSE_CLUSTER !== '1')) await down();

@@ -4,7 +4,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { up, readState, clusterDir } from './cluster.ts';
 
-if (process.env.WEIR_REUSE_CLUSTER === '1' && (await readState())) {
+if (process.env.WEIR_NO_CLUSTER === '1') {
+  // `npm run test:unit`: pure tests, no cluster started or stopped.
+} else if (process.env.WEIR_REUSE_CLUSTER === '1' && (await readState())) {
   process.stderr.write('[cluster] reusing the running cluster\n');
 } else {
   await up();

@@ -5,7 +5,7 @@ import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdir, readFile, rm, writeFile, readdir, access } from 'node:fs/promises';
 import { openSync, closeSync } from 'node:fs';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -53,6 +53,11 @@ async function readVersions(): Promise<Record<string, string>> {
   return versions;
 }
 
+async function fluxApplyRecipe(): Promise<string> {
+  const source = await readFile(join(repoRoot, 'test/cluster/flux-apply/main.go'));
+  return createHash('sha256').update(source).digest('hex').slice(0, 12);
+}
+
 /** Paths of the built binaries; builds whatever is missing first. */
 export async function binaries(log: (l: string) => void = () => undefined): Promise<Record<string, string>> {
   const v = await readVersions();
@@ -68,6 +73,8 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
     kwokStages: at('kwok', v.KWOK_VERSION, 'stage'),
     helm: at('helm', v.HELM_VERSION, 'helm'),
     istioCrds: join(cacheDir, `istio-api-${v.ISTIO_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
+    // Its cache key holds the source's hash too, as build.sh computes it: a changed program is rebuilt.
+    fluxApply: at('flux-apply', `${v.FLUX_SSA_VERSION ?? 'unknown'}-${await fluxApplyRecipe()}`, 'flux-apply'),
   };
   const missing = await Promise.all(Object.values(bins).map((p) => access(p).then(() => false, () => true)));
   if (missing.some(Boolean)) {

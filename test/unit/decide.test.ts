@@ -286,3 +286,20 @@ t.test('subsets changed behind weir\'s back are put back mid-step and after the 
   t.same(decide({ ...o, optedOut: true }, undefined, new Date(end * 1000)), [], 'not once opted out');
   t.same(decide({ ...o, status: undefined }, undefined, new Date(end * 1000)), [], 'never before weir steered it');
 });
+
+t.test("a stranger under the canary's name holds the release with NameConflict; nothing of it is touched", async (t) => {
+  const o = world({ nameConflict: 'Deployment web-canary' });
+  const actions = decide(o, undefined, new Date(0));
+  t.match(actions[0], { kind: 'event', type: 'Warning', reason: 'NameConflict', message: /Deployment web-canary exists and is not weir's canary of web/ });
+  t.notOk(actions.some((a) => a.kind === 'ensureCanary' || a.kind === 'deleteCanary' || a.kind === 'setWeight'), 'no write to it');
+  apply(o, actions, []);
+  t.same(decide(o, undefined, new Date(1000)), [], 'one Warning, then a quiet hold');
+  t.same(decide({ ...o, phase: 'Stable' }, undefined, new Date(1000)), [], 'after a release, never deleted either');
+});
+
+t.test("an unreadable weir.dev/status holds its release with a Warning and is never overwritten", async (t) => {
+  const o = world({ unreadableStatus: '{not json' });
+  const actions = decide(o, undefined, new Date(0));
+  t.equal(actions.length, 1);
+  t.match(actions[0], { kind: 'event', type: 'Warning', reason: 'InvalidStatus', message: /weir.dev\/status-/ });
+});

@@ -79,3 +79,14 @@ t.test('verdicts: NaN and no data are inconclusive; errors are errors', async (t
   t.equal(judge(m, { metric: 'error-rate', canary: 0.6, requests: 50 }, 10).hard, true);
   t.equal(combine([]), 'inconclusive');
 });
+
+t.test("a policy name that is a property of every object (constructor, __proto__) names no policy", async (t) => {
+  for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+    const r = resolvePolicy({ 'weir.dev/policy': name }, { default: defaultPolicy });
+    t.notOk(r.ok, name);
+    t.match(r.ok ? '' : r.errors[0], new RegExp(`no policy named "${name.replace(/_/g, '_')}" \\(known: default\\)`));
+  }
+  const file = parsePolicyFile('policies:\n  __proto__:\n    steps: [50, 100]\n  Bad_Name: {}\n');
+  t.notOk(file.ok, 'the policy file refuses names that are not DNS labels');
+  t.match(file.ok ? [] : file.errors, [/"__proto__" is not a policy name/, /"Bad_Name" is not a policy name/]);
+});

@@ -149,3 +149,16 @@ t.test("the analyzer's subset patch points the two subsets at the halves and rec
   labelsOnly.metadata = { ...labelsOnly.metadata, annotations: {} };
   t.notOk(subsetsInPlace(labelsOnly, target), 'selectors without the record are not in place: the webhook could not keep them');
 });
+
+t.test('one record entry per route: a route named and "the only route" are the same route', async (t) => {
+  // A weir-owned VirtualService has one route named `weir`; the release names no route.
+  const owned = seedVs([100, 0], { 'weir.dev/weights': '{"weir":{"stable":"v1","canary":"v2","weight":0}}' });
+  const route = owned.spec?.http?.[0];
+  if (route) route.name = 'weir';
+  const unnamed = { ...target, route: undefined } as RouteTarget;
+  delete unnamed.route;
+  const out = jsonPatch.applyPatch(structuredClone(owned), weightPatch(owned, unnamed, 10), true, false).newDocument;
+  t.same(out.metadata?.annotations, { 'weir.dev/weights': '{"":{"stable":"v1","canary":"v2","weight":10}}' });
+  const m = mutate(review('VirtualService', 'UPDATE', out, owned), { now });
+  t.equal(m.outcome, 'unchanged', "the webhook keeps weir's own new weight");
+});
