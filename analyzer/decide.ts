@@ -110,18 +110,34 @@ function describeChecks(judgements: Judgement[]): string {
   return judgements.map((j) => `${j.metric}: ${j.reason}`).join('; ');
 }
 
+/**
+ * Why a canary that could not be judged is taken out of traffic, and what to do: a metrics outage
+ * and too little traffic are different problems with different fixes.
+ */
+function unjudgedReason(verdict: 'inconclusive' | 'error', checks: number, name: string): string {
+  return verdict === 'error'
+    ? `the metrics were unavailable for ${checks} checks in a row (the unjudged limit), so no verdict was possible; `
+      + `once Prometheus answers again, \`weir retry ${name}\``
+    : `${checks} checks in a row had too little canary traffic or no data to judge (the unjudged limit); `
+      + `raise the traffic the canary gets, lower weir.dev/min-requests, or \`weir retry ${name}\``;
+}
+
 /** Records one check and decides: carry on, roll back, or hold. */
 function onCheck(o: Observed, s: ReleaseStatus, policy: Policy, measured: Measurement[], now: Date): { status: ReleaseStatus; actions: Action[]; rollback: boolean } {
   const judgements = policy.metrics.map((metric) => judge(metric, measured.find((m) => m.metric === metric.name) ?? { metric: metric.name }, policy.minRequests));
   const verdict = combine(judgements);
   const records: CheckRecord[] = judgements.map((j) => ({ at: now.toISOString(), metric: j.metric, verdict: j.verdict, threshold: j.threshold, reason: j.reason, ...(j.value !== undefined ? { value: j.value } : {}) }));
   const failures = s.failures + (verdict === 'fail' ? 1 : 0);
-  const status: ReleaseStatus = { ...s, lastCheckAt: now.toISOString(), lastVerdict: verdict, failures, checks: [...s.checks, ...records].slice(-keptChecks) };
+  const unjudged = verdict === 'inconclusive' || verdict === 'error' ? (s.unjudged ?? 0) + 1 : 0;
+  const status: ReleaseStatus = { ...s, lastCheckAt: now.toISOString(), lastVerdict: verdict, failures, unjudged, checks: [...s.checks, ...records].slice(-keptChecks) };
   const text = describeChecks(judgements);
   const hard = judgements.some((j) => j.hard);
   if (verdict === 'fail' && (hard || failures >= policy.failureLimit)) {
     const why = hard ? 'hard ceiling reached' : `${failures} failed checks reached the failure limit ${policy.failureLimit}`;
     return { status, rollback: true, actions: [event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${why}; ${text}`)] };
+  }
+  if ((verdict === 'inconclusive' || verdict === 'error') && unjudged >= policy.unjudgedLimit) {
+    return { status, rollback: true, actions: [event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${unjudgedReason(verdict, unjudged, o.name)}; ${text}`)] };
   }
   const eventFor: Record<typeof verdict, Action> = {
     pass: event('Normal', 'CheckPassed', `at ${s.weight}%: ${text}`),

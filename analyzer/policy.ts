@@ -22,6 +22,12 @@ export interface Policy {
   failureLimit: number;
   /** Fewer canary requests than this in a window: inconclusive. */
   minRequests: number;
+  /**
+   * Checks in a row without a verdict (no data, too few requests, Prometheus unreachable) after
+   * which traffic goes back to stable and the release is RolledBack: no canary carries traffic
+   * unjudged for long (ADR 9).
+   */
+  unjudgedLimit: number;
   /** Time with 0 % canary weight before a canary is removed, so the mesh stops sending to it. */
   drainMs: number;
   metrics: MetricPolicy[];
@@ -43,6 +49,7 @@ export const defaultPolicy: Policy = {
   intervalMs: 60_000,
   failureLimit: 3,
   minRequests: 20,
+  unjudgedLimit: 5,
   drainMs: 10_000,
   metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 }],
 };
@@ -55,6 +62,7 @@ export const policyAnnotations = {
   maxErrorRate: 'weir.dev/max-error-rate',
   failureLimit: 'weir.dev/failure-limit',
   minRequests: 'weir.dev/min-requests',
+  unjudgedLimit: 'weir.dev/unjudged-limit',
   drain: 'weir.dev/drain',
   virtualService: 'weir.dev/virtual-service',
   route: 'weir.dev/route',
@@ -131,6 +139,7 @@ export function resolvePolicy(annotations: Record<string, string>, policies: Rec
   set('drainMs', f(policyAnnotations.drain, (x) => duration(x, errors)));
   set('failureLimit', f(policyAnnotations.failureLimit, (x) => count(x, errors, 1)));
   set('minRequests', f(policyAnnotations.minRequests, (x) => count(x, errors, 0)));
+  set('unjudgedLimit', f(policyAnnotations.unjudgedLimit, (x) => count(x, errors, 1)));
   const maxErrorRate = f(policyAnnotations.maxErrorRate, (x) => fraction(x, errors));
   if (maxErrorRate !== undefined) {
     for (const m of policy.metrics) if (m.query === 'error-rate') m.max = maxErrorRate;
@@ -153,7 +162,10 @@ export function resolveRouting(annotations: Record<string, string>): Routing {
 }
 
 interface RawMetric { name?: unknown; query?: unknown; max?: unknown; ceiling?: unknown; relativeMargin?: unknown }
-interface RawPolicy { steps?: unknown; stepPause?: unknown; interval?: unknown; failureLimit?: unknown; minRequests?: unknown; drain?: unknown; metrics?: unknown }
+interface RawPolicy {
+  steps?: unknown; stepPause?: unknown; interval?: unknown; failureLimit?: unknown; minRequests?: unknown; unjudgedLimit?: unknown; drain?: unknown;
+  metrics?: unknown;
+}
 
 function readMetric(raw: RawMetric, where: string, errors: string[]): MetricPolicy | undefined {
   const query = raw.query ?? 'error-rate';
@@ -172,6 +184,7 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
   const map: [keyof RawPolicy, string][] = [
     ['steps', policyAnnotations.steps], ['stepPause', policyAnnotations.stepPause], ['interval', policyAnnotations.interval],
     ['failureLimit', policyAnnotations.failureLimit], ['minRequests', policyAnnotations.minRequests], ['drain', policyAnnotations.drain],
+    ['unjudgedLimit', policyAnnotations.unjudgedLimit],
   ];
   for (const [field, key] of map) {
     const v = raw[field];

@@ -23,6 +23,8 @@ export interface ReleaseStatus {
   lastCheckAt?: string;
   lastVerdict?: CheckRecord['verdict'];
   failures: number;
+  /** Checks in a row with no verdict (inconclusive or error); bounded by the policy's unjudged limit. */
+  unjudged?: number;
   /** Set while weight is 0 and the canary waits to be removed; `outcome` says what follows. */
   drainingSince?: string;
   outcome?: DrainOutcome;

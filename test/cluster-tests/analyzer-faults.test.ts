@@ -19,7 +19,8 @@ async function scopedRelease(t: { teardown(fn: () => unknown): void }, extra: Re
 t.test('Prometheus stopped mid-release: the release holds and never promotes; back, it completes', async (t) => {
   const prometheus = await ownPrometheus();
   t.teardown(() => prometheus.remove());
-  const { ns, scope } = await scopedRelease(t);
+  // An outage shorter than the unjudged limit: the release holds through it.
+  const { ns, scope } = await scopedRelease(t, { 'weir.dev/unjudged-limit': '30' });
   const analyzer = await startAnalyzer({ scope, identity: `a-${scope}`, prometheusUrl: prometheus.url });
   t.teardown(() => analyzer.kill());
   await setImage(ns, 'web', 'example.com/web:v2');
@@ -33,6 +34,33 @@ t.test('Prometheus stopped mid-release: the release holds and never promotes; ba
   await prometheus.start();
   await waitForPhase(ns, 'web', 'Stable');
   t.pass('Prometheus back: the release completes');
+});
+
+t.test('Prometheus stopped for longer than the unjudged limit: traffic back to stable, RolledBack for the outage; back and retried, it completes', async (t) => {
+  const prometheus = await ownPrometheus();
+  t.teardown(() => prometheus.remove());
+  const { ns, scope } = await scopedRelease(t, { 'weir.dev/unjudged-limit': '3' });
+  const analyzer = await startAnalyzer({ scope, identity: `a-${scope}`, prometheusUrl: prometheus.url });
+  t.teardown(() => analyzer.kill());
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitForWeight(ns, 'web', 10, 60_000);
+  await prometheus.stop();
+  const rolled = await waitForPhase(ns, 'web', 'RolledBack', 60_000);
+  t.match(rolled.metadata.annotations?.['weir.dev/reason'], /metrics were unavailable for 3 checks in a row.*weir retry web/, 'the reason names the outage and what to do');
+  t.equal((await releaseStatus(ns, 'web'))?.weight, 0, 'no weight on the unjudged canary');
+  await prometheus.start();
+  await kubectl(['annotate', 'deployment', 'web', '-n', ns, 'weir.dev/request=retry']);
+  await waitForPhase(ns, 'web', 'Stable');
+  t.pass('retried with Prometheus back: the release completes');
+});
+
+t.test('a canary with too little traffic is rolled back at the same bound, with a reason that says so', async (t) => {
+  const { ns, scope } = await scopedRelease(t, { 'weir.dev/unjudged-limit': '3', 'weir.dev/min-requests': '100000' });
+  const analyzer = await startAnalyzer({ scope, identity: `a-${scope}` });
+  t.teardown(() => analyzer.kill());
+  await setImage(ns, 'web', 'example.com/web:v2');
+  const rolled = await waitForPhase(ns, 'web', 'RolledBack', 90_000);
+  t.match(rolled.metadata.annotations?.['weir.dev/reason'], /too little canary traffic or no data.*lower weir.dev\/min-requests/);
 });
 
 t.test('an analyzer killed with SIGKILL mid-step: a new one finishes, no step out of order', async (t) => {

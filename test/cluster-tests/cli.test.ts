@@ -5,18 +5,11 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot, waitFor } from '../cluster/cluster.ts';
 import { apply, cluster, deployment, getJson, namespace, service } from '../helpers/kube.ts';
-import { events, fast, getDeployment, images, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
+import { events, fast, getDeployment, images, runWeir, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
+import type { Run } from '../helpers/release.ts';
 import type { ReleaseView } from '../../cli/view.ts';
 
-interface Run { code: number; stdout: string; stderr: string }
-
-async function weir(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 30_000): Promise<Run> {
-  const state = await cluster();
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'cli/main.ts'), '--kubeconfig', state.kubeconfig, ...args], { env: { ...process.env, ...env }, timeout }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
-  });
-}
+const weir = runWeir;
 
 async function held(t: { teardown(fn: () => unknown): void }, pause = '1h'): Promise<string> {
   const ns = await namespace(t, { optIn: true });

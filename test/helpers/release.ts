@@ -1,6 +1,6 @@
 // Helpers for release tests: manifests with short timings, waiting on phases, recording the
 // canary weights a VirtualService goes through, reading events, and running private analyzers.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -135,4 +135,15 @@ export const images = async (ns: string, selector: string): Promise<string[]> =>
 export async function setImage(ns: string, name: string, image: string, podAnnotations?: Record<string, string>): Promise<void> {
   const patch: Record<string, unknown> = { spec: { template: { spec: { containers: [{ name: 'app', image }] }, ...(podAnnotations ? { metadata: { annotations: podAnnotations } } : {}) } } };
   await kubectl(['patch', 'deployment', name, '-n', ns, '--type=strategic', '-p', JSON.stringify(patch)]);
+}
+
+export interface Run { code: number; stdout: string; stderr: string }
+
+/** Runs the `weir` CLI from the working tree against the local cluster; never throws. */
+export async function runWeir(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 30_000): Promise<Run> {
+  const state = await cluster();
+  return new Promise((resolve) => {
+    execFile(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'cli/main.ts'), '--kubeconfig', state.kubeconfig, ...args], { env: { ...process.env, ...env }, timeout }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+  });
 }

@@ -96,25 +96,30 @@ t.test('a hard failure rolls back at the first check', async (t) => {
   t.match(o.status?.message, /hard ceiling/);
 });
 
-t.test('no data, too few requests, or no Prometheus: holds, never promotes, never fails', async (t) => {
-  for (const [name, measure] of [
-    ['no data', errorRate(undefined)],
-    ['few requests', errorRate(0, 3)],
-    ['unreachable', () => [{ metric: 'error-rate', error: 'connect ECONNREFUSED' }]],
-  ] as [string, () => Measurement[]][]) {
+t.test('no data, too few requests, or no Prometheus: holds, never promotes, never fails — up to the unjudged limit', async (t) => {
+  for (const [name, measure, why] of [
+    ['no data', errorRate(undefined), /too little canary traffic or no data to judge.*lower weir.dev\/min-requests/],
+    ['few requests', errorRate(0, 3), /too little canary traffic or no data to judge/],
+    ['unreachable', () => [{ metric: 'error-rate', error: 'connect ECONNREFUSED' }], /metrics were unavailable for 5 checks in a row.*once Prometheus answers again, `weir retry web`/],
+  ] as [string, () => Measurement[], RegExp][]) {
     const o = world();
     const log: string[] = [];
-    run(o, 300, measure, log);
+    // Step 1 starts at 1 s; with a check every 10 s, the 5th unjudged check is due at 51 s.
+    const end = run(o, 50, measure, log);
     t.same(weights(log), ['weight 10'], `${name}: stays at the first step`);
-    t.equal(o.phase, 'Progressing', `${name}: no promotion, no rollback`);
-    t.equal(o.status?.failures, 0);
+    t.equal(o.phase, 'Progressing', `${name}: no promotion, no rollback yet`);
+    t.equal(o.status?.failures, 0, `${name}: never a failure`);
+    run(o, 30, measure, log, end);
+    t.same(weights(log), ['weight 10', 'weight 0'], `${name}: past the limit, traffic back to stable`);
+    t.equal(o.phase, 'RolledBack', `${name}: rolled back`);
+    t.match(o.status?.message, why, `${name}: the reason names the cause and what to do`);
   }
   const o = world();
   const log: string[] = [];
-  const end = run(o, 60, () => [{ metric: 'error-rate', error: 'down' }], log);
+  const end = run(o, 40, () => [{ metric: 'error-rate', error: 'down' }], log);
   t.ok(log.includes('event MetricsUnavailable'));
   run(o, 200, errorRate(0), log, end);
-  t.equal(o.phase, 'Stable', 'Prometheus back: the release completes');
+  t.equal(o.phase, 'Stable', 'Prometheus back within the limit: the release completes');
 });
 
 t.test('relative metrics do not roll back a canary for an outage both halves share', async (t) => {
