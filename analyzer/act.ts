@@ -44,10 +44,24 @@ export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment 
   };
 }
 
-async function patchDeployment(ctx: ActContext, d: V1Deployment, ops: PatchOp[]): Promise<void> {
+/**
+ * The fence (ADR 10): a write to the user's Deployment lands only on the spec and the release it
+ * was decided on — same generation, same canary revision — or fails as a conflict, and the next
+ * pass observes again. A decision about revision B can never unpause revision C.
+ */
+export function fence(d: V1Deployment): PatchOp[] {
+  const guard: PatchOp[] = [{ op: 'test', path: '/metadata/generation', value: d.metadata?.generation }];
+  const revision = d.metadata?.annotations?.[annotations.canaryRevision];
+  if (revision) guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
+  return guard;
+}
+
+/** Every write to the user's Deployment: fenced; the view moves on to what this write produced, and nothing else. */
+async function patchDeployment(ctx: ActContext, view: ReleaseView, ops: PatchOp[]): Promise<void> {
+  const d = view.deployment;
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
-  await ctx.apps.patchNamespacedDeployment({ namespace, name, body: ops, fieldManager }, jsonPatch);
+  view.deployment = await ctx.apps.patchNamespacedDeployment({ namespace, name, body: [...fence(d), ...ops], fieldManager }, jsonPatch);
 }
 
 function annotationOps(values: Record<string, string | undefined>, current: Record<string, string>): PatchOp[] {
@@ -70,11 +84,15 @@ async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number):
   }
   // Decided on a view that saw no stranger; checked again right before the write.
   if (!isOurCanary(existing, d)) throw new Error(`Deployment ${namespace}/${existing.metadata?.name ?? ''} is not weir's canary; not changed`);
-  await patchDeployment(ctx, existing, [
-    { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
-    { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
-    { op: 'replace', path: '/spec/replicas', value: replicas },
-  ]);
+  // The canary is weir's own: fenced by its resourceVersion alone.
+  await ctx.apps.patchNamespacedDeployment({
+    namespace, name: existing.metadata?.name ?? '', fieldManager,
+    body: [
+      { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
+      { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
+      { op: 'replace', path: '/spec/replicas', value: replicas },
+    ],
+  }, jsonPatch);
 }
 
 /** Stable pods from before the opt-in get the track label in place: no restart. */
@@ -114,12 +132,7 @@ function phaseOps(d: V1Deployment, action: Extract<Action, { kind: 'setPhase' }>
 }
 
 function statusOps(d: V1Deployment, action: Extract<Action, { kind: 'status' }>): PatchOp[] {
-  const current = d.metadata?.annotations ?? {};
-  // Guarded by generation and revision: progress about an older spec must not land on a newer one.
-  const guard: PatchOp[] = [{ op: 'test', path: '/metadata/generation', value: d.metadata?.generation }];
-  const revision = current[annotations.canaryRevision];
-  if (revision) guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
-  return [...guard, ...annotationOps({ [annotations.status]: formatStatus(action.status) }, current)];
+  return annotationOps({ [annotations.status]: formatStatus(action.status) }, d.metadata?.annotations ?? {});
 }
 
 const reference = (d: V1Deployment): V1ObjectReference => ({ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata?.name ?? '', namespace: d.metadata?.namespace ?? '', uid: d.metadata?.uid ?? '' });
@@ -133,10 +146,10 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'setWeight': return target ? ctx.router.setWeight(target, action.weight) : undefined;
     case 'ensureCanary': return ensureCanary(ctx, d, action.replicas);
     case 'deleteCanary': return deleteCanary(ctx, d);
-    case 'unpause': return patchDeployment(ctx, d, [{ op: 'replace', path: '/spec/paused', value: false }]);
-    case 'setPhase': return patchDeployment(ctx, d, phaseOps(d, action));
-    case 'status': return patchDeployment(ctx, d, statusOps(d, action));
-    case 'clearRequest': return patchDeployment(ctx, d, annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}));
+    case 'unpause': return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
+    case 'setPhase': return patchDeployment(ctx, view, phaseOps(d, action));
+    case 'status': return patchDeployment(ctx, view, statusOps(d, action));
+    case 'clearRequest': return patchDeployment(ctx, view, annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}));
     case 'event': return recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
   }
 }
@@ -149,11 +162,6 @@ export async function act(ctx: ActContext, view: ReleaseView, actions: Action[])
     await perform(ctx, view, action);
     ctx.onAction?.(view, action);
     done++;
-    // Later writes to the Deployment need its new resourceVersion.
-    if (action.kind === 'unpause' || action.kind === 'setPhase' || action.kind === 'clearRequest') {
-      const fresh = await ctx.apps.readNamespacedDeployment({ namespace: view.deployment.metadata?.namespace ?? '', name: view.deployment.metadata?.name ?? '' });
-      view.deployment = fresh;
-    }
   }
   return done;
 }

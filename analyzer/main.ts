@@ -1,5 +1,5 @@
 // The analyzer process: settings from the environment, watches, leader election, the loop.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { KubernetesListObject, KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
@@ -24,6 +24,10 @@ export interface AnalyzerSettings {
   leaseSeconds: number;
   renewMs: number;
   tickMs: number;
+  /** /healthz fails when no pass has finished for this long. */
+  livenessMs: number;
+  /** Test seam: hold before carrying out actions of this kind while `file` exists. */
+  hold?: { kind: string; file: string };
   host: string;
   port: number;
   scope: string;
@@ -34,6 +38,12 @@ function duration(env: NodeJS.ProcessEnv, key: string, fallback: string): number
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) throw new Error(`${key}=${text} is not a duration such as 1s or 500ms`);
   return ms;
+}
+
+function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold'> {
+  const kind = env.WEIR_TEST_HOLD_BEFORE;
+  const file = env.WEIR_TEST_HOLD_FILE;
+  return kind && file ? { hold: { kind, file } } : {};
 }
 
 /** Reads settings from the environment; a missing or bad value is an error that names it. */
@@ -65,6 +75,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
     leaseSeconds: Math.max(2, leaseSeconds),
     renewMs: duration(env, 'WEIR_LEASE_RENEW', `${Math.max(1, Math.floor(leaseSeconds / 3))}s`),
     tickMs: duration(env, 'WEIR_TICK', '1s'),
+    livenessMs: duration(env, 'WEIR_LIVENESS_TIMEOUT', '60s'),
+    ...testSeam(env),
     host: env.WEIR_ANALYZER_HOST ?? '0.0.0.0',
     port,
     scope: env.WEIR_SCOPE ?? '',
@@ -95,6 +107,19 @@ export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject
 
 async function listIstio(custom: CustomObjectsApi, plural: string): Promise<KubernetesListObject<KubernetesObject>> {
   return (await custom.listClusterCustomObject({ group: 'networking.istio.io', version: 'v1', plural })) as KubernetesListObject<KubernetesObject>;
+}
+
+/**
+ * The test seam of docs/design.md: before actions of `kind` are carried out, and while `file`
+ * exists, wait (having written `<file>.held`), so a test can change the cluster between decide
+ * and act. Off unless both WEIR_TEST_HOLD_BEFORE and WEIR_TEST_HOLD_FILE are set.
+ */
+function holdWhileFileExists(kind: string, file: string): (view: unknown, actions: { kind: string }[]) => Promise<void> {
+  return async (_view, actions) => {
+    if (!actions.some((a) => a.kind === kind) || !existsSync(file)) return;
+    writeFileSync(`${file}.held`, new Date().toISOString());
+    while (existsSync(file)) await new Promise((resolve) => setTimeout(resolve, 100));
+  };
 }
 
 const log = (message: string, fields: Record<string, unknown> = {}): void => {
@@ -133,13 +158,21 @@ async function main(): Promise<void> {
   };
   const routingWatches = ['virtualservices', 'destinationrules'].map((plural) =>
     watch<KubernetesObject>(kc, `/apis/networking.istio.io/v1/${plural}`, () => listIstio(custom, plural), { change: onRoutingChange, remove: onRoutingChange, log }));
-  const server = telemetry.serve(settings.host, settings.port, () => deployments.synced() && namespaces.synced());
+  let lastPass = Date.now();
+  const live = (): string | undefined => {
+    const since = Date.now() - lastPass;
+    return since > settings.livenessMs ? `no reconcile pass has finished for ${Math.round(since / 1000)}s` : undefined;
+  };
+  const server = telemetry.serve(settings.host, settings.port, () => deployments.synced() && namespaces.synced(), live);
+  const beforeAct = settings.hold ? holdWhileFileExists(settings.hold.kind, settings.hold.file) : undefined;
   leader.start();
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
   const loop = (): void => {
-    void tick({ ctx, provider, telemetry, deployments, namespaces, log, scope, touched }).catch((e: unknown) => log('tick failed', { error: describeError(e) })).finally(() => {
-      if (!stopping) timer = setTimeout(loop, settings.tickMs);
+    void tick({ ctx, provider, telemetry, deployments, namespaces, log, scope, touched, ...(beforeAct ? { beforeAct } : {}) })
+      .catch((e: unknown) => log('tick failed', { error: describeError(e) })).finally(() => {
+        lastPass = Date.now();
+        if (!stopping) timer = setTimeout(loop, settings.tickMs);
     });
   };
   loop();

@@ -23,6 +23,8 @@ export interface LoopDeps {
   deployments: Watch<V1Deployment>;
   namespaces: Watch<V1Namespace>;
   log: (message: string, fields?: Record<string, unknown>) => void;
+  /** A test seam (docs/design.md, "Test seams"): awaited between decide and act. */
+  beforeAct?: (view: ReleaseView, actions: Action[]) => Promise<void>;
   /** Deployments whose routing objects changed since the last pass (`namespace/name`); drained by each pass. */
   touched?: Set<string>;
   concurrency?: number;
@@ -93,6 +95,7 @@ export async function tick(deps: LoopDeps): Promise<void> {
     // One release's failure — in decide or in act — never ends the pass for the others.
     try {
       const actions = decide(o, measured.get(o), now);
+      await deps.beforeAct?.(view, actions);
       const done = await act(deps.ctx, view, actions);
       count(deps, actions.slice(0, done));
     } catch (error) {

@@ -26,12 +26,18 @@ export class Telemetry {
     for (const p of phases) this.phase.set({ namespace, deployment, phase: p }, p === phase ? 1 : 0);
   }
 
-  /** Serves /metrics, /healthz and /readyz (ready once the watches have synced). */
-  serve(host: string, port: number, ready: () => boolean): Server {
+  /**
+   * Serves /metrics, /healthz (fails while the loop has not finished a pass for too long: a wedged
+   * leader is restarted) and /readyz (ready once the watches have synced).
+   */
+  serve(host: string, port: number, ready: () => boolean, live: () => string | undefined = () => undefined): Server {
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
         this.registry.metrics().then((text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text), () => res.writeHead(500).end());
-      } else if (req.url === '/healthz') res.writeHead(200).end('ok');
+      } else if (req.url === '/healthz') {
+        const wedged = live();
+        res.writeHead(wedged === undefined ? 200 : 503).end(wedged ?? 'ok');
+      }
       else if (req.url === '/readyz') res.writeHead(ready() ? 200 : 503).end(ready() ? 'ok' : 'watches not synced');
       else res.writeHead(404).end();
     });

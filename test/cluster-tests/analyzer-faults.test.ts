@@ -2,6 +2,10 @@
 // Each test runs analyzers of its own, scoped to its namespace, so it can kill them.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
 import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
 import { analyzerMetric, events, fast, getDeployment, releaseStatus, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
@@ -98,4 +102,46 @@ t.test('two analyzers at once: only the leader writes; kill it and the other fin
   await leader?.kill('SIGKILL');
   await waitForPhase(ns, 'web', 'Stable');
   t.ok(await analyzerMetric(follower.url, 'weir_api_writes_total') > 0, 'the other took over and finished');
+});
+
+t.test('the promotion race: a newer template between decide and act is never unpaused without its own steps; a held loop fails /healthz', async (t) => {
+  const { ns, scope } = await scopedRelease(t);
+  const hold = join(tmpdir(), `weir-hold-${scope}`);
+  await writeFile(hold, '');
+  t.teardown(() => rm(hold, { force: true }));
+  // The seam (docs/design.md): the analyzer waits before actions that unpause, while the file exists.
+  const analyzer = await startAnalyzer({ scope, identity: `a-${scope}`, env: { WEIR_TEST_HOLD_BEFORE: 'unpause', WEIR_TEST_HOLD_FILE: hold, WEIR_LIVENESS_TIMEOUT: '3s' } });
+  t.teardown(() => analyzer.kill());
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitForWeight(ns, 'web', 10, 60_000);
+  const revisionB = (await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/canary-revision'];
+  await kubectl(['annotate', 'deployment', 'web', '-n', ns, 'weir.dev/request=promote-full']);
+  await waitFor('the analyzer holding before it unpauses revision B', async () => (await stat(`${hold}.held`).then(() => true, () => false)), 60_000, 100);
+  await waitFor('/healthz failing while the loop is held', async () => (await request(`${analyzer.url}/healthz`)).statusCode === 503, 20_000, 200);
+  // Revision C arrives between the decision about B and its writes.
+  await setImage(ns, 'web', 'example.com/web:v3');
+  const revisionC = (await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/canary-revision'];
+  t.not(revisionC, revisionB);
+  const samples: { paused: boolean; phase: string; image: string }[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const d = await getDeployment(ns, 'web');
+      samples.push({ paused: d.spec.paused === true, phase: d.metadata.annotations?.['weir.dev/phase'] ?? '', image: d.spec.template.spec.containers[0]?.image ?? '' });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+  })();
+  const recorder = recordWeights(ns, 'weir-web', 'canary');
+  await rm(hold);
+  const done = await waitForPhase(ns, 'web', 'Stable');
+  sampling = false;
+  await sampler;
+  await recorder.stop();
+  t.equal(done.metadata.annotations?.['weir.dev/stable-revision'], revisionC, 'revision C ends stable');
+  t.notOk(samples.some((s) => !s.paused && s.phase === 'Progressing'), 'never unpaused while a release of C was Progressing');
+  t.same(recorder.weights.slice(-4), [10, 50, 100, 0], "C's release went through every step of its own");
+  const reasons = (await events(ns, 'web')).map((e) => e.reason);
+  t.ok(reasons.includes('Superseded'), 'C superseded B');
+  t.ok(reasons.includes('RequestRefused'), "the promote request about B was not applied to C");
+  t.equal((await request(`${analyzer.url}/healthz`)).statusCode, 200, '/healthz passes again once the loop runs');
 });

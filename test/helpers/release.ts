@@ -76,7 +76,9 @@ export function recordWeights(ns: string, vs: string, canarySubset: string, rout
 export interface Analyzer { process: ChildProcess; url: string; kill: (signal?: NodeJS.Signals) => Promise<void> }
 
 /** Runs an analyzer of the test's own for namespaces labelled `weir.dev/test-analyzer=<scope>`. */
-export async function startAnalyzer(options: { scope: string; identity: string; prometheusUrl?: string; leaseSeconds?: number; kubeconfig?: string; leaseNamespace?: string }): Promise<Analyzer> {
+export async function startAnalyzer(options: {
+  scope: string; identity: string; prometheusUrl?: string; leaseSeconds?: number; kubeconfig?: string; leaseNamespace?: string; env?: Record<string, string>;
+}): Promise<Analyzer> {
   const state = await cluster();
   const port = await freePort();
   const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
@@ -84,7 +86,7 @@ export async function startAnalyzer(options: { scope: string; identity: string; 
       ...process.env, KUBECONFIG: options.kubeconfig ?? state.kubeconfig, WEIR_PROMETHEUS_URL: options.prometheusUrl ?? state.prometheusUrl, WEIR_NAMESPACE: options.leaseNamespace ?? 'weir-system',
       WEIR_ANALYZER_HOST: '127.0.0.1', WEIR_ANALYZER_PORT: String(port), WEIR_SCOPE: `weir.dev/test-analyzer=${options.scope}`,
       WEIR_LEASE_NAME: `weir-test-${options.scope}`, WEIR_IDENTITY: options.identity, WEIR_LEASE_DURATION: `${options.leaseSeconds ?? 4}s`,
-      WEIR_LEASE_RENEW: '1s', WEIR_PROMETHEUS_TIMEOUT: '2s',
+      WEIR_LEASE_RENEW: '1s', WEIR_PROMETHEUS_TIMEOUT: '2s', ...options.env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
