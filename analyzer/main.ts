@@ -10,6 +10,7 @@ import { PrometheusProvider } from './metrics/prometheus.ts';
 import { defaultPolicy, parseDuration, parsePolicyFile, resolveRouting } from './policy.ts';
 import type { Policy } from './policy.ts';
 import { tick } from './reconcile.ts';
+import { unweightOrphans } from './orphans.ts';
 import { IstioRouter, routeTarget } from './router/istio.ts';
 import { Telemetry } from './telemetry.ts';
 import { watch } from './watch.ts';
@@ -153,11 +154,22 @@ async function main(): Promise<void> {
   const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace(), { log });
   // A routing object that changes after its release is looked at again on the next pass.
   const touched = new Set<string>();
+  const touchedVirtualServices = new Set<string>();
   const onRoutingChange = (object: KubernetesObject): void => {
     for (const key of steeredBy(deployments.list(), object)) touched.add(key);
   };
-  const routingWatches = ['virtualservices', 'destinationrules'].map((plural) =>
-    watch<KubernetesObject>(kc, `/apis/networking.istio.io/v1/${plural}`, () => listIstio(custom, plural), { change: onRoutingChange, remove: onRoutingChange, log }));
+  const virtualServices = watch<KubernetesObject>(kc, '/apis/networking.istio.io/v1/virtualservices', () => listIstio(custom, 'virtualservices'), {
+    change: (vs) => {
+      onRoutingChange(vs);
+      touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
+    },
+    remove: onRoutingChange, log,
+  });
+  const destinationRules = watch<KubernetesObject>(kc, '/apis/networking.istio.io/v1/destinationrules', () => listIstio(custom, 'destinationrules'), {
+    change: onRoutingChange, remove: onRoutingChange, log,
+  });
+  const routingWatches = [virtualServices, destinationRules];
+  const namespaceInScope = (namespace: string): boolean => scope(namespaces.get(namespace)?.metadata?.labels ?? {});
   let lastPass = Date.now();
   const live = (): string | undefined => {
     const since = Date.now() - lastPass;
@@ -170,6 +182,9 @@ async function main(): Promise<void> {
   let stopping = false;
   const loop = (): void => {
     void tick({ ctx, provider, telemetry, deployments, namespaces, log, scope, touched, ...(beforeAct ? { beforeAct } : {}) })
+      .then(() => (deployments.synced() && virtualServices.synced()
+        ? unweightOrphans({ ...ctx, log }, virtualServices, deployments.list(), touchedVirtualServices, namespaceInScope)
+        : undefined))
       .catch((e: unknown) => log('tick failed', { error: describeError(e) })).finally(() => {
         lastPass = Date.now();
         if (!stopping) timer = setTimeout(loop, settings.tickMs);

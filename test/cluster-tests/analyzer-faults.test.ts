@@ -6,7 +6,7 @@ import { rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
+import { apply, deployment, getJson, kubectl, namespace, service } from '../helpers/kube.ts';
 import { analyzerMetric, events, fast, getDeployment, releaseStatus, ownPrometheus, recordWeights, setImage, startAnalyzer, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
@@ -144,4 +144,30 @@ t.test('the promotion race: a newer template between decide and act is never unp
   t.ok(reasons.includes('Superseded'), 'C superseded B');
   t.ok(reasons.includes('RequestRefused'), "the promote request about B was not applied to C");
   t.equal((await request(`${analyzer.url}/healthz`)).statusCode, 200, '/healthz passes again once the loop runs');
+});
+
+t.test('analyzer stopped at 50 %, the Deployment deleted and re-created with the stable template: the user-named VirtualService is back to 100 % stable', async (t) => {
+  const scope = randomBytes(4).toString('hex');
+  const ns = await namespace(t, { optIn: true });
+  await kubectl(['label', 'namespace', ns, `weir.dev/test-analyzer=${scope}`]);
+  await apply(ns, service('web', { rps: 50 }));
+  await apply(ns, { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'web-subsets' }, spec: { host: 'web', subsets: [{ name: 'stable', labels: { app: 'web' } }, { name: 'canary', labels: { app: 'web' } }] } });
+  await apply(ns, { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'web-routes' }, spec: { hosts: ['web'], http: [{ name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] }] } });
+  const routing = { 'weir.dev/virtual-service': 'web-routes', 'weir.dev/route': 'primary', 'weir.dev/destination-rule': 'web-subsets' };
+  const v1 = deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: { ...fast, ...routing, 'weir.dev/steps': '50,100', 'weir.dev/step-pause': '1h' } });
+  await apply(ns, v1);
+  const first = await startAnalyzer({ scope, identity: `first-${scope}` });
+  t.teardown(() => first.kill());
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitForWeight(ns, 'web', 50, 90_000);
+  await first.kill('SIGKILL');
+  // While no analyzer runs: the Deployment is deleted and re-created from the stable manifest.
+  await kubectl(['replace', '--force', '-n', ns, '-f', '-'], JSON.stringify(v1));
+  const second = await startAnalyzer({ scope, identity: `second-${scope}` });
+  t.teardown(() => second.kill());
+  await waitFor('the route back to 100 % stable', async () => {
+    const vs = await getJson<{ spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] } }>(['get', 'virtualservice', 'web-routes', '-n', ns]);
+    return vs.spec.http[0]?.route.find((d) => d.destination.subset === 'canary')?.weight === 0;
+  }, 30_000);
+  t.ok((await events(ns, 'web-routes')).some((e) => e.reason === 'OrphanedWeight'), 'an OrphanedWeight event on the VirtualService');
 });

@@ -8,6 +8,8 @@ import { keepSubsets, keepWeights, parseSubsets, parseWeights, steerWeight } fro
 import type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 import { readWeight, subsetPatch, subsetsInPlace, weightPatch } from '../../analyzer/router/istio.ts';
 import type { RouteTarget } from '../../analyzer/router/istio.ts';
+import { orphanedRoutes } from '../../analyzer/orphans.ts';
+import type { V1Deployment } from '@kubernetes/client-node';
 
 const now = new Date('2026-11-28T12:00:00Z');
 const host = 'myapp.shop.svc.cluster.local';
@@ -161,4 +163,18 @@ t.test('one record entry per route: a route named and "the only route" are the s
   t.same(out.metadata?.annotations, { 'weir.dev/weights': '{"":{"stable":"v1","canary":"v2","weight":10}}' });
   const m = mutate(review('VirtualService', 'UPDATE', out, owned), { now });
   t.equal(m.outcome, 'unchanged', "the webhook keeps weir's own new weight");
+});
+
+t.test('weight with no release in progress to own it is orphaned; weight during a release is not', async (t) => {
+  const vs = seedVs([50, 50], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":50}}' });
+  const myapp = (phase?: string): V1Deployment => ({
+    metadata: { name: 'myapp', namespace: 'shop', annotations: { 'weir.dev/virtual-service': 'myapp-virtualservice', ...(phase ? { 'weir.dev/phase': phase } : {}) } },
+  });
+  t.same(orphanedRoutes(vs, []), [{ namespace: 'shop', virtualService: 'myapp-virtualservice', destinationRule: '', stableSubset: 'v1', canarySubset: 'v2', route: 'primary' }], 'Deployment gone');
+  t.equal(orphanedRoutes(vs, [myapp()]).length, 1, 're-created without a release');
+  t.equal(orphanedRoutes(vs, [myapp('Stable')]).length, 1, 'a Stable release');
+  t.same(orphanedRoutes(vs, [myapp('Progressing')]), [], 'a release in progress owns its weight');
+  t.same(orphanedRoutes(vs, [{ ...myapp('Progressing'), metadata: { ...myapp('Progressing').metadata, namespace: 'other' } }]).length, 1, 'only a Deployment of the same namespace counts');
+  t.same(orphanedRoutes(seedVs([100, 0], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":0}}' }), []), [], 'no weight, nothing to do');
+  t.same(orphanedRoutes(seedVs([50, 50]), []), [], 'a VirtualService weir never steered');
 });
