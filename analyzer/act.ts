@@ -150,7 +150,9 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'setPhase': return patchDeployment(ctx, view, phaseOps(d, action));
     case 'status': return patchDeployment(ctx, view, statusOps(d, action));
     case 'clearRequest': return patchDeployment(ctx, view, annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}));
-    case 'event': return recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
+    case 'event':
+      await recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
+      return;
   }
 }
 

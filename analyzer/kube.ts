@@ -52,8 +52,8 @@ function repeated(key: string, now: Date): boolean {
 }
 
 /** Records an Event; with `once`, the same event about the same object is recorded once per ten minutes. */
-export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, type: 'Normal' | 'Warning', reason: string, message: string, now: Date, once = false): Promise<void> {
-  if (once && repeated(`${involved.uid ?? involved.name ?? ''}|${reason}|${message}`, now)) return;
+export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, type: 'Normal' | 'Warning', reason: string, message: string, now: Date, once = false): Promise<boolean> {
+  if (once && repeated(`${involved.uid ?? involved.name ?? ''}|${reason}|${message}`, now)) return false;
   const namespace = involved.namespace ?? 'default';
   await core.createNamespacedEvent({
     namespace,
@@ -71,4 +71,5 @@ export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, 
       count: 1,
     },
   });
+  return true;
 }

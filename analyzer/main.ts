@@ -2,9 +2,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import type { KubernetesListObject, KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
+import type { CoreV1Api as CoreApi, KubernetesListObject, KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { annotations, ownedRoutingName } from '../contract/names.ts';
-import { describeError } from './kube.ts';
+import { describeError, recordEvent } from './kube.ts';
+import { unguardedRevision } from '../contract/revision.ts';
+import { optedOut } from './observe.ts';
 import { LeaderElector } from './leader.ts';
 import { PrometheusProvider } from './metrics/prometheus.ts';
 import { defaultPolicy, parseDuration, parsePolicyFile, resolveRouting } from './policy.ts';
@@ -127,6 +129,25 @@ const log = (message: string, fields: Record<string, unknown> = {}): void => {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'analyzer', msg: message, ...fields })}\n`);
 };
 
+/** An update admitted while the webhook was unreachable rolled out unguarded: say so, once per revision. */
+function unguardedReporter(deps: {
+  core: CoreApi; telemetry: Telemetry; log: typeof log; mayWrite: () => boolean;
+  namespace: (name: string) => V1Namespace | undefined; inScope: (labels: Record<string, string>) => boolean;
+}): (d: V1Deployment) => void {
+  return (d) => {
+    const revision = unguardedRevision(d.metadata?.annotations ?? {}, d.spec?.template);
+    const ns = deps.namespace(d.metadata?.namespace ?? '');
+    if (!revision || !deps.mayWrite() || !deps.inScope(ns?.metadata?.labels ?? {}) || optedOut(d, ns)) return;
+    const involved = { apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata?.name ?? '', namespace: d.metadata?.namespace ?? '', uid: d.metadata?.uid ?? '' };
+    const message = `pod template revision ${revision} was admitted without weir (its webhook was unreachable) and rolled out with no canary; `
+      + 'failurePolicy Ignore let it through. Check the webhook, then apply again to release a new template under weir';
+    void recordEvent(deps.core, involved, 'Warning', 'Unguarded', message, new Date(), true)
+      .then((recorded) => { if (recorded) deps.telemetry.unguarded.inc(); })
+      .catch((e: unknown) => deps.log('could not record an Unguarded event', { error: describeError(e) }));
+  };
+}
+
+
 async function main(): Promise<void> {
   const settings = settingsFromEnv(process.env);
   const kc = new KubeConfig();
@@ -150,7 +171,10 @@ async function main(): Promise<void> {
     if (!leader.mayWrite() || !scope(namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {})) return;
     void unweightDeleted(router, d).catch((e: unknown) => log('could not reset the weight of a deleted release', { error: describeError(e) }));
   };
-  const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces(), { remove: onDelete, log });
+  const onDeployment = unguardedReporter({
+    core, telemetry, log, mayWrite: () => leader.mayWrite(), namespace: (name) => namespaces.get(name), inScope: (labels) => scope(labels),
+  });
+  const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces(), { change: onDeployment, remove: onDelete, log });
   const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace(), { log });
   // A routing object that changes after its release is looked at again on the next pass.
   const touched = new Set<string>();

@@ -73,7 +73,7 @@ function canaryView(canary: V1Deployment): CanaryObserved {
   };
 }
 
-function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
+export function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
   return ns?.metadata?.labels?.[namespaceOptIn.key] !== namespaceOptIn.value || d.metadata?.annotations?.[annotations.optOut] === 'disabled';
 }
 

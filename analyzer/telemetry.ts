@@ -16,6 +16,7 @@ export class Telemetry {
   readonly reconcileErrors = new Counter({ name: 'weir_reconcile_errors_total', help: 'Reconciles of one release that failed', registers: [this.registry] });
   readonly queryDuration = new Histogram({ name: 'weir_prometheus_query_duration_seconds', help: 'Prometheus query duration', labelNames: ['result'], buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10], registers: [this.registry] });
   readonly apiWrites = new Counter({ name: 'weir_api_writes_total', help: 'Writes to the Kubernetes API, by action', labelNames: ['action'], registers: [this.registry] });
+  readonly unguarded = new Counter({ name: 'weir_unguarded_updates_total', help: 'Pod template updates admitted without weir (webhook unreachable)', registers: [this.registry] });
   readonly leader = new Gauge({ name: 'weir_leader', help: '1 while this analyzer is the leader', registers: [this.registry] });
 
   constructor() {

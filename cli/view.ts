@@ -4,7 +4,7 @@ import type { V1Deployment, V1ReplicaSet } from '@kubernetes/client-node';
 import { annotations } from '../contract/names.ts';
 import { parseStatus } from '../contract/status.ts';
 import type { CheckRecord, ReleaseStatus } from '../contract/status.ts';
-import { templateRevision } from '../contract/revision.ts';
+import { templateRevision, unguardedRevision } from '../contract/revision.ts';
 import { defaultPolicy, resolvePolicy } from '../analyzer/policy.ts';
 
 export interface ReleaseView {
@@ -26,6 +26,8 @@ export interface ReleaseView {
   reason?: string;
   message?: string;
   checks: CheckRecord[];
+  /** A template revision admitted while weir's webhook was unreachable: it rolled out with no canary. */
+  unguardedRevision?: string;
 }
 
 const imagesOf = (t: { spec?: { containers?: { image?: string }[] } } | undefined): string[] => (t?.spec?.containers ?? []).map((c) => c.image ?? '');
@@ -79,6 +81,7 @@ export function buildView(d: V1Deployment, canary: V1Deployment | undefined, rep
     checks: status?.checks ?? [],
     ...defined({ stableRevision, canaryRevision, reason: a[annotations.reason] }),
     ...(actualWeight !== undefined ? { actualWeight } : {}),
+    ...defined({ unguardedRevision: unguardedRevision(a, d.spec?.template) }),
     ...(status ? { message: status.message } : {}),
     ...(inRelease ? stepFields(status, policy.ok ? policy.value.steps : undefined, now) : {}),
   };
@@ -101,7 +104,7 @@ const stepText = (v: ReleaseView): string => (v.step !== undefined ? `${v.step}/
 export function renderTable(views: ReleaseView[], allNamespaces: boolean): string {
   const head = [...(allNamespaces ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'STEP', 'WEIGHT', 'STABLE', 'CANARY'];
   const rows = views.map((v) => [
-    ...(allNamespaces ? [v.namespace] : []), v.name, v.phase, stepText(v), pct(v.actualWeight),
+    ...(allNamespaces ? [v.namespace] : []), v.name, v.unguardedRevision ? `${v.phase} (unguarded)` : v.phase, stepText(v), pct(v.actualWeight),
     `${v.stableReady.ready}/${v.stableReady.desired}`, `${v.canaryReady.ready}/${v.canaryReady.desired}`,
   ]);
   return pad([head, ...rows]);
@@ -123,6 +126,7 @@ export function renderDetail(v: ReleaseView): string {
     `Canary:      ${v.canaryImages.join(', ') || '-'}  (revision ${v.canaryRevision ?? '-'})  ready ${v.canaryReady.ready}/${v.canaryReady.desired}`,
     `In step:     ${v.secondsInStep === undefined ? '-' : `${v.secondsInStep}s`}`,
     `Reason:      ${v.reason ?? '-'}`,
+    ...(v.unguardedRevision ? [`Unguarded:   revision ${v.unguardedRevision} was admitted while weir's webhook was unreachable; it rolled out with no canary`] : []),
     `Progress:    ${v.message ?? '-'}`,
     'Checks:',
   ];

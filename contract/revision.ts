@@ -1,7 +1,7 @@
 // A release is named by the hash of a pod template, weir's own labels and annotations left out,
 // so stamping `weir.dev/track` never makes a new revision.
 import { createHash } from 'node:crypto';
-import { isWeirKey } from './names.ts';
+import { annotations, isWeirKey } from './names.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -32,4 +32,16 @@ export function templateRevision(template: unknown): string {
   metadata.annotations = withoutWeirKeys(metadata.annotations);
   const body = JSON.stringify(canonical({ ...t, metadata }));
   return createHash('sha256').update(body).digest('hex').slice(0, 10);
+}
+
+/**
+ * The pod template's revision when weir never saw it: a release was recorded, yet the template is
+ * neither its stable nor its canary revision — an update admitted while the webhook was
+ * unreachable (failurePolicy Ignore). Undefined otherwise, and before any release.
+ */
+export function unguardedRevision(recorded: Record<string, string>, template: unknown): string | undefined {
+  const stable = recorded[annotations.stableRevision];
+  if (!stable) return undefined;
+  const revision = templateRevision(template);
+  return revision === stable || revision === recorded[annotations.canaryRevision] ? undefined : revision;
 }

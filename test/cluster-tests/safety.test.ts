@@ -2,8 +2,8 @@
 // name, a Deployment selected by matchExpressions only, and hostile or broken annotations that
 // hold their own release while every other release carries on.
 import t from 'tap';
-import { apply, deployment, getJson, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
-import { events, fast, runWeir, setImage, waitForPhase } from '../helpers/release.ts';
+import { apply, cluster, deployment, getJson, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
+import { analyzerMetric, events, fast, runWeir, setImage, waitForPhase } from '../helpers/release.ts';
 
 interface Obj { metadata: { resourceVersion: string; generation?: number; labels?: Record<string, string> }; spec: unknown; status?: { readyReplicas?: number } }
 
@@ -79,4 +79,42 @@ t.test('hostile or broken annotations hold their own release with a Warning; a h
   t.equal(all.code, 0, `weir get -A succeeds: ${all.stderr}`);
   for (const name of ['ctor', 'proto', 'broken']) t.match(all.stdout, new RegExp(`${hostile}\\s+${name}\\s`), `lists ${name}`);
   t.match(all.stdout, new RegExp(`${healthy}\\s+web\\s+Stable`), 'lists the healthy release');
+});
+
+interface WebhookConfig { webhooks: { namespaceSelector: { matchExpressions?: { key: string; values?: string[] }[] } }[] }
+
+/** The shared webhook stops seeing one namespace, as if unreachable for its requests; undone by the returned function. */
+async function webhookBlindTo(ns: string): Promise<() => Promise<void>> {
+  const exclude = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [ns] };
+  await kubectl(['patch', 'mutatingwebhookconfiguration', 'weir', '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/webhooks/0/namespaceSelector/matchExpressions/-', value: exclude }])]);
+  return async () => {
+    const config = await getJson<WebhookConfig>(['get', 'mutatingwebhookconfiguration', 'weir']);
+    const index = config.webhooks[0]?.namespaceSelector.matchExpressions?.findIndex((e) => e.values?.[0] === ns) ?? -1;
+    if (index >= 0) await kubectl(['patch', 'mutatingwebhookconfiguration', 'weir', '--type=json', '-p', JSON.stringify([{ op: 'remove', path: `/webhooks/0/namespaceSelector/matchExpressions/${index}` }])]);
+  };
+}
+
+t.test('an update admitted while the webhook could not see it: an Unguarded warning, the metric, and weir get says so', async (t) => {
+  const state = await cluster();
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps: 20 }));
+  await apply(ns, deployment('web', { replicas: 1, image: 'example.com/web:v1', annotations: fast }));
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitForPhase(ns, 'web', 'Stable');
+  const before = await analyzerMetric(state.analyzerUrl ?? '', 'weir_unguarded_updates_total');
+  const restore = await webhookBlindTo(ns);
+  t.teardown(restore);
+  const v3 = JSON.stringify({ spec: { template: { spec: { containers: [{ name: 'app', image: 'example.com/web:v3' }] } } } });
+  await waitFor('the webhook no longer answering for the namespace', async () => {
+    const dry = await getJson<{ metadata: { annotations?: Record<string, string> } }>(['patch', 'deployment', 'web', '-n', ns, '--type=strategic', '--dry-run=server', '-p', v3]);
+    return dry.metadata.annotations?.['weir.dev/phase'] === 'Stable';
+  }, 30_000, 500);
+  await kubectl(['patch', 'deployment', 'web', '-n', ns, '--type=strategic', '-p', v3]);
+  await restore();
+  await waitFor('an Unguarded warning', async () => (await events(ns, 'web')).some((e) => e.type === 'Warning' && e.reason === 'Unguarded'), 30_000, 500);
+  t.ok(await analyzerMetric(state.analyzerUrl ?? '', 'weir_unguarded_updates_total') > before, 'counted in weir_unguarded_updates_total');
+  const get = await runWeir(['get', 'web', '-n', ns]);
+  t.match(get.stdout, /Unguarded:\s+revision \w+ was admitted while weir's webhook was unreachable/);
+  const all = await runWeir(['get', '-n', ns]);
+  t.match(all.stdout, /web\s+Stable \(unguarded\)/);
 });

@@ -6,7 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
+import { clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
+import { openSync } from 'node:fs';
 import { cluster, getJson, kubectl, kubectlRaw } from './kube.ts';
 import { parseStatus } from '../../contract/status.ts';
 import type { ReleaseStatus } from '../../contract/status.ts';
@@ -88,7 +89,8 @@ export async function startAnalyzer(options: {
       WEIR_LEASE_NAME: `weir-test-${options.scope}`, WEIR_IDENTITY: options.identity, WEIR_LEASE_DURATION: `${options.leaseSeconds ?? 4}s`,
       WEIR_LEASE_RENEW: '1s', WEIR_PROMETHEUS_TIMEOUT: '2s', ...options.env,
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // Its log goes beside the cluster's, for reading after a failure.
+    stdio: ['ignore', openSync(join(clusterDir, 'logs', `analyzer-${options.identity}.log`), 'a'), 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`analyzer ${options.identity} /readyz`, async () => (await request(`${url}/readyz`)).statusCode === 200, 30_000);
