@@ -1,7 +1,7 @@
 // Thin helpers over @kubernetes/client-node: JSON Patch with its content type set explicitly,
 // 404 as undefined, and Events that `kubectl describe` shows.
-import { ApiException, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import type { CoreV1Api, V1ObjectReference } from '@kubernetes/client-node';
+import { ApiException, PatchStrategy, ServerConfiguration, createConfiguration, setHeaderOptions } from '@kubernetes/client-node';
+import type { ApiType, Configuration, CoreV1Api, KubeConfig, V1ObjectReference } from '@kubernetes/client-node';
 import type { Operation } from 'fast-json-patch';
 
 export const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
@@ -10,6 +10,28 @@ export type PatchOp = Operation;
 
 /** The one field manager of every write weir makes, so `managedFields` attributes weir's fields to weir. */
 export const fieldManager = 'weir';
+
+/**
+ * An API client like `kc.makeApiClient`, whose every request is abandoned after `timeoutMs`: a
+ * write the leader started can never land after its lease could have passed to another (ADR 10).
+ */
+export function apiClient<T extends ApiType>(kc: KubeConfig, api: new (config: Configuration) => T, timeoutMs: number): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig names no current cluster');
+  const config = createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [{
+      pre: (context) => {
+        context.setSignal(AbortSignal.timeout(timeoutMs));
+        context.setHeaderParam('User-Agent', 'weir-analyzer');
+        return Promise.resolve(context);
+      },
+      post: (response) => Promise.resolve(response),
+    }],
+  });
+  return new api(config);
+}
 
 /** JSON Pointer escaping of one key ("/" → "~1", "~" → "~0"). */
 export const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');

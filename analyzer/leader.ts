@@ -1,5 +1,8 @@
-// One analyzer writes at a time: leader election on a coordination.k8s.io Lease. A leader that
-// cannot renew in time stops writing at once (mayWrite turns false before the lease expires).
+// One analyzer writes at a time: leader election on a coordination.k8s.io Lease, in the style of
+// client-go. Another holder's lease is judged by when THIS process last saw it change (monotonic
+// clock), never by comparing that host's renewTime with our wall clock, so clock skew cannot make
+// two leaders. A leader that cannot renew stops writing (mayWrite turns false) a safety margin
+// before anyone else may take over; every API request is abandoned within that margin.
 import { V1MicroTime } from '@kubernetes/client-node';
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
 import { describeError, isConflict, maybe } from './kube.ts';
@@ -12,23 +15,40 @@ export interface LeaderOptions {
   renewMs: number;
   log: (message: string, fields?: Record<string, unknown>) => void;
   onChange?: (leader: boolean) => void;
+  clock?: Clock;
 }
+
+export interface Clock {
+  /** Wall time, only ever written into the Lease for people to read. */
+  wall: () => number;
+  /** Monotonic milliseconds: every judgement of time. */
+  monotonic: () => number;
+}
+
+export const systemClock: Clock = { wall: () => Date.now(), monotonic: () => performance.now() };
+
+/** Time a leader stops writing before its lease could be taken over; API requests time out within it. */
+export const safetyMarginMs = (leaseSeconds: number): number => Math.max(1500, Math.min(2000, (leaseSeconds * 1000) / 5));
 
 export class LeaderElector {
   private readonly api: CoordinationV1Api;
   private readonly options: LeaderOptions;
+  private readonly clock: Clock;
   private validUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private leading = false;
+  /** The other holder's lease record as last seen, and when (monotonic) it last changed. */
+  private observed: { record: string; at: number } | undefined;
 
   constructor(api: CoordinationV1Api, options: LeaderOptions) {
     this.api = api;
     this.options = options;
+    this.clock = options.clock ?? systemClock;
   }
 
-  /** True while this process holds an unexpired lease, with a margin for clock drift. */
+  /** True while this process holds its lease, a safety margin before it could expire. */
   mayWrite(): boolean {
-    return Date.now() < this.validUntil;
+    return this.clock.monotonic() < this.validUntil;
   }
 
   start(): void {
@@ -61,10 +81,10 @@ export class LeaderElector {
 
   private async tryAcquireOrRenew(): Promise<void> {
     const { namespace, name, identity, leaseSeconds } = this.options;
-    const started = Date.now();
+    const started = this.clock.monotonic();
     try {
       const lease = await maybe(() => this.api.readNamespacedLease({ namespace, name }));
-      const now = new V1MicroTime(started);
+      const now = new V1MicroTime(this.clock.wall());
       if (!lease) {
         await this.api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: leaseSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } } });
       } else if (!this.canTake(lease, started)) {
@@ -78,7 +98,7 @@ export class LeaderElector {
         await this.api.replaceNamespacedLease({ namespace, name, body: lease });
       }
       // Count from before the request: the lease may have been granted at its start.
-      this.validUntil = started + leaseSeconds * 1000 - Math.min(2000, (leaseSeconds * 1000) / 5);
+      this.validUntil = started + leaseSeconds * 1000 - safetyMarginMs(leaseSeconds);
       this.setLeading(true);
     } catch (error) {
       if (!isConflict(error)) this.options.log('lease renewal failed', { error: describeError(error) });
@@ -86,10 +106,12 @@ export class LeaderElector {
     }
   }
 
+  /** Free, ours, or unchanged for a whole lease duration as this process has watched it. */
   private canTake(lease: V1Lease, now: number): boolean {
     const spec = lease.spec;
     if (!spec?.holderIdentity || spec.holderIdentity === this.options.identity) return true;
-    const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
-    return renewed + (spec.leaseDurationSeconds ?? this.options.leaseSeconds) * 1000 < now;
+    const record = `${spec.holderIdentity}|${String(spec.renewTime)}|${lease.metadata?.resourceVersion ?? ''}`;
+    if (this.observed?.record !== record) this.observed = { record, at: now };
+    return now - this.observed.at > (spec.leaseDurationSeconds ?? this.options.leaseSeconds) * 1000;
   }
 }

@@ -4,10 +4,10 @@ import { hostname } from 'node:os';
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { CoreV1Api as CoreApi, KubernetesListObject, KubernetesObject, V1Deployment, V1Namespace } from '@kubernetes/client-node';
 import { annotations, ownedRoutingName } from '../contract/names.ts';
-import { describeError, recordEvent } from './kube.ts';
+import { apiClient, describeError, recordEvent } from './kube.ts';
 import { unguardedRevision } from '../contract/revision.ts';
 import { optedOut } from './observe.ts';
-import { LeaderElector } from './leader.ts';
+import { LeaderElector, safetyMarginMs } from './leader.ts';
 import { PrometheusProvider } from './metrics/prometheus.ts';
 import { defaultPolicy, parseDuration, parsePolicyFile, resolveRouting } from './policy.ts';
 import type { Policy } from './policy.ts';
@@ -29,6 +29,8 @@ export interface AnalyzerSettings {
   tickMs: number;
   /** /healthz fails when no pass has finished for this long. */
   livenessMs: number;
+  /** Test seam: this process's wall clock runs this far ahead (or behind) of the machine's. */
+  clockOffsetMs: number;
   /** Test seam: hold before carrying out actions of this kind while `file` exists. */
   hold?: { kind: string; file: string };
   host: string;
@@ -41,6 +43,13 @@ function duration(env: NodeJS.ProcessEnv, key: string, fallback: string): number
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) throw new Error(`${key}=${text} is not a duration such as 1s or 500ms`);
   return ms;
+}
+
+function clockOffset(text: string | undefined): number {
+  if (!text) return 0;
+  const ms = parseDuration(text.replace(/^[-+]/, ''));
+  if (ms === undefined) throw new Error(`WEIR_TEST_CLOCK_OFFSET=${text} is not a duration such as 60s or -60s`);
+  return text.startsWith('-') ? -ms : ms;
 }
 
 function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold'> {
@@ -80,6 +89,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
     tickMs: duration(env, 'WEIR_TICK', '1s'),
     livenessMs: duration(env, 'WEIR_LIVENESS_TIMEOUT', '60s'),
     ...testSeam(env),
+    clockOffsetMs: clockOffset(env.WEIR_TEST_CLOCK_OFFSET),
     host: env.WEIR_ANALYZER_HOST ?? '0.0.0.0',
     port,
     scope: env.WEIR_SCOPE ?? '',
@@ -152,18 +162,23 @@ async function main(): Promise<void> {
   const settings = settingsFromEnv(process.env);
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  const apps = kc.makeApiClient(AppsV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  // Requests that read or write one release end within the lease's safety margin; the watches'
+  // lists of whole kinds may take longer on a big cluster.
+  const margin = safetyMarginMs(settings.leaseSeconds);
+  const apps = apiClient(kc, AppsV1Api, margin);
+  const core = apiClient(kc, CoreV1Api, margin);
+  const custom = apiClient(kc, CustomObjectsApi, margin);
+  const lists = { apps: apiClient(kc, AppsV1Api, 60_000), core: apiClient(kc, CoreV1Api, 60_000), custom: apiClient(kc, CustomObjectsApi, 60_000) };
   const router = new IstioRouter(custom);
+  const clock = { wall: () => Date.now() + settings.clockOffsetMs, monotonic: () => performance.now() };
   const telemetry = new Telemetry();
   const provider = new PrometheusProvider({ ...settings.prometheus, observe: (s, ok) => telemetry.queryDuration.observe({ result: ok ? 'ok' : 'error' }, s) });
-  const leader = new LeaderElector(kc.makeApiClient(CoordinationV1Api), {
-    namespace: settings.namespace, name: settings.leaseName, identity: settings.identity, leaseSeconds: settings.leaseSeconds, renewMs: settings.renewMs, log,
+  const leader = new LeaderElector(apiClient(kc, CoordinationV1Api, margin), {
+    namespace: settings.namespace, name: settings.leaseName, identity: settings.identity, leaseSeconds: settings.leaseSeconds, renewMs: settings.renewMs, log, clock,
     onChange: (leading) => telemetry.leader.set(leading ? 1 : 0),
   });
   const ctx = {
-    apps, core, router, policies: settings.policies, mayWrite: () => leader.mayWrite(), now: () => new Date(),
+    apps, core, router, policies: settings.policies, mayWrite: () => leader.mayWrite(), now: () => new Date(clock.wall()),
     onAction: (_view: unknown, action: { kind: string }) => { if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind }); },
   };
   const scope = parseScope(settings.scope);
@@ -174,22 +189,22 @@ async function main(): Promise<void> {
   const onDeployment = unguardedReporter({
     core, telemetry, log, mayWrite: () => leader.mayWrite(), namespace: (name) => namespaces.get(name), inScope: (labels) => scope(labels),
   });
-  const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces(), { change: onDeployment, remove: onDelete, log });
-  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace(), { log });
+  const deployments = watch<V1Deployment>(kc, '/apis/apps/v1/deployments', () => lists.apps.listDeploymentForAllNamespaces(), { change: onDeployment, remove: onDelete, log });
+  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => lists.core.listNamespace(), { log });
   // A routing object that changes after its release is looked at again on the next pass.
   const touched = new Set<string>();
   const touchedVirtualServices = new Set<string>();
   const onRoutingChange = (object: KubernetesObject): void => {
     for (const key of steeredBy(deployments.list(), object)) touched.add(key);
   };
-  const virtualServices = watch<KubernetesObject>(kc, '/apis/networking.istio.io/v1/virtualservices', () => listIstio(custom, 'virtualservices'), {
+  const virtualServices = watch<KubernetesObject>(kc, '/apis/networking.istio.io/v1/virtualservices', () => listIstio(lists.custom, 'virtualservices'), {
     change: (vs) => {
       onRoutingChange(vs);
       touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
     },
     remove: onRoutingChange, log,
   });
-  const destinationRules = watch<KubernetesObject>(kc, '/apis/networking.istio.io/v1/destinationrules', () => listIstio(custom, 'destinationrules'), {
+  const destinationRules = watch<KubernetesObject>(kc, '/apis/networking.istio.io/v1/destinationrules', () => listIstio(lists.custom, 'destinationrules'), {
     change: onRoutingChange, remove: onRoutingChange, log,
   });
   const routingWatches = [virtualServices, destinationRules];

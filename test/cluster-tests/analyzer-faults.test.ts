@@ -171,3 +171,28 @@ t.test('analyzer stopped at 50 %, the Deployment deleted and re-created with the
   }, 30_000);
   t.ok((await events(ns, 'web-routes')).some((e) => e.reason === 'OrphanedWeight'), 'an OrphanedWeight event on the VirtualService');
 });
+
+t.test('two analyzers whose clocks disagree by a minute: never two leaders, never two writers', async (t) => {
+  const { ns, scope } = await scopedRelease(t, { 'weir.dev/step-pause': '5s' });
+  const a = await startAnalyzer({ scope, identity: `a-${scope}` });
+  t.teardown(() => a.kill());
+  await waitFor('a leading', async () => (await analyzerMetric(a.url, 'weir_leader')) === 1, 30_000, 200);
+  // b's wall clock runs a minute ahead: by its clock, a's renewTime is always long expired.
+  const b = await startAnalyzer({ scope, identity: `b-${scope}`, env: { WEIR_TEST_CLOCK_OFFSET: '60s' } });
+  t.teardown(() => b.kill());
+  let bLed = false;
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      if ((await analyzerMetric(b.url, 'weir_leader')) === 1) bLed = true;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitForPhase(ns, 'web', 'Stable');
+  watching = false;
+  await watcher;
+  t.notOk(bLed, 'b never became leader while a renewed');
+  t.equal(await analyzerMetric(b.url, 'weir_api_writes_total'), 0, 'b never wrote');
+  t.ok((await analyzerMetric(a.url, 'weir_api_writes_total')) > 0, 'a carried the release');
+});

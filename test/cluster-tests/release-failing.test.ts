@@ -29,7 +29,9 @@ t.test('a bad version (30 % 5xx) is rolled back after the failure limit', async 
   t.match(rolled?.message, /error-rate: \d+\.\d+% > 5\.00%/, 'the Warning names the metric, its value and the threshold');
   await waitFor('the canary to be removed', async () => (await kubectl(['get', 'deployment', '-n', ns, '-l', 'weir.dev/canary-of=web', '-o', 'name'])).trim() === '');
   // Re-applying the same failed template changes nothing; reverting it ends the release.
-  const generation = d.metadata.generation;
+  // (weir's last record of the rollback lands just after the phase; annotations bump the generation.)
+  await waitFor('the rollback recorded', async () => (await releaseStatus(ns, 'web'))?.drainingSince === undefined);
+  const generation = (await getDeployment(ns, 'web')).metadata.generation;
   await setImage(ns, 'web', 'example.com/web:v2-bad', { 'sim.weir.dev/error-rate': '0.3' });
   t.equal((await getDeployment(ns, 'web')).metadata.generation, generation, 're-applying the failed template is a no-op');
   await kubectl(['patch', 'deployment', 'web', '-n', ns, '--type=json', '-p', JSON.stringify([{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'example.com/web:v1' }, { op: 'remove', path: '/spec/template/metadata/annotations/sim.weir.dev~1error-rate' }])]);
