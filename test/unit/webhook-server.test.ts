@@ -119,6 +119,11 @@ t.test('metrics count admissions by operation and outcome', async (t) => {
   t.match(text, /weir_admissions_total\{operation="UPDATE",outcome="patched"\} 1/);
   t.match(text, /weir_admissions_total\{operation="unknown",outcome="rejected"\} 1/);
   t.match(text, /weir_admission_duration_seconds_bucket/);
+  // A forged review with a random operation makes no new series.
+  await post(s, JSON.stringify({ ...review, request: { ...(review.request as Record<string, unknown>), operation: 'FORGED-7f3a' } }));
+  const after = await (await request(`${s.url}/metrics`, { dispatcher: s.dispatcher })).body.text();
+  t.notMatch(after, /FORGED/, 'the forged operation is not a label value');
+  t.match(after, /weir_admissions_total\{operation="other",outcome="skipped"\} 1/, 'it counts as other');
   const ready = await request(`${s.url}/readyz`, { dispatcher: s.dispatcher });
   t.equal(ready.statusCode, 200);
   await ready.body.text();
