@@ -1,6 +1,7 @@
 // The MutatingWebhookConfiguration that tells the API server to call weir. The Helm chart
-// renders the same shape; the local cluster registers it by URL.
-import { namespaceOptIn } from '../contract/names.ts';
+// renders the same shape (test/cluster-tests/chart.test.ts fails when the two differ); the
+// local cluster registers it by URL.
+import { labels, namespaceOptIn } from '../contract/names.ts';
 
 export interface Registration {
   name?: string;
@@ -22,12 +23,20 @@ export const webhookRules = [
   { apiGroups: ['networking.istio.io'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['virtualservices', 'destinationrules'], scope: 'Namespaced' },
 ];
 
+/** Namespaces weir never guards, whatever a selector says: the control plane's own. */
+export const systemNamespaces = ['kube-system', 'kube-public', 'kube-node-lease'];
+
+/** weir's own canary halves never reach the webhook. */
+export const objectSelector = { matchExpressions: [{ key: labels.canaryOf, operator: 'DoesNotExist' }] };
+
 export function webhookConfiguration(r: Registration): Record<string, unknown> {
   const clientConfig = 'url' in r.target
     ? { url: r.target.url, caBundle: r.caBundle }
     : { service: { ...r.target.service, path: '/mutate' }, caBundle: r.caBundle };
-  const matchExpressions: Record<string, unknown>[] = [{ key: namespaceOptIn.key, operator: 'In', values: [namespaceOptIn.value] }];
-  if (r.weirNamespace) matchExpressions.push({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [r.weirNamespace] });
+  const matchExpressions: Record<string, unknown>[] = [
+    { key: namespaceOptIn.key, operator: 'In', values: [namespaceOptIn.value] },
+    { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...systemNamespaces, ...(r.weirNamespace ? [r.weirNamespace] : [])] },
+  ];
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'MutatingWebhookConfiguration',
@@ -43,6 +52,7 @@ export function webhookConfiguration(r: Registration): Record<string, unknown> {
         reinvocationPolicy: 'Never',
         clientConfig,
         namespaceSelector: { matchExpressions },
+        objectSelector,
         rules: webhookRules,
       },
     ],

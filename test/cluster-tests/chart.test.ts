@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { repoRoot } from '../cluster/cluster.ts';
+import { systemNamespaces, webhookConfiguration } from '../../webhook/registration.ts';
 import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service } from '../helpers/kube.ts';
 import { events, fast, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
 
@@ -103,3 +105,51 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     t.ok((await events(app, 'web')).length > 0, `${name}: ${phase} as the ServiceAccount, with events`);
   }
 });
+
+t.test('a selector without the opt-in label fails to render with failurePolicy Fail; kube-system is excluded in every render', async (t) => {
+  const refused = await helm(['template', 'r', chart, '-n', 'weir-system', '--set', 'webhook.failurePolicy=Fail', '--set', 'webhook.namespaceSelector.matchLabels=null']);
+  t.not(refused.code, 0, 'helm template fails');
+  t.match(refused.stderr, /webhook\.namespaceSelector must require the opt-in label weir\.dev\/canary=enabled when webhook\.failurePolicy is Fail/);
+  const other = await helm(['template', 'r', chart, '-n', 'weir-system', '--set', 'webhook.failurePolicy=Fail', '--set', 'webhook.namespaceSelector.matchLabels=null',
+    '--set-json', 'webhook.namespaceSelector.matchExpressions=[{"key":"team","operator":"Exists"}]']);
+  t.not(other.code, 0, 'a selector on another label is refused too');
+  for (const extra of [[], ['--set', 'tls.mode=cert-manager'], ['--set', 'webhook.namespaceSelector.matchLabels=null'], ['--set', 'webhook.failurePolicy=Fail']]) {
+    const r = await helm(['template', 'r', chart, '-n', 'weir-system', ...extra]);
+    t.equal(r.code, 0, r.stderr);
+    const excluded = webhookOf(r.stdout).namespaceSelector.matchExpressions?.find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn')?.values ?? [];
+    t.same(excluded, [...systemNamespaces, 'weir-system'], `kube-system, kube-public, kube-node-lease and weir's namespace excluded (${extra.join(' ') || 'defaults'})`);
+  }
+});
+
+t.test("the chart's webhook configuration and the local cluster's registration agree", async (t) => {
+  const r = await helm(['template', 'r', chart, '-n', 'weir-system']);
+  t.equal(r.code, 0, r.stderr);
+  const rendered = webhookOf(r.stdout);
+  const registered = (webhookConfiguration({ caBundle: 'x', target: { service: { name: 'r-weir', namespace: 'weir-system', port: 443 } }, weirNamespace: 'weir-system' }) as { webhooks: Webhook[] }).webhooks[0];
+  if (!registered) return t.fail('no webhook in the registration');
+  for (const field of ['name', 'admissionReviewVersions', 'sideEffects', 'failurePolicy', 'timeoutSeconds', 'reinvocationPolicy', 'rules', 'objectSelector'] as const) {
+    t.same(rendered[field], registered[field], field);
+  }
+  t.same(selectorTerms(rendered.namespaceSelector), selectorTerms(registered.namespaceSelector), 'the same namespaces');
+  t.same(rendered.clientConfig.service, { ...registered.clientConfig.service, port: 443 }, 'the same path and port');
+});
+
+interface Expression { key: string; operator: string; values?: string[] }
+interface Webhook {
+  name: string; admissionReviewVersions: string[]; sideEffects: string; failurePolicy: string; timeoutSeconds: number; reinvocationPolicy: string;
+  rules: unknown[]; objectSelector: unknown; namespaceSelector: { matchLabels?: Record<string, string>; matchExpressions?: Expression[] };
+  clientConfig: { service?: Record<string, unknown> };
+}
+
+function webhookOf(rendered: string): Webhook {
+  const config = parseAllDocuments(rendered).map((d) => d.toJS() as { kind?: string; webhooks?: Webhook[] }).find((d) => d.kind === 'MutatingWebhookConfiguration');
+  const webhook = config?.webhooks?.[0];
+  if (!webhook) throw new Error('the render has no MutatingWebhookConfiguration');
+  return webhook;
+}
+
+/** A selector as sorted terms, matchLabels written as `In` expressions: equal terms, equal meaning. */
+function selectorTerms(selector: Webhook['namespaceSelector']): string[] {
+  const labels = Object.entries(selector.matchLabels ?? {}).map(([key, value]) => ({ key, operator: 'In', values: [value] }));
+  return [...labels, ...(selector.matchExpressions ?? [])].map((e) => `${e.key} ${e.operator} ${(e.values ?? []).join(',')}`).sort();
+}

@@ -13,3 +13,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- define "weir.tlsSecret" -}}{{ include "weir.fullname" . }}-tls{{- end -}}
 {{- define "weir.serviceDns" -}}{{ include "weir.fullname" . }}.{{ .Release.Namespace }}.svc{{- end -}}
+
+{{- /*
+With failurePolicy Fail, a selector that does not require the opt-in label would put every
+namespace's deploys behind weir (the kubevela #670 outage): refuse to render it.
+*/ -}}
+{{- define "weir.validateSelector" -}}
+{{- if eq .Values.webhook.failurePolicy "Fail" -}}
+{{- $selector := .Values.webhook.namespaceSelector | default dict -}}
+{{- $optIn := eq (index ($selector.matchLabels | default dict) "weir.dev/canary" | default "") "enabled" -}}
+{{- range ($selector.matchExpressions | default list) -}}
+{{- if and (eq .key "weir.dev/canary") (eq .operator "In") (eq (len .values) 1) (has "enabled" .values) -}}{{- $optIn = true -}}{{- end -}}
+{{- end -}}
+{{- if not $optIn -}}
+{{- fail "webhook.namespaceSelector must require the opt-in label weir.dev/canary=enabled when webhook.failurePolicy is Fail: otherwise a broken weir blocks the deploys of every namespace it selects" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
