@@ -20,6 +20,8 @@ export interface AppOptions {
   weirNamespace?: string;
   logger?: FastifyServerOptions['logger'];
   now?: () => Date;
+  /** True while the process drains before exit: not ready, yet still answering reviews. */
+  draining?: () => boolean;
 }
 
 function webhookMetrics(registry: Registry): { admissions: Counter<'operation' | 'outcome'>; latency: Histogram<'operation'>; reloads: Counter<'result'> } {
@@ -123,7 +125,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.get('/healthz', { schema: { response: { 200: textSchema } } }, async () => 'ok');
   app.get('/readyz', { schema: { response: { 200: textSchema, 503: textSchema } } }, async (_req, reply) =>
-    closing ? reply.code(503).send('shutting down') : 'ok',
+    closing || options.draining?.() === true ? reply.code(503).send('shutting down') : 'ok',
   );
   app.get('/metrics', { schema: { response: { 200: textSchema } } }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);

@@ -7,6 +7,8 @@ export interface WebhookSettings {
   host: string;
   port: number;
   weirNamespace?: string;
+  /** After SIGTERM: not ready, still serving, for this long, so endpoints drop the pod first. */
+  drainMs: number;
 }
 
 /** Reads settings from the environment; a missing or bad value is an error that names it. */
@@ -16,15 +18,31 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebhookSettings {
   if (!certFile || !keyFile) throw new Error('WEIR_TLS_CERT and WEIR_TLS_KEY must name the serving certificate and key files');
   const port = Number(env.WEIR_PORT ?? '8443');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`WEIR_PORT=${env.WEIR_PORT} is not a port number`);
-  return { certFile, keyFile, port, host: env.WEIR_HOST ?? '0.0.0.0', ...(env.WEIR_NAMESPACE ? { weirNamespace: env.WEIR_NAMESPACE } : {}) };
+  const drainSeconds = Number(env.WEIR_DRAIN_SECONDS ?? '10');
+  if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new Error(`WEIR_DRAIN_SECONDS=${env.WEIR_DRAIN_SECONDS} is not a number of seconds`);
+  return {
+    certFile, keyFile, port, host: env.WEIR_HOST ?? '0.0.0.0', drainMs: drainSeconds * 1000,
+    ...(env.WEIR_NAMESPACE ? { weirNamespace: env.WEIR_NAMESPACE } : {}),
+  };
 }
 
 async function main(): Promise<void> {
   const settings = settingsFromEnv(process.env);
-  const app = buildApp({ tls: { certFile: settings.certFile, keyFile: settings.keyFile }, ...(settings.weirNamespace ? { weirNamespace: settings.weirNamespace } : {}) });
+  let draining = false;
+  const app = buildApp({
+    tls: { certFile: settings.certFile, keyFile: settings.keyFile }, draining: () => draining,
+    ...(settings.weirNamespace ? { weirNamespace: settings.weirNamespace } : {}),
+  });
+  // Every rollout of weir itself: report not-ready and keep answering until the API server's
+  // endpoints have moved on, then close (finishing what is in flight) and exit.
   const stop = (signal: string): void => {
-    app.log.info({ signal }, 'shutting down');
-    app.close().then(() => process.exit(0), () => process.exit(1));
+    if (draining) return;
+    draining = true;
+    app.log.info({ signal, drainMs: settings.drainMs }, 'draining: not ready, still serving');
+    setTimeout(() => {
+      app.log.info('drained; shutting down');
+      app.close().then(() => process.exit(0), () => process.exit(1));
+    }, settings.drainMs);
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -1,10 +1,13 @@
 // Issue 3's acceptance on the local control plane: the API server calls weir's webhook over TLS.
 import t from 'tap';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { apply, deployment, getJson, kubectl, namespace, waitFor } from '../helpers/kube.ts';
+import { spawn } from 'node:child_process';
+import { Agent, request } from 'undici';
+import { apply, deployment, getJson, kubectl, kubectlRaw, namespace, waitFor } from '../helpers/kube.ts';
+import { freePort, repoRoot } from '../cluster/cluster.ts';
 import { buildApp } from '../../webhook/app.ts';
 import { writeWebhookCerts } from '../../certs/main.ts';
 import { webhookConfiguration } from '../../webhook/registration.ts';
@@ -111,4 +114,53 @@ t.test('with the webhook stopped, kubectl apply still succeeds (failurePolicy Ig
   await apply(ns, v('example.com/web:v2'));
   t.equal(((await get(ns)).spec.template as unknown as { spec: { containers: { image: string }[] } }).spec.containers[0]?.image, 'example.com/web:v2', 'the update is stored');
   t.notOk((await get(ns)).spec.paused, 'the update went through unguarded rather than blocked');
+});
+
+t.test("SIGTERM: the webhook reports not-ready and keeps answering the API server through its drain, then exits", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-drain-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
+  const port = await freePort();
+  const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'webhook/main.ts')], {
+    env: { ...process.env, WEIR_TLS_CERT: join(dir, 'tls.crt'), WEIR_TLS_KEY: join(dir, 'tls.key'), WEIR_PORT: String(port), WEIR_HOST: '127.0.0.1', WEIR_DRAIN_SECONDS: '6', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.teardown(() => child.kill('SIGKILL'));
+  const dispatcher = new Agent({ connect: { ca: await readFile(join(dir, 'ca.crt'), 'utf8') } });
+  t.teardown(() => dispatcher.close());
+  const readyz = async (): Promise<number> => (await request(`https://127.0.0.1:${port}/readyz`, { dispatcher })).statusCode;
+  await waitFor('the webhook ready', async () => (await readyz()) === 200, 30_000, 200);
+  // A private registration that fails closed: an admission this webhook does not answer fails the apply.
+  const id = randomBytes(4).toString('hex');
+  const ns = await namespace(t);
+  await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
+  const config = webhookConfiguration({ name: `weir-${id}`, caBundle, failurePolicy: 'Fail', target: { url: `https://127.0.0.1:${port}/mutate` } }) as { webhooks: { namespaceSelector: unknown }[] };
+  for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
+  await apply(ns, config);
+  t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
+  await waitFor('the private webhook answering', async () => {
+    await apply(ns, v('example.com/web:v0'));
+    return (await get(ns)).spec.template.metadata.labels['weir.dev/track'] === 'stable';
+  }, 30_000, 300);
+  const results: { code: number; draining: boolean }[] = [];
+  let draining = false;
+  let running = true;
+  const loop = (async () => {
+    for (let i = 1; running; i++) {
+      const r = await kubectlRaw(['apply', '-n', ns, '-f', '-'], JSON.stringify(v(`example.com/web:v${i}`)));
+      results.push({ code: r.code, draining });
+    }
+  })();
+  await waitFor('a few applies', () => Promise.resolve(results.length >= 3), 30_000, 100);
+  child.kill('SIGTERM');
+  await waitFor('not ready while draining', async () => (await readyz()) === 503, 5_000, 100);
+  draining = true;
+  const before = results.length;
+  await waitFor('applies during the drain', () => Promise.resolve(results.length >= before + 3), 5_000, 100);
+  running = false;
+  await loop;
+  t.same(results.filter((r) => r.code !== 0), [], 'no apply failed: every admission was answered');
+  t.ok(results.filter((r) => r.draining).length >= 3, `${results.filter((r) => r.draining).length} applies answered during the drain`);
+  t.equal(await exited, 0, 'then it exits cleanly');
 });

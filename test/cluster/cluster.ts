@@ -242,7 +242,8 @@ async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise
   const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
   const port = await freePort();
   start('weir-webhook', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'webhook/main.ts')], {
-    ...process.env, WEIR_TLS_CERT: join(dir, 'tls.crt'), WEIR_TLS_KEY: join(dir, 'tls.key'), WEIR_PORT: String(port), WEIR_HOST: '127.0.0.1',
+    // Registered by URL, not behind a Service: no endpoints to drain from.
+    ...process.env, WEIR_TLS_CERT: join(dir, 'tls.crt'), WEIR_TLS_KEY: join(dir, 'tls.key'), WEIR_PORT: String(port), WEIR_HOST: '127.0.0.1', WEIR_DRAIN_SECONDS: '0',
   });
   state.webhookUrl = `https://127.0.0.1:${port}`;
   await saveState(state);
