@@ -153,3 +153,16 @@ function selectorTerms(selector: Webhook['namespaceSelector']): string[] {
   const labels = Object.entries(selector.matchLabels ?? {}).map(([key, value]) => ({ key, operator: 'In', values: [value] }));
   return [...labels, ...(selector.matchExpressions ?? [])].map((e) => `${e.key} ${e.operator} ${(e.values ?? []).join(',')}`).sort();
 }
+
+t.test("the pod's readiness is the webhook's alone; replicas spread across nodes", async (t) => {
+  const r = await helm(['template', 'r', chart, '-n', 'weir-system']);
+  t.equal(r.code, 0, r.stderr);
+  type Container = { name: string; readinessProbe?: unknown; livenessProbe?: unknown };
+  const pod = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind?: string; spec?: { template: { spec: { containers: Container[]; topologySpreadConstraints?: { topologyKey: string }[] } } } })
+    .find((d) => d.kind === 'Deployment')?.spec?.template.spec;
+  const byName = (name: string): Container | undefined => pod?.containers.find((c) => c.name === name);
+  t.ok(byName('webhook')?.readinessProbe, 'the webhook has a readiness probe');
+  t.notOk(byName('analyzer')?.readinessProbe, 'the analyzer has none: its watches never take the webhook out of service');
+  t.ok(byName('analyzer')?.livenessProbe, 'a wedged analyzer is restarted by its liveness probe');
+  t.equal(pod?.topologySpreadConstraints?.[0]?.topologyKey, 'kubernetes.io/hostname');
+});
