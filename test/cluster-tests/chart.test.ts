@@ -7,9 +7,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { Agent, request } from 'undici';
 import { repoRoot } from '../cluster/cluster.ts';
 import { systemNamespaces, webhookConfiguration } from '../../webhook/registration.ts';
-import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service } from '../helpers/kube.ts';
+import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
 import { events, fast, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
 
 const chart = join(repoRoot, 'charts/weir');
@@ -92,6 +93,20 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   const caData = admin.match(/certificate-authority-data: (\S+)/)?.[1] ?? '';
   const kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: ${state.apiServer}, certificate-authority-data: ${caData}}\nusers:\n- name: sa\n  user: {token: ${token}}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`);
+  // Straight to the API with the analyzer's own token: a JSON Patch, as the analyzer writes.
+  const dispatcher = new Agent({ connect: { ca: Buffer.from(caData, 'base64').toString() } });
+  t.teardown(() => dispatcher.close());
+  const asAnalyzer = async (method: 'PATCH' | 'POST', path: string, body: unknown): Promise<{ code: number; message: string }> => {
+    const res = await request(`${state.apiServer}${path}`, {
+      method, dispatcher, body: JSON.stringify(body),
+      headers: { authorization: `Bearer ${token}`, 'content-type': method === 'PATCH' ? 'application/json-patch+json' : 'application/json' },
+    });
+    const reply = (await res.body.json()) as { message?: string };
+    return { code: res.statusCode, message: reply.message ?? '' };
+  };
+  // The API server loads a new policy within a moment: the release below runs under it.
+  await waitFor('the admission policy in force', async () =>
+    (await asAnalyzer('POST', '/apis/apps/v1/namespaces/kube-system/deployments', deployment('probe', { image: 'evil.example.com/x' }))).message.includes('weir analyzer policy'), 30_000, 500);
   const scope = randomBytes(4).toString('hex');
   const analyzer = await startAnalyzer({ scope, identity: `sa-${scope}`, kubeconfig, leaseNamespace: ns });
   t.teardown(() => analyzer.kill());
@@ -104,6 +119,33 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     await waitForPhase(app, 'web', phase);
     t.ok((await events(app, 'web')).length > 0, `${name}: ${phase} as the ServiceAccount, with events`);
   }
+
+  // What a stolen analyzer token can do: what RBAC allows, the admission policy confines.
+  const app = await namespace(t, { optIn: true });
+  const elsewhere = await namespace(t);
+  for (const where of [app, elsewhere]) await apply(where, deployment('web', { replicas: 1, image: 'example.com/web:v1' }));
+  await apply(app, { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'web' }, spec: { hosts: ['web'], http: [{ name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] }] } });
+  await waitFor('a pod of web', async () => (await kubectl(['get', 'pods', '-n', app, '-l', 'app=web', '-o', 'name'])).trim() !== '');
+  const pod = (await kubectl(['get', 'pods', '-n', app, '-l', 'app=web', '-o', 'name'])).trim().split('\n')[0] ?? '';
+  const podPath = `/api/v1/namespaces/${app}/pods/${pod.replace('pod/', '')}`;
+  const denied: [string, 'PATCH' | 'POST', string, unknown, RegExp][] = [
+    ["a Pod's image", 'PATCH', podPath, [{ op: 'replace', path: '/spec/containers/0/image', value: 'evil.example.com/x' }], /on a Pod, only the weir.dev\/track label may change/],
+    ['a label other than weir.dev/track on a Pod', 'PATCH', podPath, [{ op: 'add', path: '/metadata/labels/evil', value: '1' }], /on a Pod, only the weir.dev\/track label may change/],
+    ["a user's Deployment's image", 'PATCH', `/apis/apps/v1/namespaces/${app}/deployments/web`, [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil.example.com/x' }],
+      /on a user's Deployment only spec.paused and weir.dev\/\* annotations may change/],
+    ['a Deployment in a namespace without the opt-in label', 'PATCH', `/apis/apps/v1/namespaces/${elsewhere}/deployments/web`, [{ op: 'replace', path: '/spec/paused', value: true }],
+      /writes only in namespaces labelled weir.dev\/canary=enabled/],
+    ["a field of a user's VirtualService other than a weight", 'PATCH', `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`, [{ op: 'replace', path: '/spec/hosts/0', value: 'evil' }],
+      /in a user's VirtualService only the weights/],
+    ['a Deployment in kube-system', 'POST', '/apis/apps/v1/namespaces/kube-system/deployments', deployment('evil', { image: 'evil.example.com/x' }), /never kube-system/],
+  ];
+  for (const [what, method, path, body, message] of denied) {
+    const r = await asAnalyzer(method, path, body);
+    t.equal(r.code, 403, `denied: ${what}`);
+    t.match(r.message, message, `the denial names its rule: ${what}`);
+  }
+  const allowed = await asAnalyzer('PATCH', podPath, [{ op: 'add', path: '/metadata/labels/weir.dev~1track', value: 'stable' }]);
+  t.equal(allowed.code, 200, `the track label is still allowed: ${allowed.message}`);
 });
 
 t.test('a selector without the opt-in label fails to render with failurePolicy Fail; kube-system is excluded in every render', async (t) => {

@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { binaries } from '../cluster/cluster.ts';
-import { request } from 'undici';
-import { cluster, getJson, kubectl, kubectlRaw, namespace, waitFor } from '../helpers/kube.ts';
+import { cluster, countUhFromNow, getJson, kubectl, kubectlRaw, namespace, waitFor } from '../helpers/kube.ts';
 import { seedDeployment, seedMesh } from '../../cli/seed.ts';
 import { events, fast, recordWeights, waitForPhase, waitForWeight } from '../helpers/release.ts';
 
@@ -116,15 +115,6 @@ function reapplyEvery2s(applier: Applier, ns: string, folder: Folder): Loop {
   };
 }
 
-/** Requests the mesh simulator has answered for the namespace's services, read from its own counters (no scrape lag). */
-async function meshCount(ns: string, flags: string): Promise<number> {
-  const text = await (await request(`${(await cluster()).meshUrl}/metrics`)).body.text();
-  return text.split('\n')
-    .filter((l) => l.startsWith('istio_requests_total{') && l.includes(`destination_service_namespace="${ns}"`) && l.includes(`response_flags="${flags}"`))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
-const uhCount = (ns: string): Promise<number> => meshCount(ns, 'UH');
-
 const bad = { 'sim.weir.dev/error-rate': '0.3' };
 
 /** The seed's folder, applied once, with v1 running and ready. */
@@ -134,12 +124,10 @@ async function seedFolder(t: { teardown(fn: () => unknown): void }, applier: App
   await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
   await applyFolder(applier, ns, folder.dir);
   await waitFor('myapp v1 ready', async () => (await getJson<{ status?: { readyReplicas?: number } }>(['get', 'deployment', 'myapp', '-n', ns])).status?.readyReplicas === 3);
-  // Before v1's pods are Ready the seed's route has no endpoint (UH in any mesh): count from the first answered request.
-  await waitFor('the mesh answering myapp', async () => (await meshCount(ns, '-')) > 0, 30_000, 200);
-  const uhBefore = await uhCount(ns);
+  const newUh = await countUhFromNow(ns);
   const loop = reapplyEvery2s(applier, ns, folder);
   t.teardown(() => loop.stop().catch(() => undefined));
-  return { ns, folder, loop, newUh: async () => (await uhCount(ns)) - uhBefore };
+  return { ns, folder, loop, newUh };
 }
 
 /** The seed's mesh with the VirtualService edited in git: a new route first, a retry policy on `primary`. */

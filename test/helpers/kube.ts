@@ -106,3 +106,24 @@ export async function readyPods(namespace: string, selector: string): Promise<nu
   const pods = await getJson<{ items: { status?: { conditions?: { type: string; status: string }[] }; metadata?: { deletionTimestamp?: string } }[] }>(['get', 'pods', '-n', namespace, '-l', selector]);
   return pods.items.filter((p) => !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')).length;
 }
+
+/**
+ * Requests the mesh simulator has answered for a namespace's services with these Envoy response
+ * flags (`UH`, or `-` for a normal answer), read from its own counters: exact, with no scrape lag.
+ */
+export async function meshCount(ns: string, flags: string): Promise<number> {
+  const text = await (await request(`${(await cluster()).meshUrl}/metrics`)).body.text();
+  return text.split('\n')
+    .filter((l) => l.startsWith('istio_requests_total{') && l.includes(`destination_service_namespace="${ns}"`) && l.includes(`response_flags="${flags}"`))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+/**
+ * Counts `503 UH` from now on. Before a Service's first pods are Ready any mesh answers UH, so
+ * this waits for the first request answered in the namespace and counts from there.
+ */
+export async function countUhFromNow(ns: string): Promise<() => Promise<number>> {
+  await waitFor(`the mesh answering requests in ${ns}`, async () => (await meshCount(ns, '-')) > 0, 30_000, 200);
+  const before = await meshCount(ns, 'UH');
+  return async () => (await meshCount(ns, 'UH')) - before;
+}
