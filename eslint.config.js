@@ -22,6 +22,13 @@ export default tseslint.config(
     },
   },
   {
+    // Layers: the webhook and the contract never reach into the analyzer (the CLI is next).
+    files: ['webhook/**/*.ts', 'contract/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/analyzer/**', '../analyzer/*'], message: 'webhook/ and contract/ never import from analyzer/' }] }],
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: { 'max-lines-per-function': 'off', complexity: ['error', 30], '@typescript-eslint/no-floating-promises': 'off' },
   },

@@ -1,6 +1,7 @@
 // A release's policy: named policies from the config file, overridden per Deployment by
 // annotations. A bad value is an error that names the annotation, never a silent default.
 import { parse as parseYaml } from 'yaml';
+import { policyAnnotations } from '../contract/names.ts';
 
 export interface MetricPolicy {
   name: string;
@@ -54,23 +55,7 @@ export const defaultPolicy: Policy = {
   metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 }],
 };
 
-export const policyAnnotations = {
-  policy: 'weir.dev/policy',
-  steps: 'weir.dev/steps',
-  stepPause: 'weir.dev/step-pause',
-  interval: 'weir.dev/analysis-interval',
-  maxErrorRate: 'weir.dev/max-error-rate',
-  failureLimit: 'weir.dev/failure-limit',
-  minRequests: 'weir.dev/min-requests',
-  unjudgedLimit: 'weir.dev/unjudged-limit',
-  drain: 'weir.dev/drain',
-  virtualService: 'weir.dev/virtual-service',
-  route: 'weir.dev/route',
-  destinationRule: 'weir.dev/destination-rule',
-  service: 'weir.dev/service',
-  stableSubset: 'weir.dev/stable-subset',
-  canarySubset: 'weir.dev/canary-subset',
-} as const;
+export { policyAnnotations };
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 

@@ -2,7 +2,7 @@
 // a healthy v2 is released and promoted, a bad v3 (30 % 5xx) is rolled back — with the live
 // `weir get` view on screen — then a summary, and the cluster is stopped (also on Ctrl-C).
 // WEIR_DEMO_REUSE=1 runs it on an already running cluster and leaves that running (tests do).
-import { annotations } from '../contract/names.ts';
+import { annotations, namespaceOptIn, policyAnnotations } from '../contract/names.ts';
 import { down, kubectl as clusterKubectl, readState, up } from '../test/cluster/cluster.ts';
 import type { ClusterState } from '../test/cluster/cluster.ts';
 import { seedDeployment, seedMesh } from './seed.ts';
@@ -16,7 +16,7 @@ const keep = process.env.WEIR_DEMO_KEEP === '1';
 const ns = process.env.WEIR_DEMO_NAMESPACE ?? 'demo';
 const live = process.stdout.isTTY && process.env.WEIR_DEMO_PLAIN !== '1';
 // Seconds, not minutes, so the tour fits in a coffee: the same annotations a user would set.
-const timings = { 'weir.dev/step-pause': '5s', 'weir.dev/analysis-interval': '2s', 'weir.dev/min-requests': '5', 'weir.dev/drain': '2s' };
+const timings = { [policyAnnotations.stepPause]: '5s', [policyAnnotations.interval]: '2s', [policyAnnotations.minRequests]: '5', [policyAnnotations.drain]: '2s' };
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -48,7 +48,7 @@ async function tour(state: ClusterState): Promise<void> {
   const c = clients({ kubeconfig: state.kubeconfig, namespace: ns });
   say(`\n== 1. The seed's myapp, as a plain Deployment, in namespace ${ns} (labelled weir.dev/canary=enabled)`);
   await kubectl(state, ['create', 'namespace', ns]).catch(() => '');
-  await kubectl(state, ['label', 'namespace', ns, 'weir.dev/canary=enabled', '--overwrite']);
+  await kubectl(state, ['label', 'namespace', ns, `${namespaceOptIn.key}=${namespaceOptIn.value}`, '--overwrite']);
   for (const m of seedMesh(ns)) await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(m));
   await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(seedDeployment('v1', timings)));
   await kubectl(state, ['rollout', 'status', 'deployment/myapp', '-n', ns, '--timeout=120s']);

@@ -1,13 +1,14 @@
 // The seed's myapp example (an Argo Rollouts + Istio setup) as plain manifests: its Gateway,
 // Service, DestinationRule and VirtualService unchanged, and the Rollout turned back into a
 // Deployment that names them with weir's annotations — nothing else.
+import { policyAnnotations } from '../contract/names.ts';
 
 export const seedRouting: Record<string, string> = {
-  'weir.dev/virtual-service': 'myapp-virtualservice',
-  'weir.dev/route': 'primary',
-  'weir.dev/destination-rule': 'myapp-destinationrule',
-  'weir.dev/stable-subset': 'v1',
-  'weir.dev/canary-subset': 'v2',
+  [policyAnnotations.virtualService]: 'myapp-virtualservice',
+  [policyAnnotations.route]: 'primary',
+  [policyAnnotations.destinationRule]: 'myapp-destinationrule',
+  [policyAnnotations.stableSubset]: 'v1',
+  [policyAnnotations.canarySubset]: 'v2',
 };
 
 /** Gateway, Service, DestinationRule and VirtualService of the seed, for namespace `ns`. */

@@ -57,3 +57,22 @@ export function canaryName(name: string): string {
   const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
   return `${name.slice(0, 63 - 1 - hash.length - '-canary'.length)}-${hash}-canary`;
 }
+
+/** Per-Deployment policy and routing annotations (docs/design.md, "Policy" and "Routing"). */
+export const policyAnnotations = {
+  policy: 'weir.dev/policy',
+  steps: 'weir.dev/steps',
+  stepPause: 'weir.dev/step-pause',
+  interval: 'weir.dev/analysis-interval',
+  maxErrorRate: 'weir.dev/max-error-rate',
+  failureLimit: 'weir.dev/failure-limit',
+  minRequests: 'weir.dev/min-requests',
+  unjudgedLimit: 'weir.dev/unjudged-limit',
+  drain: 'weir.dev/drain',
+  virtualService: 'weir.dev/virtual-service',
+  route: 'weir.dev/route',
+  destinationRule: 'weir.dev/destination-rule',
+  service: 'weir.dev/service',
+  stableSubset: 'weir.dev/stable-subset',
+  canarySubset: 'weir.dev/canary-subset',
+} as const;
