@@ -7,7 +7,7 @@ import { act } from './act.ts';
 import type { ActContext } from './act.ts';
 import { checkDue, decide } from './decide.ts';
 import type { Action, Observed } from './decide.ts';
-import { describeError } from './kube.ts';
+import { describeError, isConflict } from './kube.ts';
 import { measureAll } from './measure.ts';
 import type { MetricsProvider } from './metrics/prometheus.ts';
 import { observe, serviceMemo } from './observe.ts';
@@ -99,6 +99,11 @@ export async function tick(deps: LoopDeps): Promise<void> {
       const done = await act(deps.ctx, view, actions);
       count(deps, actions.slice(0, done));
     } catch (error) {
+      // A fenced write that lost a race is how the fence works (ADR 10), not a failure.
+      if (isConflict(error)) {
+        deps.log('the release changed since it was observed; observing again', { namespace: o.namespace, name: o.name, error: describeError(error) });
+        return;
+      }
       deps.telemetry.reconcileErrors.inc();
       deps.log('reconcile failed; will retry', { namespace: o.namespace, name: o.name, error: describeError(error) });
     }
