@@ -208,3 +208,16 @@ t.test("the pod's readiness is the webhook's alone; replicas spread across nodes
   t.ok(byName('analyzer')?.livenessProbe, 'a wedged analyzer is restarted by its liveness probe');
   t.equal(pod?.topologySpreadConstraints?.[0]?.topologyKey, 'kubernetes.io/hostname');
 });
+
+t.test('the optional NetworkPolicy is accepted by the API server; the ServiceMonitor verifies TLS with weir\'s CA', async (t) => {
+  const ns = await namespace(t, { prefix: 'chart' });
+  const r = await helm(['template', 'r', chart, '-n', ns, '--set', 'networkPolicy.enabled=true', '--set', 'serviceMonitor.enabled=true', '--show-only', 'templates/networkpolicy.yaml']);
+  t.equal(r.code, 0, r.stderr);
+  const dry = await kubectlRaw(['apply', '--dry-run=server', '-n', ns, '-f', '-'], r.stdout);
+  t.equal(dry.code, 0, `server dry run: ${dry.stderr}`);
+  const policy = parseAllDocuments(r.stdout).map((d) => d.toJS() as { spec?: { ingress: { ports: { port: number }[] }[] } })[0];
+  t.same(policy?.spec?.ingress.map((i) => i.ports.map((p) => p.port)), [[8443], [8081, 8443]], 'the webhook port, and metrics');
+  const monitor = await helm(['template', 'r', chart, '-n', ns, '--set', 'serviceMonitor.enabled=true', '--show-only', 'templates/servicemonitor.yaml']);
+  t.notMatch(monitor.stdout, /insecureSkipVerify/);
+  t.match(monitor.stdout, /ca: \{secret: \{name: r-weir-tls, key: ca\.crt\}\}/);
+});
