@@ -46,12 +46,14 @@ export interface OrphanEdges {
 export async function unweightOrphans(
   edges: OrphanEdges, virtualServices: Watch<KubernetesObject>, deployments: readonly V1Deployment[], keys: Set<string>, inScope: (namespace: string) => boolean,
 ): Promise<void> {
+  // Only a leader drains the keys: what changed before it led is looked at once it does.
+  if (!edges.mayWrite()) return;
   const pending = [...keys];
   keys.clear();
   for (const key of pending) {
     const [namespace = '', name = ''] = key.split('/');
     const vs = virtualServices.get(name, namespace) as VirtualService | undefined;
-    if (!vs || !inScope(namespace) || !edges.mayWrite()) continue;
+    if (!vs || !inScope(namespace)) continue;
     for (const target of orphanedRoutes(vs, deployments)) {
       try {
         await edges.router.setWeight(target, 0);
@@ -60,8 +62,8 @@ export async function unweightOrphans(
         await recordEvent(edges.core, involved, 'Warning', 'OrphanedWeight',
           `route ${route} gave subset ${target.canarySubset} canary weight with no release in progress; 100 % back on ${target.stableSubset}`, edges.now());
       } catch (error) {
-        // A conflict or a gone object: the change re-queues the key through the watch.
-        edges.log('could not reset orphaned canary weight', { namespace, name, error: describeError(error) });
+        keys.add(key);
+        edges.log('could not reset orphaned canary weight; trying again', { namespace, name, error: describeError(error) });
       }
     }
   }
