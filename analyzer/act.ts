@@ -31,7 +31,16 @@ export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment 
       name: canaryName(name),
       namespace: d.metadata?.namespace ?? '',
       labels: { ...(d.metadata?.labels ?? {}), [labels.canaryOf]: name },
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          name,
+          uid: d.metadata?.uid ?? '',
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
     },
     spec: {
       replicas,
@@ -52,7 +61,8 @@ export function canaryManifest(d: V1Deployment, replicas: number): V1Deployment 
 export function fence(d: V1Deployment): PatchOp[] {
   const guard: PatchOp[] = [{ op: 'test', path: '/metadata/generation', value: d.metadata?.generation }];
   const revision = d.metadata?.annotations?.[annotations.canaryRevision];
-  if (revision) guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
+  if (revision)
+    guard.push({ op: 'test', path: `/metadata/annotations/${pointer(annotations.canaryRevision)}`, value: revision });
   return guard;
 }
 
@@ -61,11 +71,15 @@ async function patchDeployment(ctx: ActContext, view: ReleaseView, ops: PatchOp[
   const d = view.deployment;
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
-  view.deployment = await ctx.apps.patchNamespacedDeployment({ namespace, name, body: [...fence(d), ...ops], fieldManager }, jsonPatch);
+  view.deployment = await ctx.apps.patchNamespacedDeployment(
+    { namespace, name, body: [...fence(d), ...ops], fieldManager },
+    jsonPatch,
+  );
 }
 
 function annotationOps(values: Record<string, string | undefined>, current: Record<string, string>): PatchOp[] {
-  const ops: PatchOp[] = Object.keys(current).length === 0 ? [{ op: 'add', path: '/metadata/annotations', value: {} }] : [];
+  const ops: PatchOp[] =
+    Object.keys(current).length === 0 ? [{ op: 'add', path: '/metadata/annotations', value: {} }] : [];
   for (const [key, value] of Object.entries(values)) {
     const path = `/metadata/annotations/${pointer(key)}`;
     if (value !== undefined) ops.push({ op: 'add', path, value });
@@ -77,22 +91,30 @@ function annotationOps(values: Record<string, string | undefined>, current: Reco
 async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number): Promise<void> {
   const wantedCanary = canaryManifest(d, replicas);
   const namespace = d.metadata?.namespace ?? '';
-  const existing = await maybe(() => ctx.apps.readNamespacedDeployment({ namespace, name: wantedCanary.metadata?.name ?? '' }));
+  const existing = await maybe(() =>
+    ctx.apps.readNamespacedDeployment({ namespace, name: wantedCanary.metadata?.name ?? '' }),
+  );
   if (!existing) {
     await ctx.apps.createNamespacedDeployment({ namespace, body: wantedCanary, fieldManager });
     return;
   }
   // Decided on a view that saw no stranger; checked again right before the write.
-  if (!isOurCanary(existing, d)) throw new Error(`Deployment ${namespace}/${existing.metadata?.name ?? ''} is not weir's canary; not changed`);
+  if (!isOurCanary(existing, d))
+    throw new Error(`Deployment ${namespace}/${existing.metadata?.name ?? ''} is not weir's canary; not changed`);
   // The canary is weir's own: fenced by its resourceVersion alone.
-  await ctx.apps.patchNamespacedDeployment({
-    namespace, name: existing.metadata?.name ?? '', fieldManager,
-    body: [
-      { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
-      { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
-      { op: 'replace', path: '/spec/replicas', value: replicas },
-    ],
-  }, jsonPatch);
+  await ctx.apps.patchNamespacedDeployment(
+    {
+      namespace,
+      name: existing.metadata?.name ?? '',
+      fieldManager,
+      body: [
+        { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
+        { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
+        { op: 'replace', path: '/spec/replicas', value: replicas },
+      ],
+    },
+    jsonPatch,
+  );
 }
 
 /** Stable pods from before the opt-in get the track label in place: no restart. */
@@ -106,12 +128,23 @@ async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> 
     const owned = rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid);
     if (!owned || rs.spec?.template?.metadata?.labels?.[labels.track]) continue;
     // Pods the ReplicaSet makes from now on (a restart, a lost node) carry the label too.
-    await ctx.apps.patchNamespacedReplicaSet({ namespace, name: rs.metadata?.name ?? '', body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }], fieldManager }, jsonPatch);
+    await ctx.apps.patchNamespacedReplicaSet(
+      {
+        namespace,
+        name: rs.metadata?.name ?? '',
+        body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }],
+        fieldManager,
+      },
+      jsonPatch,
+    );
   }
   // Only pods of the Deployment's own ReplicaSets: a bystander that matches the selector keeps its labels.
   const pods = await unlabelledStablePods(ctx, d);
   for (const pod of pods.items) {
-    await ctx.core.patchNamespacedPod({ namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager }, jsonPatch);
+    await ctx.core.patchNamespacedPod(
+      { namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager },
+      jsonPatch,
+    );
   }
 }
 
@@ -122,12 +155,26 @@ async function deleteCanary(ctx: ActContext, d: V1Deployment): Promise<void> {
   const canary = await maybe(() => ctx.apps.readNamespacedDeployment({ namespace, name }));
   if (!canary || !isOurCanary(canary, d)) return;
   const uid = canary.metadata?.uid ?? '';
-  await maybe(() => ctx.apps.deleteNamespacedDeployment({ namespace, name, propagationPolicy: 'Background', body: { preconditions: { uid } } }));
+  await maybe(() =>
+    ctx.apps.deleteNamespacedDeployment({
+      namespace,
+      name,
+      propagationPolicy: 'Background',
+      body: { preconditions: { uid } },
+    }),
+  );
 }
 
 function phaseOps(d: V1Deployment, action: Extract<Action, { kind: 'setPhase' }>): PatchOp[] {
-  const values: Record<string, string | undefined> = { [annotations.phase]: action.phase, [annotations.reason]: action.reason };
-  if (action.promotedRevision) Object.assign(values, { [annotations.stableRevision]: action.promotedRevision, [annotations.canaryRevision]: undefined });
+  const values: Record<string, string | undefined> = {
+    [annotations.phase]: action.phase,
+    [annotations.reason]: action.reason,
+  };
+  if (action.promotedRevision)
+    Object.assign(values, {
+      [annotations.stableRevision]: action.promotedRevision,
+      [annotations.canaryRevision]: undefined,
+    });
   return annotationOps(values, d.metadata?.annotations ?? {});
 }
 
@@ -135,21 +182,40 @@ function statusOps(d: V1Deployment, action: Extract<Action, { kind: 'status' }>)
   return annotationOps({ [annotations.status]: formatStatus(action.status) }, d.metadata?.annotations ?? {});
 }
 
-const reference = (d: V1Deployment): V1ObjectReference => ({ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata?.name ?? '', namespace: d.metadata?.namespace ?? '', uid: d.metadata?.uid ?? '' });
+const reference = (d: V1Deployment): V1ObjectReference => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  name: d.metadata?.name ?? '',
+  namespace: d.metadata?.namespace ?? '',
+  uid: d.metadata?.uid ?? '',
+});
 
 async function perform(ctx: ActContext, view: ReleaseView, action: Action): Promise<void> {
   const d = view.deployment;
   const target = view.target;
   switch (action.kind) {
-    case 'labelStablePods': return labelStablePods(ctx, d);
-    case 'ensureSubsets': return target ? ctx.router.ensureSubsets(target) : undefined;
-    case 'setWeight': return target ? ctx.router.setWeight(target, action.weight) : undefined;
-    case 'ensureCanary': return ensureCanary(ctx, d, action.replicas);
-    case 'deleteCanary': return deleteCanary(ctx, d);
-    case 'unpause': return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
-    case 'setPhase': return patchDeployment(ctx, view, phaseOps(d, action));
-    case 'status': return patchDeployment(ctx, view, statusOps(d, action));
-    case 'clearRequest': return patchDeployment(ctx, view, annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}));
+    case 'labelStablePods':
+      return labelStablePods(ctx, d);
+    case 'ensureSubsets':
+      return target ? ctx.router.ensureSubsets(target) : undefined;
+    case 'setWeight':
+      return target ? ctx.router.setWeight(target, action.weight) : undefined;
+    case 'ensureCanary':
+      return ensureCanary(ctx, d, action.replicas);
+    case 'deleteCanary':
+      return deleteCanary(ctx, d);
+    case 'unpause':
+      return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
+    case 'setPhase':
+      return patchDeployment(ctx, view, phaseOps(d, action));
+    case 'status':
+      return patchDeployment(ctx, view, statusOps(d, action));
+    case 'clearRequest':
+      return patchDeployment(
+        ctx,
+        view,
+        annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}),
+      );
     case 'event':
       await recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
       return;

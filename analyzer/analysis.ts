@@ -27,28 +27,55 @@ export interface Judgement {
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(2)}%`;
-const show = (metric: MetricPolicy, v: number): string => (metric.query === 'error-rate' ? pct(v) : String(Number(v.toPrecision(6))));
+const show = (metric: MetricPolicy, v: number): string =>
+  metric.query === 'error-rate' ? pct(v) : String(Number(v.toPrecision(6)));
 
 /** Judges one metric's measurement against its policy. */
 export function judge(metric: MetricPolicy, m: Measurement, minRequests: number): Judgement {
   const base = { metric: metric.name, hard: false, threshold: metric.max };
   if (m.error !== undefined) return { ...base, verdict: 'error', reason: `Prometheus could not be asked: ${m.error}` };
   const value = m.canary;
-  if (value === undefined || !Number.isFinite(value)) return { ...base, verdict: 'inconclusive', reason: 'no data for the canary in the window' };
+  if (value === undefined || !Number.isFinite(value))
+    return { ...base, verdict: 'inconclusive', reason: 'no data for the canary in the window' };
   if (m.requests !== undefined && m.requests < minRequests) {
-    return { ...base, value, verdict: 'inconclusive', reason: `${Math.round(m.requests)} canary requests in the window, fewer than the ${minRequests} needed` };
+    return {
+      ...base,
+      value,
+      verdict: 'inconclusive',
+      reason: `${Math.round(m.requests)} canary requests in the window, fewer than the ${minRequests} needed`,
+    };
   }
   if (metric.ceiling !== undefined && value >= metric.ceiling) {
-    return { ...base, value, verdict: 'fail', hard: true, threshold: metric.ceiling, reason: `${show(metric, value)} is at or above the hard ceiling ${show(metric, metric.ceiling)}` };
+    return {
+      ...base,
+      value,
+      verdict: 'fail',
+      hard: true,
+      threshold: metric.ceiling,
+      reason: `${show(metric, value)} is at or above the hard ceiling ${show(metric, metric.ceiling)}`,
+    };
   }
   if (metric.relativeMargin !== undefined && m.stable !== undefined && Number.isFinite(m.stable)) {
     const threshold = m.stable + metric.relativeMargin;
     const verdict = value <= threshold ? 'pass' : 'fail';
     const relation = verdict === 'pass' ? 'within' : 'above';
-    return { ...base, value, verdict, threshold, reason: `${show(metric, value)} is ${relation} stable ${show(metric, m.stable)} + margin ${show(metric, metric.relativeMargin)}` };
+    return {
+      ...base,
+      value,
+      verdict,
+      threshold,
+      reason:
+        `${show(metric, value)} is ${relation} stable ${show(metric, m.stable)} ` +
+        `+ margin ${show(metric, metric.relativeMargin)}`,
+    };
   }
   const verdict = value <= metric.max ? 'pass' : 'fail';
-  return { ...base, value, verdict, reason: `${show(metric, value)} ${verdict === 'pass' ? '≤' : '>'} ${show(metric, metric.max)}` };
+  return {
+    ...base,
+    value,
+    verdict,
+    reason: `${show(metric, value)} ${verdict === 'pass' ? '≤' : '>'} ${show(metric, metric.max)}`,
+  };
 }
 
 /** One check's verdict over all metrics: any failure fails, then any error, then any inconclusive. */

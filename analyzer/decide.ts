@@ -57,7 +57,12 @@ export type Action =
   | { kind: 'clearRequest' };
 
 const ms = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
-const event = (type: 'Normal' | 'Warning', reason: string, message: string): Action => ({ kind: 'event', type, reason, message });
+const event = (type: 'Normal' | 'Warning', reason: string, message: string): Action => ({
+  kind: 'event',
+  type,
+  reason,
+  message,
+});
 
 /** Canary pods for a weight: its share of the Deployment's replicas, at least one. */
 export function canaryReplicas(replicas: number, weight: number): number {
@@ -71,7 +76,15 @@ function fresh(revision: string, weight: number): ReleaseStatus {
 /** Is a check due? Only while a step's weight is set and nothing is draining. */
 export function checkDue(o: Observed, now: Date): boolean {
   const s = o.status;
-  if (o.phase !== 'Progressing' || !o.policy.ok || !s || s.revision !== o.canaryRevision || s.drainingSince || !s.stepStartedAt) return false;
+  if (
+    o.phase !== 'Progressing' ||
+    !o.policy.ok ||
+    !s ||
+    s.revision !== o.canaryRevision ||
+    s.drainingSince ||
+    !s.stepStartedAt
+  )
+    return false;
   const since = ms(s.lastCheckAt ?? s.stepStartedAt);
   return now.getTime() - since >= o.policy.value.intervalMs;
 }
@@ -91,18 +104,39 @@ function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
   ];
   switch (s.outcome) {
     case 'promote':
-      return done('Stable', `Promoted: revision ${s.revision} is stable`, [event('Normal', 'Promoted', `revision ${s.revision} is stable on all replicas; canary removed`)], s.revision);
+      return done(
+        'Stable',
+        `Promoted: revision ${s.revision} is stable`,
+        [event('Normal', 'Promoted', `revision ${s.revision} is stable on all replicas; canary removed`)],
+        s.revision,
+      );
     case 'rollback': {
       // What happened, then what to do: `kubectl describe` is where people read this.
-      const next = `Next: apply a fixed template to start a new release, apply the stable template again to end this one, or \`weir retry ${o.name}\``;
-      return done('RolledBack', `${s.message}. ${next}`, [event('Warning', 'RolledBack', `${s.message.replace(/^RolledBack: /, '')}; traffic is on stable and the canary was removed. ${next}`)]);
+      const next =
+        'Next: apply a fixed template to start a new release, apply the stable template again to end this one, ' +
+        `or \`weir retry ${o.name}\``;
+      return done('RolledBack', `${s.message}. ${next}`, [
+        event(
+          'Warning',
+          'RolledBack',
+          `${s.message.replace(/^RolledBack: /, '')}; traffic is on stable and the canary was removed. ${next}`,
+        ),
+      ]);
     }
     case 'opt-out':
-      return done('Stable', 'OptedOut: weir stopped guarding this Deployment; Kubernetes rolls out the applied spec', [{ kind: 'unpause' }, event('Warning', 'OptedOut', 'weir no longer guards this Deployment: canary removed, Deployment resumed')]);
+      return done('Stable', 'OptedOut: weir stopped guarding this Deployment; Kubernetes rolls out the applied spec', [
+        { kind: 'unpause' },
+        event('Warning', 'OptedOut', 'weir no longer guards this Deployment: canary removed, Deployment resumed'),
+      ]);
     case 'settle':
-      return [...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []), { kind: 'status', status: { ...s, drainingSince: undefined } }];
+      return [
+        ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
+        { kind: 'status', status: { ...s, drainingSince: undefined } },
+      ];
     default:
-      return [{ kind: 'status', status: { ...fresh(s.revision, 0), message: 'canary replaced; restarting the steps' } }];
+      return [
+        { kind: 'status', status: { ...fresh(s.revision, 0), message: 'canary replaced; restarting the steps' } },
+      ];
   }
 }
 
@@ -116,36 +150,84 @@ function describeChecks(judgements: Judgement[]): string {
  */
 function unjudgedReason(verdict: 'inconclusive' | 'error', checks: number, name: string): string {
   return verdict === 'error'
-    ? `the metrics were unavailable for ${checks} checks in a row (the unjudged limit), so no verdict was possible; `
-      + `once Prometheus answers again, \`weir retry ${name}\``
-    : `${checks} checks in a row had too little canary traffic or no data to judge (the unjudged limit); `
-      + `raise the traffic the canary gets, lower weir.dev/min-requests, or \`weir retry ${name}\``;
+    ? `the metrics were unavailable for ${checks} checks in a row (the unjudged limit), so no verdict was possible; ` +
+        `once Prometheus answers again, \`weir retry ${name}\``
+    : `${checks} checks in a row had too little canary traffic or no data to judge (the unjudged limit); ` +
+        `raise the traffic the canary gets, lower weir.dev/min-requests, or \`weir retry ${name}\``;
 }
 
 /** Records one check and decides: carry on, roll back, or hold. */
-function onCheck(o: Observed, s: ReleaseStatus, policy: Policy, measured: Measurement[], now: Date): { status: ReleaseStatus; actions: Action[]; rollback: boolean } {
-  const judgements = policy.metrics.map((metric) => judge(metric, measured.find((m) => m.metric === metric.name) ?? { metric: metric.name }, policy.minRequests));
+function onCheck(
+  o: Observed,
+  s: ReleaseStatus,
+  policy: Policy,
+  measured: Measurement[],
+  now: Date,
+): { status: ReleaseStatus; actions: Action[]; rollback: boolean } {
+  const judgements = policy.metrics.map((metric) =>
+    judge(metric, measured.find((m) => m.metric === metric.name) ?? { metric: metric.name }, policy.minRequests),
+  );
   const verdict = combine(judgements);
-  const records: CheckRecord[] = judgements.map((j) => ({ at: now.toISOString(), metric: j.metric, verdict: j.verdict, threshold: j.threshold, reason: j.reason, ...(j.value !== undefined ? { value: j.value } : {}) }));
+  const records: CheckRecord[] = judgements.map((j) => ({
+    at: now.toISOString(),
+    metric: j.metric,
+    verdict: j.verdict,
+    threshold: j.threshold,
+    reason: j.reason,
+    ...(j.value !== undefined ? { value: j.value } : {}),
+  }));
   const failures = s.failures + (verdict === 'fail' ? 1 : 0);
   const unjudged = verdict === 'inconclusive' || verdict === 'error' ? (s.unjudged ?? 0) + 1 : 0;
-  const status: ReleaseStatus = { ...s, lastCheckAt: now.toISOString(), lastVerdict: verdict, failures, unjudged, checks: [...s.checks, ...records].slice(-keptChecks) };
+  const status: ReleaseStatus = {
+    ...s,
+    lastCheckAt: now.toISOString(),
+    lastVerdict: verdict,
+    failures,
+    unjudged,
+    checks: [...s.checks, ...records].slice(-keptChecks),
+  };
   const text = describeChecks(judgements);
   const hard = judgements.some((j) => j.hard);
   if (verdict === 'fail' && (hard || failures >= policy.failureLimit)) {
-    const why = hard ? 'hard ceiling reached' : `${failures} failed checks reached the failure limit ${policy.failureLimit}`;
-    return { status, rollback: true, actions: [event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${why}; ${text}`)] };
+    const why = hard
+      ? 'hard ceiling reached'
+      : `${failures} failed checks reached the failure limit ${policy.failureLimit}`;
+    return {
+      status,
+      rollback: true,
+      actions: [
+        event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${why}; ${text}`),
+      ],
+    };
   }
   if ((verdict === 'inconclusive' || verdict === 'error') && unjudged >= policy.unjudgedLimit) {
-    return { status, rollback: true, actions: [event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${unjudgedReason(verdict, unjudged, o.name)}; ${text}`)] };
+    return {
+      status,
+      rollback: true,
+      actions: [
+        event(
+          'Warning',
+          'RollingBack',
+          `rolling back revision ${s.revision} at ${s.weight}%: ${unjudgedReason(verdict, unjudged, o.name)}; ${text}`,
+        ),
+      ],
+    };
   }
   const eventFor: Record<typeof verdict, Action> = {
     pass: event('Normal', 'CheckPassed', `at ${s.weight}%: ${text}`),
     fail: event('Warning', 'CheckFailed', `at ${s.weight}% (${failures}/${policy.failureLimit} failures): ${text}`),
     inconclusive: event('Warning', 'CheckInconclusive', `at ${s.weight}%, holding: ${text}`),
-    error: event('Warning', 'MetricsUnavailable', `at ${s.weight}%, holding and never promoting while the metrics are unknown: ${text}`),
+    error: event(
+      'Warning',
+      'MetricsUnavailable',
+      `at ${s.weight}%, holding and never promoting while the metrics are unknown: ${text}`,
+    ),
   };
-  return { status: { ...status, message: `step ${s.step + 1}/${policy.steps.length} at ${s.weight}%: last check ${verdict}` }, rollback: false, actions: [eventFor[verdict]] };
+  return {
+    status: { ...status, message: `step ${s.step + 1}/${policy.steps.length} at ${s.weight}%: last check ${verdict}` },
+    rollback: false,
+    actions: [eventFor[verdict]],
+  };
 }
 
 /** Brings the canary to its step's size and, once it is Ready, gives it the step's weight. */
@@ -154,16 +236,31 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date, wei
   const replicas = canaryReplicas(o.replicas, target);
   const canary = o.canary;
   if (!canary || canary.revision !== s.revision || canary.replicas !== replicas) {
-    return [{ kind: 'ensureCanary', replicas }, { kind: 'status', status: { ...s, message: `scaling the canary to ${replicas} for ${target}%` } }];
+    return [
+      { kind: 'ensureCanary', replicas },
+      { kind: 'status', status: { ...s, message: `scaling the canary to ${replicas} for ${target}%` } },
+    ];
   }
   if (!canary.current || canary.readyReplicas < replicas) {
-    const message = `waiting for the canary to be Ready (${canary.readyReplicas}/${replicas}) before giving it ${target}%`;
+    const ready = `${canary.readyReplicas}/${replicas}`;
+    const message = `waiting for the canary to be Ready (${ready}) before giving it ${target}%`;
     return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
   }
-  const next: ReleaseStatus = { ...s, weight: target, stepStartedAt: now.toISOString(), lastCheckAt: undefined, lastVerdict: undefined, message: `step ${s.step + 1}/${policy.steps.length}: ${target}% to the canary` };
+  const next: ReleaseStatus = {
+    ...s,
+    weight: target,
+    stepStartedAt: now.toISOString(),
+    lastCheckAt: undefined,
+    lastVerdict: undefined,
+    message: `step ${s.step + 1}/${policy.steps.length}: ${target}% to the canary`,
+  };
   return [
     ...(weight !== target ? [{ kind: 'setWeight', weight: target } as Action] : []),
-    event('Normal', 'WeightSet', `step ${s.step + 1}/${policy.steps.length}: canary weight ${target}% (revision ${s.revision})`),
+    event(
+      'Normal',
+      'WeightSet',
+      `step ${s.step + 1}/${policy.steps.length}: canary weight ${target}% (revision ${s.revision})`,
+    ),
     { kind: 'status', status: next },
   ];
 }
@@ -171,7 +268,11 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date, wei
 function promote(o: Observed, s: ReleaseStatus): Action[] {
   // The phase first: the webhook keeps a Progressing release paused.
   return [
-    { kind: 'setPhase', phase: 'Promoting', reason: `Promoting: every step passed; the Deployment rolls out revision ${s.revision} while the canary serves` },
+    {
+      kind: 'setPhase',
+      phase: 'Promoting',
+      reason: `Promoting: every step passed; the Deployment rolls out revision ${s.revision} while the canary serves`,
+    },
     { kind: 'unpause' },
     event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${s.revision}`),
     { kind: 'status', status: { ...s, message: 'promoting: waiting for the Deployment to roll out' } },
@@ -185,18 +286,30 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
 function repairRouting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
   const what = !o.subsetsReady
     ? `the DestinationRule's subsets no longer select the two halves; put back`
-    : weight !== s.weight ? `the route gave the canary ${weight}% instead of ${s.weight}%; put back to ${s.weight}%` : undefined;
+    : weight !== s.weight
+      ? `the route gave the canary ${weight}% instead of ${s.weight}%; put back to ${s.weight}%`
+      : undefined;
   if (!what) return undefined;
-  const restarted = o.phase === 'Progressing' ? '; the step\'s checks start again' : '';
+  const restarted = o.phase === 'Progressing' ? "; the step's checks start again" : '';
   return [
     ...(o.subsetsReady ? [] : [{ kind: 'ensureSubsets' } as Action]),
     ...(weight !== s.weight ? [{ kind: 'setWeight', weight: s.weight } as Action] : []),
     event('Warning', 'RoutingRepaired', `${what}${restarted}`),
-    { kind: 'status', status: { ...s, lastCheckAt: now.toISOString(), lastVerdict: undefined, message: `routing repaired: ${what}` } },
+    {
+      kind: 'status',
+      status: { ...s, lastCheckAt: now.toISOString(), lastVerdict: undefined, message: `routing repaired: ${what}` },
+    },
   ];
 }
 
-function progressing(o: Observed, s: ReleaseStatus, policy: Policy, measured: Measurement[] | undefined, now: Date, weight: number): Action[] {
+function progressing(
+  o: Observed,
+  s: ReleaseStatus,
+  policy: Policy,
+  measured: Measurement[] | undefined,
+  now: Date,
+  weight: number,
+): Action[] {
   if (o.unlabelledStablePods > 0) return [{ kind: 'labelStablePods' }];
   const target = policy.steps[s.step] ?? 100;
   const holding = s.stepStartedAt !== undefined && s.weight === target;
@@ -220,7 +333,13 @@ function progressing(o: Observed, s: ReleaseStatus, policy: Policy, measured: Me
   const pauseOver = now.getTime() - ms(status.stepStartedAt) >= (isLast ? 0 : policy.stepPauseMs);
   if (pauseOver && status.lastVerdict === 'pass') {
     if (isLast) return [...actions, ...promote(o, status)];
-    const next: ReleaseStatus = { ...status, step: status.step + 1, stepStartedAt: undefined, lastCheckAt: undefined, lastVerdict: undefined };
+    const next: ReleaseStatus = {
+      ...status,
+      step: status.step + 1,
+      stepStartedAt: undefined,
+      lastCheckAt: undefined,
+      lastVerdict: undefined,
+    };
     return [...actions, ...enterStep(o, next, policy, now, weight)];
   }
   return measured ? [...actions, { kind: 'status', status }] : actions;
@@ -235,7 +354,10 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
   if (weight > 0) return drain(base, now, 'settle', `${o.phase}: traffic back to stable`, weight);
   if (base.drainingSince) return [];
   if (s && !o.subsetsReady && !o.optedOut) {
-    return [{ kind: 'ensureSubsets' }, event('Warning', 'RoutingRepaired', "the DestinationRule's subsets no longer select the two halves; put back")];
+    return [
+      { kind: 'ensureSubsets' },
+      event('Warning', 'RoutingRepaired', "the DestinationRule's subsets no longer select the two halves; put back"),
+    ];
   }
   return o.canary ? [{ kind: 'deleteCanary' }] : [];
 }
@@ -253,14 +375,20 @@ function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number)
 /** Routing or policy that cannot be used: hold, with one Warning per distinct problem. */
 function blocked(o: Observed, weight: number): Action[] | undefined {
   if (o.unreadableStatus !== undefined) return unreadable(o);
-  const problem = o.nameConflict !== undefined
-    ? {
-      reason: 'NameConflict',
-      message: `${o.nameConflict} exists and is not weir's canary of ${o.name}; holding, nothing of it is changed. Rename or remove it, or opt ${o.name} out`,
-      text: '',
-    }
-    : !o.routing.ok ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
-    : !o.policy.ok ? { reason: 'InvalidPolicy', message: `invalid policy, holding: ${o.policy.errors.join('; ')}`, text: '' } : undefined;
+  const problem =
+    o.nameConflict !== undefined
+      ? {
+          reason: 'NameConflict',
+          message:
+            `${o.nameConflict} exists and is not weir's canary of ${o.name}; holding, nothing of it is changed. ` +
+            `Rename or remove it, or opt ${o.name} out`,
+          text: '',
+        }
+      : !o.routing.ok
+        ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
+        : !o.policy.ok
+          ? { reason: 'InvalidPolicy', message: `invalid policy, holding: ${o.policy.errors.join('; ')}`, text: '' }
+          : undefined;
   if (!problem) return undefined;
   if (o.status?.message === problem.message) return [];
   const status = { ...(o.status ?? fresh(o.canaryRevision ?? 'none', weight)), message: problem.message };
@@ -272,8 +400,9 @@ function blocked(o: Observed, weight: number): Action[] | undefined {
  * The record is never overwritten silently: it may be a person's edit worth reading first.
  */
 function unreadable(o: Observed): Action[] {
-  const message = `weir.dev/status is not weir's progress record ("${o.unreadableStatus ?? ''}…"); holding. `
-    + `Remove the annotation to restart this release's steps (kubectl annotate deployment ${o.name} weir.dev/status-)`;
+  const message =
+    `weir.dev/status is not weir's progress record ("${o.unreadableStatus ?? ''}…"); holding. ` +
+    `Remove the annotation to restart this release's steps (kubectl annotate deployment ${o.name} weir.dev/status-)`;
   // Nothing is written to the Deployment, so nothing else remembers that this was said.
   return [{ ...event('Warning', 'InvalidStatus', message), once: true } as Action];
 }
@@ -284,9 +413,18 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
   const superseded = previous !== undefined && o.phase === 'Progressing' && (weight > 0 || o.canary !== undefined);
   const start = fresh(revision, weight);
   const started = superseded
-    ? event('Normal', 'Superseded', `revision ${revision} replaces canary ${previous.revision}; weight back to stable, steps restart`)
-    : event('Normal', 'ReleaseStarted', `release of revision ${revision} started against stable ${o.stableRevision ?? 'unknown'}`);
-  if (superseded && weight > 0) return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
+    ? event(
+        'Normal',
+        'Superseded',
+        `revision ${revision} replaces canary ${previous.revision}; weight back to stable, steps restart`,
+      )
+    : event(
+        'Normal',
+        'ReleaseStarted',
+        `release of revision ${revision} started against stable ${o.stableRevision ?? 'unknown'}`,
+      );
+  if (superseded && weight > 0)
+    return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
   return [started, { kind: 'status', status: start }];
 }
 
@@ -297,8 +435,19 @@ function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Ac
   const repair = repairRouting(o, s, now, weight);
   if (repair) return repair;
   if (o.paused) return [{ kind: 'unpause' }];
-  if (o.rolledOut && !s.rolledOutAt) return [{ kind: 'status', status: { ...s, rolledOutAt: now.toISOString(), message: 'promoting: rolled out; letting the mesh learn the new endpoints' } }];
-  if (o.rolledOut && now.getTime() - ms(s.rolledOutAt) >= settleMs) return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
+  if (o.rolledOut && !s.rolledOutAt)
+    return [
+      {
+        kind: 'status',
+        status: {
+          ...s,
+          rolledOutAt: now.toISOString(),
+          message: 'promoting: rolled out; letting the mesh learn the new endpoints',
+        },
+      },
+    ];
+  if (o.rolledOut && now.getTime() - ms(s.rolledOutAt) >= settleMs)
+    return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
   if (o.rolledOut) return [];
   const message = 'promoting: waiting for the Deployment to roll out';
   return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
@@ -310,24 +459,68 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
   if (request === undefined) return undefined;
   const clear: Action = { kind: 'clearRequest' };
   const refuse = (why: string): Action[] => [clear, event('Warning', 'RequestRefused', why)];
-  if (typeof request === 'object') return refuse(`weir.dev/request: "${request.invalid}" is not one of promote, promote-full, abort, retry`);
+  if (typeof request === 'object')
+    return refuse(`weir.dev/request: "${request.invalid}" is not one of promote, promote-full, abort, retry`);
   const current = s && s.revision === o.canaryRevision ? s : undefined;
   if (request === 'retry') {
-    if (o.phase !== 'RolledBack' || !o.canaryRevision) return refuse(`retry: only a RolledBack release can be retried (phase is ${o.phase})`);
-    return [clear, { kind: 'setPhase', phase: 'Progressing', reason: `Retried: revision ${o.canaryRevision} starts its steps again` }, event('Normal', 'Retried', `retry requested: revision ${o.canaryRevision} starts its steps again`), { kind: 'status', status: { ...fresh(o.canaryRevision, weight), message: 'retried: preparing the canary' } }];
+    if (o.phase !== 'RolledBack' || !o.canaryRevision)
+      return refuse(`retry: only a RolledBack release can be retried (phase is ${o.phase})`);
+    return [
+      clear,
+      {
+        kind: 'setPhase',
+        phase: 'Progressing',
+        reason: `Retried: revision ${o.canaryRevision} starts its steps again`,
+      },
+      event('Normal', 'Retried', `retry requested: revision ${o.canaryRevision} starts its steps again`),
+      { kind: 'status', status: { ...fresh(o.canaryRevision, weight), message: 'retried: preparing the canary' } },
+    ];
   }
-  if (o.phase !== 'Progressing' || !current || current.drainingSince || !o.policy.ok) return refuse(`${request}: no release in progress to ${request === 'abort' ? 'abort' : 'promote'} (phase ${o.phase})`);
+  if (o.phase !== 'Progressing' || !current || current.drainingSince || !o.policy.ok)
+    return refuse(
+      `${request}: no release in progress to ${request === 'abort' ? 'abort' : 'promote'} (phase ${o.phase})`,
+    );
   if (request === 'abort') {
     const reason = `RolledBack: aborted by request at ${current.weight}%`;
-    return [clear, event('Warning', 'RollingBack', `abort requested: rolling back revision ${current.revision} at ${current.weight}%`), ...drain(current, now, 'rollback', reason, weight)];
+    return [
+      clear,
+      event(
+        'Warning',
+        'RollingBack',
+        `abort requested: rolling back revision ${current.revision} at ${current.weight}%`,
+      ),
+      ...drain(current, now, 'rollback', reason, weight),
+    ];
   }
-  if (request === 'promote-full') return [clear, event('Normal', 'PromoteRequested', 'promote --full requested: skipping the remaining steps'), ...promote(o, current)];
+  if (request === 'promote-full')
+    return [
+      clear,
+      event('Normal', 'PromoteRequested', 'promote --full requested: skipping the remaining steps'),
+      ...promote(o, current),
+    ];
   const policy = o.policy.value;
-  if (!current.stepStartedAt) return refuse('promote: the current step has not started yet (waiting for the canary to be Ready)');
+  if (!current.stepStartedAt)
+    return refuse('promote: the current step has not started yet (waiting for the canary to be Ready)');
   const isLast = current.step >= policy.steps.length - 1;
-  const actions: Action[] = [clear, event('Normal', 'PromoteRequested', `promote requested: ending step ${current.step + 1}/${policy.steps.length} early`)];
+  const actions: Action[] = [
+    clear,
+    event(
+      'Normal',
+      'PromoteRequested',
+      `promote requested: ending step ${current.step + 1}/${policy.steps.length} early`,
+    ),
+  ];
   if (isLast) return [...actions, ...promote(o, current)];
-  return [...actions, ...enterStep(o, { ...current, step: current.step + 1, stepStartedAt: undefined, lastCheckAt: undefined, lastVerdict: undefined }, policy, now, weight)];
+  return [
+    ...actions,
+    ...enterStep(
+      o,
+      { ...current, step: current.step + 1, stepStartedAt: undefined, lastCheckAt: undefined, lastVerdict: undefined },
+      policy,
+      now,
+      weight,
+    ),
+  ];
 }
 
 /** The next actions for one Deployment. `measured` is given when a check was due and ran. */

@@ -1,6 +1,12 @@
 // Thin helpers over @kubernetes/client-node: JSON Patch with its content type set explicitly,
 // 404 as undefined, and Events that `kubectl describe` shows.
-import { ApiException, PatchStrategy, ServerConfiguration, createConfiguration, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  ApiException,
+  PatchStrategy,
+  ServerConfiguration,
+  createConfiguration,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import type { ApiType, Configuration, CoreV1Api, KubeConfig, V1ObjectReference } from '@kubernetes/client-node';
 import type { Operation } from 'fast-json-patch';
 
@@ -15,20 +21,26 @@ export const fieldManager = 'weir';
  * An API client like `kc.makeApiClient`, whose every request is abandoned after `timeoutMs`: a
  * write the leader started can never land after its lease could have passed to another (ADR 10).
  */
-export function apiClient<T extends ApiType>(kc: KubeConfig, api: new (config: Configuration) => T, timeoutMs: number): T {
+export function apiClient<T extends ApiType>(
+  kc: KubeConfig,
+  api: new (config: Configuration) => T,
+  timeoutMs: number,
+): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig names no current cluster');
   const config = createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     authMethods: { default: kc },
-    promiseMiddleware: [{
-      pre: (context) => {
-        context.setSignal(AbortSignal.timeout(timeoutMs));
-        context.setHeaderParam('User-Agent', 'weir-analyzer');
-        return Promise.resolve(context);
+    promiseMiddleware: [
+      {
+        pre: (context) => {
+          context.setSignal(AbortSignal.timeout(timeoutMs));
+          context.setHeaderParam('User-Agent', 'weir-analyzer');
+          return Promise.resolve(context);
+        },
+        post: (response) => Promise.resolve(response),
       },
-      post: (response) => Promise.resolve(response),
-    }],
+    ],
   });
   return new api(config);
 }
@@ -37,7 +49,8 @@ export function apiClient<T extends ApiType>(kc: KubeConfig, api: new (config: C
 export const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
 
 export const isNotFound = (error: unknown): boolean => error instanceof ApiException && error.code === 404;
-export const isConflict = (error: unknown): boolean => error instanceof ApiException && (error.code === 409 || error.code === 422);
+export const isConflict = (error: unknown): boolean =>
+  error instanceof ApiException && (error.code === 409 || error.code === 422);
 
 /** Reads an object, with 404 as undefined. */
 export async function maybe<T>(read: () => Promise<T>): Promise<T | undefined> {
@@ -53,7 +66,12 @@ export async function maybe<T>(read: () => Promise<T>): Promise<T | undefined> {
 export function describeError(error: unknown): string {
   if (error instanceof ApiException) {
     const body = error.body as { message?: string } | string | undefined;
-    const message = typeof body === 'object' && body?.message ? body.message : typeof body === 'string' ? body.slice(0, 300) : error.message;
+    const message =
+      typeof body === 'object' && body?.message
+        ? body.message
+        : typeof body === 'string'
+          ? body.slice(0, 300)
+          : error.message;
     return `${error.code}: ${message}`;
   }
   return error instanceof Error ? error.message : String(error);
@@ -73,14 +91,28 @@ function repeated(key: string, now: Date): boolean {
   return false;
 }
 
+/** A short random suffix, so two events in the same millisecond get different names. */
+const uniqueSuffix = (): string => Math.floor(Math.random() * 4096).toString(16);
+
 /** Records an Event; with `once`, the same event about the same object is recorded once per ten minutes. */
-export async function recordEvent(core: CoreV1Api, involved: V1ObjectReference, type: 'Normal' | 'Warning', reason: string, message: string, now: Date, once = false): Promise<boolean> {
+export async function recordEvent(
+  core: CoreV1Api,
+  involved: V1ObjectReference,
+  type: 'Normal' | 'Warning',
+  reason: string,
+  message: string,
+  now: Date,
+  once = false,
+): Promise<boolean> {
   if (once && repeated(`${involved.uid ?? involved.name ?? ''}|${reason}|${message}`, now)) return false;
   const namespace = involved.namespace ?? 'default';
   await core.createNamespacedEvent({
     namespace,
     body: {
-      metadata: { name: `${involved.name ?? 'weir'}.${now.getTime().toString(16)}${Math.floor(Math.random() * 4096).toString(16)}`, namespace },
+      metadata: {
+        name: `${involved.name ?? 'weir'}.${now.getTime().toString(16)}${uniqueSuffix()}`,
+        namespace,
+      },
       involvedObject: involved,
       reason,
       message: message.slice(0, 1024),

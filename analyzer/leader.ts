@@ -28,7 +28,8 @@ export interface Clock {
 export const systemClock: Clock = { wall: () => Date.now(), monotonic: () => performance.now() };
 
 /** Time a leader stops writing before its lease could be taken over; API requests time out within it. */
-export const safetyMarginMs = (leaseSeconds: number): number => Math.max(1500, Math.min(2000, (leaseSeconds * 1000) / 5));
+export const safetyMarginMs = (leaseSeconds: number): number =>
+  Math.max(1500, Math.min(2000, (leaseSeconds * 1000) / 5));
 
 export class LeaderElector {
   private readonly api: CoordinationV1Api;
@@ -66,16 +67,22 @@ export class LeaderElector {
     const wasLeader = this.mayWrite();
     this.validUntil = 0;
     if (!wasLeader) return;
-    const lease = await maybe(() => this.api.readNamespacedLease({ namespace: this.options.namespace, name: this.options.name })).catch(() => undefined);
+    const lease = await maybe(() =>
+      this.api.readNamespacedLease({ namespace: this.options.namespace, name: this.options.name }),
+    ).catch(() => undefined);
     if (lease?.spec?.holderIdentity !== this.options.identity) return;
     lease.spec.holderIdentity = undefined;
-    await this.api.replaceNamespacedLease({ namespace: this.options.namespace, name: this.options.name, body: lease }).catch(() => undefined);
+    await this.api
+      .replaceNamespacedLease({ namespace: this.options.namespace, name: this.options.name, body: lease })
+      .catch(() => undefined);
   }
 
   private setLeading(leading: boolean): void {
     if (leading === this.leading) return;
     this.leading = leading;
-    this.options.log(leading ? 'became the leader' : 'lost leadership; writes stopped', { identity: this.options.identity });
+    this.options.log(leading ? 'became the leader' : 'lost leadership; writes stopped', {
+      identity: this.options.identity,
+    });
     this.options.onChange?.(leading);
   }
 
@@ -86,7 +93,19 @@ export class LeaderElector {
       const lease = await maybe(() => this.api.readNamespacedLease({ namespace, name }));
       const now = new V1MicroTime(this.clock.wall());
       if (!lease) {
-        await this.api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: leaseSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } } });
+        await this.api.createNamespacedLease({
+          namespace,
+          body: {
+            metadata: { name, namespace },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: leaseSeconds,
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: 0,
+            },
+          },
+        });
       } else if (!this.canTake(lease, started)) {
         this.validUntil = 0;
         this.setLeading(false);
@@ -94,7 +113,13 @@ export class LeaderElector {
       } else {
         const spec = lease.spec ?? {};
         const taking = spec.holderIdentity !== identity;
-        lease.spec = { ...spec, holderIdentity: identity, leaseDurationSeconds: leaseSeconds, renewTime: now, ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}) };
+        lease.spec = {
+          ...spec,
+          holderIdentity: identity,
+          leaseDurationSeconds: leaseSeconds,
+          renewTime: now,
+          ...(taking ? { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+        };
         await this.api.replaceNamespacedLease({ namespace, name, body: lease });
       }
       // Count from before the request: the lease may have been granted at its start.

@@ -19,7 +19,11 @@ export function render(template: string, o: Observed, workload: string, window: 
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
-function errorRate(counts: Map<string, RequestCounts>, namespace: string, workload: string): { value?: number; requests: number } {
+function errorRate(
+  counts: Map<string, RequestCounts>,
+  namespace: string,
+  workload: string,
+): { value?: number; requests: number } {
   const c = counts.get(workloadKey(namespace, workload));
   if (!c || c.requests <= 0) return { requests: c?.requests ?? 0 };
   return { value: c.errors / c.requests, requests: c.requests };
@@ -29,29 +33,49 @@ function errorRate(counts: Map<string, RequestCounts>, namespace: string, worklo
 export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
   const windows = new Set(due.flatMap((o) => (o.policy.ok ? [windowSeconds(o.policy.value.intervalMs)] : [])));
   const counts = new Map<number, Map<string, RequestCounts> | Error>();
-  await Promise.all([...windows].map(async (w) => counts.set(w, await provider.requestCounts(w).catch((e: unknown) => new Error(message(e))))));
+  await Promise.all(
+    [...windows].map(async (w) =>
+      counts.set(w, await provider.requestCounts(w).catch((e: unknown) => new Error(message(e)))),
+    ),
+  );
   const out = new Map<Observed, Measurement[]>();
-  await Promise.all(due.map(async (o) => {
-    if (!o.policy.ok) return;
-    const w = windowSeconds(o.policy.value.intervalMs);
-    const canary = canaryName(o.name);
-    const measurements = await Promise.all(o.policy.value.metrics.map(async (metric): Promise<Measurement> => {
-      if (metric.query === 'error-rate') {
-        const c = counts.get(w);
-        if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
-        const ofCanary = errorRate(c, o.namespace, canary);
-        const ofStable = errorRate(c, o.namespace, o.name);
-        return { metric: metric.name, requests: ofCanary.requests, ...(ofCanary.value !== undefined ? { canary: ofCanary.value } : {}), ...(ofStable.value !== undefined ? { stable: ofStable.value } : {}) };
-      }
-      try {
-        const value = await provider.value(render(metric.query, o, canary, w));
-        const stable = metric.relativeMargin !== undefined ? await provider.value(render(metric.query, o, o.name, w)) : undefined;
-        return { metric: metric.name, ...(value !== undefined ? { canary: value } : {}), ...(stable !== undefined ? { stable } : {}) };
-      } catch (error) {
-        return { metric: metric.name, error: message(error) };
-      }
-    }));
-    out.set(o, measurements);
-  }));
+  await Promise.all(
+    due.map(async (o) => {
+      if (!o.policy.ok) return;
+      const w = windowSeconds(o.policy.value.intervalMs);
+      const canary = canaryName(o.name);
+      const measurements = await Promise.all(
+        o.policy.value.metrics.map(async (metric): Promise<Measurement> => {
+          if (metric.query === 'error-rate') {
+            const c = counts.get(w);
+            if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
+            const ofCanary = errorRate(c, o.namespace, canary);
+            const ofStable = errorRate(c, o.namespace, o.name);
+            return {
+              metric: metric.name,
+              requests: ofCanary.requests,
+              ...(ofCanary.value !== undefined ? { canary: ofCanary.value } : {}),
+              ...(ofStable.value !== undefined ? { stable: ofStable.value } : {}),
+            };
+          }
+          try {
+            const value = await provider.value(render(metric.query, o, canary, w));
+            const stable =
+              metric.relativeMargin !== undefined
+                ? await provider.value(render(metric.query, o, o.name, w))
+                : undefined;
+            return {
+              metric: metric.name,
+              ...(value !== undefined ? { canary: value } : {}),
+              ...(stable !== undefined ? { stable } : {}),
+            };
+          } catch (error) {
+            return { metric: metric.name, error: message(error) };
+          }
+        }),
+      );
+      out.set(o, measurements);
+    }),
+  );
   return out;
 }

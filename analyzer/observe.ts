@@ -46,10 +46,14 @@ async function findService(edges: Edges, d: V1Deployment): Promise<string | unde
   if (a[policyAnnotations.service]) return a[policyAnnotations.service];
   if (a[policyAnnotations.virtualService]) return undefined;
   const podLabels = d.spec?.template.metadata?.labels ?? {};
-  const services = edges.services ? await edges.services(namespace) : (await edges.core.listNamespacedService({ namespace })).items;
+  const services = edges.services
+    ? await edges.services(namespace)
+    : (await edges.core.listNamespacedService({ namespace })).items;
   const match = services.find((s) => {
     const selector = s.spec?.selector;
-    return selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => podLabels[k] === v);
+    return (
+      selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => podLabels[k] === v)
+    );
   });
   return match?.metadata?.name;
 }
@@ -57,7 +61,13 @@ async function findService(edges: Edges, d: V1Deployment): Promise<string | unde
 function rolledOut(d: V1Deployment): boolean {
   const want = d.spec?.replicas ?? 1;
   const s = d.status;
-  return !d.spec?.paused && (s?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) && s?.updatedReplicas === want && s.replicas === want && s.availableReplicas === want;
+  return (
+    !d.spec?.paused &&
+    (s?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
+    s?.updatedReplicas === want &&
+    s.replicas === want &&
+    s.availableReplicas === want
+  );
 }
 
 function canaryView(canary: V1Deployment): CanaryObserved {
@@ -69,16 +79,24 @@ function canaryView(canary: V1Deployment): CanaryObserved {
     // Available, not just Ready: see the canary's minReadySeconds.
     readyReplicas: s?.availableReplicas ?? 0,
     // Old canary pods of a superseded revision must be gone before the Ready count means anything.
-    current: (s?.observedGeneration ?? 0) >= (canary.metadata?.generation ?? 0) && (s?.updatedReplicas ?? 0) >= want && s?.replicas === want,
+    current:
+      (s?.observedGeneration ?? 0) >= (canary.metadata?.generation ?? 0) &&
+      (s?.updatedReplicas ?? 0) >= want &&
+      s?.replicas === want,
   };
 }
 
 export function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
-  return ns?.metadata?.labels?.[namespaceOptIn.key] !== namespaceOptIn.value || d.metadata?.annotations?.[annotations.optOut] === 'disabled';
+  return (
+    ns?.metadata?.labels?.[namespaceOptIn.key] !== namespaceOptIn.value ||
+    d.metadata?.annotations?.[annotations.optOut] === 'disabled'
+  );
 }
 
 /** The revisions, status and phase weir recorded on the Deployment. */
-function recorded(a: Record<string, string>): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status' | 'request' | 'unreadableStatus'> {
+function recorded(
+  a: Record<string, string>,
+): Pick<Observed, 'phase' | 'canaryRevision' | 'stableRevision' | 'status' | 'request' | 'unreadableStatus'> {
   const rawPhase = a[annotations.phase];
   const text = a[annotations.status];
   const status = parseStatus(text);
@@ -98,20 +116,27 @@ export async function unlabelledStablePods(edges: Pick<Edges, 'core'>, d: V1Depl
   const labelSelector = selectorQuery(d.spec?.selector, `!${labels.track}`);
   if (!labelSelector) return { items: [] };
   const pods = await edges.core.listNamespacedPod({ namespace: d.metadata?.namespace ?? '', labelSelector });
-  return { items: pods.items.filter((p) => !p.metadata?.deletionTimestamp && ownedByDeployment(p, d.metadata?.name ?? '')) };
+  return {
+    items: pods.items.filter((p) => !p.metadata?.deletionTimestamp && ownedByDeployment(p, d.metadata?.name ?? '')),
+  };
 }
 
 /** weir's own canary half of `d`: its mark, and an owner reference to this very Deployment (its uid). */
 export function isOurCanary(canary: V1Deployment, d: V1Deployment): boolean {
   const uid = d.metadata?.uid;
-  return canary.metadata?.labels?.[labels.canaryOf] === d.metadata?.name
-    && uid !== undefined && (canary.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Deployment' && o.uid === uid);
+  return (
+    canary.metadata?.labels?.[labels.canaryOf] === d.metadata?.name &&
+    uid !== undefined &&
+    (canary.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Deployment' && o.uid === uid)
+  );
 }
 
 /** The canary half as decide sees it: weir's own, or a name conflict with a stranger. */
 function canaryFields(canary: V1Deployment | undefined, d: V1Deployment): Pick<Observed, 'canary' | 'nameConflict'> {
   if (!canary) return {};
-  return isOurCanary(canary, d) ? { canary: canaryView(canary) } : { nameConflict: `Deployment ${canary.metadata?.name ?? ''}` };
+  return isOurCanary(canary, d)
+    ? { canary: canaryView(canary) }
+    : { nameConflict: `Deployment ${canary.metadata?.name ?? ''}` };
 }
 
 /** Reads one release: the Deployment, its canary, its pods and its routing. */

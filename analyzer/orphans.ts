@@ -22,11 +22,20 @@ export function orphanedRoutes(vs: VirtualService, deployments: readonly V1Deplo
   const name = vs.metadata?.name ?? '';
   const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]);
   if (!record) return [];
-  const owned = deployments.some((d) => d.metadata?.namespace === namespace && inRelease(d) && namesVirtualService(d, name));
+  const owned = deployments.some(
+    (d) => d.metadata?.namespace === namespace && inRelease(d) && namesVirtualService(d, name),
+  );
   if (owned) return [];
-  return [...record].filter(([, r]) => r.weight > 0).map(([route, r]) => ({
-    namespace, virtualService: name, destinationRule: '', stableSubset: r.stable, canarySubset: r.canary, ...(route === '' ? {} : { route }),
-  }));
+  return [...record]
+    .filter(([, r]) => r.weight > 0)
+    .map(([route, r]) => ({
+      namespace,
+      virtualService: name,
+      destinationRule: '',
+      stableSubset: r.stable,
+      canarySubset: r.canary,
+      ...(route === '' ? {} : { route }),
+    }));
 }
 
 function namesVirtualService(d: V1Deployment, vs: string): boolean {
@@ -44,7 +53,11 @@ export interface OrphanEdges {
 
 /** For each VirtualService that changed (`namespace/name` keys, drained), puts orphaned weight back on stable. */
 export async function unweightOrphans(
-  edges: OrphanEdges, virtualServices: Watch<KubernetesObject>, deployments: readonly V1Deployment[], keys: Set<string>, inScope: (namespace: string) => boolean,
+  edges: OrphanEdges,
+  virtualServices: Watch<KubernetesObject>,
+  deployments: readonly V1Deployment[],
+  keys: Set<string>,
+  inScope: (namespace: string) => boolean,
 ): Promise<void> {
   // Only a leader drains the keys: what changed before it led is looked at once it does.
   if (!edges.mayWrite()) return;
@@ -57,13 +70,30 @@ export async function unweightOrphans(
     for (const target of orphanedRoutes(vs, deployments)) {
       try {
         await edges.router.setWeight(target, 0);
-        const involved = { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', name, namespace, uid: typeof vs.metadata?.uid === 'string' ? vs.metadata.uid : '' };
+        const involved = {
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'VirtualService',
+          name,
+          namespace,
+          uid: typeof vs.metadata?.uid === 'string' ? vs.metadata.uid : '',
+        };
         const route = target.route ?? 'the only route';
-        await recordEvent(edges.core, involved, 'Warning', 'OrphanedWeight',
-          `route ${route} gave subset ${target.canarySubset} canary weight with no release in progress; 100 % back on ${target.stableSubset}`, edges.now());
+        await recordEvent(
+          edges.core,
+          involved,
+          'Warning',
+          'OrphanedWeight',
+          `route ${route} gave subset ${target.canarySubset} canary weight with no release in progress; ` +
+            `100 % back on ${target.stableSubset}`,
+          edges.now(),
+        );
       } catch (error) {
         keys.add(key);
-        edges.log('could not reset orphaned canary weight; trying again', { namespace, name, error: describeError(error) });
+        edges.log('could not reset orphaned canary weight; trying again', {
+          namespace,
+          name,
+          error: describeError(error),
+        });
       }
     }
   }

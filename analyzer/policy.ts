@@ -70,7 +70,9 @@ export function parseDuration(text: string): number | undefined {
 
 export function parseSteps(text: string): number[] | undefined {
   const steps = text.split(',').map((s) => Number(s.trim()));
-  const valid = steps.length > 0 && steps.every((s, i) => Number.isInteger(s) && s > 0 && s <= 100 && (i === 0 || s > (steps[i - 1] ?? 0)));
+  const valid =
+    steps.length > 0 &&
+    steps.every((s, i) => Number.isInteger(s) && s > 0 && s <= 100 && (i === 0 || s > (steps[i - 1] ?? 0)));
   return valid && steps[steps.length - 1] === 100 ? steps : undefined;
 }
 
@@ -103,9 +105,14 @@ export function resolvePolicy(annotations: Record<string, string>, policies: Rec
   const name = annotations[policyAnnotations.policy] ?? 'default';
   // An own property only: a name such as `constructor` or `__proto__` must not find Object's.
   const base = Object.hasOwn(policies, name) ? policies[name] : undefined;
-  if (!base) return { ok: false, errors: [`${policyAnnotations.policy}: no policy named "${name}" (known: ${Object.keys(policies).join(', ')})`] };
+  if (!base)
+    return {
+      ok: false,
+      errors: [`${policyAnnotations.policy}: no policy named "${name}" (known: ${Object.keys(policies).join(', ')})`],
+    };
   const policy: Policy = structuredClone(base);
-  const field = (key: string): Field | undefined => (annotations[key] === undefined ? undefined : { key, text: annotations[key] });
+  const field = (key: string): Field | undefined =>
+    annotations[key] === undefined ? undefined : { key, text: annotations[key] };
   const steps = field(policyAnnotations.steps);
   if (steps) {
     const parsed = parseSteps(steps.text);
@@ -119,12 +126,30 @@ export function resolvePolicy(annotations: Record<string, string>, policies: Rec
     const x = field(key);
     return x ? read(x) : undefined;
   };
-  set('stepPauseMs', f(policyAnnotations.stepPause, (x) => duration(x, errors)));
-  set('intervalMs', f(policyAnnotations.interval, (x) => duration(x, errors)));
-  set('drainMs', f(policyAnnotations.drain, (x) => duration(x, errors)));
-  set('failureLimit', f(policyAnnotations.failureLimit, (x) => count(x, errors, 1)));
-  set('minRequests', f(policyAnnotations.minRequests, (x) => count(x, errors, 0)));
-  set('unjudgedLimit', f(policyAnnotations.unjudgedLimit, (x) => count(x, errors, 1)));
+  set(
+    'stepPauseMs',
+    f(policyAnnotations.stepPause, (x) => duration(x, errors)),
+  );
+  set(
+    'intervalMs',
+    f(policyAnnotations.interval, (x) => duration(x, errors)),
+  );
+  set(
+    'drainMs',
+    f(policyAnnotations.drain, (x) => duration(x, errors)),
+  );
+  set(
+    'failureLimit',
+    f(policyAnnotations.failureLimit, (x) => count(x, errors, 1)),
+  );
+  set(
+    'minRequests',
+    f(policyAnnotations.minRequests, (x) => count(x, errors, 0)),
+  );
+  set(
+    'unjudgedLimit',
+    f(policyAnnotations.unjudgedLimit, (x) => count(x, errors, 1)),
+  );
   const maxErrorRate = f(policyAnnotations.maxErrorRate, (x) => fraction(x, errors));
   if (maxErrorRate !== undefined) {
     for (const m of policy.metrics) if (m.query === 'error-rate') m.max = maxErrorRate;
@@ -138,7 +163,12 @@ export function resolveRouting(annotations: Record<string, string>): Routing {
     stableSubset: annotations[policyAnnotations.stableSubset] ?? 'stable',
     canarySubset: annotations[policyAnnotations.canarySubset] ?? 'canary',
   };
-  const optional = { virtualService: policyAnnotations.virtualService, route: policyAnnotations.route, destinationRule: policyAnnotations.destinationRule, service: policyAnnotations.service } as const;
+  const optional = {
+    virtualService: policyAnnotations.virtualService,
+    route: policyAnnotations.route,
+    destinationRule: policyAnnotations.destinationRule,
+    service: policyAnnotations.service,
+  } as const;
   for (const [field, key] of Object.entries(optional) as [keyof typeof optional, string][]) {
     const value = pick(key).v;
     if (value) routing[field] = value;
@@ -146,9 +176,21 @@ export function resolveRouting(annotations: Record<string, string>): Routing {
   return routing;
 }
 
-interface RawMetric { name?: unknown; query?: unknown; max?: unknown; ceiling?: unknown; relativeMargin?: unknown }
+interface RawMetric {
+  name?: unknown;
+  query?: unknown;
+  max?: unknown;
+  ceiling?: unknown;
+  relativeMargin?: unknown;
+}
 interface RawPolicy {
-  steps?: unknown; stepPause?: unknown; interval?: unknown; failureLimit?: unknown; minRequests?: unknown; unjudgedLimit?: unknown; drain?: unknown;
+  steps?: unknown;
+  stepPause?: unknown;
+  interval?: unknown;
+  failureLimit?: unknown;
+  minRequests?: unknown;
+  unjudgedLimit?: unknown;
+  drain?: unknown;
   metrics?: unknown;
 }
 
@@ -167,8 +209,12 @@ function readMetric(raw: RawMetric, where: string, errors: string[]): MetricPoli
 function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
   const annotationsLike: Record<string, string> = {};
   const map: [keyof RawPolicy, string][] = [
-    ['steps', policyAnnotations.steps], ['stepPause', policyAnnotations.stepPause], ['interval', policyAnnotations.interval],
-    ['failureLimit', policyAnnotations.failureLimit], ['minRequests', policyAnnotations.minRequests], ['drain', policyAnnotations.drain],
+    ['steps', policyAnnotations.steps],
+    ['stepPause', policyAnnotations.stepPause],
+    ['interval', policyAnnotations.interval],
+    ['failureLimit', policyAnnotations.failureLimit],
+    ['minRequests', policyAnnotations.minRequests],
+    ['drain', policyAnnotations.drain],
     ['unjudgedLimit', policyAnnotations.unjudgedLimit],
   ];
   for (const [field, key] of map) {
@@ -184,7 +230,9 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
   }
   const policy = resolved.value;
   if (Array.isArray(raw.metrics)) {
-    policy.metrics = (raw.metrics as RawMetric[]).map((m, i) => readMetric(m, `policies.${name}.metrics[${i}]`, errors)).filter((m): m is MetricPolicy => m !== undefined);
+    policy.metrics = (raw.metrics as RawMetric[])
+      .map((m, i) => readMetric(m, `policies.${name}.metrics[${i}]`, errors))
+      .filter((m): m is MetricPolicy => m !== undefined);
   }
   return policy;
 }
@@ -195,14 +243,19 @@ export function parsePolicyFile(text: string): Parsed<Record<string, Policy>> {
   try {
     doc = parseYaml(text);
   } catch (error) {
-    return { ok: false, errors: [`the policy file is not YAML: ${error instanceof Error ? error.message : String(error)}`] };
+    return {
+      ok: false,
+      errors: [`the policy file is not YAML: ${error instanceof Error ? error.message : String(error)}`],
+    };
   }
   const raw = (doc as { policies?: unknown } | null)?.policies;
-  if (raw === undefined || raw === null || typeof raw !== 'object') return { ok: false, errors: ['the policy file needs a `policies:` map'] };
+  if (raw === undefined || raw === null || typeof raw !== 'object')
+    return { ok: false, errors: ['the policy file needs a `policies:` map'] };
   const errors: string[] = [];
   const policies: Record<string, Policy> = { default: defaultPolicy };
   for (const [name, p] of Object.entries(raw as Record<string, RawPolicy>)) {
-    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) errors.push(`policies: "${name}" is not a policy name (lower-case letters, digits and "-")`);
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name))
+      errors.push(`policies: "${name}" is not a policy name (lower-case letters, digits and "-")`);
     else policies[name] = readPolicy(name, p ?? {}, errors);
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, value: policies };

@@ -37,12 +37,16 @@ export interface LoopDeps {
  */
 export function active(all: readonly V1Deployment[], touched: ReadonlySet<string> = new Set()): V1Deployment[] {
   const key = (namespace: string | undefined, name: string | undefined): string => `${namespace ?? ''}/${name ?? ''}`;
-  const canaryOwners = new Set(all.flatMap((d) => {
-    const owner = d.metadata?.labels?.[labels.canaryOf];
-    return owner ? [key(d.metadata?.namespace, owner)] : [];
-  }));
+  const canaryOwners = new Set(
+    all.flatMap((d) => {
+      const owner = d.metadata?.labels?.[labels.canaryOf];
+      return owner ? [key(d.metadata?.namespace, owner)] : [];
+    }),
+  );
   const inRelease = (a: Record<string, string>): boolean =>
-    a[annotations.phase] === 'Progressing' || a[annotations.phase] === 'Promoting' || a[annotations.request] !== undefined;
+    a[annotations.phase] === 'Progressing' ||
+    a[annotations.phase] === 'Promoting' ||
+    a[annotations.request] !== undefined;
   return all.filter((d) => {
     const a = d.metadata?.annotations ?? {};
     if (!a[annotations.phase] || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
@@ -56,7 +60,13 @@ export function active(all: readonly V1Deployment[], touched: ReadonlySet<string
 function count(deps: LoopDeps, actions: Action[]): void {
   for (const a of actions) {
     if (a.kind !== 'event') continue;
-    const result = { CheckPassed: 'pass', CheckFailed: 'fail', CheckInconclusive: 'inconclusive', MetricsUnavailable: 'error', RollingBack: 'fail' }[a.reason];
+    const result = {
+      CheckPassed: 'pass',
+      CheckFailed: 'fail',
+      CheckInconclusive: 'inconclusive',
+      MetricsUnavailable: 'error',
+      RollingBack: 'fail',
+    }[a.reason];
     if (result) deps.telemetry.checks.inc({ result });
     if (a.reason === 'Promoted') deps.telemetry.promotions.inc();
     if (a.reason === 'RolledBack') deps.telemetry.rollbacks.inc();
@@ -74,15 +84,22 @@ export async function tick(deps: LoopDeps): Promise<void> {
   const views: ReleaseView[] = [];
   const services = serviceMemo(deps.ctx.core);
   const concurrency = deps.concurrency ?? 16;
-  const inScope = (d: V1Deployment): boolean => !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
+  const inScope = (d: V1Deployment): boolean =>
+    !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
   const touched = new Set(deps.touched);
   deps.touched?.clear();
   await inBatches(active(deps.deployments.list(), touched).filter(inScope), concurrency, async (d) => {
     try {
-      views.push(await observe({ ...deps.ctx, services }, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
+      views.push(
+        await observe({ ...deps.ctx, services }, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')),
+      );
     } catch (error) {
       deps.telemetry.reconcileErrors.inc();
-      deps.log('could not observe a release', { namespace: d.metadata?.namespace, name: d.metadata?.name, error: describeError(error) });
+      deps.log('could not observe a release', {
+        namespace: d.metadata?.namespace,
+        name: d.metadata?.name,
+        error: describeError(error),
+      });
     }
   });
   const now = deps.ctx.now();
@@ -91,7 +108,10 @@ export async function tick(deps: LoopDeps): Promise<void> {
   await inBatches(views, concurrency, async (view) => {
     const o = view.observed;
     deps.telemetry.setPhase(o.namespace, o.name, o.phase);
-    deps.telemetry.weight.set({ namespace: o.namespace, deployment: o.name }, o.routing.ok ? o.routing.canaryWeight : 0);
+    deps.telemetry.weight.set(
+      { namespace: o.namespace, deployment: o.name },
+      o.routing.ok ? o.routing.canaryWeight : 0,
+    );
     // One release's failure — in decide or in act — never ends the pass for the others.
     try {
       const actions = decide(o, measured.get(o), now);
@@ -101,7 +121,11 @@ export async function tick(deps: LoopDeps): Promise<void> {
     } catch (error) {
       // A fenced write that lost a race is how the fence works (ADR 10), not a failure.
       if (isConflict(error)) {
-        deps.log('the release changed since it was observed; observing again', { namespace: o.namespace, name: o.name, error: describeError(error) });
+        deps.log('the release changed since it was observed; observing again', {
+          namespace: o.namespace,
+          name: o.name,
+          error: describeError(error),
+        });
         return;
       }
       deps.telemetry.reconcileErrors.inc();

@@ -5,11 +5,16 @@ import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 function expression(e: { key: string; operator: string; values?: string[] }): string | undefined {
   const values = `(${(e.values ?? []).join(',')})`;
   switch (e.operator) {
-    case 'In': return `${e.key} in ${values}`;
-    case 'NotIn': return `${e.key} notin ${values}`;
-    case 'Exists': return e.key;
-    case 'DoesNotExist': return `!${e.key}`;
-    default: return undefined;
+    case 'In':
+      return `${e.key} in ${values}`;
+    case 'NotIn':
+      return `${e.key} notin ${values}`;
+    case 'Exists':
+      return e.key;
+    case 'DoesNotExist':
+      return `!${e.key}`;
+    default:
+      return undefined;
   }
 }
 

@@ -7,17 +7,68 @@ import type { Phase } from '../contract/names.ts';
 
 export class Telemetry {
   readonly registry = new Registry();
-  readonly phase = new Gauge({ name: 'weir_release_phase', help: '1 for the phase each guarded Deployment is in', labelNames: ['namespace', 'deployment', 'phase'], registers: [this.registry] });
-  readonly weight = new Gauge({ name: 'weir_canary_weight', help: 'Canary weight, in percent', labelNames: ['namespace', 'deployment'], registers: [this.registry] });
-  readonly checks = new Counter({ name: 'weir_checks_total', help: 'Analysis checks by result', labelNames: ['result'], registers: [this.registry] });
-  readonly promotions = new Counter({ name: 'weir_promotions_total', help: 'Releases promoted', registers: [this.registry] });
-  readonly rollbacks = new Counter({ name: 'weir_rollbacks_total', help: 'Releases rolled back', registers: [this.registry] });
-  readonly reconcileDuration = new Histogram({ name: 'weir_reconcile_duration_seconds', help: 'Time to reconcile every active release once', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
-  readonly reconcileErrors = new Counter({ name: 'weir_reconcile_errors_total', help: 'Reconciles of one release that failed', registers: [this.registry] });
-  readonly queryDuration = new Histogram({ name: 'weir_prometheus_query_duration_seconds', help: 'Prometheus query duration', labelNames: ['result'], buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10], registers: [this.registry] });
-  readonly apiWrites = new Counter({ name: 'weir_api_writes_total', help: 'Writes to the Kubernetes API, by action', labelNames: ['action'], registers: [this.registry] });
-  readonly unguarded = new Counter({ name: 'weir_unguarded_updates_total', help: 'Pod template updates admitted without weir (webhook unreachable)', registers: [this.registry] });
-  readonly leader = new Gauge({ name: 'weir_leader', help: '1 while this analyzer is the leader', registers: [this.registry] });
+  readonly phase = new Gauge({
+    name: 'weir_release_phase',
+    help: '1 for the phase each guarded Deployment is in',
+    labelNames: ['namespace', 'deployment', 'phase'],
+    registers: [this.registry],
+  });
+  readonly weight = new Gauge({
+    name: 'weir_canary_weight',
+    help: 'Canary weight, in percent',
+    labelNames: ['namespace', 'deployment'],
+    registers: [this.registry],
+  });
+  readonly checks = new Counter({
+    name: 'weir_checks_total',
+    help: 'Analysis checks by result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly promotions = new Counter({
+    name: 'weir_promotions_total',
+    help: 'Releases promoted',
+    registers: [this.registry],
+  });
+  readonly rollbacks = new Counter({
+    name: 'weir_rollbacks_total',
+    help: 'Releases rolled back',
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: 'weir_reconcile_duration_seconds',
+    help: 'Time to reconcile every active release once',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly reconcileErrors = new Counter({
+    name: 'weir_reconcile_errors_total',
+    help: 'Reconciles of one release that failed',
+    registers: [this.registry],
+  });
+  readonly queryDuration = new Histogram({
+    name: 'weir_prometheus_query_duration_seconds',
+    help: 'Prometheus query duration',
+    labelNames: ['result'],
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+    registers: [this.registry],
+  });
+  readonly apiWrites = new Counter({
+    name: 'weir_api_writes_total',
+    help: 'Writes to the Kubernetes API, by action',
+    labelNames: ['action'],
+    registers: [this.registry],
+  });
+  readonly unguarded = new Counter({
+    name: 'weir_unguarded_updates_total',
+    help: 'Pod template updates admitted without weir (webhook unreachable)',
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: 'weir_leader',
+    help: '1 while this analyzer is the leader',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'weir_analyzer_' });
@@ -34,12 +85,14 @@ export class Telemetry {
   serve(host: string, port: number, ready: () => boolean, live: () => string | undefined = () => undefined): Server {
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
-        this.registry.metrics().then((text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text), () => res.writeHead(500).end());
+        this.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
       } else if (req.url === '/healthz') {
         const wedged = live();
         res.writeHead(wedged === undefined ? 200 : 503).end(wedged ?? 'ok');
-      }
-      else if (req.url === '/readyz') res.writeHead(ready() ? 200 : 503).end(ready() ? 'ok' : 'watches not synced');
+      } else if (req.url === '/readyz') res.writeHead(ready() ? 200 : 503).end(ready() ? 'ok' : 'watches not synced');
       else res.writeHead(404).end();
     });
     server.listen(port, host);

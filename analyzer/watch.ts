@@ -1,7 +1,13 @@
 // Watches that heal themselves: a client-node informer stops for good on any error but 410, so
 // each one is restarted with backoff. Handlers must be idempotent (a relist replays adds).
 import { makeInformer } from '@kubernetes/client-node';
-import type { Informer, KubeConfig, KubernetesListObject, KubernetesObject, ObjectCache } from '@kubernetes/client-node';
+import type {
+  Informer,
+  KubeConfig,
+  KubernetesListObject,
+  KubernetesObject,
+  ObjectCache,
+} from '@kubernetes/client-node';
 import { describeError } from './kube.ts';
 
 export interface Watch<T extends KubernetesObject> {
@@ -15,7 +21,11 @@ export function watch<T extends KubernetesObject>(
   kc: KubeConfig,
   path: string,
   list: () => Promise<KubernetesListObject<T>>,
-  handlers: { change?: (obj: T) => void; remove?: (obj: T) => void; log: (message: string, fields?: Record<string, unknown>) => void },
+  handlers: {
+    change?: (obj: T) => void;
+    remove?: (obj: T) => void;
+    log: (message: string, fields?: Record<string, unknown>) => void;
+  },
 ): Watch<T> {
   const informer: Informer<T> & ObjectCache<T> = makeInformer(kc, path, list);
   let synced = false;

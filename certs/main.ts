@@ -6,9 +6,19 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createAuthority, issue, serviceDnsNames } from './pki.ts';
 
-export async function writeWebhookCerts(out: string, service: string, namespace: string, ips: string[]): Promise<{ caBundle: string }> {
+export async function writeWebhookCerts(
+  out: string,
+  service: string,
+  namespace: string,
+  ips: string[],
+): Promise<{ caBundle: string }> {
   const ca = await createAuthority(`${service}-ca`);
-  const serving = await issue(ca, { commonName: `${service}.${namespace}.svc`, usage: 'server', dnsNames: [...serviceDnsNames(service, namespace), 'localhost'], ipAddresses: ips });
+  const serving = await issue(ca, {
+    commonName: `${service}.${namespace}.svc`,
+    usage: 'server',
+    dnsNames: [...serviceDnsNames(service, namespace), 'localhost'],
+    ipAddresses: ips,
+  });
   const caBundle = Buffer.from(ca.certPem).toString('base64');
   await mkdir(out, { recursive: true });
   await Promise.all([

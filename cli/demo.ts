@@ -16,11 +16,17 @@ const keep = process.env.WEIR_DEMO_KEEP === '1';
 const ns = process.env.WEIR_DEMO_NAMESPACE ?? 'demo';
 const live = process.stdout.isTTY && process.env.WEIR_DEMO_PLAIN !== '1';
 // Seconds, not minutes, so the tour fits in a coffee: the same annotations a user would set.
-const timings = { [policyAnnotations.stepPause]: '5s', [policyAnnotations.interval]: '2s', [policyAnnotations.minRequests]: '5', [policyAnnotations.drain]: '2s' };
+const timings = {
+  [policyAnnotations.stepPause]: '5s',
+  [policyAnnotations.interval]: '2s',
+  [policyAnnotations.minRequests]: '5',
+  [policyAnnotations.drain]: '2s',
+};
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-const kubectl = (state: ClusterState, args: string[], input?: string): Promise<string> => clusterKubectl(`${state.binDir}/kubectl`, state.kubeconfig, args, input);
+const kubectl = (state: ClusterState, args: string[], input?: string): Promise<string> =>
+  clusterKubectl(`${state.binDir}/kubectl`, state.kubeconfig, args, input);
 
 /** Shows the release live until it reaches `phase`; returns the last frame. */
 async function watchUntil(c: Clients, phase: string, timeoutMs: number): Promise<string> {
@@ -40,8 +46,12 @@ async function watchUntil(c: Clients, phase: string, timeoutMs: number): Promise
 }
 
 async function images(state: ClusterState): Promise<string[]> {
-  const pods = JSON.parse(await kubectl(state, ['get', 'pods', '-n', ns, '-l', 'app=myapp', '-o', 'json'])) as { items: { metadata: { deletionTimestamp?: string }; spec: { containers: { image: string }[] } }[] };
-  return [...new Set(pods.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.spec.containers[0]?.image ?? ''))];
+  const pods = JSON.parse(await kubectl(state, ['get', 'pods', '-n', ns, '-l', 'app=myapp', '-o', 'json'])) as {
+    items: { metadata: { deletionTimestamp?: string }; spec: { containers: { image: string }[] } }[];
+  };
+  return [
+    ...new Set(pods.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.spec.containers[0]?.image ?? '')),
+  ];
 }
 
 async function tour(state: ClusterState): Promise<void> {
@@ -61,16 +71,37 @@ async function tour(state: ClusterState): Promise<void> {
   say(`v2 promoted; now running: ${(await images(state)).join(', ')}`);
 
   say('\n== 3. kubectl apply of a bad v3 (30 % of its answers are 5xx): weir rolls it back');
-  await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(seedDeployment('v3', timings, { 'sim.weir.dev/error-rate': '0.3' })));
+  await kubectl(
+    state,
+    ['apply', '-n', ns, '-f', '-'],
+    JSON.stringify(seedDeployment('v3', timings, { 'sim.weir.dev/error-rate': '0.3' })),
+  );
   const rolledBack = await watchUntil(c, 'RolledBack', 180_000);
   if (live) say(rolledBack);
   say(`v3 rolled back; still running: ${(await images(state)).join(', ')}`);
 
   say('\n== Summary');
-  const events = await kubectl(state, ['get', 'events', '-n', ns, '--field-selector', 'involvedObject.name=myapp', '--sort-by=.metadata.creationTimestamp', '-o', 'custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message']);
-  say(events.split('\n').filter((l) => /Promoted|RolledBack|RollingBack|ReleaseStarted|TYPE/.test(l)).map((l) => (l.length > 160 ? `${l.slice(0, 157)}...` : l)).join('\n'));
+  const events = await kubectl(state, [
+    'get',
+    'events',
+    '-n',
+    ns,
+    '--field-selector',
+    'involvedObject.name=myapp',
+    '--sort-by=.metadata.creationTimestamp',
+    '-o',
+    'custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message',
+  ]);
+  say(
+    events
+      .split('\n')
+      .filter((l) => /Promoted|RolledBack|RollingBack|ReleaseStarted|TYPE/.test(l))
+      .map((l) => (l.length > 160 ? `${l.slice(0, 157)}...` : l))
+      .join('\n'),
+  );
   const env = state.kubeconfig.replace(/kubeconfig$/, 'env');
-  say(`\nWhere to look next${keep || reuse ? '' : ' (run again with WEIR_DEMO_KEEP=1 to keep this cluster; it stops now)'}:
+  const stops = keep || reuse ? '' : ' (run again with WEIR_DEMO_KEEP=1 to keep this cluster; it stops now)';
+  say(`\nWhere to look next${stops}:
   source ${env}; kubectl describe deployment myapp -n ${ns}   # events and weir.dev/* annotations
   source ${env}; npm run weir -- get myapp -n ${ns}          # the release view
   docs/design.md                                    # labels, annotations, phases, events, metrics

@@ -49,12 +49,19 @@ export function clients(values: { kubeconfig?: string; context?: string; namespa
   else kc.loadFromDefault();
   if (values.context) kc.setCurrentContext(values.context);
   const namespace = values.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-  return { apps: kc.makeApiClient(AppsV1Api), core: kc.makeApiClient(CoreV1Api), router: new IstioRouter(kc.makeApiClient(CustomObjectsApi)), namespace };
+  return {
+    apps: kc.makeApiClient(AppsV1Api),
+    core: kc.makeApiClient(CoreV1Api),
+    router: new IstioRouter(kc.makeApiClient(CustomObjectsApi)),
+    namespace,
+  };
 }
 
 /** Guarded by weir: it has had a release, or the webhook stamped its template when it was created. */
 const underWeir = (d: V1Deployment): boolean =>
-  !d.metadata?.labels?.[labels.canaryOf] && (d.metadata?.annotations?.[annotations.phase] !== undefined || d.spec?.template.metadata?.labels?.[labels.track] !== undefined);
+  !d.metadata?.labels?.[labels.canaryOf] &&
+  (d.metadata?.annotations?.[annotations.phase] !== undefined ||
+    d.spec?.template.metadata?.labels?.[labels.track] !== undefined);
 
 export async function viewOf(c: Clients, d: V1Deployment): Promise<ReleaseView> {
   const namespace = d.metadata?.namespace ?? '';
@@ -73,13 +80,20 @@ async function getOne(c: Clients, name: string): Promise<V1Deployment> {
     if (isNotFound(error)) throw new CliError(`deployment ${c.namespace}/${name} not found`, exitCodes.notFound);
     throw error;
   });
-  if (!underWeir(d)) throw new CliError(`deployment ${c.namespace}/${name} is not under weir: label its namespace weir.dev/canary=enabled (Deployments created before that are guarded from their next release)`, exitCodes.notFound);
+  if (!underWeir(d))
+    throw new CliError(
+      `deployment ${c.namespace}/${name} is not under weir: label its namespace weir.dev/canary=enabled ` +
+        '(Deployments created before that are guarded from their next release)',
+      exitCodes.notFound,
+    );
   return d;
 }
 
 async function views(c: Clients, name: string | undefined, all: boolean): Promise<ReleaseView[]> {
   if (name) return [await viewOf(c, await getOne(c, name))];
-  const list = all ? await c.apps.listDeploymentForAllNamespaces() : await c.apps.listNamespacedDeployment({ namespace: c.namespace });
+  const list = all
+    ? await c.apps.listDeploymentForAllNamespaces()
+    : await c.apps.listNamespacedDeployment({ namespace: c.namespace });
   return Promise.all(list.items.filter(underWeir).map((d) => viewOf(c, d)));
 }
 
@@ -91,7 +105,11 @@ function render(vs: ReleaseView[], output: string | undefined, name: string | un
   return vs.length === 0 ? `No releases in ${all ? 'any namespace' : 'this namespace'}.` : renderTable(vs, all);
 }
 
-async function get(c: Clients, name: string | undefined, options: { all: boolean; watch: boolean; output?: string }): Promise<void> {
+async function get(
+  c: Clients,
+  name: string | undefined,
+  options: { all: boolean; watch: boolean; output?: string },
+): Promise<void> {
   if (!options.watch) {
     process.stdout.write(`${render(await views(c, name, options.all), options.output, name, options.all)}\n`);
     return;
@@ -108,8 +126,10 @@ async function get(c: Clients, name: string | undefined, options: { all: boolean
 function check(request: Request, d: V1Deployment): void {
   const phase = d.metadata?.annotations?.[annotations.phase] ?? 'Stable';
   const name = `${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`;
-  if (request === 'retry' && phase !== 'RolledBack') throw new CliError(`${name} has no rolled-back release to retry (phase ${phase})`, exitCodes.notApplicable);
-  if (request !== 'retry' && phase !== 'Progressing') throw new CliError(`${name} has no release in progress (phase ${phase})`, exitCodes.notApplicable);
+  if (request === 'retry' && phase !== 'RolledBack')
+    throw new CliError(`${name} has no rolled-back release to retry (phase ${phase})`, exitCodes.notApplicable);
+  if (request !== 'retry' && phase !== 'Progressing')
+    throw new CliError(`${name} has no release in progress (phase ${phase})`, exitCodes.notApplicable);
 }
 
 async function ask(c: Clients, name: string, request: Request): Promise<void> {
@@ -120,7 +140,10 @@ async function ask(c: Clients, name: string, request: Request): Promise<void> {
     { op: 'add', path: `/metadata/annotations/${pointer(annotations.request)}`, value: request },
   ];
   await c.apps.patchNamespacedDeployment({ namespace: c.namespace, name, body: ops }, jsonPatch);
-  process.stdout.write(`${request} requested for ${c.namespace}/${name}; the analyzer carries it out and records an event (kubectl describe deployment ${name})\n`);
+  process.stdout.write(
+    `${request} requested for ${c.namespace}/${name}; the analyzer carries it out and records an event ` +
+      `(kubectl describe deployment ${name})\n`,
+  );
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -128,9 +151,14 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     options: {
-      kubeconfig: { type: 'string' }, context: { type: 'string' }, namespace: { type: 'string', short: 'n' },
-      'all-namespaces': { type: 'boolean', short: 'A', default: false }, output: { type: 'string', short: 'o' },
-      watch: { type: 'boolean', short: 'w', default: false }, full: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
+      namespace: { type: 'string', short: 'n' },
+      'all-namespaces': { type: 'boolean', short: 'A', default: false },
+      output: { type: 'string', short: 'o' },
+      watch: { type: 'boolean', short: 'w', default: false },
+      full: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
   const [command, name, extra] = positionals;
@@ -142,7 +170,11 @@ export async function run(argv: string[]): Promise<number> {
   const c = clients(values);
   switch (command) {
     case 'get':
-      await get(c, name, { all: values['all-namespaces'], watch: values.watch, ...(values.output ? { output: values.output } : {}) });
+      await get(c, name, {
+        all: values['all-namespaces'],
+        watch: values.watch,
+        ...(values.output ? { output: values.output } : {}),
+      });
       return exitCodes.ok;
     case 'promote':
     case 'abort':
@@ -159,10 +191,13 @@ export async function run(argv: string[]): Promise<number> {
 
 if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
   run(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code; },
+    (code) => {
+      process.exitCode = code;
+    },
     (error: unknown) => {
       const known = error instanceof CliError;
-      const usageError = error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS');
+      const usageError =
+        error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS');
       process.stderr.write(`weir: ${known || usageError ? (error as Error).message : describeError(error)}\n`);
       process.exitCode = known ? error.code : usageError ? exitCodes.usage : exitCodes.error;
     },

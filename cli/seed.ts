@@ -15,24 +15,74 @@ export const seedRouting: Record<string, string> = {
 export function seedMesh(ns: string): Record<string, unknown>[] {
   const host = `myapp.${ns}.svc.cluster.local`;
   return [
-    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'myapp-gateway' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['myapp.apsissolutions.com'] }] } },
-    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'myapp' }, spec: { selector: { app: 'myapp' }, ports: [{ port: 8080, targetPort: 80 }] } },
-    { apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule', metadata: { name: 'myapp-destinationrule' }, spec: { host, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } },
     {
-      apiVersion: 'networking.istio.io/v1alpha3', kind: 'VirtualService', metadata: { name: 'myapp-virtualservice' },
-      spec: { hosts: ['myapp.apsissolutions.com'], gateways: ['myapp-gateway'], http: [{ name: 'primary', route: [{ destination: { host, subset: 'v1' }, weight: 100 }, { destination: { host, subset: 'v2' }, weight: 0 }] }] },
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'myapp-gateway' },
+      spec: {
+        selector: { istio: 'ingressgateway' },
+        servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['myapp.apsissolutions.com'] }],
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'myapp' },
+      spec: { selector: { app: 'myapp' }, ports: [{ port: 8080, targetPort: 80 }] },
+    },
+    {
+      apiVersion: 'networking.istio.io/v1alpha3',
+      kind: 'DestinationRule',
+      metadata: { name: 'myapp-destinationrule' },
+      spec: {
+        host,
+        subsets: [
+          { name: 'v1', labels: { version: 'v1' } },
+          { name: 'v2', labels: { version: 'v2' } },
+        ],
+      },
+    },
+    {
+      apiVersion: 'networking.istio.io/v1alpha3',
+      kind: 'VirtualService',
+      metadata: { name: 'myapp-virtualservice' },
+      spec: {
+        hosts: ['myapp.apsissolutions.com'],
+        gateways: ['myapp-gateway'],
+        http: [
+          {
+            name: 'primary',
+            route: [
+              { destination: { host, subset: 'v1' }, weight: 100 },
+              { destination: { host, subset: 'v2' }, weight: 0 },
+            ],
+          },
+        ],
+      },
     },
   ];
 }
 
 /** The seed's myapp as a Deployment of `version`, with weir's annotations. */
-export function seedDeployment(version: string, annotations: Record<string, string> = {}, podAnnotations: Record<string, string> = {}): Record<string, unknown> {
+export function seedDeployment(
+  version: string,
+  annotations: Record<string, string> = {},
+  podAnnotations: Record<string, string> = {},
+): Record<string, unknown> {
   return {
-    apiVersion: 'apps/v1', kind: 'Deployment',
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
     metadata: { name: 'myapp', annotations: { ...seedRouting, ...annotations } },
     spec: {
-      replicas: 3, revisionHistoryLimit: 2, selector: { matchLabels: { app: 'myapp' } },
-      template: { metadata: { labels: { app: 'myapp', version }, annotations: podAnnotations }, spec: { containers: [{ name: 'myapp', image: `jamaldevsecops/myapp:${version}`, ports: [{ containerPort: 80 }] }] } },
+      replicas: 3,
+      revisionHistoryLimit: 2,
+      selector: { matchLabels: { app: 'myapp' } },
+      template: {
+        metadata: { labels: { app: 'myapp', version }, annotations: podAnnotations },
+        spec: {
+          containers: [{ name: 'myapp', image: `jamaldevsecops/myapp:${version}`, ports: [{ containerPort: 80 }] }],
+        },
+      },
     },
   };
 }

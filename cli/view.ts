@@ -30,7 +30,8 @@ export interface ReleaseView {
   unguardedRevision?: string;
 }
 
-const imagesOf = (t: { spec?: { containers?: { image?: string }[] } } | undefined): string[] => (t?.spec?.containers ?? []).map((c) => c.image ?? '');
+const imagesOf = (t: { spec?: { containers?: { image?: string }[] } } | undefined): string[] =>
+  (t?.spec?.containers ?? []).map((c) => c.image ?? '');
 
 /** The revision of a ReplicaSet's template, as weir names revisions (the hash label left out). */
 export function replicaSetRevision(rs: V1ReplicaSet): string {
@@ -52,11 +53,16 @@ function stepFields(status: ReleaseStatus, steps: number[] | undefined, now: Dat
 
 /** The entries whose value is set (optional fields stay absent rather than undefined). */
 function defined(entries: Record<string, string | undefined>): Record<string, string> {
-  return Object.fromEntries(Object.entries(entries).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+  return Object.fromEntries(
+    Object.entries(entries).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''),
+  );
 }
 
 /** Names, and the Ready pods of the two halves. */
-function halves(d: V1Deployment, canary: V1Deployment | undefined): Pick<ReleaseView, 'namespace' | 'name' | 'stableReady' | 'canaryReady'> {
+function halves(
+  d: V1Deployment,
+  canary: V1Deployment | undefined,
+): Pick<ReleaseView, 'namespace' | 'name' | 'stableReady' | 'canaryReady'> {
   return {
     namespace: d.metadata?.namespace ?? '',
     name: d.metadata?.name ?? '',
@@ -65,7 +71,13 @@ function halves(d: V1Deployment, canary: V1Deployment | undefined): Pick<Release
   };
 }
 
-export function buildView(d: V1Deployment, canary: V1Deployment | undefined, replicaSets: V1ReplicaSet[], actualWeight: number | undefined, now: Date): ReleaseView {
+export function buildView(
+  d: V1Deployment,
+  canary: V1Deployment | undefined,
+  replicaSets: V1ReplicaSet[],
+  actualWeight: number | undefined,
+  now: Date,
+): ReleaseView {
   const a = d.metadata?.annotations ?? {};
   const status = parseStatus(a[annotations.status]);
   const policy = resolvePolicy(a, { default: defaultPolicy });
@@ -104,8 +116,13 @@ const stepText = (v: ReleaseView): string => (v.step !== undefined ? `${v.step}/
 export function renderTable(views: ReleaseView[], allNamespaces: boolean): string {
   const head = [...(allNamespaces ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'STEP', 'WEIGHT', 'STABLE', 'CANARY'];
   const rows = views.map((v) => [
-    ...(allNamespaces ? [v.namespace] : []), v.name, v.unguardedRevision ? `${v.phase} (unguarded)` : v.phase, stepText(v), pct(v.actualWeight),
-    `${v.stableReady.ready}/${v.stableReady.desired}`, `${v.canaryReady.ready}/${v.canaryReady.desired}`,
+    ...(allNamespaces ? [v.namespace] : []),
+    v.name,
+    v.unguardedRevision ? `${v.phase} (unguarded)` : v.phase,
+    stepText(v),
+    pct(v.actualWeight),
+    `${v.stableReady.ready}/${v.stableReady.desired}`,
+    `${v.canaryReady.ready}/${v.canaryReady.desired}`,
   ]);
   return pad([head, ...rows]);
 }
@@ -122,15 +139,38 @@ export function renderDetail(v: ReleaseView): string {
     `Phase:       ${v.phase}`,
     `Step:        ${stepText(v)}`,
     `Weight:      desired ${pct(v.desiredWeight)}   actual ${pct(v.actualWeight)}   ${bar(v.actualWeight)}`,
-    `Stable:      ${v.stableImages.join(', ') || '-'}  (revision ${v.stableRevision ?? '-'})  ready ${v.stableReady.ready}/${v.stableReady.desired}`,
-    `Canary:      ${v.canaryImages.join(', ') || '-'}  (revision ${v.canaryRevision ?? '-'})  ready ${v.canaryReady.ready}/${v.canaryReady.desired}`,
+    `Stable:      ${v.stableImages.join(', ') || '-'}  (revision ${v.stableRevision ?? '-'})  ` +
+      `ready ${v.stableReady.ready}/${v.stableReady.desired}`,
+    `Canary:      ${v.canaryImages.join(', ') || '-'}  (revision ${v.canaryRevision ?? '-'})  ` +
+      `ready ${v.canaryReady.ready}/${v.canaryReady.desired}`,
     `In step:     ${v.secondsInStep === undefined ? '-' : `${v.secondsInStep}s`}`,
     `Reason:      ${v.reason ?? '-'}`,
-    ...(v.unguardedRevision ? [`Unguarded:   revision ${v.unguardedRevision} was admitted while weir's webhook was unreachable; it rolled out with no canary`] : []),
+    ...(v.unguardedRevision
+      ? [
+          `Unguarded:   revision ${v.unguardedRevision} was admitted while weir's webhook was unreachable; ` +
+            'it rolled out with no canary',
+        ]
+      : []),
     `Progress:    ${v.message ?? '-'}`,
     'Checks:',
   ];
   if (v.checks.length === 0) return [...lines, '  (none yet)'].join('\n');
-  const rows = [['TIME', 'METRIC', 'VERDICT', 'VALUE', 'THRESHOLD', 'REASON'], ...v.checks.map((c) => [c.at.slice(11, 19), c.metric, c.verdict, showValue(c), showValue({ ...c, value: c.threshold }), c.reason])];
-  return [...lines, pad(rows).split('\n').map((l) => `  ${l}`).join('\n')].join('\n');
+  const rows = [
+    ['TIME', 'METRIC', 'VERDICT', 'VALUE', 'THRESHOLD', 'REASON'],
+    ...v.checks.map((c) => [
+      c.at.slice(11, 19),
+      c.metric,
+      c.verdict,
+      showValue(c),
+      showValue({ ...c, value: c.threshold }),
+      c.reason,
+    ]),
+  ];
+  return [
+    ...lines,
+    pad(rows)
+      .split('\n')
+      .map((l) => `  ${l}`)
+      .join('\n'),
+  ].join('\n');
 }

@@ -61,7 +61,8 @@ export function parseWeights(text: string | undefined): Map<string, SteeredRoute
   if (!parsed) return undefined;
   const routes = new Map<string, SteeredRoute>();
   for (const [route, value] of Object.entries(parsed)) {
-    if (!isObject(value) || !isName(value.stable) || !isName(value.canary) || value.stable === value.canary) return undefined;
+    if (!isObject(value) || !isName(value.stable) || !isName(value.canary) || value.stable === value.canary)
+      return undefined;
     const weight = value.weight;
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 100) return undefined;
     routes.set(route, { stable: value.stable, canary: value.canary, weight });
@@ -94,7 +95,9 @@ function parseJson(text: string | undefined): Record<string, unknown> | undefine
 /** Sorted keys, so the same record always reads the same (no diff for GitOps tools to see). */
 export function formatWeights(routes: Map<string, SteeredRoute>): string {
   const entries = [...routes.entries()].sort(([a], [b]) => a.localeCompare(b));
-  return JSON.stringify(Object.fromEntries(entries.map(([k, r]) => [k, { stable: r.stable, canary: r.canary, weight: r.weight }])));
+  return JSON.stringify(
+    Object.fromEntries(entries.map(([k, r]) => [k, { stable: r.stable, canary: r.canary, weight: r.weight }])),
+  );
 }
 
 export function formatSubsets(subsets: Map<string, Track>): string {
@@ -102,16 +105,20 @@ export function formatSubsets(subsets: Map<string, Track>): string {
 }
 
 /** Finds the route weir steers: the named one, else the only one. */
-export function findRoute(vs: VirtualService, name: string | undefined): { index: number; route: HttpRoute } | { error: string } {
+export function findRoute(
+  vs: VirtualService,
+  name: string | undefined,
+): { index: number; route: HttpRoute } | { error: string } {
   const routes = vs.spec?.http ?? [];
   const index = name === undefined ? (routes.length === 1 ? 0 : -1) : routes.findIndex((r) => r.name === name);
   const route = routes[index];
   if (route) return { index, route };
   const vsName = vs.metadata?.name ?? '';
   return {
-    error: name === undefined
-      ? `VirtualService ${vsName} has ${routes.length} HTTP routes; name one with weir.dev/route`
-      : `VirtualService ${vsName} has no HTTP route named "${name}"`,
+    error:
+      name === undefined
+        ? `VirtualService ${vsName} has ${routes.length} HTTP routes; name one with weir.dev/route`
+        : `VirtualService ${vsName} has no HTTP route named "${name}"`,
   };
 }
 
@@ -123,14 +130,28 @@ export const routeKey = (name: string | undefined): string => name ?? '';
  * rest to the stable subset (adding the canary destination, copied from the stable one, when
  * missing). Every other field stays as it was. An error when the route cannot be steered.
  */
-export function steerWeight(vs: VirtualService, routeName: string | undefined, steered: SteeredRoute): { ok: true; vs: VirtualService } | { ok: false; error: string } {
+export function steerWeight(
+  vs: VirtualService,
+  routeName: string | undefined,
+  steered: SteeredRoute,
+): { ok: true; vs: VirtualService } | { ok: false; error: string } {
   const found = findRoute(vs, routeName);
   if ('error' in found) return { ok: false, error: found.error };
   const destinations = found.route.route ?? [];
   const stableIndex = destinations.findIndex((d) => d.destination?.subset === steered.stable);
   const stable = destinations[stableIndex];
-  if (!stable) return { ok: false, error: `route "${found.route.name ?? found.index}" has no destination with subset ${steered.stable}` };
-  const next = destinations.map((d, i) => (i === stableIndex ? { ...d, weight: 100 - steered.weight } : d.destination?.subset === steered.canary ? { ...d, weight: steered.weight } : d));
+  if (!stable)
+    return {
+      ok: false,
+      error: `route "${found.route.name ?? found.index}" has no destination with subset ${steered.stable}`,
+    };
+  const next = destinations.map((d, i) =>
+    i === stableIndex
+      ? { ...d, weight: 100 - steered.weight }
+      : d.destination?.subset === steered.canary
+        ? { ...d, weight: steered.weight }
+        : d,
+  );
   if (!destinations.some((d) => d.destination?.subset === steered.canary)) {
     next.push({ destination: { ...stable.destination, subset: steered.canary }, weight: steered.weight });
   }
@@ -159,12 +180,17 @@ export function steerSubsets(dr: DestinationRule, subsets: Map<string, Track>): 
 
 /** Do the subsets select their tracks? */
 export function subsetsSelect(dr: DestinationRule, subsets: Map<string, Track>): boolean {
-  return [...subsets].every(([name, track]) => sameLabels(dr.spec?.subsets?.find((s) => s.name === name)?.labels, trackSelector(track)));
+  return [...subsets].every(([name, track]) =>
+    sameLabels(dr.spec?.subsets?.find((s) => s.name === name)?.labels, trackSelector(track)),
+  );
 }
 
 /** With a record annotation set (or replaced) on a copy's metadata. */
 export function withAnnotation<T extends { metadata?: IstioMetadata }>(object: T, key: string, value: string): T {
-  return { ...object, metadata: { ...object.metadata, annotations: { ...object.metadata?.annotations, [key]: value } } };
+  return {
+    ...object,
+    metadata: { ...object.metadata, annotations: { ...object.metadata?.annotations, [key]: value } },
+  };
 }
 
 /**

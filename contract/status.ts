@@ -44,7 +44,8 @@ export function parseStatus(text: string | undefined): ReleaseStatus | undefined
   if (!text) return undefined;
   try {
     const v: unknown = JSON.parse(text);
-    if (!isObject(v) || typeof v.revision !== 'string' || typeof v.step !== 'number' || typeof v.weight !== 'number') return undefined;
+    if (!isObject(v) || typeof v.revision !== 'string' || typeof v.step !== 'number' || typeof v.weight !== 'number')
+      return undefined;
     return {
       ...(v as unknown as ReleaseStatus),
       failures: typeof v.failures === 'number' ? v.failures : 0,

@@ -15,13 +15,20 @@ export interface WebhookSettings {
 export function settingsFromEnv(env: NodeJS.ProcessEnv): WebhookSettings {
   const certFile = env.WEIR_TLS_CERT;
   const keyFile = env.WEIR_TLS_KEY;
-  if (!certFile || !keyFile) throw new Error('WEIR_TLS_CERT and WEIR_TLS_KEY must name the serving certificate and key files');
+  if (!certFile || !keyFile)
+    throw new Error('WEIR_TLS_CERT and WEIR_TLS_KEY must name the serving certificate and key files');
   const port = Number(env.WEIR_PORT ?? '8443');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`WEIR_PORT=${env.WEIR_PORT} is not a port number`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`WEIR_PORT=${env.WEIR_PORT} is not a port number`);
   const drainSeconds = Number(env.WEIR_DRAIN_SECONDS ?? '10');
-  if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new Error(`WEIR_DRAIN_SECONDS=${env.WEIR_DRAIN_SECONDS} is not a number of seconds`);
+  if (!Number.isFinite(drainSeconds) || drainSeconds < 0)
+    throw new Error(`WEIR_DRAIN_SECONDS=${env.WEIR_DRAIN_SECONDS} is not a number of seconds`);
   return {
-    certFile, keyFile, port, host: env.WEIR_HOST ?? '0.0.0.0', drainMs: drainSeconds * 1000,
+    certFile,
+    keyFile,
+    port,
+    host: env.WEIR_HOST ?? '0.0.0.0',
+    drainMs: drainSeconds * 1000,
     ...(env.WEIR_NAMESPACE ? { weirNamespace: env.WEIR_NAMESPACE } : {}),
   };
 }
@@ -30,7 +37,8 @@ async function main(): Promise<void> {
   const settings = settingsFromEnv(process.env);
   let draining = false;
   const app = buildApp({
-    tls: { certFile: settings.certFile, keyFile: settings.keyFile }, draining: () => draining,
+    tls: { certFile: settings.certFile, keyFile: settings.keyFile },
+    draining: () => draining,
     ...(settings.weirNamespace ? { weirNamespace: settings.weirNamespace } : {}),
   });
   // Every rollout of weir itself: report not-ready and keep answering until the API server's
@@ -41,7 +49,10 @@ async function main(): Promise<void> {
     app.log.info({ signal, drainMs: settings.drainMs }, 'draining: not ready, still serving');
     setTimeout(() => {
       app.log.info('drained; shutting down');
-      app.close().then(() => process.exit(0), () => process.exit(1));
+      app.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
     }, settings.drainMs);
   };
   process.once('SIGTERM', () => stop('SIGTERM'));

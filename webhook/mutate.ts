@@ -46,11 +46,17 @@ const skipped = (reason: string): Mutation => ({ outcome: 'skipped', reason, pat
 
 /** Each predicate names why a request is none of weir's business, or returns undefined. */
 const skipRules: ((input: AdmissionInput, options: MutateOptions) => string | undefined)[] = [
-  (i) => (i.kind.group === 'apps' && i.kind.version === 'v1' && i.kind.kind === 'Deployment' ? undefined : 'not an apps/v1 Deployment'),
+  (i) =>
+    i.kind.group === 'apps' && i.kind.version === 'v1' && i.kind.kind === 'Deployment'
+      ? undefined
+      : 'not an apps/v1 Deployment',
   (i) => (i.subResource ? `subresource ${i.subResource} is never intercepted` : undefined),
   (i) => (i.operation === 'CREATE' || i.operation === 'UPDATE' ? undefined : `operation ${i.operation} is not handled`),
   (i, o) => (o.weirNamespace && i.namespace === o.weirNamespace ? "weir's own namespace" : undefined),
-  (i) => (asDeployment(i.object)?.metadata?.annotations?.[annotations.optOut] === 'disabled' ? `opted out with ${annotations.optOut}: disabled` : undefined),
+  (i) =>
+    asDeployment(i.object)?.metadata?.annotations?.[annotations.optOut] === 'disabled'
+      ? `opted out with ${annotations.optOut}: disabled`
+      : undefined,
   (i) => (asDeployment(i.object)?.metadata?.labels?.[labels.canaryOf] ? 'the canary half of a release' : undefined),
   (i) => (asDeployment(i.object)?.metadata?.deletionTimestamp ? 'being deleted' : undefined),
 ];
@@ -65,14 +71,15 @@ export function skipReason(input: AdmissionInput, options: MutateOptions): strin
 }
 
 function asDeployment(value: unknown): Deployment | undefined {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value) : undefined;
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined;
 }
 
 function problem(object: Deployment | undefined): string | undefined {
   if (!object) return 'the object is not a JSON object';
   const template = object.spec?.template;
   if (template === null || typeof template !== 'object') return 'spec.template is missing';
-  if (template.metadata?.labels !== undefined && typeof template.metadata.labels !== 'object') return 'spec.template.metadata.labels is not a map';
+  if (template.metadata?.labels !== undefined && typeof template.metadata.labels !== 'object')
+    return 'spec.template.metadata.labels is not a map';
   return undefined;
 }
 
@@ -126,13 +133,22 @@ function phaseOf(d: Deployment): Phase {
   return isPhase(value) ? value : 'Stable';
 }
 
+const previousCanary = (old: Deployment): string =>
+  old.metadata?.annotations?.[annotations.canaryRevision] ?? 'the previous canary';
+
 /** A template change: start, supersede or end (revert) a release. Returns the reason. */
-function onTemplateChange(next: Deployment, old: Deployment, revisions: { old: string; new: string }, now: Date): string {
+function onTemplateChange(
+  next: Deployment,
+  old: Deployment,
+  revisions: { old: string; new: string },
+  now: Date,
+): string {
   const oldRevision = revisions.old;
   const newRevision = revisions.new;
   const phase = phaseOf(old);
   const inRelease = phase !== 'Stable';
-  const stableRevision = (inRelease ? old.metadata?.annotations?.[annotations.stableRevision] : undefined) ?? oldRevision;
+  const stableRevision =
+    (inRelease ? old.metadata?.annotations?.[annotations.stableRevision] : undefined) ?? oldRevision;
   stampStable(next);
   next.spec ??= {};
   if (inRelease && newRevision === stableRevision) {
@@ -151,10 +167,12 @@ function onTemplateChange(next: Deployment, old: Deployment, revisions: { old: s
     [annotations.canaryRevision]: newRevision,
     [annotations.releaseStarted]: now.toISOString(),
     [annotations.reason]: inRelease
-      ? `Superseded: canary revision ${newRevision} replaces ${old.metadata?.annotations?.[annotations.canaryRevision] ?? 'the previous canary'}`
+      ? `Superseded: canary revision ${newRevision} replaces ${previousCanary(old)}`
       : `Started: canary revision ${newRevision} against stable revision ${stableRevision}`,
   });
-  return inRelease ? `release superseded by canary revision ${newRevision}` : `release started for canary revision ${newRevision}`;
+  return inRelease
+    ? `release superseded by canary revision ${newRevision}`
+    : `release started for canary revision ${newRevision}`;
 }
 
 /**
@@ -171,7 +189,14 @@ function editableCopy(d: Deployment): Deployment {
   return {
     ...d,
     metadata: copyMaps(d.metadata),
-    ...(d.spec ? { spec: { ...d.spec, ...(template ? { template: { ...template, metadata: copyMaps(template.metadata) } } : {}) } } : {}),
+    ...(d.spec
+      ? {
+          spec: {
+            ...d.spec,
+            ...(template ? { template: { ...template, metadata: copyMaps(template.metadata) } } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -210,7 +235,8 @@ export function mutate(input: AdmissionInput, options: MutateOptions): Mutation 
   } else {
     carryOver(next, old);
     const revisions = { old: templateRevision(old.spec?.template), new: templateRevision(next.spec?.template) };
-    why = revisions.new !== revisions.old ? onTemplateChange(next, old, revisions, options.now) : holdRelease(next, old);
+    why =
+      revisions.new !== revisions.old ? onTemplateChange(next, old, revisions, options.now) : holdRelease(next, old);
   }
   const patch = jsonPatch.compare(original, next);
   return { outcome: patch.length > 0 ? 'patched' : 'unchanged', reason: why, patch, warnings: [] };

@@ -19,8 +19,20 @@ export interface Registration {
  * objects are guarded in every served version (v1alpha3, v1beta1, v1 share one shape).
  */
 export const webhookRules = [
-  { apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments'], scope: 'Namespaced' },
-  { apiGroups: ['networking.istio.io'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['virtualservices', 'destinationrules'], scope: 'Namespaced' },
+  {
+    apiGroups: ['apps'],
+    apiVersions: ['v1'],
+    operations: ['CREATE', 'UPDATE'],
+    resources: ['deployments'],
+    scope: 'Namespaced',
+  },
+  {
+    apiGroups: ['networking.istio.io'],
+    apiVersions: ['*'],
+    operations: ['CREATE', 'UPDATE'],
+    resources: ['virtualservices', 'destinationrules'],
+    scope: 'Namespaced',
+  },
 ];
 
 /** Namespaces weir never guards, whatever a selector says: the control plane's own. */
@@ -30,12 +42,17 @@ export const systemNamespaces = ['kube-system', 'kube-public', 'kube-node-lease'
 export const objectSelector = { matchExpressions: [{ key: labels.canaryOf, operator: 'DoesNotExist' }] };
 
 export function webhookConfiguration(r: Registration): Record<string, unknown> {
-  const clientConfig = 'url' in r.target
-    ? { url: r.target.url, caBundle: r.caBundle }
-    : { service: { ...r.target.service, path: '/mutate' }, caBundle: r.caBundle };
+  const clientConfig =
+    'url' in r.target
+      ? { url: r.target.url, caBundle: r.caBundle }
+      : { service: { ...r.target.service, path: '/mutate' }, caBundle: r.caBundle };
   const matchExpressions: Record<string, unknown>[] = [
     { key: namespaceOptIn.key, operator: 'In', values: [namespaceOptIn.value] },
-    { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...systemNamespaces, ...(r.weirNamespace ? [r.weirNamespace] : [])] },
+    {
+      key: 'kubernetes.io/metadata.name',
+      operator: 'NotIn',
+      values: [...systemNamespaces, ...(r.weirNamespace ? [r.weirNamespace] : [])],
+    },
   ];
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',

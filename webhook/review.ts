@@ -23,15 +23,23 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
 function checkKind(kind: unknown): AdmissionRequest['kind'] | undefined {
   if (!isObject(kind)) return undefined;
   const { group, version, kind: k } = kind;
-  return typeof group === 'string' && typeof version === 'string' && typeof k === 'string' ? { group, version, kind: k } : undefined;
+  return typeof group === 'string' && typeof version === 'string' && typeof k === 'string'
+    ? { group, version, kind: k }
+    : undefined;
 }
 
 /** Checks the envelope; the message says exactly what is wrong with it. */
 export function parseReview(body: unknown): Parsed {
   if (!isObject(body)) return { ok: false, error: 'the body is not a JSON object; expected an AdmissionReview' };
-  if (body.kind !== 'AdmissionReview') return { ok: false, error: `kind is ${JSON.stringify(body.kind)}; expected "AdmissionReview"` };
+  if (body.kind !== 'AdmissionReview')
+    return { ok: false, error: `kind is ${JSON.stringify(body.kind)}; expected "AdmissionReview"` };
   if (body.apiVersion !== reviewApiVersion) {
-    return { ok: false, error: `apiVersion is ${JSON.stringify(body.apiVersion)}; weir speaks "${reviewApiVersion}" (set admissionReviewVersions: [v1])` };
+    return {
+      ok: false,
+      error:
+        `apiVersion is ${JSON.stringify(body.apiVersion)}; ` +
+        `weir speaks "${reviewApiVersion}" (set admissionReviewVersions: [v1])`,
+    };
   }
   const request = body.request;
   if (!isObject(request)) return { ok: false, error: 'request is missing' };
@@ -40,8 +48,10 @@ export function parseReview(body: unknown): Parsed {
   if (!kind) return { ok: false, error: 'request.kind is missing or not a {group, version, kind}' };
   if (typeof request.operation !== 'string') return { ok: false, error: 'request.operation is missing' };
   const needsObject = request.operation === 'CREATE' || request.operation === 'UPDATE';
-  if (needsObject && !isObject(request.object)) return { ok: false, error: `request.object is missing for ${request.operation}` };
-  if (request.operation === 'UPDATE' && !isObject(request.oldObject)) return { ok: false, error: 'request.oldObject is missing for UPDATE' };
+  if (needsObject && !isObject(request.object))
+    return { ok: false, error: `request.object is missing for ${request.operation}` };
+  if (request.operation === 'UPDATE' && !isObject(request.oldObject))
+    return { ok: false, error: 'request.oldObject is missing for UPDATE' };
   return {
     ok: true,
     request: {

@@ -17,18 +17,28 @@ export function routingKind(kind: AdmissionInput['kind']): GuardedKind | undefin
   return kind.kind === 'VirtualService' || kind.kind === 'DestinationRule' ? kind.kind : undefined;
 }
 
-const result = (outcome: Mutation['outcome'], reason: string, patch: Mutation['patch'] = []): Mutation => ({ outcome, reason, patch, warnings: [] });
+const result = (outcome: Mutation['outcome'], reason: string, patch: Mutation['patch'] = []): Mutation => ({
+  outcome,
+  reason,
+  patch,
+  warnings: [],
+});
 
 /** Keeps weir's recorded weights (VirtualService) or subset selectors (DestinationRule); all else as applied. */
 export function guardRouting(input: AdmissionInput, kind: GuardedKind, weirNamespace: string | undefined): Mutation {
-  if (input.operation !== 'CREATE' && input.operation !== 'UPDATE') return result('skipped', `operation ${input.operation} is not handled`);
+  if (input.operation !== 'CREATE' && input.operation !== 'UPDATE')
+    return result('skipped', `operation ${input.operation} is not handled`);
   if (input.subResource) return result('skipped', `subresource ${input.subResource} is never intercepted`);
   if (weirNamespace && input.namespace === weirNamespace) return result('skipped', "weir's own namespace");
   const object = input.object;
-  if (object === null || typeof object !== 'object' || Array.isArray(object)) return result('invalid', 'the object is not a JSON object');
-  const record = (object as { metadata?: { annotations?: Record<string, unknown> } }).metadata?.annotations?.[guarded[kind]];
+  if (object === null || typeof object !== 'object' || Array.isArray(object))
+    return result('invalid', 'the object is not a JSON object');
+  const record = (object as { metadata?: { annotations?: Record<string, unknown> } }).metadata?.annotations?.[
+    guarded[kind]
+  ];
   if (record === undefined) return result('skipped', `no ${guarded[kind]} record: not steered by weir`);
-  const kept = kind === 'VirtualService' ? keepWeights(object as VirtualService) : keepSubsets(object as DestinationRule);
+  const kept =
+    kind === 'VirtualService' ? keepWeights(object as VirtualService) : keepSubsets(object as DestinationRule);
   const patch = jsonPatch.compare(object, kept);
   if (patch.length === 0) return result('unchanged', `${kind}: weir's fields are as recorded`);
   const what = kind === 'VirtualService' ? 'canary weights' : 'subset selectors';

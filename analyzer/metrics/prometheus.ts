@@ -41,9 +41,16 @@ export class PrometheusProvider implements MetricsProvider {
 
   constructor(options: PrometheusOptions) {
     this.options = options;
-    this.dispatcher = new Agent({ connect: options.caFile ? { ca: readFileSync(options.caFile) } : {}, headersTimeout: options.timeoutMs ?? 10_000, bodyTimeout: options.timeoutMs ?? 10_000 });
+    this.dispatcher = new Agent({
+      connect: options.caFile ? { ca: readFileSync(options.caFile) } : {},
+      headersTimeout: options.timeoutMs ?? 10_000,
+      bodyTimeout: options.timeoutMs ?? 10_000,
+    });
     if (options.bearerToken) this.headers.authorization = `Bearer ${options.bearerToken}`;
-    else if (options.basicAuth) this.headers.authorization = `Basic ${Buffer.from(`${options.basicAuth.username}:${options.basicAuth.password}`).toString('base64')}`;
+    else if (options.basicAuth) {
+      const { username, password } = options.basicAuth;
+      this.headers.authorization = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    }
   }
 
   private async query(promql: string): Promise<VectorResult['data']> {
@@ -51,8 +58,13 @@ export class PrometheusProvider implements MetricsProvider {
     let ok = false;
     try {
       const timeout = this.options.timeoutMs ?? 10_000;
-      const url = `${this.options.url.replace(/\/$/, '')}/api/v1/query?${new URLSearchParams({ query: promql, timeout: `${Math.ceil(timeout / 1000)}s` }).toString()}`;
-      const res = await request(url, { dispatcher: this.dispatcher, headers: this.headers, signal: AbortSignal.timeout(timeout) });
+      const params = new URLSearchParams({ query: promql, timeout: `${Math.ceil(timeout / 1000)}s` });
+      const url = `${this.options.url.replace(/\/$/, '')}/api/v1/query?${params.toString()}`;
+      const res = await request(url, {
+        dispatcher: this.dispatcher,
+        headers: this.headers,
+        signal: AbortSignal.timeout(timeout),
+      });
       const text = await res.body.text();
       let body: VectorResult;
       try {
@@ -60,7 +72,8 @@ export class PrometheusProvider implements MetricsProvider {
       } catch {
         throw new Error(`Prometheus answered ${res.statusCode} with a body that is not JSON`);
       }
-      if (res.statusCode !== 200 || body.status !== 'success') throw new Error(`Prometheus answered ${res.statusCode}: ${body.error ?? text.slice(0, 200)}`);
+      if (res.statusCode !== 200 || body.status !== 'success')
+        throw new Error(`Prometheus answered ${res.statusCode}: ${body.error ?? text.slice(0, 200)}`);
       ok = true;
       return body.data;
     } finally {
@@ -70,7 +83,10 @@ export class PrometheusProvider implements MetricsProvider {
 
   async requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>> {
     const w = `${Math.max(1, Math.round(windowSeconds))}s`;
-    const data = await this.query(`sum by (destination_workload_namespace, destination_workload, response_code) (increase(istio_requests_total{reporter="destination"}[${w}]))`);
+    const data = await this.query(
+      'sum by (destination_workload_namespace, destination_workload, response_code) ' +
+        `(increase(istio_requests_total{reporter="destination"}[${w}]))`,
+    );
     const counts = new Map<string, RequestCounts>();
     for (const r of data?.result ?? []) {
       const key = workloadKey(r.metric.destination_workload_namespace ?? '', r.metric.destination_workload ?? '');

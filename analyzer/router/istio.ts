@@ -8,8 +8,18 @@ import type { CustomObjectsApi } from '@kubernetes/client-node';
 import jsonPatchLib from 'fast-json-patch';
 import { ownedRoutingName, tracks } from '../../contract/names.ts';
 import {
-  findRoute, formatSubsets, formatWeights, parseSubsets, parseWeights, routeKey, routingAnnotations, steerSubsets, steerWeight,
-  subsetsSelect, trackSelector, withAnnotation,
+  findRoute,
+  formatSubsets,
+  formatWeights,
+  parseSubsets,
+  parseWeights,
+  routeKey,
+  routingAnnotations,
+  steerSubsets,
+  steerWeight,
+  subsetsSelect,
+  trackSelector,
+  withAnnotation,
 } from '../../contract/istio.ts';
 import type { DestinationRule, SteeredRoute, Track, VirtualService } from '../../contract/istio.ts';
 import { fieldManager, jsonPatch, maybe } from '../kube.ts';
@@ -48,9 +58,21 @@ export function readWeight(vs: VirtualService, target: RouteTarget): RouteRead {
   const found = findRoute(vs, target.route);
   if ('error' in found) return { ok: false, error: found.error };
   const destinations = found.route.route ?? [];
-  const strangers = destinations.filter((d) => d.destination?.subset !== target.stableSubset && d.destination?.subset !== target.canarySubset);
-  if (strangers.length > 0) return { ok: false, error: `route "${found.route.name ?? found.index}" sends traffic to destinations other than subsets ${target.stableSubset}/${target.canarySubset}` };
-  if (!destinations.some((d) => d.destination?.subset === target.stableSubset)) return { ok: false, error: `route "${found.route.name ?? found.index}" has no destination with subset ${target.stableSubset}` };
+  const strangers = destinations.filter(
+    (d) => d.destination?.subset !== target.stableSubset && d.destination?.subset !== target.canarySubset,
+  );
+  if (strangers.length > 0)
+    return {
+      ok: false,
+      error:
+        `route "${found.route.name ?? found.index}" sends traffic to destinations other than ` +
+        `subsets ${target.stableSubset}/${target.canarySubset}`,
+    };
+  if (!destinations.some((d) => d.destination?.subset === target.stableSubset))
+    return {
+      ok: false,
+      error: `route "${found.route.name ?? found.index}" has no destination with subset ${target.stableSubset}`,
+    };
   const canary = destinations.find((d) => d.destination?.subset === target.canarySubset);
   return { ok: true, canaryWeight: canary?.weight ?? 0 };
 }
@@ -64,7 +86,8 @@ export function weightPatch(vs: VirtualService, target: RouteTarget, canaryWeigh
   const next = steerWeight(vs, target.route, steered);
   if (!next.ok) throw new Error(next.error);
   const found = findRoute(vs, target.route);
-  const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]) ?? new Map<string, SteeredRoute>();
+  const record =
+    parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]) ?? new Map<string, SteeredRoute>();
   // One entry per route: another key naming the same route (by name, or as "the only route") goes.
   for (const key of record.keys()) {
     const other = findRoute(vs, key === '' ? undefined : key);
@@ -72,11 +95,19 @@ export function weightPatch(vs: VirtualService, target: RouteTarget, canaryWeigh
   }
   record.set(routeKey(target.route), steered);
   const guard: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: vs.metadata?.resourceVersion }];
-  if (!('error' in found) && found.route.name !== undefined) guard.push({ op: 'test', path: `/spec/http/${found.index}/name`, value: found.route.name });
-  return [...guard, ...jsonPatchLib.compare(vs, withAnnotation(next.vs, routingAnnotations.weights, formatWeights(record)))];
+  if (!('error' in found) && found.route.name !== undefined)
+    guard.push({ op: 'test', path: `/spec/http/${found.index}/name`, value: found.route.name });
+  return [
+    ...guard,
+    ...jsonPatchLib.compare(vs, withAnnotation(next.vs, routingAnnotations.weights, formatWeights(record))),
+  ];
 }
 
-const wanted = (target: RouteTarget): Map<string, Track> => new Map<string, Track>([[target.stableSubset, tracks.stable], [target.canarySubset, tracks.canary]]);
+const wanted = (target: RouteTarget): Map<string, Track> =>
+  new Map<string, Track>([
+    [target.stableSubset, tracks.stable],
+    [target.canarySubset, tracks.canary],
+  ]);
 
 /** The subsets weir keeps on this DestinationRule: those already recorded, and this release's two. */
 function subsetRecord(dr: DestinationRule, target: RouteTarget): Map<string, Track> {
@@ -89,13 +120,18 @@ function subsetRecord(dr: DestinationRule, target: RouteTarget): Map<string, Tra
 export function subsetPatch(dr: DestinationRule, target: RouteTarget): PatchOp[] {
   const record = subsetRecord(dr, target);
   const next = withAnnotation(steerSubsets(dr, record), routingAnnotations.subsets, formatSubsets(record));
-  return [{ op: 'test', path: '/metadata/resourceVersion', value: dr.metadata?.resourceVersion }, ...jsonPatchLib.compare(dr, next)];
+  return [
+    { op: 'test', path: '/metadata/resourceVersion', value: dr.metadata?.resourceVersion },
+    ...jsonPatchLib.compare(dr, next),
+  ];
 }
 
 /** The subsets select the two halves, and the record that keeps them so is in place. */
 export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolean {
   const recorded = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]);
-  return subsetsSelect(dr, wanted(target)) && [...wanted(target)].every(([name, track]) => recorded?.get(name) === track);
+  return (
+    subsetsSelect(dr, wanted(target)) && [...wanted(target)].every(([name, track]) => recorded?.get(name) === track)
+  );
 }
 
 /**
@@ -119,12 +155,18 @@ export class IstioRouter implements TrafficRouter {
   }
 
   private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
-    await this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body, fieldManager }, jsonPatch);
+    await this.api.patchNamespacedCustomObject(
+      { group, version, plural, namespace, name, body, fieldManager },
+      jsonPatch,
+    );
   }
 
   async read(target: RouteTarget): Promise<RouteRead> {
     const vs = await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService);
-    if (!vs) return target.owned ? { ok: true, canaryWeight: 0 } : { ok: false, error: `VirtualService ${target.namespace}/${target.virtualService} not found` };
+    if (!vs)
+      return target.owned
+        ? { ok: true, canaryWeight: 0 }
+        : { ok: false, error: `VirtualService ${target.namespace}/${target.virtualService} not found` };
     if (target.owned) {
       const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
       const stranger = [vs, dr].find((o) => o !== undefined && !ownedBy(o, target));
@@ -141,7 +183,9 @@ export class IstioRouter implements TrafficRouter {
 
   async subsetsReady(target: RouteTarget): Promise<boolean> {
     const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
-    const vs = target.owned ? await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService) : true;
+    const vs = target.owned
+      ? await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService)
+      : true;
     return dr !== undefined && vs !== undefined && subsetsInPlace(dr, target);
   }
 
@@ -160,28 +204,68 @@ export class IstioRouter implements TrafficRouter {
     const host = target.host;
     if (!owner || !host) throw new Error('no Service host to route');
     const metadata = (name: string, record: Record<string, string>): Record<string, unknown> => ({
-      name, namespace: target.namespace, labels: { 'app.kubernetes.io/managed-by': 'weir' }, annotations: record,
+      name,
+      namespace: target.namespace,
+      labels: { 'app.kubernetes.io/managed-by': 'weir' },
+      annotations: record,
       ownerReferences: [{ ...owner, controller: false, blockOwnerDeletion: false }],
     });
-    const create = async (plural: string, name: string, record: Record<string, string>, spec: unknown): Promise<void> => {
+    const create = async (
+      plural: string,
+      name: string,
+      record: Record<string, string>,
+      spec: unknown,
+    ): Promise<void> => {
       if (await this.get(plural, target.namespace, name)) return;
       const kind = plural === 'virtualservices' ? 'VirtualService' : 'DestinationRule';
       const body = { apiVersion: `${group}/${version}`, kind, metadata: metadata(name, record), spec };
-      await this.api.createNamespacedCustomObject({ group, version, plural, namespace: target.namespace, body, fieldManager });
+      await this.api.createNamespacedCustomObject({
+        group,
+        version,
+        plural,
+        namespace: target.namespace,
+        body,
+        fieldManager,
+      });
     };
     const subsets = wanted(target);
-    await create('destinationrules', target.destinationRule, { [routingAnnotations.subsets]: formatSubsets(subsets) }, {
-      host, subsets: [...subsets].map(([name, track]) => ({ name, labels: trackSelector(track) })),
-    });
+    await create(
+      'destinationrules',
+      target.destinationRule,
+      { [routingAnnotations.subsets]: formatSubsets(subsets) },
+      {
+        host,
+        subsets: [...subsets].map(([name, track]) => ({ name, labels: trackSelector(track) })),
+      },
+    );
     // Make before break: the mesh must know the subsets before a route names them, or it answers 503.
-    const dr = await this.get<DestinationRule & { metadata?: { creationTimestamp?: string } }>('destinationrules', target.namespace, target.destinationRule);
+    const dr = await this.get<DestinationRule & { metadata?: { creationTimestamp?: string } }>(
+      'destinationrules',
+      target.namespace,
+      target.destinationRule,
+    );
     const age = Date.now() - new Date(dr?.metadata?.creationTimestamp ?? Date.now()).getTime();
     if (age < meshPropagationMs) return;
-    const steered = new Map([[routeKey(target.route), { stable: target.stableSubset, canary: target.canarySubset, weight: 0 }]]);
-    await create('virtualservices', target.virtualService, { [routingAnnotations.weights]: formatWeights(steered) }, {
-      hosts: [host],
-      http: [{ name: target.route ?? 'weir', route: [{ destination: { host, subset: target.stableSubset }, weight: 100 }, { destination: { host, subset: target.canarySubset }, weight: 0 }] }],
-    });
+    const steered = new Map([
+      [routeKey(target.route), { stable: target.stableSubset, canary: target.canarySubset, weight: 0 }],
+    ]);
+    await create(
+      'virtualservices',
+      target.virtualService,
+      { [routingAnnotations.weights]: formatWeights(steered) },
+      {
+        hosts: [host],
+        http: [
+          {
+            name: target.route ?? 'weir',
+            route: [
+              { destination: { host, subset: target.stableSubset }, weight: 100 },
+              { destination: { host, subset: target.canarySubset }, weight: 0 },
+            ],
+          },
+        ],
+      },
+    );
   }
 }
 
@@ -193,17 +277,45 @@ function ownedBy(object: VirtualService | DestinationRule, target: RouteTarget):
 }
 
 const nameConflict = (object: VirtualService | DestinationRule, target: RouteTarget): string =>
-  `NameConflict: ${typeof object.kind === 'string' ? object.kind : 'object'} ${target.namespace}/${object.metadata?.name ?? ''} exists and is not weir's; `
-  + 'nothing of it is changed. Name your own routing with weir.dev/virtual-service, or rename it';
+  `NameConflict: ${typeof object.kind === 'string' ? object.kind : 'object'} ` +
+  `${target.namespace}/${object.metadata?.name ?? ''} exists and is not weir's; ` +
+  'nothing of it is changed. Name your own routing with weir.dev/virtual-service, or rename it';
 
 /** Resolves the objects that route a release: the names the user gave, or weir-owned ones. */
-export function routeTarget(namespace: string, routing: Routing, service: string | undefined, owner: { name: string; uid: string }): RouteTarget | { error: string } {
-  const common = { namespace, stableSubset: routing.stableSubset, canarySubset: routing.canarySubset, ...(routing.route ? { route: routing.route } : {}) };
+export function routeTarget(
+  namespace: string,
+  routing: Routing,
+  service: string | undefined,
+  owner: { name: string; uid: string },
+): RouteTarget | { error: string } {
+  const common = {
+    namespace,
+    stableSubset: routing.stableSubset,
+    canarySubset: routing.canarySubset,
+    ...(routing.route ? { route: routing.route } : {}),
+  };
   if (routing.virtualService) {
-    if (!routing.destinationRule) return { error: 'weir.dev/virtual-service is set; name its DestinationRule with weir.dev/destination-rule too' };
-    return { ...common, virtualService: routing.virtualService, destinationRule: routing.destinationRule, ...(service ? { host: service } : {}) };
+    if (!routing.destinationRule)
+      return { error: 'weir.dev/virtual-service is set; name its DestinationRule with weir.dev/destination-rule too' };
+    return {
+      ...common,
+      virtualService: routing.virtualService,
+      destinationRule: routing.destinationRule,
+      ...(service ? { host: service } : {}),
+    };
   }
-  if (!service) return { error: 'no Service selects these pods; name one with weir.dev/service, or name the VirtualService with weir.dev/virtual-service' };
+  if (!service)
+    return {
+      error:
+        'no Service selects these pods; name one with weir.dev/service, ' +
+        'or name the VirtualService with weir.dev/virtual-service',
+    };
   const name = ownedRoutingName(owner.name);
-  return { ...common, virtualService: name, destinationRule: routing.destinationRule ?? name, host: service, owned: { owner: { apiVersion: 'apps/v1', kind: 'Deployment', name: owner.name, uid: owner.uid } } };
+  return {
+    ...common,
+    virtualService: name,
+    destinationRule: routing.destinationRule ?? name,
+    host: service,
+    owned: { owner: { apiVersion: 'apps/v1', kind: 'Deployment', name: owner.name, uid: owner.uid } },
+  };
 }

@@ -19,26 +19,49 @@ export interface AnalyzerResult {
 
 const pauseMs = 5000;
 const intervalMs = 2000;
-const annotations = { 'weir.dev/step-pause': '5s', 'weir.dev/analysis-interval': '2s', 'weir.dev/min-requests': '1', 'weir.dev/drain': '1s' };
+const annotations = {
+  'weir.dev/step-pause': '5s',
+  'weir.dev/analysis-interval': '2s',
+  'weir.dev/min-requests': '1',
+  'weir.dev/drain': '1s',
+};
 
 async function metric(state: ClusterState, name: string): Promise<number> {
   const text = await (await request(`${state.analyzerUrl ?? ''}/metrics`)).body.text();
-  return text.split('\n').filter((l) => l.startsWith(name)).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name))
+    .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
 /** Every canary-weight change of every VirtualService in a namespace, with the time it was seen. */
-async function watchWeights(kc: KubeConfig, ns: string): Promise<{ changes: Map<string, { weight: number; at: number }[]>; stop: () => void }> {
+async function watchWeights(
+  kc: KubeConfig,
+  ns: string,
+): Promise<{ changes: Map<string, { weight: number; at: number }[]>; stop: () => void }> {
   const changes = new Map<string, { weight: number; at: number }[]>();
-  const req = await new Watch(kc).watch(`/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`, {}, (_type, obj: { metadata: { name: string }; spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] } }) => {
-    const weight = obj.spec.http[0]?.route.find((r) => r.destination.subset === 'canary')?.weight ?? 0;
-    const list = changes.get(obj.metadata.name) ?? [];
-    if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
-    changes.set(obj.metadata.name, list);
-  }, () => undefined);
+  const req = await new Watch(kc).watch(
+    `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
+    {},
+    (
+      _type,
+      obj: {
+        metadata: { name: string };
+        spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
+      },
+    ) => {
+      const weight = obj.spec.http[0]?.route.find((r) => r.destination.subset === 'canary')?.weight ?? 0;
+      const list = changes.get(obj.metadata.name) ?? [];
+      if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
+      changes.set(obj.metadata.name, list);
+    },
+    () => undefined,
+  );
   return { changes, stop: () => req.abort() };
 }
 
-const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
+const percentile = (xs: number[], p: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
 async function phases(apps: AppsV1Api, ns: string): Promise<string[]> {
   const list = await apps.listNamespacedDeployment({ namespace: ns, labelSelector: 'bench=weir' });
@@ -48,7 +71,12 @@ async function phases(apps: AppsV1Api, ns: string): Promise<string[]> {
 async function kubectlApply(state: ClusterState, ns: string, items: unknown[]): Promise<void> {
   const { execFile } = await import('node:child_process');
   await new Promise<void>((resolve, reject) => {
-    const child = execFile(`${state.binDir}/kubectl`, ['--kubeconfig', state.kubeconfig, 'apply', '-n', ns, '-f', '-'], { maxBuffer: 64 * 1024 * 1024 }, (e) => (e ? reject(new Error(e.message)) : resolve()));
+    const child = execFile(
+      `${state.binDir}/kubectl`,
+      ['--kubeconfig', state.kubeconfig, 'apply', '-n', ns, '-f', '-'],
+      { maxBuffer: 64 * 1024 * 1024 },
+      (e) => (e ? reject(new Error(e.message)) : resolve()),
+    );
     child.stdin?.end(JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
   });
 }
@@ -56,25 +84,59 @@ async function kubectlApply(state: ClusterState, ns: string, items: unknown[]): 
 async function once(state: ClusterState, kc: KubeConfig, n: number): Promise<AnalyzerResult> {
   const apps = kc.makeApiClient(AppsV1Api);
   const ns = `bench-${n}`;
-  await kubectlApply(state, 'default', [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'weir.dev/canary': 'enabled' } } }]);
+  await kubectlApply(state, 'default', [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'weir.dev/canary': 'enabled' } } },
+  ]);
   const names = Array.from({ length: n }, (_, i) => `app-${i}`);
-  await kubectlApply(state, ns, names.flatMap((name) => [service(name, { rps: 4 }), { ...deployment(name, { replicas: 1, annotations }), metadata: { name, annotations, labels: { bench: 'weir' } } }]));
-  await waitFor(`${n} Deployments available`, async () => (await apps.listNamespacedDeployment({ namespace: ns })).items.filter((d) => d.status?.availableReplicas === 1).length === n, 300_000, 1000);
+  await kubectlApply(
+    state,
+    ns,
+    names.flatMap((name) => [
+      service(name, { rps: 4 }),
+      { ...deployment(name, { replicas: 1, annotations }), metadata: { name, annotations, labels: { bench: 'weir' } } },
+    ]),
+  );
+  await waitFor(
+    `${n} Deployments available`,
+    async () =>
+      (await apps.listNamespacedDeployment({ namespace: ns })).items.filter((d) => d.status?.availableReplicas === 1)
+        .length === n,
+    300_000,
+    1000,
+  );
   const weights = await watchWeights(kc, ns);
-  const [queries0, writes0] = [await metric(state, 'weir_prometheus_query_duration_seconds_count'), await metric(state, 'weir_api_writes_total')];
+  const [queries0, writes0] = [
+    await metric(state, 'weir_prometheus_query_duration_seconds_count'),
+    await metric(state, 'weir_api_writes_total'),
+  ];
   const started = Date.now();
   const patch = [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'example.com/app:v2' }];
-  for (let i = 0; i < n; i += 20) await Promise.all(names.slice(i, i + 20).map((name) => apps.patchNamespacedDeployment({ namespace: ns, name, body: patch }, jsonPatch)));
-  await waitFor(`${n} releases promoted`, async () => (await phases(apps, ns)).every((p) => p === 'Stable'), 600_000, 1000);
+  for (let i = 0; i < n; i += 20)
+    await Promise.all(
+      names
+        .slice(i, i + 20)
+        .map((name) => apps.patchNamespacedDeployment({ namespace: ns, name, body: patch }, jsonPatch)),
+    );
+  await waitFor(
+    `${n} releases promoted`,
+    async () => (await phases(apps, ns)).every((p) => p === 'Stable'),
+    600_000,
+    1000,
+  );
   const seconds = (Date.now() - started) / 1000;
-  const [queries1, writes1, rss] = [await metric(state, 'weir_prometheus_query_duration_seconds_count'), await metric(state, 'weir_api_writes_total'), await metric(state, 'weir_analyzer_process_resident_memory_bytes')];
+  const [queries1, writes1, rss] = [
+    await metric(state, 'weir_prometheus_query_duration_seconds_count'),
+    await metric(state, 'weir_api_writes_total'),
+    await metric(state, 'weir_analyzer_process_resident_memory_bytes'),
+  ];
   weights.stop();
   const lags: number[] = [];
   for (const list of weights.changes.values()) {
     for (let i = 1; i < list.length; i++) {
       const prev = list[i - 1];
       const cur = list[i];
-      if (prev && cur && prev.weight > 0 && prev.weight < 100 && cur.weight > prev.weight) lags.push((cur.at - prev.at - pauseMs) / 1000);
+      if (prev && cur && prev.weight > 0 && prev.weight < 100 && cur.weight > prev.weight)
+        lags.push((cur.at - prev.at - pauseMs) / 1000);
     }
   }
   return {
@@ -93,15 +155,39 @@ async function once(state: ClusterState, kc: KubeConfig, n: number): Promise<Ana
 async function badToZero(state: ClusterState, kc: KubeConfig): Promise<number> {
   const apps = kc.makeApiClient(AppsV1Api);
   const ns = 'bench-bad';
-  await kubectlApply(state, 'default', [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'weir.dev/canary': 'enabled' } } }]);
-  await kubectlApply(state, ns, [service('bad', { rps: 50 }), { ...deployment('bad', { replicas: 2, annotations }), metadata: { name: 'bad', annotations, labels: { bench: 'weir' } } }]);
-  await waitFor('bad available', async () => (await apps.readNamespacedDeployment({ namespace: ns, name: 'bad' })).status?.availableReplicas === 2, 120_000);
+  await kubectlApply(state, 'default', [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'weir.dev/canary': 'enabled' } } },
+  ]);
+  await kubectlApply(state, ns, [
+    service('bad', { rps: 50 }),
+    {
+      ...deployment('bad', { replicas: 2, annotations }),
+      metadata: { name: 'bad', annotations, labels: { bench: 'weir' } },
+    },
+  ]);
+  await waitFor(
+    'bad available',
+    async () => (await apps.readNamespacedDeployment({ namespace: ns, name: 'bad' })).status?.availableReplicas === 2,
+    120_000,
+  );
   const weights = await watchWeights(kc, ns);
-  await apps.patchNamespacedDeployment({ namespace: ns, name: 'bad', body: [{ op: 'add', path: '/spec/template/metadata/annotations', value: { 'sim.weir.dev/error-rate': '1' } }] }, jsonPatch);
-  await waitFor('weight back to 0', async () => {
-    const list = weights.changes.get('weir-bad') ?? [];
-    return list.some((c) => c.weight > 0) && list[list.length - 1]?.weight === 0;
-  }, 120_000, 200);
+  await apps.patchNamespacedDeployment(
+    {
+      namespace: ns,
+      name: 'bad',
+      body: [{ op: 'add', path: '/spec/template/metadata/annotations', value: { 'sim.weir.dev/error-rate': '1' } }],
+    },
+    jsonPatch,
+  );
+  await waitFor(
+    'weight back to 0',
+    async () => {
+      const list = weights.changes.get('weir-bad') ?? [];
+      return list.some((c) => c.weight > 0) && list[list.length - 1]?.weight === 0;
+    },
+    120_000,
+    200,
+  );
   weights.stop();
   const list = weights.changes.get('weir-bad') ?? [];
   const first = list.find((c) => c.weight > 0);

@@ -10,9 +10,16 @@ import type { LoadResult } from './webhook.ts';
 import { benchAnalyzer } from './analyzer.ts';
 import type { AnalyzerResult } from './analyzer.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, releases: { type: 'string', default: '10,100' }, only: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    releases: { type: 'string', default: '10,100' },
+    only: { type: 'string' },
+  },
+});
 
-const f = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const f = (n: number, digits = 0): string =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const row = (name: string, r: LoadResult, base: LoadResult): string =>
   `| ${name} | ${f(r.throughput)} | ${f(r.throughput / base.throughput, 2)}× | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.errors} |`;
 
@@ -39,7 +46,9 @@ const readingNotes = `## Reading these numbers
 `;
 
 const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-const sections: string[] = [`# Benchmarks\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, by \`npm run bench\`. Figures are from one run; ratios compare against a baseline measured in that same run.\n`];
+const sections: string[] = [
+  `# Benchmarks\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, by \`npm run bench\`. Figures are from one run; ratios compare against a baseline measured in that same run.\n`,
+];
 
 if (!values.only || values.only === 'webhook') {
   process.stderr.write('[bench] webhook\n');

@@ -6,8 +6,16 @@ import { readFileSync } from 'node:fs';
 import { buildApp } from '../../webhook/app.ts';
 
 function baseline(certFile: string, keyFile: string): FastifyInstance {
-  const app = Fastify({ https: { cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' }, bodyLimit: 7 * 1024 * 1024, logger: false });
-  const fixed = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'fixed', allowed: true } };
+  const app = Fastify({
+    https: { cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' },
+    bodyLimit: 7 * 1024 * 1024,
+    logger: false,
+  });
+  const fixed = {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    response: { uid: 'fixed', allowed: true },
+  };
   app.post('/mutate', async () => fixed);
   return app;
 }

@@ -10,22 +10,54 @@ import { parseAllDocuments } from 'yaml';
 import { Agent, request } from 'undici';
 import { repoRoot } from '../cluster/cluster.ts';
 import { systemNamespaces, webhookConfiguration } from '../../webhook/registration.ts';
-import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
+import {
+  apply,
+  cluster,
+  deployment,
+  getJson,
+  kubectl,
+  kubectlRaw,
+  namespace,
+  service,
+  waitFor,
+} from '../helpers/kube.ts';
 import { events, fast, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
 
 const chart = join(repoRoot, 'charts/weir');
 
 async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const state = await cluster();
-  const bin = join(state.binDir, '..', `helm-${(await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8')).match(/HELM_VERSION=(\S+)/)?.[1] ?? ''}`, 'helm');
+  const bin = join(
+    state.binDir,
+    '..',
+    `helm-${(await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8')).match(/HELM_VERSION=(\S+)/)?.[1] ?? ''}`,
+    'helm',
+  );
   return new Promise((resolve) => {
-    execFile(bin, [...args], { env: { ...process.env, KUBECONFIG: state.kubeconfig, HELM_CACHE_HOME: join(tmpdir(), 'weir-helm-cache'), HELM_CONFIG_HOME: join(tmpdir(), 'weir-helm-config') }, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) =>
-      resolve({ code: error ? 1 : 0, stdout, stderr }));
+    execFile(
+      bin,
+      [...args],
+      {
+        env: {
+          ...process.env,
+          KUBECONFIG: state.kubeconfig,
+          HELM_CACHE_HOME: join(tmpdir(), 'weir-helm-cache'),
+          HELM_CONFIG_HOME: join(tmpdir(), 'weir-helm-config'),
+        },
+        maxBuffer: 32 * 1024 * 1024,
+      },
+      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+    );
   });
 }
 
 /** Values that keep a test install from guarding anyone else's namespaces (--set-string: an all-digit id stays a string). */
-const isolated = (id: string): string[] => ['--set-string', `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`, '--set', 'prometheus.url=http://127.0.0.1:9'];
+const isolated = (id: string): string[] => [
+  '--set-string',
+  `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`,
+  '--set',
+  'prometheus.url=http://127.0.0.1:9',
+];
 
 t.test('helm lint is clean', async (t) => {
   const r = await helm(['lint', chart, '--strict']);
@@ -46,7 +78,10 @@ t.test('renders with default and cert-manager values; the API server accepts the
   const dry = await kubectlRaw(['apply', '-n', ns, '--dry-run=server', '-f', '-'], plain.stdout);
   t.equal(dry.code, 0, `server dry run: ${dry.stderr}`);
   // The cluster has no cert-manager CRDs: its kinds aside, the cert-manager render must be accepted too.
-  const docs = cm.stdout.split(/^---$/m).filter((d) => !/apiVersion: cert-manager\.io/.test(d)).join('\n---\n');
+  const docs = cm.stdout
+    .split(/^---$/m)
+    .filter((d) => !/apiVersion: cert-manager\.io/.test(d))
+    .join('\n---\n');
   const dryCm = await kubectlRaw(['apply', '-n', ns, '--dry-run=server', '-f', '-'], docs);
   t.equal(dryCm.code, 0, `server dry run (cert-manager): ${dryCm.stderr}`);
 });
@@ -66,7 +101,14 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   t.teardown(() => helm(['uninstall', release, '-n', ns]));
   const install = await helm(['install', release, chart, '-n', ns, ...isolated(id), '--wait=false']);
   t.equal(install.code, 0, install.stderr);
-  const bundle = async (): Promise<string> => (await getJson<{ webhooks: { clientConfig: { caBundle: string } }[] }>(['get', 'mutatingwebhookconfiguration', `${release}-weir`])).webhooks[0]?.clientConfig.caBundle ?? '';
+  const bundle = async (): Promise<string> =>
+    (
+      await getJson<{ webhooks: { clientConfig: { caBundle: string } }[] }>([
+        'get',
+        'mutatingwebhookconfiguration',
+        `${release}-weir`,
+      ])
+    ).webhooks[0]?.clientConfig.caBundle ?? '';
   const before = await bundle();
   t.ok(before.length > 100, 'a CA bundle is set');
   const upgrade = await helm(['upgrade', release, chart, '-n', ns, ...isolated(id), '--set', 'replicaCount=3']);
@@ -74,11 +116,29 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   t.equal(await bundle(), before, 'the same CA after helm upgrade');
 
   const sa = `system:serviceaccount:${ns}:${release}-weir`;
-  const can = async (verb: string, resource: string, where: string[] = ['-A']): Promise<boolean> => (await kubectlRaw(['auth', 'can-i', verb, resource, '--as', sa, ...where])).stdout.trim() === 'yes';
-  for (const [verb, resource] of [['get', 'secrets'], ['list', 'secrets'], ['delete', 'pods'], ['create', 'namespaces'], ['update', 'deployments'], ['delete', 'virtualservices.networking.istio.io'], ['create', 'clusterroles'], ['get', 'configmaps']]) {
+  const can = async (verb: string, resource: string, where: string[] = ['-A']): Promise<boolean> =>
+    (await kubectlRaw(['auth', 'can-i', verb, resource, '--as', sa, ...where])).stdout.trim() === 'yes';
+  for (const [verb, resource] of [
+    ['get', 'secrets'],
+    ['list', 'secrets'],
+    ['delete', 'pods'],
+    ['create', 'namespaces'],
+    ['update', 'deployments'],
+    ['delete', 'virtualservices.networking.istio.io'],
+    ['create', 'clusterroles'],
+    ['get', 'configmaps'],
+  ]) {
     t.notOk(await can(verb as string, resource as string), `cannot ${verb} ${resource}`);
   }
-  for (const [verb, resource] of [['patch', 'deployments.apps'], ['create', 'deployments.apps'], ['patch', 'pods'], ['create', 'events'], ['patch', 'virtualservices.networking.istio.io'], ['watch', 'destinationrules.networking.istio.io'], ['watch', 'namespaces']]) {
+  for (const [verb, resource] of [
+    ['patch', 'deployments.apps'],
+    ['create', 'deployments.apps'],
+    ['patch', 'pods'],
+    ['create', 'events'],
+    ['patch', 'virtualservices.networking.istio.io'],
+    ['watch', 'destinationrules.networking.istio.io'],
+    ['watch', 'namespaces'],
+  ]) {
     t.ok(await can(verb as string, resource as string), `can ${verb} ${resource}`);
   }
   t.ok(await can('update', 'leases.coordination.k8s.io', ['-n', ns]), 'can update its Lease');
@@ -92,25 +152,51 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   const admin = await readFile(state.kubeconfig, 'utf8');
   const caData = admin.match(/certificate-authority-data: (\S+)/)?.[1] ?? '';
   const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: ${state.apiServer}, certificate-authority-data: ${caData}}\nusers:\n- name: sa\n  user: {token: ${token}}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`);
+  await writeFile(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: ${state.apiServer}, certificate-authority-data: ${caData}}\nusers:\n- name: sa\n  user: {token: ${token}}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
+  );
   // Straight to the API with the analyzer's own token: a JSON Patch, as the analyzer writes.
   const dispatcher = new Agent({ connect: { ca: Buffer.from(caData, 'base64').toString() } });
   t.teardown(() => dispatcher.close());
-  const asAnalyzer = async (method: 'PATCH' | 'POST', path: string, body: unknown): Promise<{ code: number; message: string }> => {
+  const asAnalyzer = async (
+    method: 'PATCH' | 'POST',
+    path: string,
+    body: unknown,
+  ): Promise<{ code: number; message: string }> => {
     const res = await request(`${state.apiServer}${path}`, {
-      method, dispatcher, body: JSON.stringify(body),
-      headers: { authorization: `Bearer ${token}`, 'content-type': method === 'PATCH' ? 'application/json-patch+json' : 'application/json' },
+      method,
+      dispatcher,
+      body: JSON.stringify(body),
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': method === 'PATCH' ? 'application/json-patch+json' : 'application/json',
+      },
     });
     const reply = (await res.body.json()) as { message?: string };
     return { code: res.statusCode, message: reply.message ?? '' };
   };
   // The API server loads a new policy within a moment: the release below runs under it.
-  await waitFor('the admission policy in force', async () =>
-    (await asAnalyzer('POST', '/apis/apps/v1/namespaces/kube-system/deployments', deployment('probe', { image: 'evil.example.com/x' }))).message.includes('weir analyzer policy'), 30_000, 500);
+  await waitFor(
+    'the admission policy in force',
+    async () =>
+      (
+        await asAnalyzer(
+          'POST',
+          '/apis/apps/v1/namespaces/kube-system/deployments',
+          deployment('probe', { image: 'evil.example.com/x' }),
+        )
+      ).message.includes('weir analyzer policy'),
+    30_000,
+    500,
+  );
   const scope = randomBytes(4).toString('hex');
   const analyzer = await startAnalyzer({ scope, identity: `sa-${scope}`, kubeconfig, leaseNamespace: ns });
   t.teardown(() => analyzer.kill());
-  for (const [name, podAnnotations, phase] of [['good', {}, 'Stable'], ['bad', { 'sim.weir.dev/error-rate': '1' }, 'RolledBack']] as const) {
+  for (const [name, podAnnotations, phase] of [
+    ['good', {}, 'Stable'],
+    ['bad', { 'sim.weir.dev/error-rate': '1' }, 'RolledBack'],
+  ] as const) {
     const app = await namespace(t, { optIn: true });
     await kubectl(['label', 'namespace', app, `weir.dev/test-analyzer=${scope}`]);
     await apply(app, service('web', { rps: 100 }));
@@ -123,68 +209,182 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   // What a stolen analyzer token can do: what RBAC allows, the admission policy confines.
   const app = await namespace(t, { optIn: true });
   const elsewhere = await namespace(t);
-  for (const where of [app, elsewhere]) await apply(where, deployment('web', { replicas: 1, image: 'example.com/web:v1' }));
-  await apply(app, { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'web' }, spec: { hosts: ['web'], http: [{ name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] }] } });
-  await waitFor('a pod of web', async () => (await kubectl(['get', 'pods', '-n', app, '-l', 'app=web', '-o', 'name'])).trim() !== '');
+  for (const where of [app, elsewhere])
+    await apply(where, deployment('web', { replicas: 1, image: 'example.com/web:v1' }));
+  await apply(app, {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web' },
+    spec: {
+      hosts: ['web'],
+      http: [{ name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] }],
+    },
+  });
+  await waitFor(
+    'a pod of web',
+    async () => (await kubectl(['get', 'pods', '-n', app, '-l', 'app=web', '-o', 'name'])).trim() !== '',
+  );
   const pod = (await kubectl(['get', 'pods', '-n', app, '-l', 'app=web', '-o', 'name'])).trim().split('\n')[0] ?? '';
   const podPath = `/api/v1/namespaces/${app}/pods/${pod.replace('pod/', '')}`;
   const denied: [string, 'PATCH' | 'POST', string, unknown, RegExp][] = [
-    ["a Pod's image", 'PATCH', podPath, [{ op: 'replace', path: '/spec/containers/0/image', value: 'evil.example.com/x' }], /on a Pod, only the weir.dev\/track label may change/],
-    ['a label other than weir.dev/track on a Pod', 'PATCH', podPath, [{ op: 'add', path: '/metadata/labels/evil', value: '1' }], /on a Pod, only the weir.dev\/track label may change/],
-    ["a user's Deployment's image", 'PATCH', `/apis/apps/v1/namespaces/${app}/deployments/web`, [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil.example.com/x' }],
-      /on a user's Deployment only spec.paused and weir.dev\/\* annotations may change/],
-    ['a Deployment in a namespace without the opt-in label', 'PATCH', `/apis/apps/v1/namespaces/${elsewhere}/deployments/web`, [{ op: 'replace', path: '/spec/paused', value: true }],
-      /writes only in namespaces labelled weir.dev\/canary=enabled/],
-    ["a field of a user's VirtualService other than a weight", 'PATCH', `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`, [{ op: 'replace', path: '/spec/hosts/0', value: 'evil' }],
-      /in a user's VirtualService only the weights/],
-    ['a Deployment in kube-system', 'POST', '/apis/apps/v1/namespaces/kube-system/deployments', deployment('evil', { image: 'evil.example.com/x' }), /never kube-system/],
+    [
+      "a Pod's image",
+      'PATCH',
+      podPath,
+      [{ op: 'replace', path: '/spec/containers/0/image', value: 'evil.example.com/x' }],
+      /on a Pod, only the weir.dev\/track label may change/,
+    ],
+    [
+      'a label other than weir.dev/track on a Pod',
+      'PATCH',
+      podPath,
+      [{ op: 'add', path: '/metadata/labels/evil', value: '1' }],
+      /on a Pod, only the weir.dev\/track label may change/,
+    ],
+    [
+      "a user's Deployment's image",
+      'PATCH',
+      `/apis/apps/v1/namespaces/${app}/deployments/web`,
+      [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil.example.com/x' }],
+      /on a user's Deployment only spec.paused and weir.dev\/\* annotations may change/,
+    ],
+    [
+      'a Deployment in a namespace without the opt-in label',
+      'PATCH',
+      `/apis/apps/v1/namespaces/${elsewhere}/deployments/web`,
+      [{ op: 'replace', path: '/spec/paused', value: true }],
+      /writes only in namespaces labelled weir.dev\/canary=enabled/,
+    ],
+    [
+      "a field of a user's VirtualService other than a weight",
+      'PATCH',
+      `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`,
+      [{ op: 'replace', path: '/spec/hosts/0', value: 'evil' }],
+      /in a user's VirtualService only the weights/,
+    ],
+    [
+      'a Deployment in kube-system',
+      'POST',
+      '/apis/apps/v1/namespaces/kube-system/deployments',
+      deployment('evil', { image: 'evil.example.com/x' }),
+      /never kube-system/,
+    ],
   ];
   for (const [what, method, path, body, message] of denied) {
     const r = await asAnalyzer(method, path, body);
     t.equal(r.code, 403, `denied: ${what}`);
     t.match(r.message, message, `the denial names its rule: ${what}`);
   }
-  const allowed = await asAnalyzer('PATCH', podPath, [{ op: 'add', path: '/metadata/labels/weir.dev~1track', value: 'stable' }]);
+  const allowed = await asAnalyzer('PATCH', podPath, [
+    { op: 'add', path: '/metadata/labels/weir.dev~1track', value: 'stable' },
+  ]);
   t.equal(allowed.code, 200, `the track label is still allowed: ${allowed.message}`);
 });
 
-t.test('a selector without the opt-in label fails to render with failurePolicy Fail; kube-system is excluded in every render', async (t) => {
-  const refused = await helm(['template', 'r', chart, '-n', 'weir-system', '--set', 'webhook.failurePolicy=Fail', '--set', 'webhook.namespaceSelector.matchLabels=null']);
-  t.not(refused.code, 0, 'helm template fails');
-  t.match(refused.stderr, /webhook\.namespaceSelector must require the opt-in label weir\.dev\/canary=enabled when webhook\.failurePolicy is Fail/);
-  const other = await helm(['template', 'r', chart, '-n', 'weir-system', '--set', 'webhook.failurePolicy=Fail', '--set', 'webhook.namespaceSelector.matchLabels=null',
-    '--set-json', 'webhook.namespaceSelector.matchExpressions=[{"key":"team","operator":"Exists"}]']);
-  t.not(other.code, 0, 'a selector on another label is refused too');
-  for (const extra of [[], ['--set', 'tls.mode=cert-manager'], ['--set', 'webhook.namespaceSelector.matchLabels=null'], ['--set', 'webhook.failurePolicy=Fail']]) {
-    const r = await helm(['template', 'r', chart, '-n', 'weir-system', ...extra]);
-    t.equal(r.code, 0, r.stderr);
-    const excluded = webhookOf(r.stdout).namespaceSelector.matchExpressions?.find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn')?.values ?? [];
-    t.same(excluded, [...systemNamespaces, 'weir-system'], `kube-system, kube-public, kube-node-lease and weir's namespace excluded (${extra.join(' ') || 'defaults'})`);
-  }
-});
+t.test(
+  'a selector without the opt-in label fails to render with failurePolicy Fail; kube-system is excluded in every render',
+  async (t) => {
+    const refused = await helm([
+      'template',
+      'r',
+      chart,
+      '-n',
+      'weir-system',
+      '--set',
+      'webhook.failurePolicy=Fail',
+      '--set',
+      'webhook.namespaceSelector.matchLabels=null',
+    ]);
+    t.not(refused.code, 0, 'helm template fails');
+    t.match(
+      refused.stderr,
+      /webhook\.namespaceSelector must require the opt-in label weir\.dev\/canary=enabled when webhook\.failurePolicy is Fail/,
+    );
+    const other = await helm([
+      'template',
+      'r',
+      chart,
+      '-n',
+      'weir-system',
+      '--set',
+      'webhook.failurePolicy=Fail',
+      '--set',
+      'webhook.namespaceSelector.matchLabels=null',
+      '--set-json',
+      'webhook.namespaceSelector.matchExpressions=[{"key":"team","operator":"Exists"}]',
+    ]);
+    t.not(other.code, 0, 'a selector on another label is refused too');
+    for (const extra of [
+      [],
+      ['--set', 'tls.mode=cert-manager'],
+      ['--set', 'webhook.namespaceSelector.matchLabels=null'],
+      ['--set', 'webhook.failurePolicy=Fail'],
+    ]) {
+      const r = await helm(['template', 'r', chart, '-n', 'weir-system', ...extra]);
+      t.equal(r.code, 0, r.stderr);
+      const excluded =
+        webhookOf(r.stdout).namespaceSelector.matchExpressions?.find(
+          (e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn',
+        )?.values ?? [];
+      t.same(
+        excluded,
+        [...systemNamespaces, 'weir-system'],
+        `kube-system, kube-public, kube-node-lease and weir's namespace excluded (${extra.join(' ') || 'defaults'})`,
+      );
+    }
+  },
+);
 
 t.test("the chart's webhook configuration and the local cluster's registration agree", async (t) => {
   const r = await helm(['template', 'r', chart, '-n', 'weir-system']);
   t.equal(r.code, 0, r.stderr);
   const rendered = webhookOf(r.stdout);
-  const registered = (webhookConfiguration({ caBundle: 'x', target: { service: { name: 'r-weir', namespace: 'weir-system', port: 443 } }, weirNamespace: 'weir-system' }) as { webhooks: Webhook[] }).webhooks[0];
+  const registered = (
+    webhookConfiguration({
+      caBundle: 'x',
+      target: { service: { name: 'r-weir', namespace: 'weir-system', port: 443 } },
+      weirNamespace: 'weir-system',
+    }) as { webhooks: Webhook[] }
+  ).webhooks[0];
   if (!registered) return t.fail('no webhook in the registration');
-  for (const field of ['name', 'admissionReviewVersions', 'sideEffects', 'failurePolicy', 'timeoutSeconds', 'reinvocationPolicy', 'rules', 'objectSelector'] as const) {
+  for (const field of [
+    'name',
+    'admissionReviewVersions',
+    'sideEffects',
+    'failurePolicy',
+    'timeoutSeconds',
+    'reinvocationPolicy',
+    'rules',
+    'objectSelector',
+  ] as const) {
     t.same(rendered[field], registered[field], field);
   }
   t.same(selectorTerms(rendered.namespaceSelector), selectorTerms(registered.namespaceSelector), 'the same namespaces');
   t.same(rendered.clientConfig.service, { ...registered.clientConfig.service, port: 443 }, 'the same path and port');
 });
 
-interface Expression { key: string; operator: string; values?: string[] }
+interface Expression {
+  key: string;
+  operator: string;
+  values?: string[];
+}
 interface Webhook {
-  name: string; admissionReviewVersions: string[]; sideEffects: string; failurePolicy: string; timeoutSeconds: number; reinvocationPolicy: string;
-  rules: unknown[]; objectSelector: unknown; namespaceSelector: { matchLabels?: Record<string, string>; matchExpressions?: Expression[] };
+  name: string;
+  admissionReviewVersions: string[];
+  sideEffects: string;
+  failurePolicy: string;
+  timeoutSeconds: number;
+  reinvocationPolicy: string;
+  rules: unknown[];
+  objectSelector: unknown;
+  namespaceSelector: { matchLabels?: Record<string, string>; matchExpressions?: Expression[] };
   clientConfig: { service?: Record<string, unknown> };
 }
 
 function webhookOf(rendered: string): Webhook {
-  const config = parseAllDocuments(rendered).map((d) => d.toJS() as { kind?: string; webhooks?: Webhook[] }).find((d) => d.kind === 'MutatingWebhookConfiguration');
+  const config = parseAllDocuments(rendered)
+    .map((d) => d.toJS() as { kind?: string; webhooks?: Webhook[] })
+    .find((d) => d.kind === 'MutatingWebhookConfiguration');
   const webhook = config?.webhooks?.[0];
   if (!webhook) throw new Error('the render has no MutatingWebhookConfiguration');
   return webhook;
@@ -192,32 +392,81 @@ function webhookOf(rendered: string): Webhook {
 
 /** A selector as sorted terms, matchLabels written as `In` expressions: equal terms, equal meaning. */
 function selectorTerms(selector: Webhook['namespaceSelector']): string[] {
-  const labels = Object.entries(selector.matchLabels ?? {}).map(([key, value]) => ({ key, operator: 'In', values: [value] }));
-  return [...labels, ...(selector.matchExpressions ?? [])].map((e) => `${e.key} ${e.operator} ${(e.values ?? []).join(',')}`).sort();
+  const labels = Object.entries(selector.matchLabels ?? {}).map(([key, value]) => ({
+    key,
+    operator: 'In',
+    values: [value],
+  }));
+  return [...labels, ...(selector.matchExpressions ?? [])]
+    .map((e) => `${e.key} ${e.operator} ${(e.values ?? []).join(',')}`)
+    .sort();
 }
 
 t.test("the pod's readiness is the webhook's alone; replicas spread across nodes", async (t) => {
   const r = await helm(['template', 'r', chart, '-n', 'weir-system']);
   t.equal(r.code, 0, r.stderr);
   type Container = { name: string; readinessProbe?: unknown; livenessProbe?: unknown };
-  const pod = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind?: string; spec?: { template: { spec: { containers: Container[]; topologySpreadConstraints?: { topologyKey: string }[] } } } })
+  const pod = parseAllDocuments(r.stdout)
+    .map(
+      (d) =>
+        d.toJS() as {
+          kind?: string;
+          spec?: {
+            template: { spec: { containers: Container[]; topologySpreadConstraints?: { topologyKey: string }[] } };
+          };
+        },
+    )
     .find((d) => d.kind === 'Deployment')?.spec?.template.spec;
   const byName = (name: string): Container | undefined => pod?.containers.find((c) => c.name === name);
   t.ok(byName('webhook')?.readinessProbe, 'the webhook has a readiness probe');
-  t.notOk(byName('analyzer')?.readinessProbe, 'the analyzer has none: its watches never take the webhook out of service');
+  t.notOk(
+    byName('analyzer')?.readinessProbe,
+    'the analyzer has none: its watches never take the webhook out of service',
+  );
   t.ok(byName('analyzer')?.livenessProbe, 'a wedged analyzer is restarted by its liveness probe');
   t.equal(pod?.topologySpreadConstraints?.[0]?.topologyKey, 'kubernetes.io/hostname');
 });
 
-t.test('the optional NetworkPolicy is accepted by the API server; the ServiceMonitor verifies TLS with weir\'s CA', async (t) => {
-  const ns = await namespace(t, { prefix: 'chart' });
-  const r = await helm(['template', 'r', chart, '-n', ns, '--set', 'networkPolicy.enabled=true', '--set', 'serviceMonitor.enabled=true', '--show-only', 'templates/networkpolicy.yaml']);
-  t.equal(r.code, 0, r.stderr);
-  const dry = await kubectlRaw(['apply', '--dry-run=server', '-n', ns, '-f', '-'], r.stdout);
-  t.equal(dry.code, 0, `server dry run: ${dry.stderr}`);
-  const policy = parseAllDocuments(r.stdout).map((d) => d.toJS() as { spec?: { ingress: { ports: { port: number }[] }[] } })[0];
-  t.same(policy?.spec?.ingress.map((i) => i.ports.map((p) => p.port)), [[8443], [8081, 8443]], 'the webhook port, and metrics');
-  const monitor = await helm(['template', 'r', chart, '-n', ns, '--set', 'serviceMonitor.enabled=true', '--show-only', 'templates/servicemonitor.yaml']);
-  t.notMatch(monitor.stdout, /insecureSkipVerify/);
-  t.match(monitor.stdout, /ca: \{secret: \{name: r-weir-tls, key: ca\.crt\}\}/);
-});
+t.test(
+  "the optional NetworkPolicy is accepted by the API server; the ServiceMonitor verifies TLS with weir's CA",
+  async (t) => {
+    const ns = await namespace(t, { prefix: 'chart' });
+    const r = await helm([
+      'template',
+      'r',
+      chart,
+      '-n',
+      ns,
+      '--set',
+      'networkPolicy.enabled=true',
+      '--set',
+      'serviceMonitor.enabled=true',
+      '--show-only',
+      'templates/networkpolicy.yaml',
+    ]);
+    t.equal(r.code, 0, r.stderr);
+    const dry = await kubectlRaw(['apply', '--dry-run=server', '-n', ns, '-f', '-'], r.stdout);
+    t.equal(dry.code, 0, `server dry run: ${dry.stderr}`);
+    const policy = parseAllDocuments(r.stdout).map(
+      (d) => d.toJS() as { spec?: { ingress: { ports: { port: number }[] }[] } },
+    )[0];
+    t.same(
+      policy?.spec?.ingress.map((i) => i.ports.map((p) => p.port)),
+      [[8443], [8081, 8443]],
+      'the webhook port, and metrics',
+    );
+    const monitor = await helm([
+      'template',
+      'r',
+      chart,
+      '-n',
+      ns,
+      '--set',
+      'serviceMonitor.enabled=true',
+      '--show-only',
+      'templates/servicemonitor.yaml',
+    ]);
+    t.notMatch(monitor.stdout, /insecureSkipVerify/);
+    t.match(monitor.stdout, /ca: \{secret: \{name: r-weir-tls, key: ca\.crt\}\}/);
+  },
+);

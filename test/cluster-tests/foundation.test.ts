@@ -1,13 +1,29 @@
 // Issue 2's acceptance: the local cluster behaves like a real one, and the mesh simulator
 // routes by the live Istio config and reports Istio's metrics.
 import t from 'tap';
-import { apply, deployment, getJson, kubectl, kubectlRaw, namespace, promQuery, readyPods, service, waitFor } from '../helpers/kube.ts';
+import {
+  apply,
+  deployment,
+  getJson,
+  kubectl,
+  kubectlRaw,
+  namespace,
+  promQuery,
+  readyPods,
+  service,
+  waitFor,
+} from '../helpers/kube.ts';
 
 t.test('a Deployment of 3 replicas gets a ReplicaSet and 3 Ready pods', async (t) => {
   const ns = await namespace(t);
   await apply(ns, deployment('web', { replicas: 3 }));
   await waitFor('3 Ready pods', async () => (await readyPods(ns, 'app=web')) === 3, 60_000);
-  const rs = await getJson<{ items: { metadata: { ownerReferences?: { kind: string; name: string }[] } }[] }>(['get', 'rs', '-n', ns]);
+  const rs = await getJson<{ items: { metadata: { ownerReferences?: { kind: string; name: string }[] } }[] }>([
+    'get',
+    'rs',
+    '-n',
+    ns,
+  ]);
   t.equal(rs.items.length, 1, 'one ReplicaSet');
   t.equal(rs.items[0]?.metadata.ownerReferences?.[0]?.name, 'web', 'owned by the Deployment');
 });
@@ -41,7 +57,15 @@ const splitVs = (weights: Record<string, number>): Record<string, unknown> => ({
   apiVersion: 'networking.istio.io/v1',
   kind: 'VirtualService',
   metadata: { name: 'web' },
-  spec: { hosts: ['web'], http: [{ name: 'primary', route: Object.entries(weights).map(([subset, weight]) => ({ destination: { host: 'web', subset }, weight })) }] },
+  spec: {
+    hosts: ['web'],
+    http: [
+      {
+        name: 'primary',
+        route: Object.entries(weights).map(([subset, weight]) => ({ destination: { host: 'web', subset }, weight })),
+      },
+    ],
+  },
 });
 
 t.test('the mesh splits traffic by VirtualService weights and reports 5xx per workload', async (t) => {
@@ -49,7 +73,15 @@ t.test('the mesh splits traffic by VirtualService weights and reports 5xx per wo
   const rates = { 'web-a': 0.05, 'web-b': 0.4 };
   for (const [name, rate] of Object.entries(rates)) {
     const track = name.slice(-1);
-    await apply(ns, deployment(name, { replicas: 2, labels: { app: 'web', track }, selector: { app: 'web', track }, podAnnotations: { 'sim.weir.dev/error-rate': String(rate) } }));
+    await apply(
+      ns,
+      deployment(name, {
+        replicas: 2,
+        labels: { app: 'web', track },
+        selector: { app: 'web', track },
+        podAnnotations: { 'sim.weir.dev/error-rate': String(rate) },
+      }),
+    );
   }
   await apply(ns, destinationRule({ a: { track: 'a' }, b: { track: 'b' } }));
   await apply(ns, splitVs({ a: 80, b: 20 }));
@@ -57,26 +89,39 @@ t.test('the mesh splits traffic by VirtualService weights and reports 5xx per wo
   await apply(ns, service('web', { rps: 300 }));
   const sel = `reporter="destination",destination_workload_namespace="${ns}"`;
   let byWorkload = new Map<string, { all: number; errors: number }>();
-  await waitFor('3000 requests in Prometheus', async () => {
-    const samples = await promQuery(`sum by (destination_workload, response_code) (istio_requests_total{${sel}})`);
-    byWorkload = new Map();
-    for (const s of samples) {
-      const w = byWorkload.get(s.metric.destination_workload ?? '') ?? { all: 0, errors: 0 };
-      w.all += s.value;
-      if ((s.metric.response_code ?? '').startsWith('5')) w.errors += s.value;
-      byWorkload.set(s.metric.destination_workload ?? '', w);
-    }
-    return [...byWorkload.values()].reduce((n, w) => n + w.all, 0) >= 3000;
-  }, 120_000, 1000);
+  await waitFor(
+    '3000 requests in Prometheus',
+    async () => {
+      const samples = await promQuery(`sum by (destination_workload, response_code) (istio_requests_total{${sel}})`);
+      byWorkload = new Map();
+      for (const s of samples) {
+        const w = byWorkload.get(s.metric.destination_workload ?? '') ?? { all: 0, errors: 0 };
+        w.all += s.value;
+        if ((s.metric.response_code ?? '').startsWith('5')) w.errors += s.value;
+        byWorkload.set(s.metric.destination_workload ?? '', w);
+      }
+      return [...byWorkload.values()].reduce((n, w) => n + w.all, 0) >= 3000;
+    },
+    120_000,
+    1000,
+  );
   const a = byWorkload.get('web-a');
   const b = byWorkload.get('web-b');
   if (!a || !b) return t.fail(`both workloads report: ${JSON.stringify([...byWorkload])}`);
   const total = a.all + b.all;
   // Binomial noise at these counts is < 1 percentage point for the split; 3 points is safe.
   t.ok(Math.abs(a.all / total - 0.8) < 0.03, `split ${(a.all / total).toFixed(3)} is 0.80 ± 0.03`);
-  t.ok(Math.abs(a.errors / a.all - rates['web-a']) < 0.03, `web-a 5xx ratio ${(a.errors / a.all).toFixed(3)} is 0.05 ± 0.03`);
-  t.ok(Math.abs(b.errors / b.all - rates['web-b']) < 0.08, `web-b 5xx ratio ${(b.errors / b.all).toFixed(3)} is 0.40 ± 0.08`);
-  const ratio = await promQuery(`sum by (destination_workload) (rate(istio_requests_total{${sel},response_code=~"5.."}[30s])) / sum by (destination_workload) (rate(istio_requests_total{${sel}}[30s]))`);
+  t.ok(
+    Math.abs(a.errors / a.all - rates['web-a']) < 0.03,
+    `web-a 5xx ratio ${(a.errors / a.all).toFixed(3)} is 0.05 ± 0.03`,
+  );
+  t.ok(
+    Math.abs(b.errors / b.all - rates['web-b']) < 0.08,
+    `web-b 5xx ratio ${(b.errors / b.all).toFixed(3)} is 0.40 ± 0.08`,
+  );
+  const ratio = await promQuery(
+    `sum by (destination_workload) (rate(istio_requests_total{${sel},response_code=~"5.."}[30s])) / sum by (destination_workload) (rate(istio_requests_total{${sel}}[30s]))`,
+  );
   t.equal(ratio.length, 2, 'the usual 5xx-ratio PromQL answers per workload');
 });
 
@@ -86,10 +131,17 @@ t.test('a subset with no Ready pod answers 503 with response_flags UH', async (t
   await apply(ns, destinationRule({ a: { track: 'a' }, empty: { track: 'nobody' } }));
   await apply(ns, splitVs({ empty: 100 }));
   await apply(ns, service('web', { rps: 50 }));
-  await waitFor('UH 503s in Prometheus', async () => {
-    const uh = await promQuery(`sum(istio_requests_total{destination_service_namespace="${ns}",response_code="503",response_flags="UH"})`);
-    return (uh[0]?.value ?? 0) > 0;
-  }, 60_000, 1000);
+  await waitFor(
+    'UH 503s in Prometheus',
+    async () => {
+      const uh = await promQuery(
+        `sum(istio_requests_total{destination_service_namespace="${ns}",response_code="503",response_flags="UH"})`,
+      );
+      return (uh[0]?.value ?? 0) > 0;
+    },
+    60_000,
+    1000,
+  );
   const ok = await promQuery(`sum(istio_requests_total{destination_service_namespace="${ns}",response_code="200"})`);
   t.equal(ok.length, 0, 'no request reached a pod');
   t.pass('the no-healthy-upstream 503s are reported with UH');

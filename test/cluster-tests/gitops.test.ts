@@ -44,7 +44,9 @@ async function applyFolder(applier: Applier, ns: string, dir: string): Promise<M
     const state = await cluster();
     const bin = (await binaries()).fluxApply ?? '';
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(bin, ['--kubeconfig', state.kubeconfig, '--dir', dir, '--namespace', ns], (error, stdout, stderr) => (error ? reject(new Error(`flux-apply: ${stderr}`)) : resolve(stdout)));
+      execFile(bin, ['--kubeconfig', state.kubeconfig, '--dir', dir, '--namespace', ns], (error, stdout, stderr) =>
+        error ? reject(new Error(`flux-apply: ${stderr}`)) : resolve(stdout),
+      );
     });
     const actions = new Map<string, string>();
     for (const line of out.trim().split('\n').filter(Boolean)) {
@@ -56,10 +58,15 @@ async function applyFolder(applier: Applier, ns: string, dir: string): Promise<M
   const extra = applier === 'server-side' ? ['--server-side', '--force-conflicts'] : [];
   const result = await kubectlRaw(['apply', '-n', ns, ...extra, '-f', dir]);
   if (result.code !== 0) throw new Error(`kubectl apply ${extra.join(' ')}: ${result.stderr}`);
-  return new Map(result.stdout.trim().split('\n').map((line) => {
-    const [subject = '', action = ''] = line.split(' ');
-    return [subject, action];
-  }));
+  return new Map(
+    result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [subject = '', action = ''] = line.split(' ');
+        return [subject, action];
+      }),
+  );
 }
 
 interface Loop {
@@ -102,10 +109,15 @@ function reapplyEvery2s(applier: Applier, ns: string, folder: Folder): Loop {
     },
     more: async (n) => {
       const target = rounds.length + n;
-      await waitFor(`${n} more applies by ${applier}`, async () => {
-        if (failure) throw failure;
-        return rounds.length >= target;
-      }, 60_000, 200);
+      await waitFor(
+        `${n} more applies by ${applier}`,
+        async () => {
+          if (failure) throw failure;
+          return rounds.length >= target;
+        },
+        60_000,
+        200,
+      );
     },
     stop: async () => {
       running = false;
@@ -118,12 +130,20 @@ function reapplyEvery2s(applier: Applier, ns: string, folder: Folder): Loop {
 const bad = { 'sim.weir.dev/error-rate': '0.3' };
 
 /** The seed's folder, applied once, with v1 running and ready. */
-async function seedFolder(t: { teardown(fn: () => unknown): void }, applier: Applier): Promise<{ ns: string; folder: Folder; loop: Loop; newUh: () => Promise<number> }> {
+async function seedFolder(
+  t: { teardown(fn: () => unknown): void },
+  applier: Applier,
+): Promise<{ ns: string; folder: Folder; loop: Loop; newUh: () => Promise<number> }> {
   const ns = await namespace(t, { optIn: true });
   const folder = await Folder.create(t);
   await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
   await applyFolder(applier, ns, folder.dir);
-  await waitFor('myapp v1 ready', async () => (await getJson<{ status?: { readyReplicas?: number } }>(['get', 'deployment', 'myapp', '-n', ns])).status?.readyReplicas === 3);
+  await waitFor(
+    'myapp v1 ready',
+    async () =>
+      (await getJson<{ status?: { readyReplicas?: number } }>(['get', 'deployment', 'myapp', '-n', ns])).status
+        ?.readyReplicas === 3,
+  );
   const newUh = await countUhFromNow(ns);
   const loop = reapplyEvery2s(applier, ns, folder);
   t.teardown(() => loop.stop().catch(() => undefined));
@@ -136,47 +156,66 @@ function editedMesh(ns: string): Manifest[] {
   return seedMesh(ns).map((m) => {
     if (m.kind !== 'VirtualService') return m;
     const spec = m.spec as { http: Record<string, unknown>[] };
-    const admin = { name: 'admin', match: [{ uri: { prefix: '/admin' } }], route: [{ destination: { host, subset: 'v1' } }] };
+    const admin = {
+      name: 'admin',
+      match: [{ uri: { prefix: '/admin' } }],
+      route: [{ destination: { host, subset: 'v1' } }],
+    };
     const primary = { ...spec.http[0], retries: { attempts: 3, perTryTimeout: '2s', retryOn: '5xx' } };
     return { ...m, spec: { ...spec, http: [admin, primary] } };
   });
 }
 
-interface Dr { spec: { subsets: { name: string; labels: Record<string, string> }[] } }
-interface Vs { spec: { http: { name?: string; retries?: unknown; route: { destination: { subset: string }; weight?: number }[] }[] } }
+interface Dr {
+  spec: { subsets: { name: string; labels: Record<string, string> }[] };
+}
+interface Vs {
+  spec: { http: { name?: string; retries?: unknown; route: { destination: { subset: string }; weight?: number }[] }[] };
+}
 
-t.test('kubectl apply -f <folder> every 2 s through a healthy and a bad release: zero UH, weights in step order', async (t) => {
-  const { ns, loop, newUh } = await seedFolder(t, 'client-side');
-  const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
-  loop.change([...seedMesh(ns), seedDeployment('v2', fast)]);
-  await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
-  await waitForWeight(ns, 'myapp', 10);
-  // A real edit of the VirtualService in git, mid-release: a retry policy and a new route.
-  const edited = editedMesh(ns);
-  loop.change([...edited, seedDeployment('v2', fast)]);
-  await waitFor('the edited VirtualService applied', async () => {
-    const vs = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
-    return vs.spec.http.length === 2;
-  });
-  const mid = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
-  const steered = mid.spec.http.find((r) => r.name === 'primary');
-  t.same(steered?.retries, { attempts: 3, perTryTimeout: '2s', retryOn: '5xx' }, 'the retry policy as written in git');
-  t.equal(mid.spec.http[0]?.name, 'admin', 'the new route as written in git');
-  t.not(steered?.route.find((d) => d.destination.subset === 'v2')?.weight ?? 0, 0, "weir's weight stays");
-  await waitForPhase(ns, 'myapp', 'Stable');
-  // After the release, the folder keeps being applied (say, for a ConfigMap change).
-  await loop.more(3);
-  const dr = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
-  t.same(dr.spec.subsets.map((s) => s.labels), [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }], 'subsets still select the halves');
-  loop.change([...edited, seedDeployment('v3', fast, bad)]);
-  await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
-  await waitForPhase(ns, 'myapp', 'RolledBack');
-  await loop.more(3);
-  await recorder.stop();
-  t.same(recorder.weights, [0, 10, 50, 100, 0, 10, 0], 'v2: 10 → 50 → 100 → stable; v3: 10 → rolled back');
-  t.equal(await newUh(), 0, 'the mesh answered no 503 UH from the first re-apply to the end');
-  t.ok(loop.rounds.length >= 10, `the folder was applied ${loop.rounds.length} times`);
-});
+t.test(
+  'kubectl apply -f <folder> every 2 s through a healthy and a bad release: zero UH, weights in step order',
+  async (t) => {
+    const { ns, loop, newUh } = await seedFolder(t, 'client-side');
+    const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+    loop.change([...seedMesh(ns), seedDeployment('v2', fast)]);
+    await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
+    await waitForWeight(ns, 'myapp', 10);
+    // A real edit of the VirtualService in git, mid-release: a retry policy and a new route.
+    const edited = editedMesh(ns);
+    loop.change([...edited, seedDeployment('v2', fast)]);
+    await waitFor('the edited VirtualService applied', async () => {
+      const vs = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
+      return vs.spec.http.length === 2;
+    });
+    const mid = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
+    const steered = mid.spec.http.find((r) => r.name === 'primary');
+    t.same(
+      steered?.retries,
+      { attempts: 3, perTryTimeout: '2s', retryOn: '5xx' },
+      'the retry policy as written in git',
+    );
+    t.equal(mid.spec.http[0]?.name, 'admin', 'the new route as written in git');
+    t.not(steered?.route.find((d) => d.destination.subset === 'v2')?.weight ?? 0, 0, "weir's weight stays");
+    await waitForPhase(ns, 'myapp', 'Stable');
+    // After the release, the folder keeps being applied (say, for a ConfigMap change).
+    await loop.more(3);
+    const dr = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
+    t.same(
+      dr.spec.subsets.map((s) => s.labels),
+      [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }],
+      'subsets still select the halves',
+    );
+    loop.change([...edited, seedDeployment('v3', fast, bad)]);
+    await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
+    await waitForPhase(ns, 'myapp', 'RolledBack');
+    await loop.more(3);
+    await recorder.stop();
+    t.same(recorder.weights, [0, 10, 50, 100, 0, 10, 0], 'v2: 10 → 50 → 100 → stable; v3: 10 → rolled back');
+    t.equal(await newUh(), 0, 'the mesh answered no 503 UH from the first re-apply to the end');
+    t.ok(loop.rounds.length >= 10, `the folder was applied ${loop.rounds.length} times`);
+  },
+);
 
 t.test('kubectl apply --server-side --force-conflicts every 2 s: zero UH, weights in step order', async (t) => {
   const { ns, loop, newUh } = await seedFolder(t, 'server-side');
@@ -189,7 +228,10 @@ t.test('kubectl apply --server-side --force-conflicts every 2 s: zero UH, weight
   t.same(recorder.weights, [0, 10, 50, 100, 0]);
   t.equal(await newUh(), 0, 'no 503 UH');
   const dr = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
-  t.same(dr.spec.subsets.map((s) => s.labels), [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }]);
+  t.same(
+    dr.spec.subsets.map((s) => s.labels),
+    [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }],
+  );
 });
 
 t.test("Flux's apply engine every 2 s: zero UH, and after each new content every reconcile is unchanged", async (t) => {
@@ -216,33 +258,62 @@ t.test("Flux's apply engine every 2 s: zero UH, and after each new content every
   t.equal(deployment?.get(`Deployment/${ns}/myapp`), 'configured', 'the new version is applied once');
   t.same(drifted, [], 'every other reconcile reports unchanged for every object');
   for (const kind of ['Deployment', 'VirtualService', 'DestinationRule']) {
-    t.ok([...(loop.rounds.at(-1)?.actions.keys() ?? [])].some((s) => s.startsWith(`${kind}/`)), `${kind} is in the folder Flux applies`);
+    t.ok(
+      [...(loop.rounds.at(-1)?.actions.keys() ?? [])].some((s) => s.startsWith(`${kind}/`)),
+      `${kind} is in the folder Flux applies`,
+    );
   }
 });
 
-t.test("routing changed behind weir's back (kubectl replace) is put back within a tick, with an event, mid-step and after", async (t) => {
-  const ns = await namespace(t, { optIn: true });
-  const folder = await Folder.create(t);
-  await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
-  await applyFolder('client-side', ns, folder.dir);
-  await kubectl(['apply', '-n', ns, '-f', '-'], JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': '30s' })));
-  await waitForWeight(ns, 'myapp', 10);
-  const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
-  // `kubectl replace` writes the object from git whole: weir's record goes with it, so the webhook has nothing to keep.
-  const vs = seedMesh(ns).find((m) => m.kind === 'VirtualService');
-  await kubectl(['replace', '-n', ns, '-f', '-'], JSON.stringify({ ...vs, metadata: { ...(vs?.metadata as object), namespace: ns } }));
-  await waitFor('a RoutingRepaired event', async () => (await events(ns, 'myapp')).some((e) => e.reason === 'RoutingRepaired' && /gave the canary 0% instead of 10%/.test(e.message)), 30_000);
-  await waitFor('weight 10 again', async () => recorder.weights.at(-1) === 10, 10_000, 100);
-  await recorder.stop();
-  t.same(recorder.weights.slice(-2), [0, 10], 'put back to the step weight');
-  await kubectl(['annotate', 'deployment', 'myapp', '-n', ns, 'weir.dev/request=promote-full']);
-  await waitForPhase(ns, 'myapp', 'Stable');
-  const dr = seedMesh(ns).find((m) => m.kind === 'DestinationRule');
-  await kubectl(['replace', '-n', ns, '-f', '-'], JSON.stringify({ ...dr, metadata: { ...(dr?.metadata as object), namespace: ns } }));
-  await waitFor("the DestinationRule's subsets put back after the release", async () => {
-    const now = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
-    return now.spec.subsets.every((s) => s.labels['weir.dev/track'] !== undefined);
-  }, 30_000);
-  const repaired = (await events(ns, 'myapp')).filter((e) => e.reason === 'RoutingRepaired');
-  t.ok(repaired.some((e) => /subsets no longer select/.test(e.message)), 'a RoutingRepaired event for the subsets');
-});
+t.test(
+  "routing changed behind weir's back (kubectl replace) is put back within a tick, with an event, mid-step and after",
+  async (t) => {
+    const ns = await namespace(t, { optIn: true });
+    const folder = await Folder.create(t);
+    await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
+    await applyFolder('client-side', ns, folder.dir);
+    await kubectl(
+      ['apply', '-n', ns, '-f', '-'],
+      JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': '30s' })),
+    );
+    await waitForWeight(ns, 'myapp', 10);
+    const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+    // `kubectl replace` writes the object from git whole: weir's record goes with it, so the webhook has nothing to keep.
+    const vs = seedMesh(ns).find((m) => m.kind === 'VirtualService');
+    await kubectl(
+      ['replace', '-n', ns, '-f', '-'],
+      JSON.stringify({ ...vs, metadata: { ...(vs?.metadata as object), namespace: ns } }),
+    );
+    await waitFor(
+      'a RoutingRepaired event',
+      async () =>
+        (await events(ns, 'myapp')).some(
+          (e) => e.reason === 'RoutingRepaired' && /gave the canary 0% instead of 10%/.test(e.message),
+        ),
+      30_000,
+    );
+    await waitFor('weight 10 again', async () => recorder.weights.at(-1) === 10, 10_000, 100);
+    await recorder.stop();
+    t.same(recorder.weights.slice(-2), [0, 10], 'put back to the step weight');
+    await kubectl(['annotate', 'deployment', 'myapp', '-n', ns, 'weir.dev/request=promote-full']);
+    await waitForPhase(ns, 'myapp', 'Stable');
+    const dr = seedMesh(ns).find((m) => m.kind === 'DestinationRule');
+    await kubectl(
+      ['replace', '-n', ns, '-f', '-'],
+      JSON.stringify({ ...dr, metadata: { ...(dr?.metadata as object), namespace: ns } }),
+    );
+    await waitFor(
+      "the DestinationRule's subsets put back after the release",
+      async () => {
+        const now = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
+        return now.spec.subsets.every((s) => s.labels['weir.dev/track'] !== undefined);
+      },
+      30_000,
+    );
+    const repaired = (await events(ns, 'myapp')).filter((e) => e.reason === 'RoutingRepaired');
+    t.ok(
+      repaired.some((e) => /subsets no longer select/.test(e.message)),
+      'a RoutingRepaired event for the subsets',
+    );
+  },
+);

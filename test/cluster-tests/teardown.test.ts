@@ -8,8 +8,11 @@ import { alive, repoRoot, waitFor } from '../cluster/cluster.ts';
 
 function npm(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    execFile('npm', args, { cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) =>
-      resolve({ code: error ? 1 : 0, output: stdout + stderr }),
+    execFile(
+      'npm',
+      args,
+      { cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 32 * 1024 * 1024 },
+      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr }),
     );
   });
 }
@@ -20,7 +23,9 @@ t.test('cluster:down stops every process that cluster:up started', async (t) => 
   const env = { WEIR_CLUSTER_DIR: dir };
   const started = await npm(['run', 'cluster:up', '--', '--no-weir'], env);
   t.equal(started.code, 0, 'cluster:up succeeded', { output: started.output });
-  const pids = Object.values((JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { pids: Record<string, number> }).pids);
+  const pids = Object.values(
+    (JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { pids: Record<string, number> }).pids,
+  );
   t.ok(pids.length >= 7, `${pids.length} processes started`);
   t.ok(pids.every(alive), 'all running while up');
   const stopped = await npm(['run', 'cluster:down'], env);
@@ -34,9 +39,14 @@ t.test('a failing test run leaves no cluster process behind', async (t) => {
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const pidsFile = join(dir, '..', `${dir.split('/').pop() ?? 'x'}-pids.json`);
   t.teardown(() => rm(pidsFile, { force: true }));
-  const run = await npm(['exec', '--', 'tap', '--disable-coverage', '--reporter=silent', 'test/fixtures/failing-run/fails.fixture.ts'], {
-    WEIR_CLUSTER_DIR: dir, WEIR_PIDS_OUT: pidsFile, WEIR_REUSE_CLUSTER: '0',
-  });
+  const run = await npm(
+    ['exec', '--', 'tap', '--disable-coverage', '--reporter=silent', 'test/fixtures/failing-run/fails.fixture.ts'],
+    {
+      WEIR_CLUSTER_DIR: dir,
+      WEIR_PIDS_OUT: pidsFile,
+      WEIR_REUSE_CLUSTER: '0',
+    },
+  );
   t.not(run.code, 0, 'the run failed');
   const pids = Object.values(JSON.parse(await readFile(pidsFile, 'utf8')) as Record<string, number>);
   t.ok(pids.length >= 7, `the failing run had a cluster of ${pids.length} processes`);

@@ -17,15 +17,23 @@ interface Dep {
   spec: { paused?: boolean; replicas: number; template: { metadata: { labels: Record<string, string> } } };
   status?: { observedGeneration?: number; readyReplicas?: number };
 }
-interface RsList { items: { metadata: { name: string } }[] }
+interface RsList {
+  items: { metadata: { name: string } }[];
+}
 
 const get = (ns: string): Promise<Dep> => getJson<Dep>(['get', 'deployment', 'web', '-n', ns]);
-const replicaSets = async (ns: string): Promise<RsList['items']> => (await getJson<RsList>(['get', 'rs', '-n', ns])).items;
+const replicaSets = async (ns: string): Promise<RsList['items']> =>
+  (await getJson<RsList>(['get', 'rs', '-n', ns])).items;
 /** The Deployment controller has seen the latest spec: what it did (or did not do) is final. */
-const observed = (ns: string): Promise<void> => waitFor('the Deployment controller to observe the change', async () => {
-  const d = await get(ns);
-  return d.status?.observedGeneration === d.metadata.generation;
-}, 30_000);
+const observed = (ns: string): Promise<void> =>
+  waitFor(
+    'the Deployment controller to observe the change',
+    async () => {
+      const d = await get(ns);
+      return d.status?.observedGeneration === d.metadata.generation;
+    },
+    30_000,
+  );
 const v = (image: string, replicas = 2): Record<string, unknown> => deployment('web', { image, replicas });
 
 t.test('in an opted-in namespace: stamp, hold, record, pass replicas, end on revert', async (t) => {
@@ -42,13 +50,24 @@ t.test('in an opted-in namespace: stamp, hold, record, pass replicas, end on rev
   t.ok(held.metadata.annotations?.['weir.dev/canary-revision'], 'the canary revision is recorded');
   await observed(ns);
   const during = await replicaSets(ns);
-  t.same(during.map((rs) => rs.metadata.name), [stableRs?.metadata.name], 'no new ReplicaSet: pods stay on the stable one');
+  t.same(
+    during.map((rs) => rs.metadata.name),
+    [stableRs?.metadata.name],
+    'no new ReplicaSet: pods stay on the stable one',
+  );
 
   await apply(ns, v('example.com/web:v2', 3));
   const scaled = await get(ns);
   t.equal(scaled.spec.replicas, 3, 'a replicas-only change passes');
-  t.equal(scaled.metadata.annotations?.['weir.dev/canary-revision'], held.metadata.annotations?.['weir.dev/canary-revision'], 'and is not a release');
-  t.equal(scaled.metadata.annotations?.['weir.dev/release-started'], held.metadata.annotations?.['weir.dev/release-started']);
+  t.equal(
+    scaled.metadata.annotations?.['weir.dev/canary-revision'],
+    held.metadata.annotations?.['weir.dev/canary-revision'],
+    'and is not a release',
+  );
+  t.equal(
+    scaled.metadata.annotations?.['weir.dev/release-started'],
+    held.metadata.annotations?.['weir.dev/release-started'],
+  );
 
   await apply(ns, v('example.com/web:v1', 3));
   const reverted = await get(ns);
@@ -81,7 +100,11 @@ t.test('kubectl apply --dry-run=server and --server-side both work', async (t) =
   t.equal(ssa.spec.template.metadata.labels['weir.dev/track'], 'stable', 'and keeps the track label');
   // The analyzer records the release (annotations bump a Deployment's generation); with no Service
   // here it then holds quietly on a RoutingError, and nothing else writes.
-  await waitFor('the analyzer holding', async () => (await getJson<{ items: { reason: string }[] }>(['get', 'events', '-n', ns])).items.some((e) => e.reason === 'RoutingError'));
+  await waitFor('the analyzer holding', async () =>
+    (await getJson<{ items: { reason: string }[] }>(['get', 'events', '-n', ns])).items.some(
+      (e) => e.reason === 'RoutingError',
+    ),
+  );
   const generation = (await get(ns)).metadata.generation;
   await apply(ns, v('example.com/web:v2'), ['--server-side', '--force-conflicts']);
   t.equal((await get(ns)).metadata.generation, generation, 're-applying the same manifest changes nothing');
@@ -99,68 +122,111 @@ t.test('with the webhook stopped, kubectl apply still succeeds (failurePolicy Ig
   const id = randomBytes(4).toString('hex');
   const ns = await namespace(t);
   await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
-  const config = webhookConfiguration({ name: `weir-${id}`, caBundle, target: { url: `https://127.0.0.1:${port}/mutate` } }) as { webhooks: { namespaceSelector: unknown }[] };
+  const config = webhookConfiguration({
+    name: `weir-${id}`,
+    caBundle,
+    target: { url: `https://127.0.0.1:${port}/mutate` },
+  }) as { webhooks: { namespaceSelector: unknown }[] };
   for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
   await apply(ns, config);
   t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
-  await waitFor('the private webhook to be called', async () => {
-    await kubectl(['delete', 'deployment', 'probe', '-n', ns, '--ignore-not-found']);
-    await apply(ns, deployment('probe'));
-    const d = await getJson<Dep>(['get', 'deployment', 'probe', '-n', ns]);
-    return d.spec.template.metadata.labels['weir.dev/track'] === 'stable';
-  }, 30_000, 500);
+  await waitFor(
+    'the private webhook to be called',
+    async () => {
+      await kubectl(['delete', 'deployment', 'probe', '-n', ns, '--ignore-not-found']);
+      await apply(ns, deployment('probe'));
+      const d = await getJson<Dep>(['get', 'deployment', 'probe', '-n', ns]);
+      return d.spec.template.metadata.labels['weir.dev/track'] === 'stable';
+    },
+    30_000,
+    500,
+  );
   await app.close();
   await apply(ns, v('example.com/web:v1'));
   await apply(ns, v('example.com/web:v2'));
-  t.equal(((await get(ns)).spec.template as unknown as { spec: { containers: { image: string }[] } }).spec.containers[0]?.image, 'example.com/web:v2', 'the update is stored');
+  t.equal(
+    ((await get(ns)).spec.template as unknown as { spec: { containers: { image: string }[] } }).spec.containers[0]
+      ?.image,
+    'example.com/web:v2',
+    'the update is stored',
+  );
   t.notOk((await get(ns)).spec.paused, 'the update went through unguarded rather than blocked');
 });
 
-t.test("SIGTERM: the webhook reports not-ready and keeps answering the API server through its drain, then exits", async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'weir-drain-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
-  const port = await freePort();
-  const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'webhook/main.ts')], {
-    env: { ...process.env, WEIR_TLS_CERT: join(dir, 'tls.crt'), WEIR_TLS_KEY: join(dir, 'tls.key'), WEIR_PORT: String(port), WEIR_HOST: '127.0.0.1', WEIR_DRAIN_SECONDS: '6', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  t.teardown(() => child.kill('SIGKILL'));
-  const dispatcher = new Agent({ connect: { ca: await readFile(join(dir, 'ca.crt'), 'utf8') } });
-  t.teardown(() => dispatcher.close());
-  const readyz = async (): Promise<number> => (await request(`https://127.0.0.1:${port}/readyz`, { dispatcher })).statusCode;
-  await waitFor('the webhook ready', async () => (await readyz()) === 200, 30_000, 200);
-  // A private registration that fails closed: an admission this webhook does not answer fails the apply.
-  const id = randomBytes(4).toString('hex');
-  const ns = await namespace(t);
-  await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
-  const config = webhookConfiguration({ name: `weir-${id}`, caBundle, failurePolicy: 'Fail', target: { url: `https://127.0.0.1:${port}/mutate` } }) as { webhooks: { namespaceSelector: unknown }[] };
-  for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
-  await apply(ns, config);
-  t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
-  await waitFor('the private webhook answering', async () => {
-    await apply(ns, v('example.com/web:v0'));
-    return (await get(ns)).spec.template.metadata.labels['weir.dev/track'] === 'stable';
-  }, 30_000, 300);
-  const results: { code: number; draining: boolean }[] = [];
-  let draining = false;
-  let running = true;
-  const loop = (async () => {
-    for (let i = 1; running; i++) {
-      const r = await kubectlRaw(['apply', '-n', ns, '-f', '-'], JSON.stringify(v(`example.com/web:v${i}`)));
-      results.push({ code: r.code, draining });
-    }
-  })();
-  await waitFor('a few applies', () => Promise.resolve(results.length >= 3), 30_000, 100);
-  child.kill('SIGTERM');
-  await waitFor('not ready while draining', async () => (await readyz()) === 503, 5_000, 100);
-  draining = true;
-  const before = results.length;
-  await waitFor('applies during the drain', () => Promise.resolve(results.length >= before + 3), 5_000, 100);
-  running = false;
-  await loop;
-  t.same(results.filter((r) => r.code !== 0), [], 'no apply failed: every admission was answered');
-  t.ok(results.filter((r) => r.draining).length >= 3, `${results.filter((r) => r.draining).length} applies answered during the drain`);
-  t.equal(await exited, 0, 'then it exits cleanly');
-});
+t.test(
+  'SIGTERM: the webhook reports not-ready and keeps answering the API server through its drain, then exits',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-drain-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
+    const port = await freePort();
+    const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'webhook/main.ts')], {
+      env: {
+        ...process.env,
+        WEIR_TLS_CERT: join(dir, 'tls.crt'),
+        WEIR_TLS_KEY: join(dir, 'tls.key'),
+        WEIR_PORT: String(port),
+        WEIR_HOST: '127.0.0.1',
+        WEIR_DRAIN_SECONDS: '6',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    t.teardown(() => child.kill('SIGKILL'));
+    const dispatcher = new Agent({ connect: { ca: await readFile(join(dir, 'ca.crt'), 'utf8') } });
+    t.teardown(() => dispatcher.close());
+    const readyz = async (): Promise<number> =>
+      (await request(`https://127.0.0.1:${port}/readyz`, { dispatcher })).statusCode;
+    await waitFor('the webhook ready', async () => (await readyz()) === 200, 30_000, 200);
+    // A private registration that fails closed: an admission this webhook does not answer fails the apply.
+    const id = randomBytes(4).toString('hex');
+    const ns = await namespace(t);
+    await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
+    const config = webhookConfiguration({
+      name: `weir-${id}`,
+      caBundle,
+      failurePolicy: 'Fail',
+      target: { url: `https://127.0.0.1:${port}/mutate` },
+    }) as { webhooks: { namespaceSelector: unknown }[] };
+    for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
+    await apply(ns, config);
+    t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
+    await waitFor(
+      'the private webhook answering',
+      async () => {
+        await apply(ns, v('example.com/web:v0'));
+        return (await get(ns)).spec.template.metadata.labels['weir.dev/track'] === 'stable';
+      },
+      30_000,
+      300,
+    );
+    const results: { code: number; draining: boolean }[] = [];
+    let draining = false;
+    let running = true;
+    const loop = (async () => {
+      for (let i = 1; running; i++) {
+        const r = await kubectlRaw(['apply', '-n', ns, '-f', '-'], JSON.stringify(v(`example.com/web:v${i}`)));
+        results.push({ code: r.code, draining });
+      }
+    })();
+    await waitFor('a few applies', () => Promise.resolve(results.length >= 3), 30_000, 100);
+    child.kill('SIGTERM');
+    await waitFor('not ready while draining', async () => (await readyz()) === 503, 5_000, 100);
+    draining = true;
+    const before = results.length;
+    await waitFor('applies during the drain', () => Promise.resolve(results.length >= before + 3), 5_000, 100);
+    running = false;
+    await loop;
+    t.same(
+      results.filter((r) => r.code !== 0),
+      [],
+      'no apply failed: every admission was answered',
+    );
+    t.ok(
+      results.filter((r) => r.draining).length >= 3,
+      `${results.filter((r) => r.draining).length} applies answered during the drain`,
+    );
+    t.equal(await exited, 0, 'then it exits cleanly');
+  },
+);

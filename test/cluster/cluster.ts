@@ -76,7 +76,14 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
     // Its cache key holds the source's hash too, as build.sh computes it: a changed program is rebuilt.
     fluxApply: at('flux-apply', `${v.FLUX_SSA_VERSION ?? 'unknown'}-${await fluxApplyRecipe()}`, 'flux-apply'),
   };
-  const missing = await Promise.all(Object.values(bins).map((p) => access(p).then(() => false, () => true)));
+  const missing = await Promise.all(
+    Object.values(bins).map((p) =>
+      access(p).then(
+        () => false,
+        () => true,
+      ),
+    ),
+  );
   if (missing.some(Boolean)) {
     log('building the cluster parts that are not cached yet (test/cluster/build.sh)');
     await run('bash', [join(repoRoot, 'test/cluster/build.sh')], { maxBuffer: 64 * 1024 * 1024 });
@@ -91,13 +98,20 @@ export async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
 
 /** Polls `probe` until it returns true; the error names what was awaited. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 60_000, everyMs = 250): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs = 60_000,
+  everyMs = 250,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -108,7 +122,9 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, timeo
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ''}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ''}`,
+  );
 }
 
 function startProcess(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
@@ -121,7 +137,13 @@ function startProcess(name: string, command: string, args: string[], env: NodeJS
   return child.pid;
 }
 
-async function writeKubeconfig(path: string, server: string, caPem: string, certPem: string, keyPem: string): Promise<void> {
+async function writeKubeconfig(
+  path: string,
+  server: string,
+  caPem: string,
+  certPem: string,
+  keyPem: string,
+): Promise<void> {
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   await writeFile(
     path,
@@ -154,7 +176,13 @@ async function writePki(pki: string): Promise<{ caPem: string; admin: { certPem:
   const serving = await issue(ca, {
     commonName: 'kube-apiserver',
     usage: 'server',
-    dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+    dnsNames: [
+      'localhost',
+      'kubernetes',
+      'kubernetes.default',
+      'kubernetes.default.svc',
+      'kubernetes.default.svc.cluster.local',
+    ],
     ipAddresses: ['127.0.0.1', '10.0.0.1'],
   });
   const admin = await issue(ca, { commonName: 'weir-admin', organizations: ['system:masters'], usage: 'client' });
@@ -172,23 +200,37 @@ async function writePki(pki: string): Promise<{ caPem: string; admin: { certPem:
 /** Runs the cluster's kubectl; rejects with its stderr. */
 export async function kubectl(bin: string, kubeconfig: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolveOut, reject) => {
-    const child = execFile(bin, ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
-      error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr || error.message}`)) : resolveOut(stdout),
+    const child = execFile(
+      bin,
+      ['--kubeconfig', kubeconfig, ...args],
+      { maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`kubectl ${args.join(' ')}: ${stderr || error.message}`)) : resolveOut(stdout),
     );
     if (input !== undefined) child.stdin?.end(input);
   });
 }
 
 async function ensurePrometheus(log: (l: string) => void): Promise<string> {
-  const found = await run('sh', ['-c', 'command -v prometheus || test -x /usr/bin/prometheus && echo /usr/bin/prometheus']).then(
+  const found = await run('sh', [
+    '-c',
+    'command -v prometheus || test -x /usr/bin/prometheus && echo /usr/bin/prometheus',
+  ]).then(
     (r) => r.stdout.trim().split('\n')[0] ?? '',
     () => '',
   );
   if (found) return found;
   log("installing Debian's prometheus package (apt-get)");
-  await run('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus'], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  await run(
+    'sh',
+    [
+      '-c',
+      'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus',
+    ],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   return '/usr/bin/prometheus';
 }
 
@@ -226,10 +268,18 @@ function fakeNode(name: string): string {
     metadata: {
       name,
       annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-      labels: { type: 'kwok', 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
+      labels: {
+        type: 'kwok',
+        'kubernetes.io/hostname': name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+      },
     },
     spec: {},
-    status: { allocatable: { cpu: '64', memory: '256Gi', pods: '500' }, capacity: { cpu: '64', memory: '256Gi', pods: '500' } },
+    status: {
+      allocatable: { cpu: '64', memory: '256Gi', pods: '500' },
+      capacity: { cpu: '64', memory: '256Gi', pods: '500' },
+    },
   });
 }
 
@@ -243,25 +293,46 @@ async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise
   const port = await freePort();
   start('weir-webhook', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'webhook/main.ts')], {
     // Registered by URL, not behind a Service: no endpoints to drain from.
-    ...process.env, WEIR_TLS_CERT: join(dir, 'tls.crt'), WEIR_TLS_KEY: join(dir, 'tls.key'), WEIR_PORT: String(port), WEIR_HOST: '127.0.0.1', WEIR_DRAIN_SECONDS: '0',
+    ...process.env,
+    WEIR_TLS_CERT: join(dir, 'tls.crt'),
+    WEIR_TLS_KEY: join(dir, 'tls.key'),
+    WEIR_PORT: String(port),
+    WEIR_HOST: '127.0.0.1',
+    WEIR_DRAIN_SECONDS: '0',
   });
   state.webhookUrl = `https://127.0.0.1:${port}`;
   await saveState(state);
   const ca = await readFile(join(dir, 'ca.crt'), 'utf8');
   const dispatcher = new Agent({ connect: { ca } });
-  await waitFor('weir webhook /readyz', async () => (await request(`${state.webhookUrl}/readyz`, { dispatcher })).statusCode === 200, 30_000);
+  await waitFor(
+    'weir webhook /readyz',
+    async () => (await request(`${state.webhookUrl}/readyz`, { dispatcher })).statusCode === 200,
+    30_000,
+  );
   await dispatcher.close();
-  await k(['apply', '-f', '-'], JSON.stringify(webhookConfiguration({ caBundle, target: { url: `${state.webhookUrl}/mutate` } })));
+  await k(
+    ['apply', '-f', '-'],
+    JSON.stringify(webhookConfiguration({ caBundle, target: { url: `${state.webhookUrl}/mutate` } })),
+  );
   await k(['create', 'namespace', 'weir-system']);
   const analyzerPort = await freePort();
   start('weir-analyzer', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
-    ...process.env, KUBECONFIG: state.kubeconfig, WEIR_PROMETHEUS_URL: state.prometheusUrl, WEIR_NAMESPACE: 'weir-system',
-    WEIR_ANALYZER_HOST: '127.0.0.1', WEIR_ANALYZER_PORT: String(analyzerPort), WEIR_SCOPE: `!${analyzerScopeLabel}`,
+    ...process.env,
+    KUBECONFIG: state.kubeconfig,
+    WEIR_PROMETHEUS_URL: state.prometheusUrl,
+    WEIR_NAMESPACE: 'weir-system',
+    WEIR_ANALYZER_HOST: '127.0.0.1',
+    WEIR_ANALYZER_PORT: String(analyzerPort),
+    WEIR_SCOPE: `!${analyzerScopeLabel}`,
     WEIR_POLICY_FILE: join(repoRoot, 'test/cluster/policies.yaml'),
   });
   state.analyzerUrl = `http://127.0.0.1:${analyzerPort}`;
   await saveState(state);
-  await waitFor('weir analyzer /readyz', async () => (await request(`${state.analyzerUrl}/readyz`)).statusCode === 200, 30_000);
+  await waitFor(
+    'weir analyzer /readyz',
+    async () => (await request(`${state.analyzerUrl}/readyz`)).statusCode === 200,
+    30_000,
+  );
 }
 
 /** Namespaces with this label are left to an analyzer a test runs itself (kill and failover tests). */
@@ -320,45 +391,80 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     start('etcd', bins.etcd ?? '', [
-      '--name=weir', `--data-dir=${join(clusterDir, 'etcd')}`, `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, `--initial-cluster=weir=${peerUrl}`,
-      '--unsafe-no-fsync=true', '--log-level=warn', '--listen-metrics-urls=',
+      '--name=weir',
+      `--data-dir=${join(clusterDir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=weir=${peerUrl}`,
+      '--unsafe-no-fsync=true',
+      '--log-level=warn',
+      '--listen-metrics-urls=',
     ]);
     await saveState(state);
     await waitFor('etcd /health', async () => (await request(`${etcdUrl}/health`)).statusCode === 200, 30_000);
 
     log('starting kube-apiserver');
     start('kube-apiserver', bins.apiserver ?? '', [
-      `--etcd-servers=${etcdUrl}`, '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${apiPort}`,
-      `--tls-cert-file=${join(pki, 'apiserver.crt')}`, `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
-      `--client-ca-file=${join(pki, 'ca.crt')}`, `--service-account-key-file=${join(pki, 'sa.pub')}`,
-      `--service-account-signing-key-file=${join(pki, 'sa.key')}`, '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      '--service-cluster-ip-range=10.0.0.0/16', '--authorization-mode=Node,RBAC', '--allow-privileged=true',
-      '--profiling=false', '--v=1',
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      `--tls-cert-file=${join(pki, 'apiserver.crt')}`,
+      `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
+      `--client-ca-file=${join(pki, 'ca.crt')}`,
+      `--service-account-key-file=${join(pki, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      '--service-cluster-ip-range=10.0.0.0/16',
+      '--authorization-mode=Node,RBAC',
+      '--allow-privileged=true',
+      '--profiling=false',
+      '--v=1',
     ]);
     await saveState(state);
     const dispatcher = new Agent({ connect: { ca: caPem, cert: admin.certPem, key: admin.keyPem } });
-    await waitFor('kube-apiserver /readyz', async () => {
-      const res = await request(`${apiServer}/readyz`, { dispatcher });
-      await res.body.text();
-      return res.statusCode === 200;
-    }, 90_000);
+    await waitFor(
+      'kube-apiserver /readyz',
+      async () => {
+        const res = await request(`${apiServer}/readyz`, { dispatcher });
+        await res.body.text();
+        return res.statusCode === 200;
+      },
+      90_000,
+    );
     await dispatcher.close();
 
     log('starting kube-controller-manager, kube-scheduler and kwok');
     start('kube-controller-manager', bins.controllerManager ?? '', [
-      `--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`,
-      '--bind-address=127.0.0.1', `--secure-port=${cmPort}`, '--leader-elect=false', `--root-ca-file=${join(pki, 'ca.crt')}`,
-      `--service-account-private-key-file=${join(pki, 'sa.key')}`, '--use-service-account-credentials=false',
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${cmPort}`,
+      '--leader-elect=false',
+      `--root-ca-file=${join(pki, 'ca.crt')}`,
+      `--service-account-private-key-file=${join(pki, 'sa.key')}`,
+      '--use-service-account-credentials=false',
       '--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-persistentvolume-binder,-attachdetach',
-      '--concurrent-deployment-syncs=10', '--concurrent-replicaset-syncs=10', '--v=1',
+      '--concurrent-deployment-syncs=10',
+      '--concurrent-replicaset-syncs=10',
+      '--v=1',
     ]);
     start('kube-scheduler', bins.scheduler ?? '', [
-      `--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`,
-      '--bind-address=127.0.0.1', `--secure-port=${schedPort}`, '--leader-elect=false', '--v=1',
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${schedPort}`,
+      '--leader-elect=false',
+      '--v=1',
     ]);
     start('kwok', bins.kwok ?? '', [
-      `--kubeconfig=${kubeconfig}`, `--config=${await kwokConfig(bins.kwokStages ?? '')}`, `--server-address=127.0.0.1:${kwokPort}`,
+      `--kubeconfig=${kubeconfig}`,
+      `--config=${await kwokConfig(bins.kwokStages ?? '')}`,
+      `--server-address=127.0.0.1:${kwokPort}`,
       '--node-ip=127.0.0.1',
     ]);
     await saveState(state);
@@ -372,33 +478,53 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       const out = await k(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
       return out.split(' ').filter((s) => s === 'True').length >= (options.nodes ?? 2);
     });
-    await waitFor('the default ServiceAccount', async () => (await k(['get', 'serviceaccount', 'default', '-o', 'name']).catch(() => '')) !== '');
+    await waitFor(
+      'the default ServiceAccount',
+      async () => (await k(['get', 'serviceaccount', 'default', '-o', 'name']).catch(() => '')) !== '',
+    );
 
     log('starting the mesh simulator and Prometheus');
-    start('mesh', join(repoRoot, 'node_modules/.bin/node'), [
-      join(repoRoot, 'test/mesh/main.ts'), `--port=${meshPort}`,
-    ], { ...process.env, KUBECONFIG: kubeconfig });
+    start(
+      'mesh',
+      join(repoRoot, 'node_modules/.bin/node'),
+      [join(repoRoot, 'test/mesh/main.ts'), `--port=${meshPort}`],
+      { ...process.env, KUBECONFIG: kubeconfig },
+    );
     const promConfig = join(clusterDir, 'prometheus.yml');
     const scrape = options.scrapeInterval ?? '1s';
-    await writeFile(promConfig, [
-      'global:',
-      `  scrape_interval: ${scrape}`,
-      `  evaluation_interval: ${scrape}`,
-      'scrape_configs:',
-      '- job_name: mesh',
-      '  static_configs:',
-      `  - targets: ['127.0.0.1:${meshPort}']`,
-      '',
-    ].join('\n'));
+    await writeFile(
+      promConfig,
+      [
+        'global:',
+        `  scrape_interval: ${scrape}`,
+        `  evaluation_interval: ${scrape}`,
+        'scrape_configs:',
+        '- job_name: mesh',
+        '  static_configs:',
+        `  - targets: ['127.0.0.1:${meshPort}']`,
+        '',
+      ].join('\n'),
+    );
     state.prometheusBin = prometheusBin;
     state.prometheusConfig = promConfig;
     start('prometheus', prometheusBin, [
-      `--config.file=${promConfig}`, `--storage.tsdb.path=${join(clusterDir, 'prometheus')}`,
-      `--web.listen-address=127.0.0.1:${promPort}`, '--web.enable-lifecycle', '--log.level=warn',
+      `--config.file=${promConfig}`,
+      `--storage.tsdb.path=${join(clusterDir, 'prometheus')}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+      '--web.enable-lifecycle',
+      '--log.level=warn',
     ]);
     await saveState(state);
-    await waitFor('mesh simulator /healthz', async () => (await request(`${state.meshUrl}/healthz`)).statusCode === 200, 60_000);
-    await waitFor('Prometheus /-/ready', async () => (await request(`${state.prometheusUrl}/-/ready`)).statusCode === 200, 60_000);
+    await waitFor(
+      'mesh simulator /healthz',
+      async () => (await request(`${state.meshUrl}/healthz`)).statusCode === 200,
+      60_000,
+    );
+    await waitFor(
+      'Prometheus /-/ready',
+      async () => (await request(`${state.prometheusUrl}/-/ready`)).statusCode === 200,
+      60_000,
+    );
     if (options.weir !== false) await startWeir(state, k, start);
     log(`ready: source ${join(clusterDir, 'env')}`);
     return state;
@@ -436,7 +562,9 @@ export async function stopProcess(state: ClusterState, name: string): Promise<vo
   const pid = state.pids[name];
   if (pid === undefined) throw new Error(`no process named ${name}`);
   signalGroup(pid, 'SIGTERM');
-  await waitFor(`${name} to stop`, () => Promise.resolve(!alive(pid)), 20_000, 100).catch(() => signalGroup(pid, 'SIGKILL'));
+  await waitFor(`${name} to stop`, () => Promise.resolve(!alive(pid)), 20_000, 100).catch(() =>
+    signalGroup(pid, 'SIGKILL'),
+  );
 }
 
 /** Stops every process the cluster started, by PID, and removes its state. */
@@ -444,12 +572,16 @@ export async function down(options: { keepLogs?: boolean } = {}): Promise<void> 
   const state = await readState();
   const pids = Object.values(state?.pids ?? {});
   for (const pid of pids.reverse()) signalGroup(pid, 'SIGTERM');
-  await waitFor('cluster processes to stop', () => Promise.resolve(pids.every((p) => !alive(p))), 15_000, 100).catch(() => {
-    for (const pid of pids) signalGroup(pid, 'SIGKILL');
-  });
+  await waitFor('cluster processes to stop', () => Promise.resolve(pids.every((p) => !alive(p))), 15_000, 100).catch(
+    () => {
+      for (const pid of pids) signalGroup(pid, 'SIGKILL');
+    },
+  );
   if (options.keepLogs) {
     const entries = await readdir(clusterDir).catch(() => [] as string[]);
-    await Promise.all(entries.filter((e) => e !== 'logs').map((e) => rm(join(clusterDir, e), { recursive: true, force: true })));
+    await Promise.all(
+      entries.filter((e) => e !== 'logs').map((e) => rm(join(clusterDir, e), { recursive: true, force: true })),
+    );
   } else {
     await rm(clusterDir, { recursive: true, force: true });
   }

@@ -10,7 +10,10 @@ export { waitFor };
 
 export async function cluster(): Promise<ClusterState> {
   const state = await readState();
-  if (!state) throw new Error('no local cluster is running: tap starts one (test/cluster/before.ts), or run `npm run cluster:up`');
+  if (!state)
+    throw new Error(
+      'no local cluster is running: tap starts one (test/cluster/before.ts), or run `npm run cluster:up`',
+    );
   return state;
 }
 
@@ -24,10 +27,15 @@ export interface KubectlResult {
 export async function kubectlRaw(args: string[], input?: string): Promise<KubectlResult> {
   const state = await cluster();
   return new Promise((resolve) => {
-    const child = execFile(join(state.binDir, 'kubectl'), ['--kubeconfig', state.kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    const child = execFile(
+      join(state.binDir, 'kubectl'),
+      ['--kubeconfig', state.kubeconfig, ...args],
+      { maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
     if (input !== undefined) child.stdin?.end(input);
   });
 }
@@ -44,7 +52,10 @@ export async function getJson<T = Record<string, unknown>>(args: string[]): Prom
 }
 
 export const apply = (namespace: string, manifest: unknown, extra: string[] = []): Promise<string> =>
-  kubectl(['apply', '-n', namespace, ...extra, '-f', '-'], typeof manifest === 'string' ? manifest : JSON.stringify(manifest));
+  kubectl(
+    ['apply', '-n', namespace, ...extra, '-f', '-'],
+    typeof manifest === 'string' ? manifest : JSON.stringify(manifest),
+  );
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -56,7 +67,10 @@ export async function namespace(t: Teardown, options: { optIn?: boolean; prefix?
   await kubectl(['create', 'namespace', name]);
   if (options.optIn) await kubectl(['label', 'namespace', name, 'weir.dev/canary=enabled']);
   t.teardown(() => kubectl(['delete', 'namespace', name, '--wait=false']).catch(() => undefined));
-  await waitFor(`ServiceAccount default in ${name}`, async () => (await kubectlRaw(['get', 'sa', 'default', '-n', name])).code === 0);
+  await waitFor(
+    `ServiceAccount default in ${name}`,
+    async () => (await kubectlRaw(['get', 'sa', 'default', '-n', name])).code === 0,
+  );
   return name;
 }
 
@@ -69,13 +83,26 @@ export interface Sample {
 export async function promQuery(query: string): Promise<Sample[]> {
   const state = await cluster();
   const res = await request(`${state.prometheusUrl}/api/v1/query?${new URLSearchParams({ query }).toString()}`);
-  const body = (await res.body.json()) as { status: string; data?: { result?: { metric: Record<string, string>; value: [number, string] }[] } };
+  const body = (await res.body.json()) as {
+    status: string;
+    data?: { result?: { metric: Record<string, string>; value: [number, string] }[] };
+  };
   if (body.status !== 'success') throw new Error(`PromQL ${query} failed: ${JSON.stringify(body)}`);
   return (body.data?.result ?? []).map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
 }
 
 /** A plain Deployment manifest, as a user would write it. */
-export function deployment(name: string, options: { image?: string; replicas?: number; labels?: Record<string, string>; selector?: Record<string, string>; podAnnotations?: Record<string, string>; annotations?: Record<string, string> } = {}): Record<string, unknown> {
+export function deployment(
+  name: string,
+  options: {
+    image?: string;
+    replicas?: number;
+    labels?: Record<string, string>;
+    selector?: Record<string, string>;
+    podAnnotations?: Record<string, string>;
+    annotations?: Record<string, string>;
+  } = {},
+): Record<string, unknown> {
   const labels = { app: name, ...(options.labels ?? {}) };
   return {
     apiVersion: 'apps/v1',
@@ -86,13 +113,18 @@ export function deployment(name: string, options: { image?: string; replicas?: n
       selector: { matchLabels: options.selector ?? { app: labels.app } },
       template: {
         metadata: { labels, annotations: options.podAnnotations ?? {} },
-        spec: { containers: [{ name: 'app', image: options.image ?? 'example.com/app:v1', ports: [{ containerPort: 8080 }] }] },
+        spec: {
+          containers: [{ name: 'app', image: options.image ?? 'example.com/app:v1', ports: [{ containerPort: 8080 }] }],
+        },
       },
     },
   };
 }
 
-export function service(name: string, options: { rps?: number; selector?: Record<string, string> } = {}): Record<string, unknown> {
+export function service(
+  name: string,
+  options: { rps?: number; selector?: Record<string, string> } = {},
+): Record<string, unknown> {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -103,8 +135,17 @@ export function service(name: string, options: { rps?: number; selector?: Record
 
 /** Ready pods of a Deployment-like selector, by `kubectl get pods`. */
 export async function readyPods(namespace: string, selector: string): Promise<number> {
-  const pods = await getJson<{ items: { status?: { conditions?: { type: string; status: string }[] }; metadata?: { deletionTimestamp?: string } }[] }>(['get', 'pods', '-n', namespace, '-l', selector]);
-  return pods.items.filter((p) => !p.metadata?.deletionTimestamp && (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')).length;
+  const pods = await getJson<{
+    items: {
+      status?: { conditions?: { type: string; status: string }[] };
+      metadata?: { deletionTimestamp?: string };
+    }[];
+  }>(['get', 'pods', '-n', namespace, '-l', selector]);
+  return pods.items.filter(
+    (p) =>
+      !p.metadata?.deletionTimestamp &&
+      (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+  ).length;
 }
 
 /**
@@ -113,8 +154,14 @@ export async function readyPods(namespace: string, selector: string): Promise<nu
  */
 export async function meshCount(ns: string, flags: string): Promise<number> {
   const text = await (await request(`${(await cluster()).meshUrl}/metrics`)).body.text();
-  return text.split('\n')
-    .filter((l) => l.startsWith('istio_requests_total{') && l.includes(`destination_service_namespace="${ns}"`) && l.includes(`response_flags="${flags}"`))
+  return text
+    .split('\n')
+    .filter(
+      (l) =>
+        l.startsWith('istio_requests_total{') &&
+        l.includes(`destination_service_namespace="${ns}"`) &&
+        l.includes(`response_flags="${flags}"`),
+    )
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 

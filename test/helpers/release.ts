@@ -14,49 +14,92 @@ import type { ReleaseStatus } from '../../contract/status.ts';
 
 /** Seconds instead of minutes: the policy fields users set with annotations. */
 export const fast: Record<string, string> = {
-  'weir.dev/step-pause': '3s', 'weir.dev/analysis-interval': '2s', 'weir.dev/min-requests': '5', 'weir.dev/drain': '2s',
+  'weir.dev/step-pause': '3s',
+  'weir.dev/analysis-interval': '2s',
+  'weir.dev/min-requests': '5',
+  'weir.dev/drain': '2s',
 };
 
 export interface Dep {
   metadata: { generation: number; uid: string; annotations?: Record<string, string> };
-  spec: { paused?: boolean; replicas: number; template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: { containers: { image: string }[] } } };
+  spec: {
+    paused?: boolean;
+    replicas: number;
+    template: {
+      metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+      spec: { containers: { image: string }[] };
+    };
+  };
   status?: { observedGeneration?: number; readyReplicas?: number; updatedReplicas?: number; replicas?: number };
 }
 
-export const getDeployment = (ns: string, name: string): Promise<Dep> => getJson<Dep>(['get', 'deployment', name, '-n', ns]);
-export const annotation = async (ns: string, name: string, key: string): Promise<string | undefined> => (await getDeployment(ns, name)).metadata.annotations?.[key];
+export const getDeployment = (ns: string, name: string): Promise<Dep> =>
+  getJson<Dep>(['get', 'deployment', name, '-n', ns]);
+export const annotation = async (ns: string, name: string, key: string): Promise<string | undefined> =>
+  (await getDeployment(ns, name)).metadata.annotations?.[key];
 
 /** The analyzer's progress record on a Deployment. */
-export const releaseStatus = async (ns: string, name: string): Promise<ReleaseStatus | undefined> => parseStatus((await getDeployment(ns, name)).metadata.annotations?.['weir.dev/status']);
+export const releaseStatus = async (ns: string, name: string): Promise<ReleaseStatus | undefined> =>
+  parseStatus((await getDeployment(ns, name)).metadata.annotations?.['weir.dev/status']);
 
 /** Waits until the analyzer records `weight` as the canary weight of the current step. */
 export async function waitForWeight(ns: string, name: string, weight: number, timeoutMs = 60_000): Promise<void> {
-  await waitFor(`${ns}/${name} at ${weight}%`, async () => (await releaseStatus(ns, name))?.weight === weight, timeoutMs);
+  await waitFor(
+    `${ns}/${name} at ${weight}%`,
+    async () => (await releaseStatus(ns, name))?.weight === weight,
+    timeoutMs,
+  );
 }
 
 export async function waitForPhase(ns: string, name: string, phase: string, timeoutMs = 120_000): Promise<Dep> {
   let last: Dep | undefined;
-  await waitFor(`${ns}/${name} to reach phase ${phase}`, async () => {
-    last = await getDeployment(ns, name);
-    return last.metadata.annotations?.['weir.dev/phase'] === phase;
-  }, timeoutMs, 250).catch((error: unknown) => {
-    throw new Error(`${error instanceof Error ? error.message : String(error)}; last status: ${last?.metadata.annotations?.['weir.dev/status'] ?? 'none'}`);
+  await waitFor(
+    `${ns}/${name} to reach phase ${phase}`,
+    async () => {
+      last = await getDeployment(ns, name);
+      return last.metadata.annotations?.['weir.dev/phase'] === phase;
+    },
+    timeoutMs,
+    250,
+  ).catch((error: unknown) => {
+    throw new Error(
+      `${error instanceof Error ? error.message : String(error)}; last status: ${last?.metadata.annotations?.['weir.dev/status'] ?? 'none'}`,
+    );
   });
   if (!last) throw new Error('unreachable');
   return last;
 }
 
-export interface EventRecord { type: string; reason: string; message: string }
-
-export async function events(ns: string, name: string): Promise<EventRecord[]> {
-  const list = await getJson<{ items: (EventRecord & { involvedObject: { name: string }; firstTimestamp?: string; metadata: { creationTimestamp: string } })[] }>(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`]);
-  return list.items.sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp)).map((e) => ({ type: e.type, reason: e.reason, message: e.message }));
+export interface EventRecord {
+  type: string;
+  reason: string;
+  message: string;
 }
 
-interface Vs { spec: { http: { name?: string; route: { destination: { subset: string }; weight?: number }[] }[] } }
+export async function events(ns: string, name: string): Promise<EventRecord[]> {
+  const list = await getJson<{
+    items: (EventRecord & {
+      involvedObject: { name: string };
+      firstTimestamp?: string;
+      metadata: { creationTimestamp: string };
+    })[];
+  }>(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`]);
+  return list.items
+    .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp))
+    .map((e) => ({ type: e.type, reason: e.reason, message: e.message }));
+}
+
+interface Vs {
+  spec: { http: { name?: string; route: { destination: { subset: string }; weight?: number }[] }[] };
+}
 
 /** Records every distinct canary weight a VirtualService route shows, until stopped. */
-export function recordWeights(ns: string, vs: string, canarySubset: string, route?: string): { weights: number[]; stop: () => Promise<void> } {
+export function recordWeights(
+  ns: string,
+  vs: string,
+  canarySubset: string,
+  route?: string,
+): { weights: number[]; stop: () => Promise<void> } {
   const weights: number[] = [];
   let running = true;
   const loop = (async () => {
@@ -71,29 +114,58 @@ export function recordWeights(ns: string, vs: string, canarySubset: string, rout
       await new Promise((resolve) => setTimeout(resolve, 150));
     }
   })();
-  return { weights, stop: async () => { running = false; await loop; } };
+  return {
+    weights,
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
 }
 
-export interface Analyzer { process: ChildProcess; url: string; kill: (signal?: NodeJS.Signals) => Promise<void> }
+export interface Analyzer {
+  process: ChildProcess;
+  url: string;
+  kill: (signal?: NodeJS.Signals) => Promise<void>;
+}
 
 /** Runs an analyzer of the test's own for namespaces labelled `weir.dev/test-analyzer=<scope>`. */
 export async function startAnalyzer(options: {
-  scope: string; identity: string; prometheusUrl?: string; leaseSeconds?: number; kubeconfig?: string; leaseNamespace?: string; env?: Record<string, string>;
+  scope: string;
+  identity: string;
+  prometheusUrl?: string;
+  leaseSeconds?: number;
+  kubeconfig?: string;
+  leaseNamespace?: string;
+  env?: Record<string, string>;
 }): Promise<Analyzer> {
   const state = await cluster();
   const port = await freePort();
   const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
     env: {
-      ...process.env, KUBECONFIG: options.kubeconfig ?? state.kubeconfig, WEIR_PROMETHEUS_URL: options.prometheusUrl ?? state.prometheusUrl, WEIR_NAMESPACE: options.leaseNamespace ?? 'weir-system',
-      WEIR_ANALYZER_HOST: '127.0.0.1', WEIR_ANALYZER_PORT: String(port), WEIR_SCOPE: `weir.dev/test-analyzer=${options.scope}`,
-      WEIR_LEASE_NAME: `weir-test-${options.scope}`, WEIR_IDENTITY: options.identity, WEIR_LEASE_DURATION: `${options.leaseSeconds ?? 4}s`,
-      WEIR_LEASE_RENEW: '1s', WEIR_PROMETHEUS_TIMEOUT: '2s', ...options.env,
+      ...process.env,
+      KUBECONFIG: options.kubeconfig ?? state.kubeconfig,
+      WEIR_PROMETHEUS_URL: options.prometheusUrl ?? state.prometheusUrl,
+      WEIR_NAMESPACE: options.leaseNamespace ?? 'weir-system',
+      WEIR_ANALYZER_HOST: '127.0.0.1',
+      WEIR_ANALYZER_PORT: String(port),
+      WEIR_SCOPE: `weir.dev/test-analyzer=${options.scope}`,
+      WEIR_LEASE_NAME: `weir-test-${options.scope}`,
+      WEIR_IDENTITY: options.identity,
+      WEIR_LEASE_DURATION: `${options.leaseSeconds ?? 4}s`,
+      WEIR_LEASE_RENEW: '1s',
+      WEIR_PROMETHEUS_TIMEOUT: '2s',
+      ...options.env,
     },
     // Its log goes beside the cluster's, for reading after a failure.
     stdio: ['ignore', openSync(join(clusterDir, 'logs', `analyzer-${options.identity}.log`), 'a'), 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`analyzer ${options.identity} /readyz`, async () => (await request(`${url}/readyz`)).statusCode === 200, 30_000);
+  await waitFor(
+    `analyzer ${options.identity} /readyz`,
+    async () => (await request(`${url}/readyz`)).statusCode === 200,
+    30_000,
+  );
   const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -106,18 +178,35 @@ export async function startAnalyzer(options: {
 /** Reads one counter or gauge from an analyzer's /metrics, summed over its labels. */
 export async function analyzerMetric(url: string, name: string): Promise<number> {
   const text = await (await request(`${url}/metrics`)).body.text();
-  return text.split('\n').filter((l) => l.startsWith(name) && !l.startsWith('#')).reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name) && !l.startsWith('#'))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
 /** A Prometheus of the test's own, scraping the shared mesh simulator: it can be stopped and started. */
-export async function ownPrometheus(): Promise<{ url: string; start: () => Promise<void>; stop: () => Promise<void>; remove: () => Promise<void> }> {
+export async function ownPrometheus(): Promise<{
+  url: string;
+  start: () => Promise<void>;
+  stop: () => Promise<void>;
+  remove: () => Promise<void>;
+}> {
   const state = await cluster();
   const dir = await mkdtemp(join(tmpdir(), 'weir-prom-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    child = spawn(state.prometheusBin ?? 'prometheus', [`--config.file=${state.prometheusConfig ?? ''}`, `--storage.tsdb.path=${dir}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=error'], { stdio: 'ignore' });
+    child = spawn(
+      state.prometheusBin ?? 'prometheus',
+      [
+        `--config.file=${state.prometheusConfig ?? ''}`,
+        `--storage.tsdb.path=${dir}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=error',
+      ],
+      { stdio: 'ignore' },
+    );
     await waitFor('own Prometheus ready', async () => (await request(`${url}/-/ready`)).statusCode === 200, 30_000);
   };
   const stop = async (): Promise<void> => {
@@ -128,26 +217,57 @@ export async function ownPrometheus(): Promise<{ url: string; start: () => Promi
     await exited;
   };
   await start();
-  return { url, start, stop, remove: async () => { await stop(); await rm(dir, { recursive: true, force: true }); } };
+  return {
+    url,
+    start,
+    stop,
+    remove: async () => {
+      await stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export const images = async (ns: string, selector: string): Promise<string[]> => {
-  const pods = await getJson<{ items: { metadata: { deletionTimestamp?: string }; spec: { containers: { image: string }[] } }[] }>(['get', 'pods', '-n', ns, '-l', selector]);
+  const pods = await getJson<{
+    items: { metadata: { deletionTimestamp?: string }; spec: { containers: { image: string }[] } }[];
+  }>(['get', 'pods', '-n', ns, '-l', selector]);
   return pods.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.spec.containers[0]?.image ?? '');
 };
 
-export async function setImage(ns: string, name: string, image: string, podAnnotations?: Record<string, string>): Promise<void> {
-  const patch: Record<string, unknown> = { spec: { template: { spec: { containers: [{ name: 'app', image }] }, ...(podAnnotations ? { metadata: { annotations: podAnnotations } } : {}) } } };
+export async function setImage(
+  ns: string,
+  name: string,
+  image: string,
+  podAnnotations?: Record<string, string>,
+): Promise<void> {
+  const patch: Record<string, unknown> = {
+    spec: {
+      template: {
+        spec: { containers: [{ name: 'app', image }] },
+        ...(podAnnotations ? { metadata: { annotations: podAnnotations } } : {}),
+      },
+    },
+  };
   await kubectl(['patch', 'deployment', name, '-n', ns, '--type=strategic', '-p', JSON.stringify(patch)]);
 }
 
-export interface Run { code: number; stdout: string; stderr: string }
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs the `weir` CLI from the working tree against the local cluster; never throws. */
 export async function runWeir(args: string[], env: NodeJS.ProcessEnv = {}, timeout = 30_000): Promise<Run> {
   const state = await cluster();
   return new Promise((resolve) => {
-    execFile(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'cli/main.ts'), '--kubeconfig', state.kubeconfig, ...args], { env: { ...process.env, ...env }, timeout }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+    execFile(
+      join(repoRoot, 'node_modules/.bin/node'),
+      [join(repoRoot, 'cli/main.ts'), '--kubeconfig', state.kubeconfig, ...args],
+      { env: { ...process.env, ...env }, timeout },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
   });
 }

@@ -19,18 +19,40 @@ const { values: args } = parseArgs({
 });
 
 // Istio's default request-duration buckets, in milliseconds.
-const istioBuckets = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+const istioBuckets = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+];
 const labelNames = [
-  'reporter', 'source_workload', 'source_workload_namespace', 'destination_service', 'destination_service_name',
-  'destination_service_namespace', 'destination_workload', 'destination_workload_namespace', 'destination_version',
-  'destination_app', 'destination_canonical_service', 'response_code', 'response_flags', 'request_protocol',
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_version',
+  'destination_app',
+  'destination_canonical_service',
+  'response_code',
+  'response_flags',
+  'request_protocol',
 ] as const;
 type MetricLabels = Record<(typeof labelNames)[number], string>;
 
 const registry = new Registry();
-const requests = new Counter({ name: 'istio_requests_total', help: 'Requests, as Istio reports them', labelNames, registers: [registry] });
+const requests = new Counter({
+  name: 'istio_requests_total',
+  help: 'Requests, as Istio reports them',
+  labelNames,
+  registers: [registry],
+});
 const duration = new Histogram({
-  name: 'istio_request_duration_milliseconds', help: 'Request duration, as Istio reports it', labelNames, buckets: istioBuckets, registers: [registry],
+  name: 'istio_request_duration_milliseconds',
+  help: 'Request duration, as Istio reports it',
+  labelNames,
+  buckets: istioBuckets,
+  registers: [registry],
 });
 
 const kc = new KubeConfig();
@@ -53,12 +75,17 @@ function toPod(pod: V1Pod): SimPod {
   const annotations = pod.metadata?.annotations ?? {};
   const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
   const hash = labels['pod-template-hash'];
-  const workload = owner?.kind === 'ReplicaSet' && hash && owner.name.endsWith(`-${hash}`) ? owner.name.slice(0, -hash.length - 1) : (owner?.name ?? pod.metadata?.name ?? 'unknown');
+  const workload =
+    owner?.kind === 'ReplicaSet' && hash && owner.name.endsWith(`-${hash}`)
+      ? owner.name.slice(0, -hash.length - 1)
+      : (owner?.name ?? pod.metadata?.name ?? 'unknown');
   return {
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
     labels,
-    ready: !pod.metadata?.deletionTimestamp && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    ready:
+      !pod.metadata?.deletionTimestamp &&
+      (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     workload,
     errorRate: Math.min(1, Math.max(0, num(annotations['sim.weir.dev/error-rate'], 0))),
     latencyMs: Math.max(0, num(annotations['sim.weir.dev/latency-ms'], 3)),
@@ -67,17 +94,28 @@ function toPod(pod: V1Pod): SimPod {
 
 interface IstioObject {
   metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> };
-  spec?: { hosts?: string[]; gateways?: string[]; http?: HttpRoute[]; host?: string; subsets?: { name: string; labels?: Record<string, string> }[] };
+  spec?: {
+    hosts?: string[];
+    gateways?: string[];
+    http?: HttpRoute[];
+    host?: string;
+    subsets?: { name: string; labels?: Record<string, string> }[];
+  };
 }
 
 async function listIstio(plural: string): Promise<IstioObject[]> {
-  const list = (await custom.listClusterCustomObject({ group: 'networking.istio.io', version: 'v1', plural })) as { items?: IstioObject[] };
+  const list = (await custom.listClusterCustomObject({ group: 'networking.istio.io', version: 'v1', plural })) as {
+    items?: IstioObject[];
+  };
   return list.items ?? [];
 }
 
 async function refresh(): Promise<void> {
   const [services, pods, vss, drs] = await Promise.all([
-    core.listServiceForAllNamespaces(), core.listPodForAllNamespaces(), listIstio('virtualservices'), listIstio('destinationrules'),
+    core.listServiceForAllNamespaces(),
+    core.listPodForAllNamespaces(),
+    listIstio('virtualservices'),
+    listIstio('destinationrules'),
   ]);
   const meshDefault = num(args['mesh-rps'], 20);
   const gatewayDefault = num(args['gateway-rps'], 20);
@@ -86,16 +124,27 @@ async function refresh(): Promise<void> {
   const simServices = services.items
     .filter((s) => s.metadata?.namespace !== 'default' && s.metadata?.namespace !== 'kube-system' && s.spec?.selector)
     .map((s) => {
-      const svc = { namespace: s.metadata?.namespace ?? '', name: s.metadata?.name ?? '', selector: s.spec?.selector ?? {} };
+      const svc = {
+        namespace: s.metadata?.namespace ?? '',
+        name: s.metadata?.name ?? '',
+        selector: s.spec?.selector ?? {},
+      };
       serviceRps.set(fqdn(svc), num(s.metadata?.annotations?.['sim.weir.dev/rps'], meshDefault));
       return svc;
     });
   const virtualServices: SimVirtualService[] = vss.map((vs) => {
     const gateways = vs.spec?.gateways ?? [];
     for (const host of vs.spec?.hosts ?? []) {
-      if (gateways.some((g) => g !== 'mesh') && !host.includes('*')) gatewayHosts.set(host, num(vs.metadata?.annotations?.['sim.weir.dev/rps'], gatewayDefault));
+      if (gateways.some((g) => g !== 'mesh') && !host.includes('*'))
+        gatewayHosts.set(host, num(vs.metadata?.annotations?.['sim.weir.dev/rps'], gatewayDefault));
     }
-    return { namespace: vs.metadata?.namespace ?? '', name: vs.metadata?.name ?? '', hosts: vs.spec?.hosts ?? [], gateways, http: vs.spec?.http ?? [] };
+    return {
+      namespace: vs.metadata?.namespace ?? '',
+      name: vs.metadata?.name ?? '',
+      hosts: vs.spec?.hosts ?? [],
+      gateways,
+      http: vs.spec?.http ?? [],
+    };
   });
   const destinationRules: SimDestinationRule[] = drs.map((dr) => ({
     namespace: dr.metadata?.namespace ?? '',
@@ -107,7 +156,10 @@ async function refresh(): Promise<void> {
 }
 
 function record(entry: 'mesh' | 'gateway', routed: Routed): void {
-  const source = entry === 'mesh' ? { source_workload: 'mesh-client', source_workload_namespace: 'weir-mesh' } : { source_workload: 'istio-ingressgateway', source_workload_namespace: 'istio-system' };
+  const source =
+    entry === 'mesh'
+      ? { source_workload: 'mesh-client', source_workload_namespace: 'weir-mesh' }
+      : { source_workload: 'istio-ingressgateway', source_workload_namespace: 'istio-system' };
   if (routed.kind === 'no-route') return;
   const service = routed.service;
   const base = {
@@ -119,7 +171,17 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
   };
   if (routed.kind === 'no-healthy-upstream') {
     // No upstream answered, so only the source side reports, as in a real mesh.
-    const labels: MetricLabels = { ...base, reporter: 'source', destination_workload: 'unknown', destination_workload_namespace: 'unknown', destination_version: 'unknown', destination_app: 'unknown', destination_canonical_service: 'unknown', response_code: '503', response_flags: 'UH' };
+    const labels: MetricLabels = {
+      ...base,
+      reporter: 'source',
+      destination_workload: 'unknown',
+      destination_workload_namespace: 'unknown',
+      destination_version: 'unknown',
+      destination_app: 'unknown',
+      destination_canonical_service: 'unknown',
+      response_code: '503',
+      response_flags: 'UH',
+    };
     requests.inc(labels);
     duration.observe(labels, 0.2);
     return;
@@ -129,10 +191,15 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
   const latency = pod.latencyMs * (0.5 + Math.random());
   for (const reporter of ['source', 'destination']) {
     const labels: MetricLabels = {
-      ...base, reporter, destination_workload: pod.workload, destination_workload_namespace: pod.namespace,
-      destination_version: pod.labels.version ?? 'unknown', destination_app: pod.labels.app ?? 'unknown',
+      ...base,
+      reporter,
+      destination_workload: pod.workload,
+      destination_workload_namespace: pod.namespace,
+      destination_version: pod.labels.version ?? 'unknown',
+      destination_app: pod.labels.app ?? 'unknown',
       destination_canonical_service: pod.labels['service.istio.io/canonical-name'] ?? pod.labels.app ?? pod.workload,
-      response_code: failed ? '500' : '200', response_flags: '-',
+      response_code: failed ? '500' : '200',
+      response_flags: '-',
     };
     requests.inc(labels);
     duration.observe(labels, latency);
@@ -159,7 +226,8 @@ async function poll(): Promise<void> {
     await refresh();
     failures = 0;
   } catch (error) {
-    if (++failures % 20 === 1) process.stderr.write(`mesh: refresh failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    if (++failures % 20 === 1)
+      process.stderr.write(`mesh: refresh failed: ${error instanceof Error ? error.message : String(error)}\n`);
   }
   setTimeout(() => void poll(), num(args['poll-ms'], 500));
 }

@@ -70,7 +70,8 @@ export function resolveService(snapshot: MeshSnapshot, host: string, fromNamespa
   return snapshot.services.find((s) => s.name === name && s.namespace === namespace);
 }
 
-const matches = (labels: Labels, selector: Labels): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v);
+const matches = (labels: Labels, selector: Labels): boolean =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 function uriMatches(route: HttpRoute, path: string): boolean {
   if (!route.match || route.match.length === 0) return true;
@@ -107,23 +108,40 @@ function subsetLabels(snapshot: MeshSnapshot, service: SimService, subset: strin
 }
 
 /** Load-balances over the Ready endpoints of `service` restricted to `subset`. */
-export function pickEndpoint(snapshot: MeshSnapshot, service: SimService, subset: string | undefined, random: () => number): Routed {
+export function pickEndpoint(
+  snapshot: MeshSnapshot,
+  service: SimService,
+  subset: string | undefined,
+  random: () => number,
+): Routed {
   const labels = subsetLabels(snapshot, service, subset);
   // Envoy has no cluster for an unknown subset: no healthy upstream, same as an empty one.
   if (labels === undefined) return { kind: 'no-healthy-upstream', service };
   const endpoints = snapshot.pods.filter(
-    (p) => p.namespace === service.namespace && p.ready && matches(p.labels, service.selector) && matches(p.labels, labels),
+    (p) =>
+      p.namespace === service.namespace && p.ready && matches(p.labels, service.selector) && matches(p.labels, labels),
   );
   const pod = endpoints[Math.floor(random() * endpoints.length)];
   return pod ? { kind: 'pod', service, pod } : { kind: 'no-healthy-upstream', service };
 }
 
-function hostMatches(vs: SimVirtualService, snapshot: MeshSnapshot, host: string, service: SimService | undefined): boolean {
-  return vs.hosts.some((h) => h === host || (service !== undefined && resolveService(snapshot, h, vs.namespace) === service));
+function hostMatches(
+  vs: SimVirtualService,
+  snapshot: MeshSnapshot,
+  host: string,
+  service: SimService | undefined,
+): boolean {
+  return vs.hosts.some(
+    (h) => h === host || (service !== undefined && resolveService(snapshot, h, vs.namespace) === service),
+  );
 }
 
 /** The VirtualService that applies to `host` for the given entry (`mesh` or a gateway's name). */
-export function virtualServiceFor(snapshot: MeshSnapshot, entry: 'mesh' | 'gateway', host: string): SimVirtualService | undefined {
+export function virtualServiceFor(
+  snapshot: MeshSnapshot,
+  entry: 'mesh' | 'gateway',
+  host: string,
+): SimVirtualService | undefined {
   const service = entry === 'mesh' ? snapshot.services.find((s) => fqdn(s) === host) : undefined;
   return snapshot.virtualServices.find((vs) => {
     const boundToMesh = vs.gateways.length === 0 || vs.gateways.includes('mesh');
@@ -134,7 +152,13 @@ export function virtualServiceFor(snapshot: MeshSnapshot, entry: 'mesh' | 'gatew
 }
 
 /** Routes one request for `host` entering at `entry`, the way Envoy would. */
-export function route(snapshot: MeshSnapshot, entry: 'mesh' | 'gateway', host: string, path: string, random: () => number): Routed {
+export function route(
+  snapshot: MeshSnapshot,
+  entry: 'mesh' | 'gateway',
+  host: string,
+  path: string,
+  random: () => number,
+): Routed {
   const vs = virtualServiceFor(snapshot, entry, host);
   if (!vs) {
     const service = snapshot.services.find((s) => fqdn(s) === host);

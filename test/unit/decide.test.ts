@@ -11,9 +11,20 @@ const policy: Policy = { ...defaultPolicy, stepPauseMs: 30_000, intervalMs: 10_0
 
 function world(overrides: Partial<Observed> = {}): Observed {
   return {
-    namespace: 'ns', name: 'web', phase: 'Progressing', canaryRevision: 'c1', stableRevision: 's1', optedOut: false,
-    replicas: 4, paused: true, rolledOut: false, routing: { ok: true, canaryWeight: 0 }, subsetsReady: true, unlabelledStablePods: 0,
-    policy: { ok: true, value: policy }, ...overrides,
+    namespace: 'ns',
+    name: 'web',
+    phase: 'Progressing',
+    canaryRevision: 'c1',
+    stableRevision: 's1',
+    optedOut: false,
+    replicas: 4,
+    paused: true,
+    rolledOut: false,
+    routing: { ok: true, canaryWeight: 0 },
+    subsetsReady: true,
+    unlabelledStablePods: 0,
+    policy: { ok: true, value: policy },
+    ...overrides,
   };
 }
 
@@ -21,15 +32,41 @@ function world(overrides: Partial<Observed> = {}): Observed {
 function apply(o: Observed, actions: Action[], log: string[]): void {
   for (const a of actions) {
     switch (a.kind) {
-      case 'setWeight': o.routing = { ok: true, canaryWeight: a.weight }; log.push(`weight ${a.weight}`); break;
-      case 'ensureCanary': o.canary = { revision: o.canaryRevision ?? '', replicas: a.replicas, readyReplicas: a.replicas, current: true }; break;
-      case 'deleteCanary': o.canary = undefined; log.push('delete canary'); break;
-      case 'unpause': o.paused = false; o.rolledOut = true; log.push('unpause'); break;
-      case 'setPhase': o.phase = a.phase; if (a.promotedRevision) o.stableRevision = a.promotedRevision; log.push(`phase ${a.phase}`); break;
-      case 'status': o.status = a.status; break;
-      case 'labelStablePods': o.unlabelledStablePods = 0; log.push('label stable pods'); break;
-      case 'ensureSubsets': o.subsetsReady = true; log.push('subsets'); break;
-      case 'event': log.push(`event ${a.reason}`); break;
+      case 'setWeight':
+        o.routing = { ok: true, canaryWeight: a.weight };
+        log.push(`weight ${a.weight}`);
+        break;
+      case 'ensureCanary':
+        o.canary = { revision: o.canaryRevision ?? '', replicas: a.replicas, readyReplicas: a.replicas, current: true };
+        break;
+      case 'deleteCanary':
+        o.canary = undefined;
+        log.push('delete canary');
+        break;
+      case 'unpause':
+        o.paused = false;
+        o.rolledOut = true;
+        log.push('unpause');
+        break;
+      case 'setPhase':
+        o.phase = a.phase;
+        if (a.promotedRevision) o.stableRevision = a.promotedRevision;
+        log.push(`phase ${a.phase}`);
+        break;
+      case 'status':
+        o.status = a.status;
+        break;
+      case 'labelStablePods':
+        o.unlabelledStablePods = 0;
+        log.push('label stable pods');
+        break;
+      case 'ensureSubsets':
+        o.subsetsReady = true;
+        log.push('subsets');
+        break;
+      case 'event':
+        log.push(`event ${a.reason}`);
+        break;
     }
   }
 }
@@ -44,7 +81,9 @@ function run(o: Observed, seconds: number, measure: (t: number) => Measurement[]
   return start + seconds;
 }
 
-const errorRate = (value: number | undefined, requests = 500): (() => Measurement[]) => () => [{ metric: 'error-rate', ...(value === undefined ? {} : { canary: value }), requests }];
+const errorRate =
+  (value: number | undefined, requests = 500): (() => Measurement[]) =>
+  () => [{ metric: 'error-rate', ...(value === undefined ? {} : { canary: value }), requests }];
 const weights = (log: string[]): string[] => log.filter((l) => l.startsWith('weight'));
 
 t.test('a healthy canary goes 10 → 50 → 100, is promoted, then traffic returns to stable', async (t) => {
@@ -71,7 +110,10 @@ t.test('each step holds for its pause; the last one needs only a passing check',
     for (const l of log.slice(before)) if (l.startsWith('weight') || l === 'unpause') at[l] ??= s;
   }
   t.ok((at['weight 50'] ?? 0) - (at['weight 10'] ?? 0) >= 30, 'the 10 % step lasted its 30 s pause');
-  t.ok((at['unpause'] ?? 0) - (at['weight 100'] ?? 0) >= 10 && (at['unpause'] ?? 0) - (at['weight 100'] ?? 0) < 30, 'promotion after one check at 100 %');
+  t.ok(
+    (at['unpause'] ?? 0) - (at['weight 100'] ?? 0) >= 10 && (at['unpause'] ?? 0) - (at['weight 100'] ?? 0) < 30,
+    'promotion after one check at 100 %',
+  );
 });
 
 t.test('a bad canary is rolled back after the failure limit, stable first', async (t) => {
@@ -96,34 +138,44 @@ t.test('a hard failure rolls back at the first check', async (t) => {
   t.match(o.status?.message, /hard ceiling/);
 });
 
-t.test('no data, too few requests, or no Prometheus: holds, never promotes, never fails — up to the unjudged limit', async (t) => {
-  for (const [name, measure, why] of [
-    ['no data', errorRate(undefined), /too little canary traffic or no data to judge.*lower weir.dev\/min-requests/],
-    ['few requests', errorRate(0, 3), /too little canary traffic or no data to judge/],
-    ['unreachable', () => [{ metric: 'error-rate', error: 'connect ECONNREFUSED' }], /metrics were unavailable for 5 checks in a row.*once Prometheus answers again, `weir retry web`/],
-  ] as [string, () => Measurement[], RegExp][]) {
+t.test(
+  'no data, too few requests, or no Prometheus: holds, never promotes, never fails — up to the unjudged limit',
+  async (t) => {
+    for (const [name, measure, why] of [
+      ['no data', errorRate(undefined), /too little canary traffic or no data to judge.*lower weir.dev\/min-requests/],
+      ['few requests', errorRate(0, 3), /too little canary traffic or no data to judge/],
+      [
+        'unreachable',
+        () => [{ metric: 'error-rate', error: 'connect ECONNREFUSED' }],
+        /metrics were unavailable for 5 checks in a row.*once Prometheus answers again, `weir retry web`/,
+      ],
+    ] as [string, () => Measurement[], RegExp][]) {
+      const o = world();
+      const log: string[] = [];
+      // Step 1 starts at 1 s; with a check every 10 s, the 5th unjudged check is due at 51 s.
+      const end = run(o, 50, measure, log);
+      t.same(weights(log), ['weight 10'], `${name}: stays at the first step`);
+      t.equal(o.phase, 'Progressing', `${name}: no promotion, no rollback yet`);
+      t.equal(o.status?.failures, 0, `${name}: never a failure`);
+      run(o, 30, measure, log, end);
+      t.same(weights(log), ['weight 10', 'weight 0'], `${name}: past the limit, traffic back to stable`);
+      t.equal(o.phase, 'RolledBack', `${name}: rolled back`);
+      t.match(o.status?.message, why, `${name}: the reason names the cause and what to do`);
+    }
     const o = world();
     const log: string[] = [];
-    // Step 1 starts at 1 s; with a check every 10 s, the 5th unjudged check is due at 51 s.
-    const end = run(o, 50, measure, log);
-    t.same(weights(log), ['weight 10'], `${name}: stays at the first step`);
-    t.equal(o.phase, 'Progressing', `${name}: no promotion, no rollback yet`);
-    t.equal(o.status?.failures, 0, `${name}: never a failure`);
-    run(o, 30, measure, log, end);
-    t.same(weights(log), ['weight 10', 'weight 0'], `${name}: past the limit, traffic back to stable`);
-    t.equal(o.phase, 'RolledBack', `${name}: rolled back`);
-    t.match(o.status?.message, why, `${name}: the reason names the cause and what to do`);
-  }
-  const o = world();
-  const log: string[] = [];
-  const end = run(o, 40, () => [{ metric: 'error-rate', error: 'down' }], log);
-  t.ok(log.includes('event MetricsUnavailable'));
-  run(o, 200, errorRate(0), log, end);
-  t.equal(o.phase, 'Stable', 'Prometheus back within the limit: the release completes');
-});
+    const end = run(o, 40, () => [{ metric: 'error-rate', error: 'down' }], log);
+    t.ok(log.includes('event MetricsUnavailable'));
+    run(o, 200, errorRate(0), log, end);
+    t.equal(o.phase, 'Stable', 'Prometheus back within the limit: the release completes');
+  },
+);
 
 t.test('relative metrics do not roll back a canary for an outage both halves share', async (t) => {
-  const relative: Policy = { ...policy, metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5, relativeMargin: 0.05 }] };
+  const relative: Policy = {
+    ...policy,
+    metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5, relativeMargin: 0.05 }],
+  };
   const o = world({ policy: { ok: true, value: relative } });
   const log: string[] = [];
   run(o, 200, () => [{ metric: 'error-rate', canary: 0.2, stable: 0.2, requests: 500 }], log);
@@ -137,10 +189,16 @@ t.test('weight waits for a Ready canary', async (t) => {
   const o = world();
   apply(o, decide(o, undefined, new Date(0)), []);
   const ensure = decide(o, undefined, new Date(1000));
-  t.same(ensure.find((a) => a.kind === 'ensureCanary'), { kind: 'ensureCanary', replicas: 1 });
+  t.same(
+    ensure.find((a) => a.kind === 'ensureCanary'),
+    { kind: 'ensureCanary', replicas: 1 },
+  );
   o.canary = { revision: 'c1', replicas: 1, readyReplicas: 0, current: true };
   const waiting = decide(o, undefined, new Date(2000));
-  t.notOk(waiting.some((a) => a.kind === 'setWeight'), 'no weight while the canary is not Ready');
+  t.notOk(
+    waiting.some((a) => a.kind === 'setWeight'),
+    'no weight while the canary is not Ready',
+  );
   o.canary.readyReplicas = 1;
   t.ok(decide(o, undefined, new Date(3000)).some((a) => a.kind === 'setWeight'));
   t.equal(canaryReplicas(4, 50), 2);
@@ -194,7 +252,10 @@ t.test('an invalid policy or unreadable routing holds with one Warning', async (
   const o = world({ policy: { ok: false, errors: ['weird.dev/steps: "x" must be rising'] } });
   const log: string[] = [];
   run(o, 10, errorRate(0), log);
-  t.same(log.filter((l) => l.startsWith('event')), ['event InvalidPolicy']);
+  t.same(
+    log.filter((l) => l.startsWith('event')),
+    ['event InvalidPolicy'],
+  );
   t.same(weights(log), []);
   const r = world({ routing: { ok: false, error: 'route primary not found' } });
   const log2: string[] = [];
@@ -252,7 +313,7 @@ t.test('requests that do not apply are refused with a Warning and cleared', asyn
   t.equal(r.phase, 'Progressing', 'retry of a release that did not roll back changes nothing');
 });
 
-t.test('weights changed behind weir\'s back mid-step are put back at once, and the step is judged afresh', async (t) => {
+t.test("weights changed behind weir's back mid-step are put back at once, and the step is judged afresh", async (t) => {
   const o = world();
   const log: string[] = [];
   const at = run(o, 15, errorRate(0.01), log);
@@ -262,10 +323,17 @@ t.test('weights changed behind weir\'s back mid-step are put back at once, and t
   o.routing = { ok: true, canaryWeight: 0 };
   const now = new Date(at * 1000);
   const actions = decide(o, errorRate(0.5)(), now);
-  t.same(actions.filter((a) => a.kind !== 'status' && a.kind !== 'event'), [{ kind: 'setWeight', weight: 10 }], 'the weight goes back to the step\'s');
+  t.same(
+    actions.filter((a) => a.kind !== 'status' && a.kind !== 'event'),
+    [{ kind: 'setWeight', weight: 10 }],
+    "the weight goes back to the step's",
+  );
   const repaired = actions.find((a) => a.kind === 'event');
   t.match(repaired, { type: 'Warning', reason: 'RoutingRepaired', message: /gave the canary 0% instead of 10%/ });
-  t.notOk(actions.some((a) => a.kind === 'event' && a.reason.startsWith('Check')), 'the measurement taken on 0 % is not counted');
+  t.notOk(
+    actions.some((a) => a.kind === 'event' && a.reason.startsWith('Check')),
+    'the measurement taken on 0 % is not counted',
+  );
   apply(o, actions, log);
   t.equal(o.status?.failures, 0);
   t.equal(o.status?.lastVerdict, undefined, 'the next step needs a fresh passing check');
@@ -274,35 +342,53 @@ t.test('weights changed behind weir\'s back mid-step are put back at once, and t
   t.equal(o.phase, 'Stable', 'the release then completes');
 });
 
-t.test('subsets changed behind weir\'s back are put back mid-step and after the release', async (t) => {
+t.test("subsets changed behind weir's back are put back mid-step and after the release", async (t) => {
   const o = world();
   const log: string[] = [];
   const at = run(o, 15, errorRate(0.01), log);
   o.subsetsReady = false;
   const mid = decide(o, undefined, new Date(at * 1000));
-  t.same(mid.map((a) => a.kind), ['ensureSubsets', 'event', 'status']);
+  t.same(
+    mid.map((a) => a.kind),
+    ['ensureSubsets', 'event', 'status'],
+  );
   apply(o, mid, log);
   const end = run(o, 200, errorRate(0.01), log, at + 1);
   t.equal(o.phase, 'Stable');
   o.subsetsReady = false;
   const after = decide(o, undefined, new Date(end * 1000));
-  t.same(after.map((a) => a.kind), ['ensureSubsets', 'event'], 'after the release too');
+  t.same(
+    after.map((a) => a.kind),
+    ['ensureSubsets', 'event'],
+    'after the release too',
+  );
   t.match(after[1], { reason: 'RoutingRepaired' });
   t.same(decide({ ...o, optedOut: true }, undefined, new Date(end * 1000)), [], 'not once opted out');
   t.same(decide({ ...o, status: undefined }, undefined, new Date(end * 1000)), [], 'never before weir steered it');
 });
 
-t.test("a stranger under the canary's name holds the release with NameConflict; nothing of it is touched", async (t) => {
-  const o = world({ nameConflict: 'Deployment web-canary' });
-  const actions = decide(o, undefined, new Date(0));
-  t.match(actions[0], { kind: 'event', type: 'Warning', reason: 'NameConflict', message: /Deployment web-canary exists and is not weir's canary of web/ });
-  t.notOk(actions.some((a) => a.kind === 'ensureCanary' || a.kind === 'deleteCanary' || a.kind === 'setWeight'), 'no write to it');
-  apply(o, actions, []);
-  t.same(decide(o, undefined, new Date(1000)), [], 'one Warning, then a quiet hold');
-  t.same(decide({ ...o, phase: 'Stable' }, undefined, new Date(1000)), [], 'after a release, never deleted either');
-});
+t.test(
+  "a stranger under the canary's name holds the release with NameConflict; nothing of it is touched",
+  async (t) => {
+    const o = world({ nameConflict: 'Deployment web-canary' });
+    const actions = decide(o, undefined, new Date(0));
+    t.match(actions[0], {
+      kind: 'event',
+      type: 'Warning',
+      reason: 'NameConflict',
+      message: /Deployment web-canary exists and is not weir's canary of web/,
+    });
+    t.notOk(
+      actions.some((a) => a.kind === 'ensureCanary' || a.kind === 'deleteCanary' || a.kind === 'setWeight'),
+      'no write to it',
+    );
+    apply(o, actions, []);
+    t.same(decide(o, undefined, new Date(1000)), [], 'one Warning, then a quiet hold');
+    t.same(decide({ ...o, phase: 'Stable' }, undefined, new Date(1000)), [], 'after a release, never deleted either');
+  },
+);
 
-t.test("an unreadable weir.dev/status holds its release with a Warning and is never overwritten", async (t) => {
+t.test('an unreadable weir.dev/status holds its release with a Warning and is never overwritten', async (t) => {
   const o = world({ unreadableStatus: '{not json' });
   const actions = decide(o, undefined, new Date(0));
   t.equal(actions.length, 1);

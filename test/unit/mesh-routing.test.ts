@@ -4,14 +4,49 @@ import { route, resolveService } from '../mesh/routing.ts';
 import type { MeshSnapshot, SimPod } from '../mesh/routing.ts';
 
 const pod = (name: string, labels: Record<string, string>, ready = true): SimPod => ({
-  namespace: 'ns', name, labels: { app: 'web', ...labels }, ready, workload: name.replace(/-\d$/, ''), errorRate: 0, latencyMs: 1,
+  namespace: 'ns',
+  name,
+  labels: { app: 'web', ...labels },
+  ready,
+  workload: name.replace(/-\d$/, ''),
+  errorRate: 0,
+  latencyMs: 1,
 });
 
 const snapshot = (weights: [string, number][]): MeshSnapshot => ({
   services: [{ namespace: 'ns', name: 'web', selector: { app: 'web' } }],
-  pods: [pod('stable-0', { track: 'stable' }), pod('canary-0', { track: 'canary' }), pod('canary-1', { track: 'canary' }, false)],
-  destinationRules: [{ namespace: 'ns', host: 'web', subsets: [{ name: 'stable', labels: { track: 'stable' } }, { name: 'canary', labels: { track: 'canary' } }, { name: 'none', labels: { track: 'none' } }] }],
-  virtualServices: [{ namespace: 'ns', name: 'web', hosts: ['web'], gateways: [], http: [{ route: weights.map(([subset, weight]) => ({ destination: { host: 'web.ns.svc.cluster.local', subset }, weight })) }] }],
+  pods: [
+    pod('stable-0', { track: 'stable' }),
+    pod('canary-0', { track: 'canary' }),
+    pod('canary-1', { track: 'canary' }, false),
+  ],
+  destinationRules: [
+    {
+      namespace: 'ns',
+      host: 'web',
+      subsets: [
+        { name: 'stable', labels: { track: 'stable' } },
+        { name: 'canary', labels: { track: 'canary' } },
+        { name: 'none', labels: { track: 'none' } },
+      ],
+    },
+  ],
+  virtualServices: [
+    {
+      namespace: 'ns',
+      name: 'web',
+      hosts: ['web'],
+      gateways: [],
+      http: [
+        {
+          route: weights.map(([subset, weight]) => ({
+            destination: { host: 'web.ns.svc.cluster.local', subset },
+            weight,
+          })),
+        },
+      ],
+    },
+  ],
 });
 
 const host = 'web.ns.svc.cluster.local';
@@ -25,7 +60,10 @@ t.test('hosts resolve in short, namespaced and full form', async (t) => {
 });
 
 t.test('weights pick the subset; only Ready pods of the subset answer', async (t) => {
-  const s = snapshot([['stable', 90], ['canary', 10]]);
+  const s = snapshot([
+    ['stable', 90],
+    ['canary', 10],
+  ]);
   const low = route(s, 'mesh', host, '/', () => 0.5);
   t.equal(low.kind === 'pod' && low.pod.name, 'stable-0');
   const high = route(s, 'mesh', host, '/', () => 0.95);

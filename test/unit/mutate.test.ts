@@ -10,13 +10,19 @@ import { templateRevision } from '../../contract/revision.ts';
 
 interface Dep {
   metadata: { annotations?: Record<string, string>; labels?: Record<string, string> };
-  spec: { paused?: boolean; replicas?: number; template: { metadata: { labels: Record<string, string> }; spec: { containers: { image: string }[] } } };
+  spec: {
+    paused?: boolean;
+    replicas?: number;
+    template: { metadata: { labels: Record<string, string> }; spec: { containers: { image: string }[] } };
+  };
 }
 
 const now = new Date('2026-11-26T12:00:00Z');
 
 function fixture(name: string): AdmissionInput & { uid: string; dryRun?: boolean } {
-  const parsed = parseReview(JSON.parse(readFileSync(new URL(`../fixtures/admission/${name}.json`, import.meta.url), 'utf8')));
+  const parsed = parseReview(
+    JSON.parse(readFileSync(new URL(`../fixtures/admission/${name}.json`, import.meta.url), 'utf8')),
+  );
   if (!parsed.ok) throw new Error(`${name}: ${parsed.error}`);
   return parsed.request;
 }
@@ -32,10 +38,17 @@ t.test('CREATE stamps the stable track on the pod template, never on the selecto
   const input = fixture('create');
   const m = mutate(input, { now });
   t.equal(m.outcome, 'patched');
-  t.same(m.patch, [{ op: 'add', path: '/spec/template/metadata/labels/weir.dev~1track', value: 'stable' }], 'the "/" in weir.dev/track is escaped as ~1');
+  t.same(
+    m.patch,
+    [{ op: 'add', path: '/spec/template/metadata/labels/weir.dev~1track', value: 'stable' }],
+    'the "/" in weir.dev/track is escaped as ~1',
+  );
   const out = applied(input, m);
   t.equal(out.spec.template.metadata.labels['weir.dev/track'], 'stable');
-  t.notOk(JSON.stringify((out.spec as unknown as { selector: unknown }).selector).includes('weir.dev'), 'selector untouched');
+  t.notOk(
+    JSON.stringify((out.spec as unknown as { selector: unknown }).selector).includes('weir.dev'),
+    'selector untouched',
+  );
 });
 
 t.test('a replicas-only change, or metadata outside the template, passes untouched', async (t) => {
@@ -59,7 +72,10 @@ t.test('a new pod template starts a release: paused, recorded, template as the u
   t.equal(a['weir.dev/release-started'], now.toISOString());
   t.match(a['weir.dev/reason'], /^Started: canary revision/);
   t.same(out.spec.template, dep(input.object).spec.template, 'no drift in the template');
-  t.ok(m.patch.every((op) => op.path === '/spec/paused' || op.path.startsWith('/metadata/annotations')), 'only paused and weir annotations');
+  t.ok(
+    m.patch.every((op) => op.path === '/spec/paused' || op.path.startsWith('/metadata/annotations')),
+    'only paused and weir annotations',
+  );
 });
 
 t.test('yet another template during a release supersedes the canary', async (t) => {
@@ -69,7 +85,11 @@ t.test('yet another template during a release supersedes the canary', async (t) 
   const a = out.metadata.annotations ?? {};
   t.equal(old.metadata.annotations?.['weir.dev/phase'], 'Progressing', 'recorded mid-release');
   t.equal(a['weir.dev/phase'], 'Progressing');
-  t.equal(a['weir.dev/stable-revision'], old.metadata.annotations?.['weir.dev/stable-revision'], 'the stable revision stays');
+  t.equal(
+    a['weir.dev/stable-revision'],
+    old.metadata.annotations?.['weir.dev/stable-revision'],
+    'the stable revision stays',
+  );
   t.equal(a['weir.dev/canary-revision'], templateRevision(dep(input.object).spec.template));
   t.not(a['weir.dev/canary-revision'], old.metadata.annotations?.['weir.dev/canary-revision']);
   t.match(a['weir.dev/reason'], /^Superseded/);
@@ -137,10 +157,14 @@ t.test('skipped: canary half, opt-out, subresources, other kinds, weir namespace
   t.match(mutate(fixture('create-opted-out'), { now }).reason, /opted out/);
   const base = fixture('update-replicas');
   t.match(mutate({ ...base, subResource: 'scale' }, { now }).reason, /never intercepted/);
-  t.match(mutate({ ...base, kind: { group: 'apps', version: 'v1', kind: 'StatefulSet' } }, { now }).reason, /not an apps\/v1 Deployment/);
+  t.match(
+    mutate({ ...base, kind: { group: 'apps', version: 'v1', kind: 'StatefulSet' } }, { now }).reason,
+    /not an apps\/v1 Deployment/,
+  );
   t.match(mutate(base, { now, weirNamespace: base.namespace ?? '' }).reason, /own namespace/);
   t.match(mutate({ ...base, operation: 'DELETE' }, { now }).reason, /not handled/);
-  for (const name of ['create-canary-half', 'create-opted-out']) t.same(mutate(fixture(name), { now }).patch, [], `${name}: no patch`);
+  for (const name of ['create-canary-half', 'create-opted-out'])
+    t.same(mutate(fixture(name), { now }).patch, [], `${name}: no patch`);
 });
 
 t.test('a hand-paused Deployment with no release stays as the user left it', async (t) => {
@@ -178,7 +202,9 @@ t.test('release annotations come back only when an apply dropped all of them', a
   const stored = dep(input.oldObject).metadata.annotations ?? {};
   const noWeir = structuredClone(input);
   const incoming = dep(noWeir.object);
-  incoming.metadata.annotations = Object.fromEntries(Object.entries(incoming.metadata.annotations ?? {}).filter(([k]) => !k.startsWith('weir.dev/')));
+  incoming.metadata.annotations = Object.fromEntries(
+    Object.entries(incoming.metadata.annotations ?? {}).filter(([k]) => !k.startsWith('weir.dev/')),
+  );
   dep(noWeir.object).spec.template = structuredClone(dep(noWeir.oldObject).spec.template);
   const restored = applied(noWeir, mutate(noWeir, { now }));
   t.equal(restored.metadata.annotations?.['weir.dev/phase'], stored['weir.dev/phase'], 'all restored');

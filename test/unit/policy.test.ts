@@ -12,7 +12,17 @@ t.test('the default policy holds the seed numbers', async (t) => {
 });
 
 t.test('annotations override the named policy', async (t) => {
-  const r = resolvePolicy({ 'weir.dev/steps': '20,100', 'weir.dev/step-pause': '30s', 'weir.dev/analysis-interval': '5s', 'weir.dev/max-error-rate': '0.1', 'weir.dev/failure-limit': '2', 'weir.dev/min-requests': '0' }, { default: defaultPolicy });
+  const r = resolvePolicy(
+    {
+      'weir.dev/steps': '20,100',
+      'weir.dev/step-pause': '30s',
+      'weir.dev/analysis-interval': '5s',
+      'weir.dev/max-error-rate': '0.1',
+      'weir.dev/failure-limit': '2',
+      'weir.dev/min-requests': '0',
+    },
+    { default: defaultPolicy },
+  );
   if (!r.ok) return t.fail(r.errors.join());
   t.same(r.value.steps, [20, 100]);
   t.equal(r.value.stepPauseMs, 30_000);
@@ -24,7 +34,15 @@ t.test('annotations override the named policy', async (t) => {
 });
 
 t.test('bad values are errors that name the annotation', async (t) => {
-  const r = resolvePolicy({ 'weir.dev/steps': '50,10', 'weir.dev/step-pause': 'soon', 'weir.dev/max-error-rate': '5', 'weir.dev/failure-limit': '0' }, { default: defaultPolicy });
+  const r = resolvePolicy(
+    {
+      'weir.dev/steps': '50,10',
+      'weir.dev/step-pause': 'soon',
+      'weir.dev/max-error-rate': '5',
+      'weir.dev/failure-limit': '0',
+    },
+    { default: defaultPolicy },
+  );
   t.equal(r.ok, false);
   if (r.ok) return;
   t.equal(r.errors.length, 4);
@@ -63,9 +81,22 @@ t.test('the policy file: named policies with custom metrics', async (t) => {
 
 t.test('routing annotations, with the seed names', async (t) => {
   t.same(resolveRouting({}), { stableSubset: 'stable', canarySubset: 'canary' });
-  t.same(resolveRouting({ 'weir.dev/virtual-service': 'myapp-virtualservice', 'weir.dev/route': 'primary', 'weir.dev/destination-rule': 'myapp-destinationrule', 'weir.dev/stable-subset': 'v1', 'weir.dev/canary-subset': 'v2' }), {
-    stableSubset: 'v1', canarySubset: 'v2', virtualService: 'myapp-virtualservice', route: 'primary', destinationRule: 'myapp-destinationrule',
-  });
+  t.same(
+    resolveRouting({
+      'weir.dev/virtual-service': 'myapp-virtualservice',
+      'weir.dev/route': 'primary',
+      'weir.dev/destination-rule': 'myapp-destinationrule',
+      'weir.dev/stable-subset': 'v1',
+      'weir.dev/canary-subset': 'v2',
+    }),
+    {
+      stableSubset: 'v1',
+      canarySubset: 'v2',
+      virtualService: 'myapp-virtualservice',
+      route: 'primary',
+      destinationRule: 'myapp-destinationrule',
+    },
+  );
 });
 
 t.test('verdicts: NaN and no data are inconclusive; errors are errors', async (t) => {
@@ -80,7 +111,7 @@ t.test('verdicts: NaN and no data are inconclusive; errors are errors', async (t
   t.equal(combine([]), 'inconclusive');
 });
 
-t.test("a policy name that is a property of every object (constructor, __proto__) names no policy", async (t) => {
+t.test('a policy name that is a property of every object (constructor, __proto__) names no policy', async (t) => {
   for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
     const r = resolvePolicy({ 'weir.dev/policy': name }, { default: defaultPolicy });
     t.notOk(r.ok, name);

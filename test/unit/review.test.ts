@@ -2,7 +2,11 @@
 import t from 'tap';
 import { parseReview, allow } from '../../webhook/review.ts';
 
-const good = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, operation: 'CREATE', object: {} } };
+const good = {
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  request: { uid: 'u1', kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, operation: 'CREATE', object: {} },
+};
 
 t.test('malformed envelopes are named', async (t) => {
   const cases: [unknown, RegExp][] = [
@@ -30,6 +34,8 @@ t.test('responses always allow; the patch is base64 JSON Patch', async (t) => {
   t.same(plain, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u1', allowed: true } });
   const patched = allow('u2', [{ op: 'add', path: '/a', value: 1 }], ['careful']);
   t.equal(patched.response.patchType, 'JSONPatch');
-  t.same(JSON.parse(Buffer.from(patched.response.patch ?? '', 'base64').toString()), [{ op: 'add', path: '/a', value: 1 }]);
+  t.same(JSON.parse(Buffer.from(patched.response.patch ?? '', 'base64').toString()), [
+    { op: 'add', path: '/a', value: 1 },
+  ]);
   t.same(patched.response.warnings, ['careful']);
 });

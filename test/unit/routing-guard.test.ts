@@ -17,31 +17,71 @@ const host = 'myapp.shop.svc.cluster.local';
 /** The seed's VirtualService as the user keeps it in git. */
 function seedVs(weights: [number, number] = [100, 0], annotations?: Record<string, string>): VirtualService {
   return {
-    apiVersion: 'networking.istio.io/v1alpha3', kind: 'VirtualService',
-    metadata: { name: 'myapp-virtualservice', namespace: 'shop', resourceVersion: '7', ...(annotations ? { annotations } : {}) },
+    apiVersion: 'networking.istio.io/v1alpha3',
+    kind: 'VirtualService',
+    metadata: {
+      name: 'myapp-virtualservice',
+      namespace: 'shop',
+      resourceVersion: '7',
+      ...(annotations ? { annotations } : {}),
+    },
     spec: {
-      hosts: ['myapp.example.com'], gateways: ['myapp-gateway'],
-      http: [{ name: 'primary', route: [{ destination: { host, subset: 'v1' }, weight: weights[0] }, { destination: { host, subset: 'v2' }, weight: weights[1] }] }],
+      hosts: ['myapp.example.com'],
+      gateways: ['myapp-gateway'],
+      http: [
+        {
+          name: 'primary',
+          route: [
+            { destination: { host, subset: 'v1' }, weight: weights[0] },
+            { destination: { host, subset: 'v2' }, weight: weights[1] },
+          ],
+        },
+      ],
     },
   };
 }
 
 function seedDr(annotations?: Record<string, string>): DestinationRule {
   return {
-    apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule',
-    metadata: { name: 'myapp-destinationrule', namespace: 'shop', resourceVersion: '9', ...(annotations ? { annotations } : {}) },
-    spec: { host, trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } }, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
+    apiVersion: 'networking.istio.io/v1alpha3',
+    kind: 'DestinationRule',
+    metadata: {
+      name: 'myapp-destinationrule',
+      namespace: 'shop',
+      resourceVersion: '9',
+      ...(annotations ? { annotations } : {}),
+    },
+    spec: {
+      host,
+      trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } },
+      subsets: [
+        { name: 'v1', labels: { version: 'v1' } },
+        { name: 'v2', labels: { version: 'v2' } },
+      ],
+    },
   };
 }
 
-const target: RouteTarget = { namespace: 'shop', virtualService: 'myapp-virtualservice', route: 'primary', destinationRule: 'myapp-destinationrule', stableSubset: 'v1', canarySubset: 'v2' };
+const target: RouteTarget = {
+  namespace: 'shop',
+  virtualService: 'myapp-virtualservice',
+  route: 'primary',
+  destinationRule: 'myapp-destinationrule',
+  stableSubset: 'v1',
+  canarySubset: 'v2',
+};
 const weightsAt10 = { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":10}}' };
 const subsetsRecord = { 'weir.dev/subsets': '{"v1":"stable","v2":"canary"}' };
 
 const review = (kind: string, operation: string, object: unknown, oldObject?: unknown): AdmissionInput => ({
-  operation, namespace: 'shop', kind: { group: 'networking.istio.io', version: 'v1alpha3', kind }, object, ...(oldObject ? { oldObject } : {}),
+  operation,
+  namespace: 'shop',
+  kind: { group: 'networking.istio.io', version: 'v1alpha3', kind },
+  object,
+  ...(oldObject ? { oldObject } : {}),
 });
-const admitted = <T>(input: AdmissionInput): T => jsonPatch.applyPatch(structuredClone(input.object), mutate(input, { now }).patch, true, false).newDocument as T;
+const admitted = <T>(input: AdmissionInput): T =>
+  jsonPatch.applyPatch(structuredClone(input.object), mutate(input, { now }).patch, true, false).newDocument as T;
 
 t.test('a re-apply of the VirtualService from git keeps the weights weir recorded; nothing else changes', async (t) => {
   const stored = seedVs([90, 10], weightsAt10);
@@ -50,7 +90,11 @@ t.test('a re-apply of the VirtualService from git keeps the weights weir recorde
   const input = review('VirtualService', 'UPDATE', applied, stored);
   const m = mutate(input, { now });
   t.equal(m.outcome, 'patched');
-  t.same(m.patch.map((op) => op.path).sort(), ['/spec/http/0/route/0/weight', '/spec/http/0/route/1/weight'], 'only the two weights');
+  t.same(
+    m.patch.map((op) => op.path).sort(),
+    ['/spec/http/0/route/0/weight', '/spec/http/0/route/1/weight'],
+    'only the two weights',
+  );
   t.same(admitted<VirtualService>(input), stored, 'the admitted object is the stored one: a no-op update');
 });
 
@@ -64,7 +108,11 @@ t.test("a real edit of another field of the VirtualService goes through, weir's 
   const out = admitted<VirtualService>(review('VirtualService', 'UPDATE', edited, stored));
   t.same(out.spec?.http?.[0]?.retries, { attempts: 3, perTryTimeout: '2s' }, 'the retry policy as written');
   t.equal(out.spec?.http?.length, 2, 'the new route as written');
-  t.same(out.spec?.http?.[0]?.route?.map((d) => d.weight), [50, 50], "weir's weights");
+  t.same(
+    out.spec?.http?.[0]?.route?.map((d) => d.weight),
+    [50, 50],
+    "weir's weights",
+  );
 });
 
 t.test("weir's own write, which changes the record with the weights, passes unchanged", async (t) => {
@@ -87,33 +135,74 @@ t.test('a re-apply of the DestinationRule keeps the subsets selecting the two ha
   const input = review('DestinationRule', 'UPDATE', seedDr(subsetsRecord), stored);
   const out = admitted<DestinationRule>(input);
   t.same(out, stored, 'no-op update');
-  t.same(out.spec?.subsets?.map((s) => s.labels), [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }]);
+  t.same(
+    out.spec?.subsets?.map((s) => s.labels),
+    [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }],
+  );
   t.same(out.spec?.trafficPolicy, { tls: { mode: 'ISTIO_MUTUAL' } }, 'the traffic policy as applied');
 });
 
 t.test('a subset removed from the manifest is put back; a subset weir does not steer stays as applied', async (t) => {
   const dr = seedDr(subsetsRecord);
-  dr.spec = { host, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'legacy', labels: { tier: 'old' } }] };
+  dr.spec = {
+    host,
+    subsets: [
+      { name: 'v1', labels: { version: 'v1' } },
+      { name: 'legacy', labels: { tier: 'old' } },
+    ],
+  };
   const out = keepSubsets(dr);
-  t.same(out.spec?.subsets, [{ name: 'v1', labels: { 'weir.dev/track': 'stable' } }, { name: 'legacy', labels: { tier: 'old' } }, { name: 'v2', labels: { 'weir.dev/track': 'canary' } }]);
+  t.same(out.spec?.subsets, [
+    { name: 'v1', labels: { 'weir.dev/track': 'stable' } },
+    { name: 'legacy', labels: { tier: 'old' } },
+    { name: 'v2', labels: { 'weir.dev/track': 'canary' } },
+  ]);
 });
 
-t.test('status updates, DELETE and weir\'s own namespace are never touched; a non-object is invalid', async (t) => {
-  t.equal(mutate({ ...review('VirtualService', 'UPDATE', seedVs([100, 0], weightsAt10), seedVs([90, 10], weightsAt10)), subResource: 'status' }, { now }).outcome, 'skipped');
+t.test("status updates, DELETE and weir's own namespace are never touched; a non-object is invalid", async (t) => {
+  t.equal(
+    mutate(
+      {
+        ...review('VirtualService', 'UPDATE', seedVs([100, 0], weightsAt10), seedVs([90, 10], weightsAt10)),
+        subResource: 'status',
+      },
+      { now },
+    ).outcome,
+    'skipped',
+  );
   t.equal(mutate(review('VirtualService', 'DELETE', undefined), { now }).outcome, 'skipped');
-  t.equal(mutate(review('VirtualService', 'UPDATE', seedVs([100, 0], weightsAt10)), { now, weirNamespace: 'shop' }).outcome, 'skipped');
+  t.equal(
+    mutate(review('VirtualService', 'UPDATE', seedVs([100, 0], weightsAt10)), { now, weirNamespace: 'shop' }).outcome,
+    'skipped',
+  );
   t.equal(mutate(review('DestinationRule', 'CREATE', ['not', 'an', 'object']), { now }).outcome, 'invalid');
-  t.equal(mutate({ ...review('Gateway', 'CREATE', {}) }, { now }).outcome, 'skipped', 'other Istio kinds are not guarded');
+  t.equal(
+    mutate({ ...review('Gateway', 'CREATE', {}) }, { now }).outcome,
+    'skipped',
+    'other Istio kinds are not guarded',
+  );
 });
 
 t.test('records that cannot be read are ignored, never half-applied', async (t) => {
-  for (const text of ['', 'not json', '[]', '{"primary":{"stable":"v1","canary":"v1","weight":10}}', '{"primary":{"stable":"v1","canary":"v2","weight":101}}', '{"primary":{"stable":"v1","canary":"v2","weight":1.5}}']) {
+  for (const text of [
+    '',
+    'not json',
+    '[]',
+    '{"primary":{"stable":"v1","canary":"v1","weight":10}}',
+    '{"primary":{"stable":"v1","canary":"v2","weight":101}}',
+    '{"primary":{"stable":"v1","canary":"v2","weight":1.5}}',
+  ]) {
     t.equal(parseWeights(text), undefined, `weights ${JSON.stringify(text)}`);
     const vs = seedVs([100, 0], { 'weir.dev/weights': text });
     t.same(keepWeights(vs), vs, 'kept as applied');
   }
-  for (const text of ['{"v1":"blue"}', '{"":"stable"}', 'null']) t.equal(parseSubsets(text), undefined, `subsets ${text}`);
-  t.same([...(parseWeights('{"__proto__":{"stable":"a","canary":"b","weight":1}}') ?? new Map()).keys()], ['__proto__'], 'a hostile key is just a key');
+  for (const text of ['{"v1":"blue"}', '{"":"stable"}', 'null'])
+    t.equal(parseSubsets(text), undefined, `subsets ${text}`);
+  t.same(
+    [...(parseWeights('{"__proto__":{"stable":"a","canary":"b","weight":1}}') ?? new Map()).keys()],
+    ['__proto__'],
+    'a hostile key is just a key',
+  );
 });
 
 t.test('a route weir cannot steer is left as applied', async (t) => {
@@ -128,15 +217,30 @@ t.test('a route weir cannot steer is left as applied', async (t) => {
 t.test("the analyzer's weight patch is guarded, changes only the weights and the record", async (t) => {
   const vs = seedVs();
   const patch = weightPatch(vs, target, 10);
-  t.same(patch.slice(0, 2), [{ op: 'test', path: '/metadata/resourceVersion', value: '7' }, { op: 'test', path: '/spec/http/0/name', value: 'primary' }]);
+  t.same(patch.slice(0, 2), [
+    { op: 'test', path: '/metadata/resourceVersion', value: '7' },
+    { op: 'test', path: '/spec/http/0/name', value: 'primary' },
+  ]);
   const out = jsonPatch.applyPatch(structuredClone(vs), patch, true, false).newDocument;
-  t.same(out.spec?.http?.[0]?.route?.map((d) => d.weight), [90, 10]);
+  t.same(
+    out.spec?.http?.[0]?.route?.map((d) => d.weight),
+    [90, 10],
+  );
   t.same(out.metadata?.annotations, weightsAt10);
   t.same(readWeight(out, target), { ok: true, canaryWeight: 10 });
   const withoutCanary = seedVs();
   withoutCanary.spec?.http?.[0]?.route?.splice(1);
-  const added = jsonPatch.applyPatch(structuredClone(withoutCanary), weightPatch(withoutCanary, target, 0), true, false).newDocument;
-  t.same(added.spec?.http?.[0]?.route?.[1], { destination: { host, subset: 'v2' }, weight: 0 }, 'the canary destination is added, copied from stable');
+  const added = jsonPatch.applyPatch(
+    structuredClone(withoutCanary),
+    weightPatch(withoutCanary, target, 0),
+    true,
+    false,
+  ).newDocument;
+  t.same(
+    added.spec?.http?.[0]?.route?.[1],
+    { destination: { host, subset: 'v2' }, weight: 0 },
+    'the canary destination is added, copied from stable',
+  );
   t.throws(() => weightPatch(seedVs(), { ...target, stableSubset: 'blue' }, 10), /no destination with subset blue/);
 });
 
@@ -146,10 +250,17 @@ t.test("the analyzer's subset patch points the two subsets at the halves and rec
   const out = jsonPatch.applyPatch(structuredClone(dr), subsetPatch(dr, target), true, false).newDocument;
   t.ok(subsetsInPlace(out, target));
   t.same(out.metadata?.annotations, subsetsRecord);
-  t.same(subsetPatch(out, target), [{ op: 'test', path: '/metadata/resourceVersion', value: '9' }], 'nothing more to do');
+  t.same(
+    subsetPatch(out, target),
+    [{ op: 'test', path: '/metadata/resourceVersion', value: '9' }],
+    'nothing more to do',
+  );
   const labelsOnly = keepSubsets(seedDr(subsetsRecord));
   labelsOnly.metadata = { ...labelsOnly.metadata, annotations: {} };
-  t.notOk(subsetsInPlace(labelsOnly, target), 'selectors without the record are not in place: the webhook could not keep them');
+  t.notOk(
+    subsetsInPlace(labelsOnly, target),
+    'selectors without the record are not in place: the webhook could not keep them',
+  );
 });
 
 t.test('one record entry per route: a route named and "the only route" are the same route', async (t) => {
@@ -168,13 +279,46 @@ t.test('one record entry per route: a route named and "the only route" are the s
 t.test('weight with no release in progress to own it is orphaned; weight during a release is not', async (t) => {
   const vs = seedVs([50, 50], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":50}}' });
   const myapp = (phase?: string): V1Deployment => ({
-    metadata: { name: 'myapp', namespace: 'shop', annotations: { 'weir.dev/virtual-service': 'myapp-virtualservice', ...(phase ? { 'weir.dev/phase': phase } : {}) } },
+    metadata: {
+      name: 'myapp',
+      namespace: 'shop',
+      annotations: {
+        'weir.dev/virtual-service': 'myapp-virtualservice',
+        ...(phase ? { 'weir.dev/phase': phase } : {}),
+      },
+    },
   });
-  t.same(orphanedRoutes(vs, []), [{ namespace: 'shop', virtualService: 'myapp-virtualservice', destinationRule: '', stableSubset: 'v1', canarySubset: 'v2', route: 'primary' }], 'Deployment gone');
+  t.same(
+    orphanedRoutes(vs, []),
+    [
+      {
+        namespace: 'shop',
+        virtualService: 'myapp-virtualservice',
+        destinationRule: '',
+        stableSubset: 'v1',
+        canarySubset: 'v2',
+        route: 'primary',
+      },
+    ],
+    'Deployment gone',
+  );
   t.equal(orphanedRoutes(vs, [myapp()]).length, 1, 're-created without a release');
   t.equal(orphanedRoutes(vs, [myapp('Stable')]).length, 1, 'a Stable release');
   t.same(orphanedRoutes(vs, [myapp('Progressing')]), [], 'a release in progress owns its weight');
-  t.same(orphanedRoutes(vs, [{ ...myapp('Progressing'), metadata: { ...myapp('Progressing').metadata, namespace: 'other' } }]).length, 1, 'only a Deployment of the same namespace counts');
-  t.same(orphanedRoutes(seedVs([100, 0], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":0}}' }), []), [], 'no weight, nothing to do');
+  t.same(
+    orphanedRoutes(vs, [
+      { ...myapp('Progressing'), metadata: { ...myapp('Progressing').metadata, namespace: 'other' } },
+    ]).length,
+    1,
+    'only a Deployment of the same namespace counts',
+  );
+  t.same(
+    orphanedRoutes(
+      seedVs([100, 0], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":0}}' }),
+      [],
+    ),
+    [],
+    'no weight, nothing to do',
+  );
   t.same(orphanedRoutes(seedVs([50, 50]), []), [], 'a VirtualService weir never steered');
 });

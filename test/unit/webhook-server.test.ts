@@ -12,12 +12,19 @@ import { buildApp, bodyLimit } from '../../webhook/app.ts';
 import { writeWebhookCerts } from '../../certs/main.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
-const review = JSON.parse(readFileSync(new URL('../fixtures/admission/update-image.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+const review = JSON.parse(
+  readFileSync(new URL('../fixtures/admission/update-image.json', import.meta.url), 'utf8'),
+) as Record<string, unknown>;
 
-async function serve(t: { teardown(fn: () => unknown): void }): Promise<{ url: string; dispatcher: Agent; dir: string; port: number }> {
+async function serve(t: {
+  teardown(fn: () => unknown): void;
+}): Promise<{ url: string; dispatcher: Agent; dir: string; port: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-webhook-'));
   await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
-  const app = buildApp({ tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), reloadIntervalMs: 100 }, logger: false });
+  const app = buildApp({
+    tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), reloadIntervalMs: 100 },
+    logger: false,
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
@@ -30,8 +37,17 @@ async function serve(t: { teardown(fn: () => unknown): void }): Promise<{ url: s
   return { url: `https://127.0.0.1:${port}`, dispatcher, dir, port };
 }
 
-const post = async (s: { url: string; dispatcher: Agent }, body: string, contentType = 'application/json'): Promise<{ status: number; json: Record<string, unknown> }> => {
-  const res = await request(`${s.url}/mutate`, { method: 'POST', body, headers: { 'content-type': contentType }, dispatcher: s.dispatcher });
+const post = async (
+  s: { url: string; dispatcher: Agent },
+  body: string,
+  contentType = 'application/json',
+): Promise<{ status: number; json: Record<string, unknown> }> => {
+  const res = await request(`${s.url}/mutate`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': contentType },
+    dispatcher: s.dispatcher,
+  });
   const text = await res.body.text();
   return { status: res.statusCode, json: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
 };
@@ -72,7 +88,12 @@ t.test('malformed requests get a 400 that says what is wrong, and the server sta
 t.test('the body limit fits two of the largest objects the API server accepts', async (t) => {
   const s = await serve(t);
   t.ok(bodyLimit >= 2 * 3 * 1024 * 1024);
-  const big = structuredClone(review) as { request: { object: { metadata: { annotations: Record<string, string> } }; oldObject: { metadata: { annotations: Record<string, string> } } } };
+  const big = structuredClone(review) as {
+    request: {
+      object: { metadata: { annotations: Record<string, string> } };
+      oldObject: { metadata: { annotations: Record<string, string> } };
+    };
+  };
   const filler = 'x'.repeat(1024 * 1024);
   for (let i = 0; i < 2; i++) {
     big.request.object.metadata.annotations[`big${i}`] = filler;
@@ -103,10 +124,15 @@ t.test('a rotated certificate on disk is served without a restart', async (t) =>
   await copyFile(join(next, 'tls.crt'), join(s.dir, 'tls.crt'));
   const newCa = readFileSync(join(next, 'ca.crt'));
   let served = first;
-  await waitFor('the new certificate to be served', async () => {
-    served = await servedFingerprint(s.port, newCa).catch(() => first);
-    return served !== first;
-  }, 10_000, 100);
+  await waitFor(
+    'the new certificate to be served',
+    async () => {
+      served = await servedFingerprint(s.port, newCa).catch(() => first);
+      return served !== first;
+    },
+    10_000,
+    100,
+  );
   t.not(served, first, 'a new certificate, signed by the new CA');
 });
 
@@ -120,7 +146,13 @@ t.test('metrics count admissions by operation and outcome', async (t) => {
   t.match(text, /weir_admissions_total\{operation="unknown",outcome="rejected"\} 1/);
   t.match(text, /weir_admission_duration_seconds_bucket/);
   // A forged review with a random operation makes no new series.
-  await post(s, JSON.stringify({ ...review, request: { ...(review.request as Record<string, unknown>), operation: 'FORGED-7f3a' } }));
+  await post(
+    s,
+    JSON.stringify({
+      ...review,
+      request: { ...(review.request as Record<string, unknown>), operation: 'FORGED-7f3a' },
+    }),
+  );
   const after = await (await request(`${s.url}/metrics`, { dispatcher: s.dispatcher })).body.text();
   t.notMatch(after, /FORGED/, 'the forged operation is not a label value');
   t.match(after, /weir_admissions_total\{operation="other",outcome="skipped"\} 1/, 'it counts as other');

@@ -1,0 +1,304 @@
+// The analyzer's composition root: builds its edges (API clients with timeouts, router, metrics
+// provider, leader election), its watches and its loop from settings, and runs them. `main.ts`
+// reads the settings and handles signals; nothing here reads the environment.
+import { existsSync, writeFileSync } from 'node:fs';
+import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import type {
+  KubeConfig,
+  KubernetesListObject,
+  KubernetesObject,
+  V1Deployment,
+  V1Namespace,
+} from '@kubernetes/client-node';
+import { annotations, ownedRoutingName } from '../contract/names.ts';
+import { unguardedRevision } from '../contract/revision.ts';
+import type { ActContext } from './act.ts';
+import { apiClient, describeError, recordEvent } from './kube.ts';
+import { LeaderElector, safetyMarginMs } from './leader.ts';
+import type { Clock } from './leader.ts';
+import { PrometheusProvider } from './metrics/prometheus.ts';
+import { optedOut } from './observe.ts';
+import { unweightOrphans } from './orphans.ts';
+import { resolveRouting } from './policy.ts';
+import { tick } from './reconcile.ts';
+import { IstioRouter, routeTarget } from './router/istio.ts';
+import { parseScope } from './scope.ts';
+import type { Scope } from './scope.ts';
+import { Telemetry } from './telemetry.ts';
+import { watch } from './watch.ts';
+import type { Watch } from './watch.ts';
+import type { AnalyzerSettings } from './main.ts';
+
+export type Log = (message: string, fields?: Record<string, unknown>) => void;
+
+/** A Deployment deleted mid-release: its canary goes with it (owner reference); its weight must too. */
+async function unweightDeleted(router: IstioRouter, d: V1Deployment): Promise<void> {
+  const phase = d.metadata?.annotations?.[annotations.phase];
+  if (phase !== 'Progressing' && phase !== 'Promoting') return;
+  const target = routeTarget(d.metadata?.namespace ?? '', resolveRouting(d.metadata?.annotations ?? {}), undefined, {
+    name: d.metadata?.name ?? '',
+    uid: d.metadata?.uid ?? '',
+  });
+  // weir's own routing objects are owned by the Deployment and collected with it.
+  if ('error' in target || target.owned) return;
+  const read = await router.read(target);
+  if (read.ok && read.canaryWeight > 0) await router.setWeight(target, 0);
+}
+
+/** `namespace/name` of the guarded Deployments whose routing names this VirtualService or DestinationRule. */
+export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject): string[] {
+  const namespace = object.metadata?.namespace ?? '';
+  const name = object.metadata?.name ?? '';
+  return all
+    .filter((d) => {
+      if (d.metadata?.namespace !== namespace) return false;
+      const routing = resolveRouting(d.metadata.annotations ?? {});
+      return (
+        routing.virtualService === name ||
+        routing.destinationRule === name ||
+        ownedRoutingName(d.metadata.name ?? '') === name
+      );
+    })
+    .map((d) => `${namespace}/${d.metadata?.name ?? ''}`);
+}
+
+async function listIstio(custom: CustomObjectsApi, plural: string): Promise<KubernetesListObject<KubernetesObject>> {
+  return (await custom.listClusterCustomObject({
+    group: 'networking.istio.io',
+    version: 'v1',
+    plural,
+  })) as KubernetesListObject<KubernetesObject>;
+}
+
+/**
+ * The test seam of docs/design.md: before actions of `kind` are carried out, and while `file`
+ * exists, wait (having written `<file>.held`), so a test can change the cluster between decide
+ * and act. Off unless both WEIR_TEST_HOLD_BEFORE and WEIR_TEST_HOLD_FILE are set.
+ */
+function holdWhileFileExists(
+  kind: string,
+  file: string,
+): (view: unknown, actions: { kind: string }[]) => Promise<void> {
+  return async (_view, actions) => {
+    if (!actions.some((a) => a.kind === kind) || !existsSync(file)) return;
+    writeFileSync(`${file}.held`, new Date().toISOString());
+    while (existsSync(file)) await new Promise((resolve) => setTimeout(resolve, 100));
+  };
+}
+
+/** An update admitted while the webhook was unreachable rolled out unguarded: say so, once per revision. */
+function unguardedReporter(deps: {
+  core: CoreV1Api;
+  telemetry: Telemetry;
+  log: Log;
+  mayWrite: () => boolean;
+  namespace: (name: string) => V1Namespace | undefined;
+  inScope: (labels: Record<string, string>) => boolean;
+}): (d: V1Deployment) => void {
+  return (d) => {
+    const revision = unguardedRevision(d.metadata?.annotations ?? {}, d.spec?.template);
+    const ns = deps.namespace(d.metadata?.namespace ?? '');
+    if (!revision || !deps.mayWrite() || !deps.inScope(ns?.metadata?.labels ?? {}) || optedOut(d, ns)) return;
+    const involved = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: d.metadata?.name ?? '',
+      namespace: d.metadata?.namespace ?? '',
+      uid: d.metadata?.uid ?? '',
+    };
+    const message =
+      `pod template revision ${revision} was admitted without weir (its webhook was unreachable) ` +
+      'and rolled out with no canary; failurePolicy Ignore let it through. ' +
+      'Check the webhook, then apply again to release a new template under weir';
+    void recordEvent(deps.core, involved, 'Warning', 'Unguarded', message, new Date(), true)
+      .then((recorded) => {
+        if (recorded) deps.telemetry.unguarded.inc();
+      })
+      .catch((e: unknown) => deps.log('could not record an Unguarded event', { error: describeError(e) }));
+  };
+}
+
+interface Edges {
+  kc: KubeConfig;
+  ctx: ActContext;
+  core: CoreV1Api;
+  router: IstioRouter;
+  lists: { apps: AppsV1Api; core: CoreV1Api; custom: CustomObjectsApi };
+  telemetry: Telemetry;
+  provider: PrometheusProvider;
+  leader: LeaderElector;
+}
+
+/** API clients, router, metrics provider and leader election. */
+function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges {
+  // Requests that read or write one release end within the lease's safety margin; the watches'
+  // lists of whole kinds may take longer on a big cluster.
+  const margin = safetyMarginMs(settings.leaseSeconds);
+  const apps = apiClient(kc, AppsV1Api, margin);
+  const core = apiClient(kc, CoreV1Api, margin);
+  const router = new IstioRouter(apiClient(kc, CustomObjectsApi, margin));
+  const lists = {
+    apps: apiClient(kc, AppsV1Api, 60_000),
+    core: apiClient(kc, CoreV1Api, 60_000),
+    custom: apiClient(kc, CustomObjectsApi, 60_000),
+  };
+  const clock: Clock = { wall: () => Date.now() + settings.clockOffsetMs, monotonic: () => performance.now() };
+  const telemetry = new Telemetry();
+  const provider = new PrometheusProvider({
+    ...settings.prometheus,
+    observe: (s, ok) => telemetry.queryDuration.observe({ result: ok ? 'ok' : 'error' }, s),
+  });
+  const leader = new LeaderElector(apiClient(kc, CoordinationV1Api, margin), {
+    namespace: settings.namespace,
+    name: settings.leaseName,
+    identity: settings.identity,
+    leaseSeconds: settings.leaseSeconds,
+    renewMs: settings.renewMs,
+    log,
+    clock,
+    onChange: (leading) => telemetry.leader.set(leading ? 1 : 0),
+  });
+  const ctx: ActContext = {
+    apps,
+    core,
+    router,
+    policies: settings.policies,
+    mayWrite: () => leader.mayWrite(),
+    now: () => new Date(clock.wall()),
+    onAction: (_view, action) => {
+      if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind });
+    },
+  };
+  return { kc, ctx, core, router, lists, telemetry, provider, leader };
+}
+
+interface Watches {
+  deployments: Watch<V1Deployment>;
+  namespaces: Watch<V1Namespace>;
+  virtualServices: Watch<KubernetesObject>;
+  destinationRules: Watch<KubernetesObject>;
+  /** Guarded Deployments whose routing changed (`namespace/name`), for the next pass. */
+  touched: Set<string>;
+  /** VirtualServices that changed (`namespace/name`), for the orphaned-weight check. */
+  touchedVirtualServices: Set<string>;
+}
+
+/** The watches the loop reads, with the handlers that react to a change between passes. */
+function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
+  const { kc, lists, leader } = edges;
+  const inScope = (d: V1Deployment): boolean =>
+    scope(namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
+  const onDelete = (d: V1Deployment): void => {
+    if (!leader.mayWrite() || !inScope(d)) return;
+    void unweightDeleted(edges.router, d).catch((e: unknown) =>
+      log('could not reset the weight of a deleted release', { error: describeError(e) }),
+    );
+  };
+  const onDeployment = unguardedReporter({
+    core: edges.core,
+    telemetry: edges.telemetry,
+    log,
+    mayWrite: () => leader.mayWrite(),
+    namespace: (name) => namespaces.get(name),
+    inScope: (labels) => scope(labels),
+  });
+  const deployments = watch<V1Deployment>(
+    kc,
+    '/apis/apps/v1/deployments',
+    () => lists.apps.listDeploymentForAllNamespaces(),
+    { change: onDeployment, remove: onDelete, log },
+  );
+  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => lists.core.listNamespace(), { log });
+  // A routing object that changes after its release is looked at again on the next pass.
+  const touched = new Set<string>();
+  const touchedVirtualServices = new Set<string>();
+  const onRoutingChange = (object: KubernetesObject): void => {
+    for (const key of steeredBy(deployments.list(), object)) touched.add(key);
+  };
+  const onVirtualService = (vs: KubernetesObject): void => {
+    onRoutingChange(vs);
+    touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
+  };
+  const istio =
+    (plural: string): (() => Promise<KubernetesListObject<KubernetesObject>>) =>
+    () =>
+      listIstio(lists.custom, plural);
+  const virtualServices = watch<KubernetesObject>(
+    kc,
+    '/apis/networking.istio.io/v1/virtualservices',
+    istio('virtualservices'),
+    {
+      change: onVirtualService,
+      remove: onRoutingChange,
+      log,
+    },
+  );
+  const destinationRules = watch<KubernetesObject>(
+    kc,
+    '/apis/networking.istio.io/v1/destinationrules',
+    istio('destinationrules'),
+    {
+      change: onRoutingChange,
+      remove: onRoutingChange,
+      log,
+    },
+  );
+  return { deployments, namespaces, virtualServices, destinationRules, touched, touchedVirtualServices };
+}
+
+export interface Analyzer {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/** The analyzer, built and not yet started. */
+export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Analyzer {
+  const edges = buildEdges(kc, settings, log);
+  const { ctx, telemetry, provider, leader } = edges;
+  const scope = parseScope(settings.scope);
+  const w = startWatches(edges, scope, log);
+  const namespaceInScope = (namespace: string): boolean => scope(w.namespaces.get(namespace)?.metadata?.labels ?? {});
+  let lastPass = Date.now();
+  const live = (): string | undefined => {
+    const since = Date.now() - lastPass;
+    return since > settings.livenessMs ? `no reconcile pass has finished for ${Math.round(since / 1000)}s` : undefined;
+  };
+  const ready = (): boolean => w.deployments.synced() && w.namespaces.synced();
+  const server = telemetry.serve(settings.host, settings.port, ready, live);
+  const beforeAct = settings.hold ? holdWhileFileExists(settings.hold.kind, settings.hold.file) : undefined;
+  const loopDeps = { ctx, provider, telemetry, ...w, log, scope, ...(beforeAct ? { beforeAct } : {}) };
+  let timer: NodeJS.Timeout | undefined;
+  let stopping = false;
+  const pass = async (): Promise<void> => {
+    await tick(loopDeps);
+    if (!w.deployments.synced() || !w.virtualServices.synced()) return;
+    await unweightOrphans(
+      { ...ctx, log },
+      w.virtualServices,
+      w.deployments.list(),
+      w.touchedVirtualServices,
+      namespaceInScope,
+    );
+  };
+  const loop = (): void => {
+    void pass()
+      .catch((e: unknown) => log('tick failed', { error: describeError(e) }))
+      .finally(() => {
+        lastPass = Date.now();
+        if (!stopping) timer = setTimeout(loop, settings.tickMs);
+      });
+  };
+  return {
+    start: () => {
+      leader.start();
+      loop();
+    },
+    stop: async () => {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules];
+      await Promise.allSettled([leader.stop(), ...watches.map((x) => x.stop()), provider.close()]);
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
