@@ -473,7 +473,13 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     const k = (args: string[], input?: string): Promise<string> => kubectl(bins.kubectl ?? '', kubeconfig, args, input);
     for (let i = 0; i < (options.nodes ?? 2); i++) await k(['apply', '-f', '-'], fakeNode(`kwok-node-${i}`));
     await k(['apply', '--server-side', '-f', bins.istioCrds ?? '']);
-    await k(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
+    // `kubectl wait` fails outright on a CRD whose status is not written yet: poll instead.
+    await waitFor('the CRDs Established', async () => {
+      const jsonpath =
+        '{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}';
+      const crds = (await k(['get', 'crd', '-o', `jsonpath=${jsonpath}`])).split('\n').filter(Boolean);
+      return crds.length > 0 && crds.every((line) => line.endsWith('=True'));
+    });
     await waitFor('fake nodes Ready', async () => {
       const out = await k(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
       return out.split(' ').filter((s) => s === 'True').length >= (options.nodes ?? 2);
