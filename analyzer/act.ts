@@ -8,7 +8,7 @@ import { fieldManager, jsonPatch, maybe, pointer, recordEvent } from './kube.ts'
 import type { PatchOp } from './kube.ts';
 import { isOurCanary, unlabelledStablePods } from './observe.ts';
 import { selectorQuery } from './selector.ts';
-import { meshPropagationMs } from './router/istio.ts';
+import { meshPropagationMs } from '../contract/timing.ts';
 import type { Edges, ReleaseView } from './observe.ts';
 
 export interface ActContext extends Edges {

@@ -6,7 +6,7 @@ import type { CheckRecord, DrainOutcome, ReleaseStatus } from '../contract/statu
 import { combine, judge } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
-import { meshPropagationMs } from './router/istio.ts';
+import { meshPropagationMs } from '../contract/timing.ts';
 
 export interface CanaryObserved {
   revision: string;

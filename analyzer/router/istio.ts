@@ -7,6 +7,7 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import jsonPatchLib from 'fast-json-patch';
 import { ownedRoutingName, tracks } from '../../contract/names.ts';
+import { meshPropagationMs } from '../../contract/timing.ts';
 import {
   findRoute,
   formatSubsets,
@@ -133,12 +134,6 @@ export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolea
     subsetsSelect(dr, wanted(target)) && [...wanted(target)].every(([name, track]) => recorded?.get(name) === track)
   );
 }
-
-/**
- * Time the mesh is given to learn of a new object before anything depends on it. Config reaches
- * Envoy in seconds, slower under load; creationTimestamp has 1 s resolution, so this is a floor.
- */
-export const meshPropagationMs = 5000;
 
 const group = 'networking.istio.io';
 const version = 'v1';
