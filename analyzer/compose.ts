@@ -167,6 +167,8 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
     now: () => new Date(clock.wall()),
     onAction: (_view, action) => {
       if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind });
+      // The crash-matrix seam (docs/design.md, "Test seams"): die the hardest way, mid-release.
+      if (action.kind === settings.crashAfter) process.kill(process.pid, 'SIGKILL');
     },
   };
   return { kc, ctx, core, router, lists, telemetry, provider, leader };

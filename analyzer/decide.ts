@@ -92,7 +92,8 @@ export function checkDue(o: Observed, now: Date): boolean {
 /** Starts draining: weight to stable now, the canary goes once the mesh has stopped using it. */
 function drain(s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: string, weight: number): Action[] {
   const next: ReleaseStatus = { ...s, weight: 0, drainingSince: now.toISOString(), outcome, message };
-  return [...(weight > 0 ? [{ kind: 'setWeight', weight: 0 } as Action] : []), { kind: 'status', status: next }];
+  // The record first, then the route: a crash in between still drains (whileDraining sets 0).
+  return [{ kind: 'status', status: next }, ...(weight > 0 ? [{ kind: 'setWeight', weight: 0 } as Action] : [])];
 }
 
 function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
@@ -254,14 +255,15 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date, wei
     lastVerdict: undefined,
     message: `step ${s.step + 1}/${policy.steps.length}: ${target}% to the canary`,
   };
+  // The record first, then the route: after a crash in between, the step is completed, never undone.
   return [
+    { kind: 'status', status: next },
     ...(weight !== target ? [{ kind: 'setWeight', weight: target } as Action] : []),
     event(
       'Normal',
       'WeightSet',
       `step ${s.step + 1}/${policy.steps.length}: canary weight ${target}% (revision ${s.revision})`,
     ),
-    { kind: 'status', status: next },
   ];
 }
 
@@ -290,6 +292,9 @@ function repairRouting(o: Observed, s: ReleaseStatus, now: Date, weight: number)
       ? `the route gave the canary ${weight}% instead of ${s.weight}%; put back to ${s.weight}%`
       : undefined;
   if (!what) return undefined;
+  // No check yet in this step: weir's own step write has not reached the route (a conflict, or a
+  // crash after the record): finish it, nothing to warn about.
+  if (o.subsetsReady && s.lastCheckAt === undefined) return [{ kind: 'setWeight', weight: s.weight }];
   const restarted = o.phase === 'Progressing' ? "; the step's checks start again" : '';
   return [
     ...(o.subsetsReady ? [] : [{ kind: 'ensureSubsets' } as Action]),

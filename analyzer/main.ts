@@ -28,6 +28,8 @@ export interface AnalyzerSettings {
   clockOffsetMs: number;
   /** Test seam: hold before carrying out actions of this kind while `file` exists. */
   hold?: { kind: string; file: string };
+  /** Test seam: the process kills itself (SIGKILL) right after its first action of this kind. */
+  crashAfter?: string;
   host: string;
   port: number;
   scope: string;
@@ -47,10 +49,11 @@ function clockOffset(text: string | undefined): number {
   return text.startsWith('-') ? -ms : ms;
 }
 
-function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold'> {
+function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold' | 'crashAfter'> {
   const kind = env.WEIR_TEST_HOLD_BEFORE;
   const file = env.WEIR_TEST_HOLD_FILE;
-  return kind && file ? { hold: { kind, file } } : {};
+  const crashAfter = env.WEIR_TEST_CRASH_AFTER;
+  return { ...(kind && file ? { hold: { kind, file } } : {}), ...(crashAfter ? { crashAfter } : {}) };
 }
 
 /** Reads settings from the environment; a missing or bad value is an error that names it. */

@@ -127,6 +127,8 @@ export interface Analyzer {
   process: ChildProcess;
   url: string;
   kill: (signal?: NodeJS.Signals) => Promise<void>;
+  /** Resolves with the signal (or exit code) the process ended with. */
+  exited: Promise<NodeJS.Signals | number | null>;
 }
 
 /** Runs an analyzer of the test's own for namespaces labelled `weir.dev/test-analyzer=<scope>`. */
@@ -138,6 +140,8 @@ export async function startAnalyzer(options: {
   kubeconfig?: string;
   leaseNamespace?: string;
   env?: Record<string, string>;
+  /** Off for an analyzer that may die before it answers (the crash matrix). */
+  waitReady?: boolean;
 }): Promise<Analyzer> {
   const state = await cluster();
   const port = await freePort();
@@ -161,18 +165,25 @@ export async function startAnalyzer(options: {
     stdio: ['ignore', openSync(join(clusterDir, 'logs', `analyzer-${options.identity}.log`), 'a'), 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
+    child.once('exit', (code, signal) => resolve(signal ?? code)),
+  );
+  if (options.waitReady === false) return { process: child, url, kill: killer(child), exited };
   await waitFor(
     `analyzer ${options.identity} /readyz`,
     async () => (await request(`${url}/readyz`)).statusCode === 200,
     30_000,
   );
-  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+  return { process: child, url, kill: killer(child), exited };
+}
+
+function killer(child: ChildProcess): (signal?: NodeJS.Signals) => Promise<void> {
+  return async (signal = 'SIGKILL') => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill(signal);
     await exited;
   };
-  return { process: child, url, kill };
 }
 
 /** Reads one counter or gauge from an analyzer's /metrics, summed over its labels. */

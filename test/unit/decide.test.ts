@@ -394,3 +394,40 @@ t.test('an unreadable weir.dev/status holds its release with a Warning and is ne
   t.equal(actions.length, 1);
   t.match(actions[0], { kind: 'event', type: 'Warning', reason: 'InvalidStatus', message: /weir.dev\/status-/ });
 });
+
+t.test(
+  "a crash between weir's record and its route write completes the step or the drain, never undoes it",
+  async (t) => {
+    // Step 2 is decided; only its first action (the record) lands before the crash.
+    const o = world();
+    const log: string[] = [];
+    let s = 0;
+    for (; o.status?.step !== 1 || o.status.stepStartedAt === undefined; s++) {
+      const actions = decide(o, checkDue(o, new Date(s * 1000)) ? errorRate(0.01)() : undefined, new Date(s * 1000));
+      const stepping = actions.findIndex(
+        (a) => a.kind === 'status' && a.status.step === 1 && a.status.stepStartedAt !== undefined,
+      );
+      apply(o, stepping >= 0 ? actions.slice(0, stepping + 1) : actions, log);
+    }
+    t.equal(o.routing.ok && o.routing.canaryWeight, 10, 'the route still at step 1');
+    const after = decide(o, undefined, new Date(s * 1000));
+    t.same(after, [{ kind: 'setWeight', weight: 50 }], 'the restarted analyzer completes step 2, without a warning');
+    // A rollback decided; only the record (draining) lands before the crash.
+    const bad = world();
+    const end = run(bad, 15, errorRate(0.01), []);
+    const held = bad.status;
+    if (!held) return t.fail('a release in progress');
+    bad.status = {
+      ...held,
+      weight: 0,
+      drainingSince: new Date(end * 1000).toISOString(),
+      outcome: 'rollback',
+      message: 'RolledBack: test',
+    };
+    t.same(
+      decide(bad, undefined, new Date((end + 1) * 1000)),
+      [{ kind: 'setWeight', weight: 0 }],
+      'the drain still takes the weight off',
+    );
+  },
+);
