@@ -29,6 +29,8 @@ export interface ClusterState {
   /** Set when weir itself runs from the working tree. */
   webhookUrl?: string;
   analyzerUrl?: string;
+  /** How each process was started, so a fault test can restart one (the API server, say). */
+  commands?: Record<string, { command: string; args: string[] }>;
   prometheusBin?: string;
   prometheusConfig?: string;
 }
@@ -127,8 +129,14 @@ export async function waitFor(
   );
 }
 
-function startProcess(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
-  const out = openSync(join(clusterDir, 'logs', `${name}.log`), 'a');
+function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  dir = clusterDir,
+): number {
+  const out = openSync(join(dir, 'logs', `${name}.log`), 'a');
   // detached: its own process group, so `down` can stop it and anything it started.
   const child = spawn(command, args, { detached: true, stdio: ['ignore', out, out], env });
   closeSync(out);
@@ -385,6 +393,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   };
   const start = (name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): void => {
     state.pids[name] = startProcess(name, cmd, args, env);
+    (state.commands ??= {})[name] = { command: cmd, args };
   };
   try {
     log('starting etcd');
@@ -571,6 +580,23 @@ export async function stopProcess(state: ClusterState, name: string): Promise<vo
   await waitFor(`${name} to stop`, () => Promise.resolve(!alive(pid)), 20_000, 100).catch(() =>
     signalGroup(pid, 'SIGKILL'),
   );
+}
+
+/** Restarts one process of the cluster kept in `dir` with the command it was started with. */
+export async function restartProcess(dir: string, name: string): Promise<void> {
+  const path = join(dir, 'state.json');
+  const state = JSON.parse(await readFile(path, 'utf8')) as ClusterState;
+  const pid = state.pids[name];
+  const command = state.commands?.[name];
+  if (pid === undefined || !command) throw new Error(`no process named ${name} in ${dir}`);
+  signalGroup(pid, 'SIGTERM');
+  // A graceful stop of the API server waits for its watches; past 10 s it is killed.
+  await waitFor(`${name} to stop`, () => Promise.resolve(!alive(pid)), 10_000, 100).catch(async () => {
+    signalGroup(pid, 'SIGKILL');
+    await waitFor(`${name} to be killed`, () => Promise.resolve(!alive(pid)), 10_000, 100);
+  });
+  state.pids[name] = startProcess(name, command.command, command.args, process.env, dir);
+  await writeFile(path, JSON.stringify(state, null, 2));
 }
 
 /** Stops every process the cluster started, by PID, and removes its state. */
