@@ -273,7 +273,8 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
   let stopping = false;
   const pass = async (): Promise<void> => {
     await tick(loopDeps);
-    if (!w.deployments.synced() || !w.virtualServices.synced()) return;
+    // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
+    if (!w.deployments.synced() || !w.virtualServices.synced() || !w.namespaces.synced()) return;
     await unweightOrphans(
       { ...ctx, log },
       w.virtualServices,
