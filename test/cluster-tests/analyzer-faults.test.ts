@@ -23,6 +23,10 @@ import {
 import type { Analyzer } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
+interface Vs {
+  spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
+}
+
 async function scopedRelease(
   t: { teardown(fn: () => unknown): void },
   extra: Record<string, string> = {},
@@ -250,22 +254,18 @@ t.test(
     const first = await startAnalyzer({ scope, identity: `first-${scope}` });
     t.teardown(() => first.kill());
     await setImage(ns, 'web', 'example.com/web:v2');
-    await waitForWeight(ns, 'web', 50, 90_000);
+    // The route itself at 50 % (weir records a step before it writes the route).
+    const canaryWeight = async (): Promise<number | undefined> => {
+      const vs = await getJson<Vs>(['get', 'virtualservice', 'web-routes', '-n', ns]);
+      return vs.spec.http[0]?.route.find((d) => d.destination.subset === 'canary')?.weight;
+    };
+    await waitFor('the route at 50 %', async () => (await canaryWeight()) === 50, 90_000);
     await first.kill('SIGKILL');
     // While no analyzer runs: the Deployment is deleted and re-created from the stable manifest.
     await kubectl(['replace', '--force', '-n', ns, '-f', '-'], JSON.stringify(v1));
     const second = await startAnalyzer({ scope, identity: `second-${scope}` });
     t.teardown(() => second.kill());
-    await waitFor(
-      'the route back to 100 % stable',
-      async () => {
-        const vs = await getJson<{
-          spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
-        }>(['get', 'virtualservice', 'web-routes', '-n', ns]);
-        return vs.spec.http[0]?.route.find((d) => d.destination.subset === 'canary')?.weight === 0;
-      },
-      30_000,
-    );
+    await waitFor('the route back to 100 % stable', async () => (await canaryWeight()) === 0, 30_000);
     t.ok(
       (await events(ns, 'web-routes')).some((e) => e.reason === 'OrphanedWeight'),
       'an OrphanedWeight event on the VirtualService',

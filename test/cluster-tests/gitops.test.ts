@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { binaries } from '../cluster/cluster.ts';
 import { cluster, countUhFromNow, getJson, kubectl, kubectlRaw, namespace, waitFor } from '../helpers/kube.ts';
 import { seedDeployment, seedMesh } from '../../cli/seed.ts';
-import { events, fast, recordWeights, waitForPhase, waitForWeight } from '../helpers/release.ts';
+import { events, fast, recordWeights, releaseStatus, waitForPhase, waitForWeight } from '../helpers/release.ts';
 
 type Manifest = Record<string, unknown>;
 type Applier = 'client-side' | 'server-side' | 'flux';
@@ -277,6 +277,9 @@ t.test(
       JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': '30s' })),
     );
     await waitForWeight(ns, 'myapp', 10);
+    // A step under way: its weight on the route and a first check made (before it, a difference is
+    // weir's own step write still landing, which it finishes without a warning).
+    await waitFor('a check at 10 %', async () => (await releaseStatus(ns, 'myapp'))?.lastCheckAt !== undefined, 30_000);
     const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
     // `kubectl replace` writes the object from git whole: weir's record goes with it, so the webhook has nothing to keep.
     const vs = seedMesh(ns).find((m) => m.kind === 'VirtualService');
