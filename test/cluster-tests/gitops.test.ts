@@ -281,6 +281,7 @@ t.test(
     // weir's own step write still landing, which it finishes without a warning).
     await waitFor('a check at 10 %', async () => (await releaseStatus(ns, 'myapp'))?.lastCheckAt !== undefined, 30_000);
     const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+    t.teardown(() => recorder.stop());
     // `kubectl replace` writes the object from git whole: weir's record goes with it, so the webhook has nothing to keep.
     const vs = seedMesh(ns).find((m) => m.kind === 'VirtualService');
     await kubectl(
