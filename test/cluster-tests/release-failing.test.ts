@@ -36,7 +36,8 @@ async function guarded(
 }
 
 t.test('a bad version (30 % 5xx) is rolled back after the failure limit', async (t) => {
-  const ns = await guarded(t);
+  // Enough canary requests per window that a 30 % canary cannot pass a check by luck (0.7^20 < 0.1 %).
+  const ns = await guarded(t, { 'weir.dev/min-requests': '20' });
   const recorder = recordWeights(ns, 'weir-web', 'canary');
   await setImage(ns, 'web', 'example.com/web:v2-bad', { 'sim.weir.dev/error-rate': '0.3' });
   const d = await waitForPhase(ns, 'web', 'RolledBack');
