@@ -1,26 +1,15 @@
 // Issue 10: kube-apiserver restarted mid-release, and the release completes. On a cluster of its
 // own (like the teardown tests), so that no other test sees its API server go away.
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { npm } from '../helpers/kube.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kubectl, repoRoot, restartProcess, waitFor } from '../cluster/cluster.ts';
+import { kubectl, restartProcess, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, service } from '../helpers/kube.ts';
 import { fast } from '../helpers/release.ts';
 import { parseStatus } from '../../contract/status.ts';
-
-function npm(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'npm',
-      args,
-      { cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 32 * 1024 * 1024 },
-      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr }),
-    );
-  });
-}
 
 interface Dep {
   metadata: { annotations?: Record<string, string> };

@@ -1,21 +1,10 @@
 // No cluster process outlives `npm run cluster:down`, nor a test run that failed.
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { npm } from '../helpers/kube.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive, repoRoot, waitFor } from '../cluster/cluster.ts';
-
-function npm(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'npm',
-      args,
-      { cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 32 * 1024 * 1024 },
-      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr }),
-    );
-  });
-}
+import { alive, waitFor } from '../cluster/cluster.ts';
 
 t.test('cluster:down stops every process that cluster:up started', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'weir-cluster-'));

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { readState, waitFor } from '../cluster/cluster.ts';
+import { readState, repoRoot, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 
 export { waitFor };
@@ -173,4 +173,16 @@ export async function countUhFromNow(ns: string): Promise<() => Promise<number>>
   await waitFor(`the mesh answering requests in ${ns}`, async () => (await meshCount(ns, '-')) > 0, 30_000, 200);
   const before = await meshCount(ns, 'UH');
   return async () => (await meshCount(ns, 'UH')) - before;
+}
+
+/** Runs an npm script from the repository with extra environment; never throws. */
+export function npm(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'npm',
+      args,
+      { cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 32 * 1024 * 1024 },
+      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr }),
+    );
+  });
 }
