@@ -9,6 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { binaries } from '../cluster/cluster.ts';
 import { cluster, countUhFromNow, getJson, kubectl, kubectlRaw, namespace, waitFor } from '../helpers/kube.ts';
 import { seedDeployment, seedMesh } from '../../cli/seed.ts';
@@ -69,9 +70,17 @@ async function applyFolder(applier: Applier, ns: string, dir: string): Promise<M
   );
 }
 
+interface Round {
+  content: number;
+  actions: Map<string, string>;
+  /** When the apply started and ended (ms since the epoch). */
+  start: number;
+  end: number;
+}
+
 interface Loop {
   /** Each apply's result, in order, with the content version it applied. */
-  rounds: { content: number; actions: Map<string, string> }[];
+  rounds: Round[];
   /** Replaces the folder's content before the next apply. */
   change: (manifests: Manifest[]) => void;
   /** Resolves once `n` more applies have finished. */
@@ -94,7 +103,9 @@ function reapplyEvery2s(applier: Applier, ns: string, folder: Folder): Loop {
           pending = undefined;
           content++;
         }
-        rounds.push({ content, actions: await applyFolder(applier, ns, folder.dir) });
+        const start = Date.now();
+        const actions = await applyFolder(applier, ns, folder.dir);
+        rounds.push({ content, actions, start, end: Date.now() });
       } catch (error) {
         failure = error instanceof Error ? error : new Error(String(error));
         running = false;
@@ -128,6 +139,43 @@ function reapplyEvery2s(applier: Applier, ns: string, folder: Folder): Loop {
 }
 
 const bad = { 'sim.weir.dev/error-rate': '0.3' };
+
+/**
+ * Every write weir made to the folder's Deployment, VirtualService and DestinationRule, by subject
+ * (`Kind/namespace/name`, as Flux names them) and the time it was seen: a change that moved the
+ * managedFields entry of weir's field manager.
+ */
+async function watchWeirWrites(ns: string): Promise<{ writes: Map<string, number[]>; stop: () => void }> {
+  const kc = new KubeConfig();
+  kc.loadFromFile((await cluster()).kubeconfig);
+  const writes = new Map<string, number[]>();
+  const weirEntry = new Map<string, string>();
+  type Watched = {
+    kind: string;
+    metadata: { name: string; managedFields?: { manager?: string; time?: string; fieldsV1?: unknown }[] };
+  };
+  const requests = await Promise.all(
+    [
+      `/apis/apps/v1/namespaces/${ns}/deployments`,
+      `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
+      `/apis/networking.istio.io/v1/namespaces/${ns}/destinationrules`,
+    ].map((path) =>
+      new Watch(kc).watch(
+        path,
+        {},
+        (type: string, object: Watched) => {
+          const subject = `${object.kind}/${ns}/${object.metadata.name}`;
+          const entry = JSON.stringify(object.metadata.managedFields?.find((f) => f.manager === 'weir') ?? null);
+          const byWeir = weirEntry.has(subject) && weirEntry.get(subject) !== entry;
+          weirEntry.set(subject, entry);
+          if (type === 'MODIFIED' && byWeir) writes.set(subject, [...(writes.get(subject) ?? []), Date.now()]);
+        },
+        () => undefined,
+      ),
+    ),
+  );
+  return { writes, stop: () => requests.forEach((r) => r.abort()) };
+}
 
 /** The seed's folder, applied once, with v1 running and ready. */
 async function seedFolder(
@@ -236,6 +284,8 @@ t.test('kubectl apply --server-side --force-conflicts every 2 s: zero UH, weight
 
 t.test("Flux's apply engine every 2 s: zero UH, and after each new content every reconcile is unchanged", async (t) => {
   const { ns, loop, newUh } = await seedFolder(t, 'flux');
+  const weir = await watchWeirWrites(ns);
+  t.teardown(weir.stop);
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
   loop.change([...seedMesh(ns), seedDeployment('v2', fast)]);
   await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
@@ -244,16 +294,31 @@ t.test("Flux's apply engine every 2 s: zero UH, and after each new content every
   await recorder.stop();
   t.same(recorder.weights, [0, 10, 50, 100, 0]);
   t.equal(await newUh(), 0, 'no 503 UH');
+  weir.stop();
+  t.ok(
+    (weir.writes.get(`VirtualService/${ns}/myapp-virtualservice`)?.length ?? 0) >= 4,
+    "the watch saw weir's four weight writes to the VirtualService",
+  );
   const firstOfContent = new Set<number>();
   const drifted: string[] = [];
+  const raced: string[] = [];
   for (const [i, round] of loop.rounds.entries()) {
     const first = !firstOfContent.has(round.content);
     firstOfContent.add(round.content);
     for (const [subject, action] of round.actions) {
-      if (first && round.content > 0) continue;
-      if (action !== 'unchanged') drifted.push(`round ${i} (content ${round.content}): ${subject} ${action}`);
+      if ((first && round.content > 0) || action === 'unchanged') continue;
+      const what = `round ${i} (content ${round.content}): ${subject} ${action}`;
+      // Flux reads the object, then dry-runs its apply: a step weir writes in between shows as a
+      // difference once, and the apply that follows is a no-op. That is a race, not drift, when weir
+      // wrote the object during the round and the next round finds nothing to change.
+      const weirWrote = (weir.writes.get(subject) ?? []).some((at) => at >= round.start && at <= round.end + 500);
+      const next = loop.rounds[i + 1]?.actions.get(subject);
+      if (weirWrote && next === 'unchanged') raced.push(what);
+      else drifted.push(what);
     }
   }
+  t.comment(`reconciles that raced a write of weir's: ${raced.length ? raced.join('; ') : 'none'}`);
+  t.ok(raced.length <= 2, 'a race with a write of weir is rare');
   const deployment = loop.rounds.find((r) => r.content === 1)?.actions;
   t.equal(deployment?.get(`Deployment/${ns}/myapp`), 'configured', 'the new version is applied once');
   t.same(drifted, [], 'every other reconcile reports unchanged for every object');
