@@ -24,8 +24,9 @@ export default tseslint.config(
     },
   },
   {
-    // Layers: the webhook and the contract never reach into the analyzer (the CLI is next).
-    files: ['webhook/**/*.ts', 'contract/**/*.ts'],
+    // Layers (docs/adr/0012-analyzer-layout.md): the webhook, the CLI and the contract never reach
+    // into the analyzer; they share contract/ alone.
+    files: ['webhook/**/*.ts', 'contract/**/*.ts', 'cli/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
@@ -33,7 +34,58 @@ export default tseslint.config(
           patterns: [
             {
               group: ['**/analyzer/**', '../analyzer/*'],
-              message: 'webhook/ and contract/ never import from analyzer/',
+              message: 'webhook/, cli/ and contract/ never import from analyzer/',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // contract/ owns every weir.dev/ key: nothing else spells one (issue 11).
+    files: ['analyzer/**/*.ts', 'webhook/**/*.ts', 'cli/**/*.ts', 'demo/**/*.ts', 'certs/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'Literal[value=/^weir\\.dev\\//]',
+          message: 'weir.dev/ keys live in contract/: import the constant',
+        },
+        {
+          selector: 'TemplateElement[value.raw=/^weir\\.dev\\//]',
+          message: 'weir.dev/ keys live in contract/: import the constant',
+        },
+      ],
+    },
+  },
+  {
+    // The analyzer's pure core decides from plain values: no adapter, no loop, no API client.
+    files: ['analyzer/core/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: '@kubernetes/client-node', message: 'the pure core never talks to the API server' }],
+          patterns: [
+            { group: ['**/adapters/**', '../adapters/*'], message: 'the core sees adapters only through ports/' },
+            { group: ['**/loop/**', '../loop/*'], message: 'the core never imports the loop' },
+            { group: ['undici', 'node:*', 'fastify'], message: 'the pure core does no I/O' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Ports are interfaces: they import nothing but contract/ types.
+    files: ['analyzer/ports/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/adapters/**', '**/loop/**', '../adapters/*', '../loop/*'],
+              message: 'ports import no implementation',
             },
           ],
         },

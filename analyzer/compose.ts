@@ -12,22 +12,25 @@ import type {
 } from '@kubernetes/client-node';
 import { annotations, ownedRoutingName } from '../contract/names.ts';
 import { unguardedRevision } from '../contract/revision.ts';
-import type { ActContext } from './act.ts';
-import { apiClient, describeError, recordEvent } from './kube.ts';
-import { LeaderElector, safetyMarginMs } from './leader.ts';
-import type { Clock } from './leader.ts';
-import { PrometheusProvider } from './metrics/prometheus.ts';
-import { optedOut } from './observe.ts';
-import { unweightOrphans } from './orphans.ts';
-import { resolveRouting } from './policy.ts';
-import { tick } from './reconcile.ts';
-import { IstioRouter, routeTarget } from './router/istio.ts';
-import { parseScope } from './scope.ts';
-import type { Scope } from './scope.ts';
-import { Telemetry } from './telemetry.ts';
-import { watch } from './watch.ts';
-import type { Watch } from './watch.ts';
-import type { AnalyzerSettings } from './main.ts';
+import type { ActContext } from './loop/act.ts';
+import { apiClient, eventRecorder } from './loop/kube.ts';
+import type { EventRecorder } from './loop/kube.ts';
+import { describeError } from '../contract/api.ts';
+import { LeaderElector, safetyMarginMs } from './loop/leader.ts';
+import type { Clock } from './ports/clock.ts';
+import { PrometheusProvider } from './adapters/prometheus.ts';
+import { optedOut } from './loop/observe.ts';
+import { unweightOrphans } from './loop/orphans.ts';
+import { resolveRouting } from './core/policy.ts';
+import { tick } from './loop/reconcile.ts';
+import { IstioRouter, routeTarget } from './adapters/istio.ts';
+import { parseScope } from './core/scope.ts';
+import type { Scope } from './core/scope.ts';
+import { Telemetry } from './loop/telemetry.ts';
+import { watch } from './loop/watch.ts';
+import type { Watch } from './loop/watch.ts';
+import type { AnalyzerSettings } from './settings.ts';
+import type { LabelSelector } from '../contract/selector.ts';
 
 export type Log = (message: string, fields?: Record<string, unknown>) => void;
 
@@ -88,7 +91,8 @@ function holdWhileFileExists(
 
 /** An update admitted while the webhook was unreachable rolled out unguarded: say so, once per revision. */
 function unguardedReporter(deps: {
-  core: CoreV1Api;
+  events: EventRecorder;
+  optIn: LabelSelector;
   telemetry: Telemetry;
   log: Log;
   mayWrite: () => boolean;
@@ -98,7 +102,8 @@ function unguardedReporter(deps: {
   return (d) => {
     const revision = unguardedRevision(d.metadata?.annotations ?? {}, d.spec?.template);
     const ns = deps.namespace(d.metadata?.namespace ?? '');
-    if (!revision || !deps.mayWrite() || !deps.inScope(ns?.metadata?.labels ?? {}) || optedOut(d, ns)) return;
+    if (!revision || !deps.mayWrite() || !deps.inScope(ns?.metadata?.labels ?? {}) || optedOut(d, ns, deps.optIn))
+      return;
     const involved = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -110,7 +115,8 @@ function unguardedReporter(deps: {
       `pod template revision ${revision} was admitted without weir (its webhook was unreachable) ` +
       'and rolled out with no canary; failurePolicy Ignore let it through. ' +
       'Check the webhook, then apply again to release a new template under weir';
-    void recordEvent(deps.core, involved, 'Warning', 'Unguarded', message, new Date(), true)
+    void deps
+      .events(involved, 'Warning', 'Unguarded', message, new Date(), true)
       .then((recorded) => {
         if (recorded) deps.telemetry.unguarded.inc();
       })
@@ -162,11 +168,14 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
     apps,
     core,
     router,
+    events: eventRecorder(core, settings.reportingInstance),
     policies: settings.policies,
+    optIn: settings.optIn,
     mayWrite: () => leader.mayWrite(),
     now: () => new Date(clock.wall()),
     onAction: (_view, action) => {
-      if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind });
+      if (action.kind !== 'status' && action.kind !== 'checked' && action.kind !== 'released')
+        telemetry.apiWrites.inc({ action: action.kind });
       // The crash-matrix seam (docs/design.md, "Test seams"): die the hardest way, mid-release.
       if (action.kind === settings.crashAfter) process.kill(process.pid, 'SIGKILL');
     },
@@ -197,7 +206,8 @@ function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
     );
   };
   const onDeployment = unguardedReporter({
-    core: edges.core,
+    events: edges.ctx.events,
+    optIn: edges.ctx.optIn,
     telemetry: edges.telemetry,
     log,
     mayWrite: () => leader.mayWrite(),

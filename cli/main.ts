@@ -1,17 +1,17 @@
 // `weir` (also `kubectl weir`): watch releases, and ask the analyzer to promote, abort or retry.
 // Requests are annotations on the Deployment; the analyzer carries them out and records an event.
 import { parseArgs } from 'node:util';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { annotations, canaryName, labels } from '../contract/names.ts';
 import type { Request } from '../contract/names.ts';
-import { describeError, isNotFound, jsonPatch, maybe, pointer } from '../analyzer/kube.ts';
-import { observe } from '../analyzer/observe.ts';
-import { defaultPolicy } from '../analyzer/policy.ts';
-import { IstioRouter } from '../analyzer/router/istio.ts';
-import { buildView, renderDetail, renderTable } from './view.ts';
-import type { ReleaseView } from './view.ts';
+import { describeError, isNotFound, jsonPatch, maybe, pointer } from '../contract/api.ts';
+import { readCanaryWeight } from '../contract/istio.ts';
+import type { VirtualService } from '../contract/istio.ts';
+import { parseStatus } from '../contract/status.ts';
+import { buildSummary, renderDetail, renderTable } from './view.ts';
+import type { ReleaseSummary } from './view.ts';
 
 /** Exit codes, documented in the README. */
 export const exitCodes = { ok: 0, error: 1, usage: 2, notFound: 3, notApplicable: 4 } as const;
@@ -38,8 +38,7 @@ Exit codes: 0 ok, 1 error talking to the cluster, 2 usage, 3 not found or not un
 
 export interface Clients {
   apps: AppsV1Api;
-  core: CoreV1Api;
-  router: IstioRouter;
+  custom: CustomObjectsApi;
   namespace: string;
 }
 
@@ -51,8 +50,7 @@ export function clients(values: { kubeconfig?: string; context?: string; namespa
   const namespace = values.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
   return {
     apps: kc.makeApiClient(AppsV1Api),
-    core: kc.makeApiClient(CoreV1Api),
-    router: new IstioRouter(kc.makeApiClient(CustomObjectsApi)),
+    custom: kc.makeApiClient(CustomObjectsApi),
     namespace,
   };
 }
@@ -63,16 +61,34 @@ const underWeir = (d: V1Deployment): boolean =>
   (d.metadata?.annotations?.[annotations.phase] !== undefined ||
     d.spec?.template.metadata?.labels?.[labels.track] !== undefined);
 
-export async function viewOf(c: Clients, d: V1Deployment): Promise<ReleaseView> {
+/** The canary weight on the route weir's record names; undefined when there is none or it cannot be read. */
+async function weightOnRoute(c: Clients, d: V1Deployment): Promise<number | undefined> {
+  const route = parseStatus(d.metadata?.annotations?.[annotations.status])?.route;
+  if (!route) return undefined;
   const namespace = d.metadata?.namespace ?? '';
-  const [observed, replicaSets, canary] = await Promise.all([
-    observe({ ...c, policies: { default: defaultPolicy } }, d, undefined),
+  const vs = (await maybe(() =>
+    c.custom.getNamespacedCustomObject({
+      group: 'networking.istio.io',
+      version: 'v1',
+      namespace,
+      plural: 'virtualservices',
+      name: route.name,
+    }),
+  )) as VirtualService | undefined;
+  const read = vs ? readCanaryWeight(vs, route) : undefined;
+  return read?.ok ? read.canaryWeight : undefined;
+}
+
+/** One release as `weir get` shows it: weir's record on the Deployment, its two halves, and the route. */
+export async function summaryOf(c: Clients, d: V1Deployment): Promise<ReleaseSummary> {
+  const namespace = d.metadata?.namespace ?? '';
+  const [weight, replicaSets, canary] = await Promise.all([
+    weightOnRoute(c, d),
     c.apps.listNamespacedReplicaSet({ namespace }),
     maybe(() => c.apps.readNamespacedDeployment({ namespace, name: canaryName(d.metadata?.name ?? '') })),
   ]);
   const owned = replicaSets.items.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid));
-  const weight = observed.observed.routing.ok ? observed.observed.routing.canaryWeight : undefined;
-  return buildView(d, canary, owned, weight, new Date());
+  return buildSummary(d, canary, owned, weight, new Date());
 }
 
 async function getOne(c: Clients, name: string): Promise<V1Deployment> {
@@ -89,15 +105,15 @@ async function getOne(c: Clients, name: string): Promise<V1Deployment> {
   return d;
 }
 
-async function views(c: Clients, name: string | undefined, all: boolean): Promise<ReleaseView[]> {
-  if (name) return [await viewOf(c, await getOne(c, name))];
+async function views(c: Clients, name: string | undefined, all: boolean): Promise<ReleaseSummary[]> {
+  if (name) return [await summaryOf(c, await getOne(c, name))];
   const list = all
     ? await c.apps.listDeploymentForAllNamespaces()
     : await c.apps.listNamespacedDeployment({ namespace: c.namespace });
-  return Promise.all(list.items.filter(underWeir).map((d) => viewOf(c, d)));
+  return Promise.all(list.items.filter(underWeir).map((d) => summaryOf(c, d)));
 }
 
-function render(vs: ReleaseView[], output: string | undefined, name: string | undefined, all: boolean): string {
+function render(vs: ReleaseSummary[], output: string | undefined, name: string | undefined, all: boolean): string {
   if (output === 'json') return JSON.stringify(name ? vs[0] : vs, null, 2);
   if (output === 'yaml') return toYaml(name ? vs[0] : vs).trimEnd();
   if (output !== undefined) throw new CliError(`-o ${output}: use json or yaml`, exitCodes.usage);

@@ -5,12 +5,13 @@ import { annotations } from '../contract/names.ts';
 import { parseStatus } from '../contract/status.ts';
 import type { CheckRecord, ReleaseStatus } from '../contract/status.ts';
 import { templateRevision, unguardedRevision } from '../contract/revision.ts';
-import { defaultPolicy, resolvePolicy } from '../analyzer/policy.ts';
 
-export interface ReleaseView {
+export interface ReleaseSummary {
   namespace: string;
   name: string;
   phase: string;
+  /** The named policy the release runs under, as weir recorded it. */
+  policy?: string;
   step?: number;
   steps?: number;
   desiredWeight?: number;
@@ -41,8 +42,8 @@ export function replicaSetRevision(rs: V1ReplicaSet): string {
 }
 
 /** Step, desired weight and time in step, while the record is about the release in progress. */
-function stepFields(status: ReleaseStatus, steps: number[] | undefined, now: Date): Partial<ReleaseView> {
-  const fields: Partial<ReleaseView> = { step: status.step + 1 };
+function stepFields(status: ReleaseStatus, steps: number[] | undefined, now: Date): Partial<ReleaseSummary> {
+  const fields: Partial<ReleaseSummary> = { step: status.step + 1 };
   if (steps) Object.assign(fields, { steps: steps.length, desiredWeight: steps[status.step] });
   if (status.stepStartedAt) {
     fields.stepStartedAt = status.stepStartedAt;
@@ -62,7 +63,7 @@ function defined(entries: Record<string, string | undefined>): Record<string, st
 function halves(
   d: V1Deployment,
   canary: V1Deployment | undefined,
-): Pick<ReleaseView, 'namespace' | 'name' | 'stableReady' | 'canaryReady'> {
+): Pick<ReleaseSummary, 'namespace' | 'name' | 'stableReady' | 'canaryReady'> {
   return {
     namespace: d.metadata?.namespace ?? '',
     name: d.metadata?.name ?? '',
@@ -71,16 +72,15 @@ function halves(
   };
 }
 
-export function buildView(
+export function buildSummary(
   d: V1Deployment,
   canary: V1Deployment | undefined,
   replicaSets: V1ReplicaSet[],
   actualWeight: number | undefined,
   now: Date,
-): ReleaseView {
+): ReleaseSummary {
   const a = d.metadata?.annotations ?? {};
   const status = parseStatus(a[annotations.status]);
-  const policy = resolvePolicy(a, { default: defaultPolicy });
   const stableRevision = a[annotations.stableRevision];
   const canaryRevision = a[annotations.canaryRevision];
   const stableRs = replicaSets.find((rs) => stableRevision !== undefined && replicaSetRevision(rs) === stableRevision);
@@ -95,7 +95,8 @@ export function buildView(
     ...(actualWeight !== undefined ? { actualWeight } : {}),
     ...defined({ unguardedRevision: unguardedRevision(a, d.spec?.template) }),
     ...(status ? { message: status.message } : {}),
-    ...(inRelease ? stepFields(status, policy.ok ? policy.value.steps : undefined, now) : {}),
+    ...defined({ policy: status?.policy }),
+    ...(inRelease ? stepFields(status, status.steps, now) : {}),
   };
 }
 
@@ -111,9 +112,9 @@ const pad = (rows: string[][]): string => {
 };
 
 const pct = (v: number | undefined): string => (v === undefined ? '-' : `${v}%`);
-const stepText = (v: ReleaseView): string => (v.step !== undefined ? `${v.step}/${v.steps ?? '?'}` : '-');
+const stepText = (v: ReleaseSummary): string => (v.step !== undefined ? `${v.step}/${v.steps ?? '?'}` : '-');
 
-export function renderTable(views: ReleaseView[], allNamespaces: boolean): string {
+export function renderTable(views: ReleaseSummary[], allNamespaces: boolean): string {
   const head = [...(allNamespaces ? ['NAMESPACE'] : []), 'NAME', 'PHASE', 'STEP', 'WEIGHT', 'STABLE', 'CANARY'];
   const rows = views.map((v) => [
     ...(allNamespaces ? [v.namespace] : []),
@@ -132,11 +133,12 @@ function showValue(c: CheckRecord): string {
   return c.metric.includes('error') ? `${(c.value * 100).toFixed(2)}%` : String(Number(c.value.toPrecision(4)));
 }
 
-export function renderDetail(v: ReleaseView): string {
+export function renderDetail(v: ReleaseSummary): string {
   const lines = [
     `Name:        ${v.name}`,
     `Namespace:   ${v.namespace}`,
     `Phase:       ${v.phase}`,
+    `Policy:      ${v.policy ?? '-'}`,
     `Step:        ${stepText(v)}`,
     `Weight:      desired ${pct(v.desiredWeight)}   actual ${pct(v.actualWeight)}   ${bar(v.actualWeight)}`,
     `Stable:      ${v.stableImages.join(', ') || '-'}  (revision ${v.stableRevision ?? '-'})  ` +

@@ -122,6 +122,25 @@ export function findRoute(
   };
 }
 
+/** The canary weight of a route, or why it cannot be read; the route may hold only the two subsets. */
+export function readCanaryWeight(
+  vs: VirtualService,
+  steered: { route?: string | undefined; stableSubset: string; canarySubset: string },
+): { ok: true; canaryWeight: number } | { ok: false; error: string } {
+  const found = findRoute(vs, steered.route);
+  if ('error' in found) return { ok: false, error: found.error };
+  const destinations = found.route.route ?? [];
+  const subsets = `subsets ${steered.stableSubset}/${steered.canarySubset}`;
+  const name = found.route.name ?? found.index;
+  const subsetOf = (d: (typeof destinations)[number]): string | undefined => d.destination?.subset;
+  if (destinations.some((d) => subsetOf(d) !== steered.stableSubset && subsetOf(d) !== steered.canarySubset))
+    return { ok: false, error: `route "${name}" sends traffic to destinations other than ${subsets}` };
+  if (!destinations.some((d) => subsetOf(d) === steered.stableSubset))
+    return { ok: false, error: `route "${name}" has no destination with subset ${steered.stableSubset}` };
+  const canary = destinations.find((d) => subsetOf(d) === steered.canarySubset);
+  return { ok: true, canaryWeight: canary?.weight ?? 0 };
+}
+
 /** The record key of a route: its name, or `""` for "the only route". */
 export const routeKey = (name: string | undefined): string => name ?? '';
 

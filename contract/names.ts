@@ -30,6 +30,9 @@ export const annotations = {
   request: 'weir.dev/request',
 } as const;
 
+/** The `reportingComponent` of every Event the analyzer records. */
+export const reportingComponent = 'weir.dev/analyzer';
+
 export const requests = ['promote', 'promote-full', 'abort', 'retry'] as const;
 export type Request = (typeof requests)[number];
 

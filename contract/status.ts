@@ -1,10 +1,13 @@
 // The analyzer's progress record, kept in the `weir.dev/status` annotation. It is all the
 // analyzer needs to carry on after a restart, and what the CLI and `kubectl describe` show.
 
+/** A check's outcome: judged pass or fail, or no verdict (too little data, or the metrics unreachable). */
+export type Verdict = 'pass' | 'fail' | 'inconclusive' | 'error';
+
 export interface CheckRecord {
   at: string;
   metric: string;
-  verdict: 'pass' | 'fail' | 'inconclusive' | 'error';
+  verdict: Verdict;
   value?: number;
   threshold: number;
   reason: string;
@@ -12,22 +15,48 @@ export interface CheckRecord {
 
 export type DrainOutcome = 'promote' | 'rollback' | 'restart' | 'opt-out' | 'settle';
 
+/** Why a release rolls back: failed checks, a hard ceiling, no verdict for too long, or a person's abort. */
+export type RollbackCause = 'failed-checks' | 'ceiling' | 'unjudged' | 'aborted';
+
+export interface Rollback {
+  cause: RollbackCause;
+  /** The same in words a person can act on. */
+  detail: string;
+}
+
+/** Where the release's traffic is steered, so a reader can see the weight on the route itself. */
+export interface RouteRecord {
+  kind: 'VirtualService';
+  name: string;
+  /** The steered HTTP route's name; absent when the VirtualService has one route. */
+  route?: string;
+  stableSubset: string;
+  canarySubset: string;
+}
+
 export interface ReleaseStatus {
   /** The canary revision this record is about; another revision means a new release. */
   revision: string;
+  /** The named policy the release runs under (`default` unless `weir.dev/policy` names another). */
+  policy?: string;
+  /** The policy's steps, canary weights in percent: what a reader needs without knowing the policy. */
+  steps?: number[];
+  route?: RouteRecord;
   /** Index of the current step; the weight of a step is set once its canary is Ready. */
   step: number;
   /** Canary weight last written to the VirtualService. */
   weight: number;
   stepStartedAt?: string;
   lastCheckAt?: string;
-  lastVerdict?: CheckRecord['verdict'];
+  lastVerdict?: Verdict;
   failures: number;
   /** Checks in a row with no verdict (inconclusive or error); bounded by the policy's unjudged limit. */
   unjudged?: number;
   /** Set while weight is 0 and the canary waits to be removed; `outcome` says what follows. */
   drainingSince?: string;
   outcome?: DrainOutcome;
+  /** Set when the release rolls back (outcome `rollback`). */
+  rollback?: Rollback;
   /** When the promoted Deployment was first seen fully rolled out and available. */
   rolledOutAt?: string;
   /** The last few checks, newest last. */

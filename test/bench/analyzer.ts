@@ -1,7 +1,7 @@
 // Analyzer benchmark: N releases at once on a local cluster of its own, driven by one analyzer.
 import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { request } from 'undici';
-import { jsonPatch } from '../../analyzer/kube.ts';
+import { jsonPatch } from '../../contract/api.ts';
 import { down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, service } from '../helpers/kube.ts';

@@ -10,6 +10,8 @@ import { parseAllDocuments } from 'yaml';
 import { Agent, request } from 'undici';
 import { repoRoot } from '../cluster/cluster.ts';
 import { systemNamespaces, webhookConfiguration } from '../../webhook/registration.ts';
+import { parseSelector } from '../../contract/selector.ts';
+import { settingsFromEnv } from '../../analyzer/settings.ts';
 import {
   apply,
   cluster,
@@ -401,6 +403,38 @@ function selectorTerms(selector: Webhook['namespaceSelector']): string[] {
     .map((e) => `${e.key} ${e.operator} ${(e.values ?? []).join(',')}`)
     .sort();
 }
+
+t.test("the analyzer's opt-in is the webhook's namespaceSelector, custom selectors too", async (t) => {
+  const custom = [
+    '--set',
+    'webhook.namespaceSelector.matchLabels=null',
+    '--set-json',
+    'webhook.namespaceSelector.matchExpressions=[{"key":"mesh","operator":"In","values":["istio"]}]',
+  ];
+  for (const extra of [[], custom]) {
+    const r = await helm(['template', 'r', chart, '-n', 'weir-system', ...extra]);
+    t.equal(r.code, 0, r.stderr);
+    type Env = { name: string; value?: string };
+    const analyzer = parseAllDocuments(r.stdout)
+      .map(
+        (d) =>
+          d.toJS() as { kind?: string; spec?: { template: { spec: { containers: { name: string; env?: Env[] }[] } } } },
+      )
+      .find((d) => d.kind === 'Deployment')
+      ?.spec?.template.spec.containers.find((c) => c.name === 'analyzer');
+    const text = analyzer?.env?.find((e) => e.name === 'WEIR_NAMESPACE_SELECTOR')?.value ?? '';
+    const parsed = parseSelector(text);
+    if (!parsed.ok) return t.fail(`WEIR_NAMESPACE_SELECTOR=${text}: ${parsed.error}`);
+    const settings = settingsFromEnv({ WEIR_PROMETHEUS_URL: 'http://p', WEIR_NAMESPACE_SELECTOR: text });
+    const webhook = webhookOf(r.stdout).namespaceSelector;
+    // The webhook's own exclusions (system namespaces, weir's) come on top; the rest is the same selector.
+    const userTerms = selectorTerms({
+      ...webhook,
+      matchExpressions: (webhook.matchExpressions ?? []).filter((e) => e.key !== 'kubernetes.io/metadata.name'),
+    });
+    t.same(selectorTerms(settings.optIn), userTerms, extra.join(' ') || 'defaults');
+  }
+});
 
 t.test("the pod's readiness is the webhook's alone; replicas spread across nodes", async (t) => {
   const r = await helm(['template', 'r', chart, '-n', 'weir-system']);

@@ -16,7 +16,7 @@ import {
   waitForWeight,
 } from '../helpers/release.ts';
 import type { Run } from '../helpers/release.ts';
-import type { ReleaseView } from '../../cli/view.ts';
+import type { ReleaseSummary } from '../../cli/view.ts';
 
 const weir = runWeir;
 
@@ -67,7 +67,7 @@ t.test('get, get -A and -o json show a release in progress', async (t) => {
     'get -A lists it with namespace, phase, step and weight',
   );
   const json = await weir(['get', 'web', '-n', ns, '-o', 'json']);
-  const view = JSON.parse(json.stdout) as ReleaseView;
+  const view = JSON.parse(json.stdout) as ReleaseSummary;
   t.match(view, {
     namespace: ns,
     name: 'web',
@@ -167,7 +167,7 @@ t.test("the demo's scenario, end to end, tells the truth about the cluster", asy
   const run = await new Promise<Run>((resolve) => {
     execFile(
       join(repoRoot, 'node_modules/.bin/node'),
-      [join(repoRoot, 'cli/demo.ts')],
+      [join(repoRoot, 'demo/main.ts')],
       {
         env: { ...process.env, WEIR_DEMO_REUSE: '1', WEIR_DEMO_NAMESPACE: ns, WEIR_DEMO_PLAIN: '1' },
         timeout: 400_000,

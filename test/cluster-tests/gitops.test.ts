@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { binaries } from '../cluster/cluster.ts';
 import { cluster, countUhFromNow, getJson, kubectl, kubectlRaw, namespace, waitFor } from '../helpers/kube.ts';
-import { seedDeployment, seedMesh } from '../../cli/seed.ts';
+import { seedDeployment, seedMesh } from '../../demo/seed.ts';
 import { events, fast, recordWeights, releaseStatus, waitForPhase, waitForWeight } from '../helpers/release.ts';
 
 type Manifest = Record<string, unknown>;

@@ -12,7 +12,7 @@ import {
   service,
   waitFor,
 } from '../helpers/kube.ts';
-import { seedDeployment, seedMesh } from '../../cli/seed.ts';
+import { seedDeployment, seedMesh } from '../../demo/seed.ts';
 import {
   events,
   fast,

@@ -9,15 +9,16 @@ import { request } from 'undici';
 import { clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
 import { openSync } from 'node:fs';
 import { cluster, getJson, kubectl, kubectlRaw } from './kube.ts';
+import { annotations, policyAnnotations } from '../../contract/names.ts';
 import { parseStatus } from '../../contract/status.ts';
 import type { ReleaseStatus } from '../../contract/status.ts';
 
 /** Seconds instead of minutes: the policy fields users set with annotations. */
 export const fast: Record<string, string> = {
-  'weir.dev/step-pause': '3s',
-  'weir.dev/analysis-interval': '2s',
-  'weir.dev/min-requests': '5',
-  'weir.dev/drain': '2s',
+  [policyAnnotations.stepPause]: '3s',
+  [policyAnnotations.interval]: '2s',
+  [policyAnnotations.minRequests]: '5',
+  [policyAnnotations.drain]: '2s',
 };
 
 export interface Dep {
@@ -40,7 +41,7 @@ export const annotation = async (ns: string, name: string, key: string): Promise
 
 /** The analyzer's progress record on a Deployment. */
 export const releaseStatus = async (ns: string, name: string): Promise<ReleaseStatus | undefined> =>
-  parseStatus((await getDeployment(ns, name)).metadata.annotations?.['weir.dev/status']);
+  parseStatus((await getDeployment(ns, name)).metadata.annotations?.[annotations.status]);
 
 /** Waits until the analyzer records `weight` as the canary weight of the current step. */
 export async function waitForWeight(ns: string, name: string, weight: number, timeoutMs = 60_000): Promise<void> {
@@ -57,13 +58,13 @@ export async function waitForPhase(ns: string, name: string, phase: string, time
     `${ns}/${name} to reach phase ${phase}`,
     async () => {
       last = await getDeployment(ns, name);
-      return last.metadata.annotations?.['weir.dev/phase'] === phase;
+      return last.metadata.annotations?.[annotations.phase] === phase;
     },
     timeoutMs,
     250,
   ).catch((error: unknown) => {
     throw new Error(
-      `${error instanceof Error ? error.message : String(error)}; last status: ${last?.metadata.annotations?.['weir.dev/status'] ?? 'none'}`,
+      `${error instanceof Error ? error.message : String(error)}; last status: ${last?.metadata.annotations?.[annotations.status] ?? 'none'}`,
     );
   });
   if (!last) throw new Error('unreachable');

@@ -1,7 +1,7 @@
 // The pure builders of act.ts: the canary half's manifest, and the fence every write carries.
 import t from 'tap';
 import type { V1Deployment } from '@kubernetes/client-node';
-import { canaryManifest, fence } from '../../analyzer/act.ts';
+import { canaryManifest, fence } from '../../analyzer/loop/act.ts';
 import { parseStatus, formatStatus } from '../../contract/status.ts';
 import { templateRevision, unguardedRevision } from '../../contract/revision.ts';
 

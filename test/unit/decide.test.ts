@@ -1,11 +1,11 @@
 // The release state machine, driven through whole releases without any I/O: a small model of
 // the cluster applies each action the way the analyzer's edges would.
 import t from 'tap';
-import { decide, checkDue, canaryReplicas } from '../../analyzer/decide.ts';
-import type { Action, Observed } from '../../analyzer/decide.ts';
-import type { Measurement } from '../../analyzer/analysis.ts';
-import { defaultPolicy } from '../../analyzer/policy.ts';
-import type { Policy } from '../../analyzer/policy.ts';
+import { decide, checkDue, canaryReplicas } from '../../analyzer/core/decide.ts';
+import type { Action, Observed } from '../../analyzer/core/decide.ts';
+import type { Measurement } from '../../analyzer/core/analysis.ts';
+import { defaultPolicy } from '../../analyzer/core/policy.ts';
+import type { Policy } from '../../analyzer/core/policy.ts';
 
 const policy: Policy = { ...defaultPolicy, stepPauseMs: 30_000, intervalMs: 10_000, drainMs: 5_000 };
 
@@ -17,6 +17,7 @@ function world(overrides: Partial<Observed> = {}): Observed {
     canaryRevision: 'c1',
     stableRevision: 's1',
     optedOut: false,
+    policyName: 'default',
     replicas: 4,
     paused: true,
     rolledOut: false,
@@ -431,3 +432,75 @@ t.test(
     );
   },
 );
+
+/** Every action decide returned over a run, in order, with the world applied as the edges would. */
+function actionsOf(o: Observed, seconds: number, measure: () => Measurement[], start = 0): Action[] {
+  const all: Action[] = [];
+  for (let s = start; s < start + seconds; s++) {
+    const now = new Date(s * 1000);
+    const actions = decide(o, checkDue(o, now) ? measure() : undefined, now);
+    all.push(...actions);
+    apply(o, actions, []);
+  }
+  return all;
+}
+
+const findings = (actions: Action[]): string[] =>
+  actions.flatMap((a) =>
+    a.kind === 'checked' ? [`checked ${a.verdict}`] : a.kind === 'released' ? [`released ${a.outcome}`] : [],
+  );
+
+t.test('metrics findings are data: one per check with its verdict, one per release outcome', async (t) => {
+  const healthy = findings(actionsOf(world(), 200, errorRate(0.01)));
+  t.ok(healthy.length >= 3, 'a check at each step');
+  t.same(new Set(healthy.slice(0, -1)), new Set(['checked pass']), 'every check passed');
+  t.equal(healthy.at(-1), 'released promoted');
+  const bad = findings(actionsOf(world(), 120, errorRate(0.3)));
+  t.same(bad, ['checked fail', 'checked fail', 'checked fail', 'released rolledBack'], 'the third failure rolls back');
+  const silent = findings(actionsOf(world(), 200, errorRate(undefined)));
+  t.same(
+    new Set(silent.slice(0, -1)),
+    new Set(['checked inconclusive']),
+    'an unjudged rollback counts inconclusive checks, never failed ones',
+  );
+  t.equal(silent.at(-1), 'released rolledBack');
+});
+
+t.test('an abort is a rollback with its own cause and counts no check', async (t) => {
+  const o = world();
+  actionsOf(o, 5, errorRate(0));
+  o.request = 'abort';
+  const aborted = actionsOf(o, 1, errorRate(0), 5);
+  o.request = undefined;
+  const rest = actionsOf(o, 20, errorRate(0), 6);
+  t.same(findings([...aborted, ...rest]), ['released rolledBack']);
+  t.same(o.status?.rollback, { cause: 'aborted', detail: 'aborted by request at 10%' });
+  t.equal(o.phase, 'RolledBack');
+});
+
+t.test('the cause of a rollback is recorded, and the RolledBack event reads it rather than the message', async (t) => {
+  const failing = world();
+  const actions = actionsOf(failing, 120, errorRate(0.3));
+  t.equal(failing.status?.rollback?.cause, 'failed-checks');
+  t.match(failing.status?.rollback?.detail, /^3 failed checks reached the failure limit 3; error-rate: 30\.00%/);
+  const rolledBack = actions.find((a) => a.kind === 'event' && a.reason === 'RolledBack');
+  t.ok(rolledBack?.kind === 'event' && rolledBack.message.startsWith('3 failed checks'), 'no "RolledBack: " prefix');
+  const hard = world();
+  actionsOf(hard, 40, errorRate(1));
+  t.equal(hard.status?.rollback?.cause, 'ceiling');
+  const unjudged = world();
+  actionsOf(unjudged, 200, errorRate(undefined));
+  t.equal(unjudged.status?.rollback?.cause, 'unjudged');
+});
+
+t.test('every record written names its policy, steps and route, for readers that know no policy', async (t) => {
+  const route = { kind: 'VirtualService' as const, name: 'web', stableSubset: 'stable', canarySubset: 'canary' };
+  const o = world({ policyName: 'relative', policy: { ok: true, value: { ...policy, steps: [5, 25, 100] } }, route });
+  const records = actionsOf(o, 60, errorRate(0)).flatMap((a) => (a.kind === 'status' ? [a.status] : []));
+  t.ok(records.length > 3);
+  for (const r of records) {
+    t.equal(r.policy, 'relative');
+    t.same(r.steps, [5, 25, 100]);
+    t.same(r.route, route);
+  }
+});

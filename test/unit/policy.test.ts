@@ -1,7 +1,13 @@
 // Policies: the seed's defaults, annotation overrides, and errors that name the bad annotation.
 import t from 'tap';
-import { defaultPolicy, parseDuration, parsePolicyFile, resolvePolicy, resolveRouting } from '../../analyzer/policy.ts';
-import { judge, combine } from '../../analyzer/analysis.ts';
+import {
+  defaultPolicy,
+  parseDuration,
+  parsePolicyFile,
+  resolvePolicy,
+  resolveRouting,
+} from '../../analyzer/core/policy.ts';
+import { judge, combine } from '../../analyzer/core/analysis.ts';
 
 t.test('the default policy holds the seed numbers', async (t) => {
   t.same(defaultPolicy.steps, [10, 50, 100]);

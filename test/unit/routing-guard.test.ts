@@ -6,9 +6,9 @@ import { mutate } from '../../webhook/mutate.ts';
 import type { AdmissionInput } from '../../webhook/mutate.ts';
 import { keepSubsets, keepWeights, parseSubsets, parseWeights, steerWeight } from '../../contract/istio.ts';
 import type { DestinationRule, VirtualService } from '../../contract/istio.ts';
-import { readWeight, subsetPatch, subsetsInPlace, weightPatch } from '../../analyzer/router/istio.ts';
-import type { RouteTarget } from '../../analyzer/router/istio.ts';
-import { orphanedRoutes } from '../../analyzer/orphans.ts';
+import { readWeight, subsetPatch, subsetsInPlace, weightPatch } from '../../analyzer/adapters/istio.ts';
+import type { RouteTarget } from '../../analyzer/ports/router.ts';
+import { orphanedRoutes } from '../../analyzer/loop/orphans.ts';
 import type { V1Deployment } from '@kubernetes/client-node';
 
 const now = new Date('2026-11-28T12:00:00Z');

@@ -1,6 +1,6 @@
 // Label selectors with their full meaning, as weir lists pods and ReplicaSets (issue 10).
 import t from 'tap';
-import { ownedByDeployment, selectorQuery } from '../../analyzer/selector.ts';
+import { ownedByDeployment, selectorQuery } from '../../analyzer/loop/selector.ts';
 
 t.test('matchLabels and every matchExpressions operator become one labelSelector query', async (t) => {
   t.equal(selectorQuery({ matchLabels: { app: 'web' } }), 'app=web');

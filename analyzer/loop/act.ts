@@ -1,14 +1,14 @@
 // act: carry out decide's actions with the API server, in order, stopping at the first failure
 // (the next reconcile starts again from what the cluster then says). Writes only while leader.
 import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
-import { annotations, canaryName, labels, tracks } from '../contract/names.ts';
-import { formatStatus } from '../contract/status.ts';
-import type { Action } from './decide.ts';
-import { fieldManager, jsonPatch, maybe, pointer, recordEvent } from './kube.ts';
-import type { PatchOp } from './kube.ts';
+import { annotations, canaryName, labels, tracks } from '../../contract/names.ts';
+import { formatStatus } from '../../contract/status.ts';
+import type { Action } from '../core/decide.ts';
+import { fieldManager, jsonPatch, maybe, pointer } from '../../contract/api.ts';
+import type { PatchOp } from '../../contract/api.ts';
 import { isOurCanary, unlabelledStablePods } from './observe.ts';
 import { selectorQuery } from './selector.ts';
-import { meshPropagationMs } from '../contract/timing.ts';
+import { meshPropagationMs } from '../../contract/timing.ts';
 import type { Edges, ReleaseView } from './observe.ts';
 
 export interface ActContext extends Edges {
@@ -217,7 +217,11 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
         annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}),
       );
     case 'event':
-      await recordEvent(ctx.core, reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
+      await ctx.events(reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
+      return;
+    case 'checked':
+    case 'released':
+      // Findings for metrics: nothing to write.
       return;
   }
 }

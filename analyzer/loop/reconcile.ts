@@ -1,20 +1,20 @@
 // The reconcile loop: observe → (measure) → decide → act for every active release, once a tick,
 // and only while leader. Thin glue; the decisions are in decide.ts.
 import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
-import { annotations, labels } from '../contract/names.ts';
-import { parseStatus } from '../contract/status.ts';
+import { annotations, labels } from '../../contract/names.ts';
+import { parseStatus } from '../../contract/status.ts';
 import { act } from './act.ts';
 import type { ActContext } from './act.ts';
-import { checkDue, decide } from './decide.ts';
-import type { Action, Observed } from './decide.ts';
-import { describeError, isConflict } from './kube.ts';
+import { checkDue, decide } from '../core/decide.ts';
+import type { Action, Observed } from '../core/decide.ts';
+import { describeError, isConflict } from '../../contract/api.ts';
 import { measureAll } from './measure.ts';
-import type { MetricsProvider } from './metrics/prometheus.ts';
+import type { MetricsProvider } from '../ports/metrics.ts';
 import { observe, serviceMemo } from './observe.ts';
 import type { ReleaseView } from './observe.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Watch } from './watch.ts';
-import type { Scope } from './scope.ts';
+import type { Scope } from '../core/scope.ts';
 
 export interface LoopDeps {
   ctx: ActContext;
@@ -57,19 +57,12 @@ export function active(all: readonly V1Deployment[], touched: ReadonlySet<string
   });
 }
 
+/** Metrics from the findings decide returned: counted as decided, never parsed back from event text. */
 function count(deps: LoopDeps, actions: Action[]): void {
   for (const a of actions) {
-    if (a.kind !== 'event') continue;
-    const result = {
-      CheckPassed: 'pass',
-      CheckFailed: 'fail',
-      CheckInconclusive: 'inconclusive',
-      MetricsUnavailable: 'error',
-      RollingBack: 'fail',
-    }[a.reason];
-    if (result) deps.telemetry.checks.inc({ result });
-    if (a.reason === 'Promoted') deps.telemetry.promotions.inc();
-    if (a.reason === 'RolledBack') deps.telemetry.rollbacks.inc();
+    if (a.kind === 'checked') deps.telemetry.checks.inc({ result: a.verdict });
+    if (a.kind === 'released' && a.outcome === 'promoted') deps.telemetry.promotions.inc();
+    if (a.kind === 'released' && a.outcome === 'rolledBack') deps.telemetry.rollbacks.inc();
   }
 }
 

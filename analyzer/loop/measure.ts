@@ -1,10 +1,10 @@
 // measure: the checks due in one tick, asked of Prometheus together — one query per window for
 // the built-in error rate of every release, one per custom metric per release.
-import { canaryName } from '../contract/names.ts';
-import type { Measurement } from './analysis.ts';
-import type { Observed } from './decide.ts';
-import type { MetricsProvider, RequestCounts } from './metrics/prometheus.ts';
-import { workloadKey } from './metrics/prometheus.ts';
+import { canaryName } from '../../contract/names.ts';
+import type { Measurement } from '../core/analysis.ts';
+import type { Observed } from '../core/decide.ts';
+import type { MetricsProvider, RequestCounts } from '../ports/metrics.ts';
+import { workloadKey } from '../ports/metrics.ts';
 
 /** The query window: one interval, but never under 10 s so a rate has samples to work with. */
 export const windowSeconds = (intervalMs: number): number => Math.max(10, Math.round(intervalMs / 1000));

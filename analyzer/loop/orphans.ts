@@ -2,13 +2,14 @@
 // release of any Deployment naming it is in progress — the Deployment was deleted, or deleted and
 // re-created (`kubectl replace --force`), while no analyzer was watching. Its callers would get
 // 503s from a canary that is gone; the route goes back to 100 % stable, with an event.
-import type { CoreV1Api, KubernetesObject, V1Deployment } from '@kubernetes/client-node';
-import { annotations, ownedRoutingName } from '../contract/names.ts';
-import { parseWeights, routingAnnotations } from '../contract/istio.ts';
-import type { VirtualService } from '../contract/istio.ts';
-import { resolveRouting } from './policy.ts';
-import { describeError, recordEvent } from './kube.ts';
-import type { RouteTarget, TrafficRouter } from './router/istio.ts';
+import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
+import type { EventRecorder } from './kube.ts';
+import { annotations, ownedRoutingName } from '../../contract/names.ts';
+import { parseWeights, routingAnnotations } from '../../contract/istio.ts';
+import type { VirtualService } from '../../contract/istio.ts';
+import { resolveRouting } from '../core/policy.ts';
+import { describeError } from '../../contract/api.ts';
+import type { RouteTarget, TrafficRouter } from '../ports/router.ts';
 import type { Watch } from './watch.ts';
 
 const inRelease = (d: V1Deployment): boolean => {
@@ -45,7 +46,7 @@ function namesVirtualService(d: V1Deployment, vs: string): boolean {
 
 export interface OrphanEdges {
   router: TrafficRouter;
-  core: CoreV1Api;
+  events: EventRecorder;
   mayWrite: () => boolean;
   now: () => Date;
   log: (message: string, fields?: Record<string, unknown>) => void;
@@ -78,8 +79,7 @@ export async function unweightOrphans(
           uid: typeof vs.metadata?.uid === 'string' ? vs.metadata.uid : '',
         };
         const route = target.route ?? 'the only route';
-        await recordEvent(
-          edges.core,
+        await edges.events(
           involved,
           'Warning',
           'OrphanedWeight',

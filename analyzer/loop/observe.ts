@@ -1,21 +1,30 @@
 // observe: read everything that matters about one release into one plain value for decide.
 import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
-import { annotations, canaryName, isPhase, isRequest, labels, namespaceOptIn } from '../contract/names.ts';
+import { annotations, canaryName, isPhase, isRequest, labels } from '../../contract/names.ts';
+import { selects } from '../../contract/selector.ts';
+import type { LabelSelector } from '../../contract/selector.ts';
 import { ownedByDeployment, selectorQuery } from './selector.ts';
-import { parseStatus } from '../contract/status.ts';
-import { templateRevision } from '../contract/revision.ts';
-import type { CanaryObserved, Observed } from './decide.ts';
-import { maybe } from './kube.ts';
-import { policyAnnotations, resolvePolicy, resolveRouting } from './policy.ts';
-import type { Policy } from './policy.ts';
-import { routeTarget } from './router/istio.ts';
-import type { RouteTarget, TrafficRouter } from './router/istio.ts';
+import { parseStatus } from '../../contract/status.ts';
+import type { RouteRecord } from '../../contract/status.ts';
+import { templateRevision } from '../../contract/revision.ts';
+import type { CanaryObserved, Observed } from '../core/decide.ts';
+import { maybe } from '../../contract/api.ts';
+import type { EventRecorder } from './kube.ts';
+import { policyAnnotations } from '../../contract/names.ts';
+import { resolvePolicy, resolveRouting } from '../core/policy.ts';
+import type { Policy } from '../core/policy.ts';
+import { routeTarget } from '../adapters/istio.ts';
+import type { RouteTarget, TrafficRouter } from '../ports/router.ts';
 
 export interface Edges {
   apps: AppsV1Api;
   core: CoreV1Api;
   router: TrafficRouter;
   policies: Record<string, Policy>;
+  /** Records the Events `kubectl describe` shows. */
+  events: EventRecorder;
+  /** Which namespaces are opted in: the same selector as the webhook configuration's namespaceSelector. */
+  optIn: LabelSelector;
   /** Services of a namespace; a reconcile pass shares one list per namespace among its releases. */
   services?: (namespace: string) => Promise<V1Service[]>;
 }
@@ -86,12 +95,33 @@ function canaryView(canary: V1Deployment): CanaryObserved {
   };
 }
 
-export function optedOut(d: V1Deployment, ns: V1Namespace | undefined): boolean {
+/** The namespace no longer matches the opt-in selector, or the Deployment is annotated `disabled`. */
+export function optedOut(d: V1Deployment, ns: V1Namespace | undefined, optIn: LabelSelector): boolean {
   return (
-    ns?.metadata?.labels?.[namespaceOptIn.key] !== namespaceOptIn.value ||
-    d.metadata?.annotations?.[annotations.optOut] === 'disabled'
+    !ns || !selects(optIn, ns.metadata?.labels ?? {}) || d.metadata?.annotations?.[annotations.optOut] === 'disabled'
   );
 }
+
+/** The policy the Deployment asks for, resolved, and its name. */
+function policyFields(
+  a: Record<string, string>,
+  policies: Record<string, Policy>,
+): Pick<Observed, 'policy' | 'policyName'> {
+  const policy = resolvePolicy(a, policies);
+  return {
+    policy: policy.ok ? { ok: true, value: policy.value } : { ok: false, errors: policy.errors },
+    policyName: a[policyAnnotations.policy] ?? 'default',
+  };
+}
+
+/** The route record a reader needs to see the weight on the route itself. */
+const routeRecord = (target: RouteTarget): RouteRecord => ({
+  kind: 'VirtualService',
+  name: target.virtualService,
+  ...(target.route !== undefined ? { route: target.route } : {}),
+  stableSubset: target.stableSubset,
+  canarySubset: target.canarySubset,
+});
 
 /** The revisions, status and phase weir recorded on the Deployment. */
 function recorded(
@@ -145,7 +175,6 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
   const name = d.metadata?.name ?? '';
   const a = d.metadata?.annotations ?? {};
   const rec = recorded(a);
-  const policy = resolvePolicy(a, edges.policies);
   const service = await findService(edges, d);
   const resolved = routeTarget(namespace, resolveRouting(a), service, { name, uid: d.metadata?.uid ?? '' });
   const target = 'error' in resolved ? undefined : resolved;
@@ -160,14 +189,15 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     namespace,
     name,
     ...rec,
-    optedOut: optedOut(d, ns),
+    optedOut: optedOut(d, ns, edges.optIn),
     replicas: d.spec?.replicas ?? 1,
     paused: d.spec?.paused === true,
     rolledOut: rolledOut(d),
     routing,
     subsetsReady,
     unlabelledStablePods: unlabelled.items.length,
-    policy: policy.ok ? { ok: true, value: policy.value } : { ok: false, errors: policy.errors },
+    ...policyFields(a, edges.policies),
+    ...(target ? { route: routeRecord(target) } : {}),
     ...canaryFields(canary, d),
   };
   return { observed, deployment: d, ...(target ? { target } : {}) };

@@ -2,19 +2,8 @@
 // No data is `undefined`, never 0; an unreachable Prometheus is an error, never a verdict.
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
-
-export interface RequestCounts {
-  requests: number;
-  errors: number;
-}
-
-/** The one interface the analyzer asks metrics through. */
-export interface MetricsProvider {
-  /** Requests and 5xx per `namespace/workload` over the window, for every workload, in one query. */
-  requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>>;
-  /** A PromQL query that yields one number; undefined when it yields nothing or NaN. */
-  value(query: string): Promise<number | undefined>;
-}
+import { workloadKey } from '../ports/metrics.ts';
+import type { MetricsProvider, RequestCounts } from '../ports/metrics.ts';
 
 export interface PrometheusOptions {
   url: string;
@@ -31,8 +20,6 @@ interface VectorResult {
   error?: string;
   data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
 }
-
-export const workloadKey = (namespace: string, workload: string): string => `${namespace}/${workload}`;
 
 export class PrometheusProvider implements MetricsProvider {
   private readonly dispatcher: Agent;

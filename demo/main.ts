@@ -6,9 +6,9 @@ import { annotations, namespaceOptIn, policyAnnotations } from '../contract/name
 import { down, kubectl as clusterKubectl, readState, up } from '../test/cluster/cluster.ts';
 import type { ClusterState } from '../test/cluster/cluster.ts';
 import { seedDeployment, seedMesh } from './seed.ts';
-import { renderDetail } from './view.ts';
-import { clients, viewOf } from './main.ts';
-import type { Clients } from './main.ts';
+import { renderDetail } from '../cli/view.ts';
+import { clients, summaryOf } from '../cli/main.ts';
+import type { Clients } from '../cli/main.ts';
 
 const reuse = process.env.WEIR_DEMO_REUSE === '1';
 // WEIR_DEMO_KEEP=1 leaves the cluster running afterwards, to look around.
@@ -34,7 +34,7 @@ async function watchUntil(c: Clients, phase: string, timeoutMs: number): Promise
   let last = '';
   for (;;) {
     const d = await c.apps.readNamespacedDeployment({ namespace: ns, name: 'myapp' });
-    const frame = renderDetail(await viewOf(c, d));
+    const frame = renderDetail(await summaryOf(c, d));
     if (live) process.stdout.write(`\x1b[2J\x1b[H${frame}\n`);
     // Without a terminal, print a frame only when phase, step or weight moved.
     else if (frame.split('\n').slice(2, 5).join() !== last.split('\n').slice(2, 5).join()) say(`---\n${frame}`);

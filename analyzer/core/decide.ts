@@ -1,12 +1,20 @@
 // The release state machine: (observed state, measurements, now, policy) → actions. Pure.
 // Every "what happens when…" about a release is answered in this file.
-import type { Phase, Request } from '../contract/names.ts';
-import { keptChecks } from '../contract/status.ts';
-import type { CheckRecord, DrainOutcome, ReleaseStatus } from '../contract/status.ts';
+import { annotations, policyAnnotations, requests } from '../../contract/names.ts';
+import type { Phase, Request } from '../../contract/names.ts';
+import { keptChecks } from '../../contract/status.ts';
+import type {
+  CheckRecord,
+  DrainOutcome,
+  ReleaseStatus,
+  Rollback,
+  RouteRecord,
+  Verdict,
+} from '../../contract/status.ts';
 import { combine, judge } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
-import { meshPropagationMs } from '../contract/timing.ts';
+import { meshPropagationMs } from '../../contract/timing.ts';
 
 export interface CanaryObserved {
   revision: string;
@@ -36,6 +44,10 @@ export interface Observed {
   subsetsReady: boolean;
   unlabelledStablePods: number;
   policy: { ok: true; value: Policy } | { ok: false; errors: string[] };
+  /** The named policy the Deployment asks for (`default` unless `weir.dev/policy` names another). */
+  policyName: string;
+  /** Where the release's traffic is steered, once the routing objects are known. */
+  route?: RouteRecord;
   /** An object weir would create or change exists under weir's name but is not weir's: nothing of it is touched. */
   nameConflict?: string;
   /** `weir.dev/status` is there but is not weir's record (edited by hand, or by a hostile party). */
@@ -54,7 +66,10 @@ export type Action =
   | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string; once?: true }
   | { kind: 'status'; status: ReleaseStatus }
-  | { kind: 'clearRequest' };
+  | { kind: 'clearRequest' }
+  // Findings: no I/O, what metrics count. Decided here as data, never read back from event text.
+  | { kind: 'checked'; verdict: Verdict }
+  | { kind: 'released'; outcome: 'promoted' | 'rolledBack' };
 
 const ms = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
 const event = (type: 'Normal' | 'Warning', reason: string, message: string): Action => ({
@@ -96,6 +111,11 @@ function drain(s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: stri
   return [{ kind: 'status', status: next }, ...(weight > 0 ? [{ kind: 'setWeight', weight: 0 } as Action] : [])];
 }
 
+/** Starts draining a release that rolls back, recording why. */
+function rollBack(s: ReleaseStatus, now: Date, rollback: Rollback, weight: number): Action[] {
+  return drain({ ...s, rollback }, now, 'rollback', `RolledBack: ${rollback.detail}`, weight);
+}
+
 function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
   const done = (phase: Phase, reason: string, extra: Action[] = [], promotedRevision?: string): Action[] => [
     ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
@@ -108,7 +128,10 @@ function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
       return done(
         'Stable',
         `Promoted: revision ${s.revision} is stable`,
-        [event('Normal', 'Promoted', `revision ${s.revision} is stable on all replicas; canary removed`)],
+        [
+          event('Normal', 'Promoted', `revision ${s.revision} is stable on all replicas; canary removed`),
+          { kind: 'released', outcome: 'promoted' },
+        ],
         s.revision,
       );
     case 'rollback': {
@@ -116,12 +139,10 @@ function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
       const next =
         'Next: apply a fixed template to start a new release, apply the stable template again to end this one, ' +
         `or \`weir retry ${o.name}\``;
-      return done('RolledBack', `${s.message}. ${next}`, [
-        event(
-          'Warning',
-          'RolledBack',
-          `${s.message.replace(/^RolledBack: /, '')}; traffic is on stable and the canary was removed. ${next}`,
-        ),
+      const detail = s.rollback?.detail ?? s.message;
+      return done('RolledBack', `RolledBack: ${detail}. ${next}`, [
+        event('Warning', 'RolledBack', `${detail}; traffic is on stable and the canary was removed. ${next}`),
+        { kind: 'released', outcome: 'rolledBack' },
       ]);
     }
     case 'opt-out':
@@ -154,7 +175,7 @@ function unjudgedReason(verdict: 'inconclusive' | 'error', checks: number, name:
     ? `the metrics were unavailable for ${checks} checks in a row (the unjudged limit), so no verdict was possible; ` +
         `once Prometheus answers again, \`weir retry ${name}\``
     : `${checks} checks in a row had too little canary traffic or no data to judge (the unjudged limit); ` +
-        `raise the traffic the canary gets, lower weir.dev/min-requests, or \`weir retry ${name}\``;
+        `raise the traffic the canary gets, lower ${policyAnnotations.minRequests}, or \`weir retry ${name}\``;
 }
 
 /** Records one check and decides: carry on, roll back, or hold. */
@@ -164,7 +185,7 @@ function onCheck(
   policy: Policy,
   measured: Measurement[],
   now: Date,
-): { status: ReleaseStatus; actions: Action[]; rollback: boolean } {
+): { status: ReleaseStatus; actions: Action[]; rollback?: Rollback } {
   const judgements = policy.metrics.map((metric) =>
     judge(metric, measured.find((m) => m.metric === metric.name) ?? { metric: metric.name }, policy.minRequests),
   );
@@ -188,29 +209,16 @@ function onCheck(
     checks: [...s.checks, ...records].slice(-keptChecks),
   };
   const text = describeChecks(judgements);
-  const hard = judgements.some((j) => j.hard);
-  if (verdict === 'fail' && (hard || failures >= policy.failureLimit)) {
-    const why = hard
-      ? 'hard ceiling reached'
-      : `${failures} failed checks reached the failure limit ${policy.failureLimit}`;
+  const checked: Action = { kind: 'checked', verdict };
+  const rollback = rollbackFor(o, s, policy, { verdict, failures, unjudged, hard: judgements.some((j) => j.hard) });
+  if (rollback) {
+    const detail = `${rollback.detail}; ${text}`;
     return {
       status,
-      rollback: true,
+      rollback: { ...rollback, detail },
       actions: [
-        event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${why}; ${text}`),
-      ],
-    };
-  }
-  if ((verdict === 'inconclusive' || verdict === 'error') && unjudged >= policy.unjudgedLimit) {
-    return {
-      status,
-      rollback: true,
-      actions: [
-        event(
-          'Warning',
-          'RollingBack',
-          `rolling back revision ${s.revision} at ${s.weight}%: ${unjudgedReason(verdict, unjudged, o.name)}; ${text}`,
-        ),
+        checked,
+        event('Warning', 'RollingBack', `rolling back revision ${s.revision} at ${s.weight}%: ${detail}`),
       ],
     };
   }
@@ -226,9 +234,26 @@ function onCheck(
   };
   return {
     status: { ...status, message: `step ${s.step + 1}/${policy.steps.length} at ${s.weight}%: last check ${verdict}` },
-    rollback: false,
-    actions: [eventFor[verdict]],
+    actions: [checked, eventFor[verdict]],
   };
+}
+
+/** Whether this check ends the release, and why; undefined while it carries on. */
+function rollbackFor(
+  o: Observed,
+  s: ReleaseStatus,
+  policy: Policy,
+  check: { verdict: Verdict; failures: number; unjudged: number; hard: boolean },
+): Rollback | undefined {
+  if (check.verdict === 'fail' && check.hard) return { cause: 'ceiling', detail: 'hard ceiling reached' };
+  if (check.verdict === 'fail' && check.failures >= policy.failureLimit)
+    return {
+      cause: 'failed-checks',
+      detail: `${check.failures} failed checks reached the failure limit ${policy.failureLimit}`,
+    };
+  if ((check.verdict === 'inconclusive' || check.verdict === 'error') && check.unjudged >= policy.unjudgedLimit)
+    return { cause: 'unjudged', detail: unjudgedReason(check.verdict, check.unjudged, o.name) };
+  return undefined;
 }
 
 /** Brings the canary to its step's size and, once it is Ready, gives it the step's weight. */
@@ -327,10 +352,7 @@ function progressing(
   const actions: Action[] = [];
   if (measured) {
     const check = onCheck(o, s, policy, measured, now);
-    if (check.rollback) {
-      const reason = check.actions[0]?.kind === 'event' ? check.actions[0].message : 'rolled back';
-      return [...check.actions, ...drain(check.status, now, 'rollback', `RolledBack: ${reason}`, weight)];
-    }
+    if (check.rollback) return [...check.actions, ...rollBack(check.status, now, check.rollback, weight)];
     status = check.status;
     actions.push(...check.actions);
   }
@@ -406,8 +428,9 @@ function blocked(o: Observed, weight: number): Action[] | undefined {
  */
 function unreadable(o: Observed): Action[] {
   const message =
-    `weir.dev/status is not weir's progress record ("${o.unreadableStatus ?? ''}…"); holding. ` +
-    `Remove the annotation to restart this release's steps (kubectl annotate deployment ${o.name} weir.dev/status-)`;
+    `${annotations.status} is not weir's progress record ("${o.unreadableStatus ?? ''}…"); holding. ` +
+    `Remove the annotation to restart this release's steps ` +
+    `(kubectl annotate deployment ${o.name} ${annotations.status}-)`;
   // Nothing is written to the Deployment, so nothing else remembers that this was said.
   return [{ ...event('Warning', 'InvalidStatus', message), once: true } as Action];
 }
@@ -465,7 +488,7 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
   const clear: Action = { kind: 'clearRequest' };
   const refuse = (why: string): Action[] => [clear, event('Warning', 'RequestRefused', why)];
   if (typeof request === 'object')
-    return refuse(`weir.dev/request: "${request.invalid}" is not one of promote, promote-full, abort, retry`);
+    return refuse(`${annotations.request}: "${request.invalid}" is not one of ${requests.join(', ')}`);
   const current = s && s.revision === o.canaryRevision ? s : undefined;
   if (request === 'retry') {
     if (o.phase !== 'RolledBack' || !o.canaryRevision)
@@ -486,7 +509,7 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
       `${request}: no release in progress to ${request === 'abort' ? 'abort' : 'promote'} (phase ${o.phase})`,
     );
   if (request === 'abort') {
-    const reason = `RolledBack: aborted by request at ${current.weight}%`;
+    const rollback: Rollback = { cause: 'aborted', detail: `aborted by request at ${current.weight}%` };
     return [
       clear,
       event(
@@ -494,7 +517,7 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
         'RollingBack',
         `abort requested: rolling back revision ${current.revision} at ${current.weight}%`,
       ),
-      ...drain(current, now, 'rollback', reason, weight),
+      ...rollBack(current, now, rollback, weight),
     ];
   }
   if (request === 'promote-full')
@@ -530,6 +553,23 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
 
 /** The next actions for one Deployment. `measured` is given when a check was due and ran. */
 export function decide(o: Observed, measured: Measurement[] | undefined, now: Date): Action[] {
+  return described(o, next(o, measured, now));
+}
+
+/**
+ * Every record written carries what a reader needs without knowing weir's policies: the policy's
+ * name and steps, and where the traffic is steered.
+ */
+function described(o: Observed, actions: Action[]): Action[] {
+  const about = {
+    policy: o.policyName,
+    ...(o.policy.ok ? { steps: o.policy.value.steps } : {}),
+    ...(o.route ? { route: o.route } : {}),
+  };
+  return actions.map((a) => (a.kind === 'status' ? { ...a, status: { ...a.status, ...about } } : a));
+}
+
+function next(o: Observed, measured: Measurement[] | undefined, now: Date): Action[] {
   const weight = o.routing.ok ? o.routing.canaryWeight : 0;
   const s = o.status;
   const requested = o.routing.ok ? onRequest(o, s, now, weight) : undefined;

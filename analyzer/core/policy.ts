@@ -1,7 +1,7 @@
 // A release's policy: named policies from the config file, overridden per Deployment by
 // annotations. A bad value is an error that names the annotation, never a silent default.
 import { parse as parseYaml } from 'yaml';
-import { policyAnnotations } from '../contract/names.ts';
+import { policyAnnotations, prefix } from '../../contract/names.ts';
 
 export interface MetricPolicy {
   name: string;
@@ -54,8 +54,6 @@ export const defaultPolicy: Policy = {
   drainMs: 10_000,
   metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 }],
 };
-
-export { policyAnnotations };
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
@@ -225,7 +223,7 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
   }
   const resolved = resolvePolicy(annotationsLike, { default: defaultPolicy });
   if (!resolved.ok) {
-    errors.push(...resolved.errors.map((e) => `policies.${name}: ${e.replace('weir.dev/', '')}`));
+    errors.push(...resolved.errors.map((e) => `policies.${name}: ${e.replace(prefix, '')}`));
     return defaultPolicy;
   }
   const policy = resolved.value;

@@ -2,8 +2,8 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { phases } from '../contract/names.ts';
-import type { Phase } from '../contract/names.ts';
+import { phases } from '../../contract/names.ts';
+import type { Phase } from '../../contract/names.ts';
 
 export class Telemetry {
   readonly registry = new Registry();

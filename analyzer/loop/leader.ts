@@ -5,7 +5,9 @@
 // before anyone else may take over; every API request is abandoned within that margin.
 import { V1MicroTime } from '@kubernetes/client-node';
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
-import { describeError, isConflict, maybe } from './kube.ts';
+import { describeError, isConflict, maybe } from '../../contract/api.ts';
+import { systemClock } from '../ports/clock.ts';
+import type { Clock } from '../ports/clock.ts';
 
 export interface LeaderOptions {
   namespace: string;
@@ -17,15 +19,6 @@ export interface LeaderOptions {
   onChange?: (leader: boolean) => void;
   clock?: Clock;
 }
-
-export interface Clock {
-  /** Wall time, only ever written into the Lease for people to read. */
-  wall: () => number;
-  /** Monotonic milliseconds: every judgement of time. */
-  monotonic: () => number;
-}
-
-export const systemClock: Clock = { wall: () => Date.now(), monotonic: () => performance.now() };
 
 /** Time a leader stops writing before its lease could be taken over; API requests time out within it. */
 export const safetyMarginMs = (leaseSeconds: number): number =>

@@ -8,7 +8,7 @@ import type {
   KubernetesObject,
   ObjectCache,
 } from '@kubernetes/client-node';
-import { describeError } from './kube.ts';
+import { describeError } from '../../contract/api.ts';
 
 export interface Watch<T extends KubernetesObject> {
   list(): readonly T[];

@@ -6,7 +6,7 @@
 // concurrent edit is a conflict, retried on the next reconcile, never a silent overwrite.
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import jsonPatchLib from 'fast-json-patch';
-import { ownedRoutingName, tracks } from '../../contract/names.ts';
+import { ownedRoutingName, policyAnnotations, tracks } from '../../contract/names.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
 import {
   findRoute,
@@ -14,6 +14,7 @@ import {
   formatWeights,
   parseSubsets,
   parseWeights,
+  readCanaryWeight,
   routeKey,
   routingAnnotations,
   steerSubsets,
@@ -23,60 +24,16 @@ import {
   withAnnotation,
 } from '../../contract/istio.ts';
 import type { DestinationRule, SteeredRoute, Track, VirtualService } from '../../contract/istio.ts';
-import { fieldManager, jsonPatch, maybe } from '../kube.ts';
-import type { PatchOp } from '../kube.ts';
-import type { Routing } from '../policy.ts';
+import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
+import type { PatchOp } from '../../contract/api.ts';
+import type { Routing } from '../core/policy.ts';
+import type { RouteRead, RouteTarget, TrafficRouter } from '../ports/router.ts';
 
 export type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 export { findRoute } from '../../contract/istio.ts';
 
-/** Which objects route one release, after resolving names and defaults. */
-export interface RouteTarget {
-  namespace: string;
-  virtualService: string;
-  route?: string;
-  destinationRule: string;
-  /** The Service host, for owned objects and for the canary destination added to a route. */
-  host?: string;
-  stableSubset: string;
-  canarySubset: string;
-  /** weir creates the objects (no VirtualService was named). */
-  owned?: { owner: { apiVersion: string; kind: string; name: string; uid: string } };
-}
-
-export type RouteRead = { ok: true; canaryWeight: number } | { ok: false; error: string };
-
-/** The one interface the analyzer moves traffic through. */
-export interface TrafficRouter {
-  read(target: RouteTarget): Promise<RouteRead>;
-  setWeight(target: RouteTarget, canaryWeight: number): Promise<void>;
-  subsetsReady(target: RouteTarget): Promise<boolean>;
-  ensureSubsets(target: RouteTarget): Promise<void>;
-}
-
 /** Reads the canary weight of a route; the route may only hold the stable and canary subsets. */
-export function readWeight(vs: VirtualService, target: RouteTarget): RouteRead {
-  const found = findRoute(vs, target.route);
-  if ('error' in found) return { ok: false, error: found.error };
-  const destinations = found.route.route ?? [];
-  const strangers = destinations.filter(
-    (d) => d.destination?.subset !== target.stableSubset && d.destination?.subset !== target.canarySubset,
-  );
-  if (strangers.length > 0)
-    return {
-      ok: false,
-      error:
-        `route "${found.route.name ?? found.index}" sends traffic to destinations other than ` +
-        `subsets ${target.stableSubset}/${target.canarySubset}`,
-    };
-  if (!destinations.some((d) => d.destination?.subset === target.stableSubset))
-    return {
-      ok: false,
-      error: `route "${found.route.name ?? found.index}" has no destination with subset ${target.stableSubset}`,
-    };
-  const canary = destinations.find((d) => d.destination?.subset === target.canarySubset);
-  return { ok: true, canaryWeight: canary?.weight ?? 0 };
-}
+export const readWeight = (vs: VirtualService, target: RouteTarget): RouteRead => readCanaryWeight(vs, target);
 
 /**
  * The JSON Patch that sets the canary weight (stable gets the rest) and records it in
@@ -274,7 +231,7 @@ function ownedBy(object: VirtualService | DestinationRule, target: RouteTarget):
 const nameConflict = (object: VirtualService | DestinationRule, target: RouteTarget): string =>
   `NameConflict: ${typeof object.kind === 'string' ? object.kind : 'object'} ` +
   `${target.namespace}/${object.metadata?.name ?? ''} exists and is not weir's; ` +
-  'nothing of it is changed. Name your own routing with weir.dev/virtual-service, or rename it';
+  `nothing of it is changed. Name your own routing with ${policyAnnotations.virtualService}, or rename it`;
 
 /** Resolves the objects that route a release: the names the user gave, or weir-owned ones. */
 export function routeTarget(
@@ -291,7 +248,11 @@ export function routeTarget(
   };
   if (routing.virtualService) {
     if (!routing.destinationRule)
-      return { error: 'weir.dev/virtual-service is set; name its DestinationRule with weir.dev/destination-rule too' };
+      return {
+        error:
+          `${policyAnnotations.virtualService} is set; ` +
+          `name its DestinationRule with ${policyAnnotations.destinationRule} too`,
+      };
     return {
       ...common,
       virtualService: routing.virtualService,
@@ -302,8 +263,8 @@ export function routeTarget(
   if (!service)
     return {
       error:
-        'no Service selects these pods; name one with weir.dev/service, ' +
-        'or name the VirtualService with weir.dev/virtual-service',
+        `no Service selects these pods; name one with ${policyAnnotations.service}, ` +
+        `or name the VirtualService with ${policyAnnotations.virtualService}`,
     };
   const name = ownedRoutingName(owner.name);
   return {

@@ -4,4 +4,4 @@
 set -e
 cd "$(dirname "$0")/.."
 [ -x node_modules/.bin/node ] || npm ci --no-audit --no-fund
-exec node_modules/.bin/node cli/demo.ts "$@"
+exec node_modules/.bin/node demo/main.ts "$@"

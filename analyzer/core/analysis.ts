@@ -1,5 +1,6 @@
 // Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
 import type { MetricPolicy } from './policy.ts';
+import type { Verdict } from '../../contract/status.ts';
 
 /** One metric measured for one release in one window. */
 export interface Measurement {
@@ -13,8 +14,6 @@ export interface Measurement {
   /** Prometheus could not be asked: unreachable, timed out, or answered with an error. */
   error?: string;
 }
-
-export type Verdict = 'pass' | 'fail' | 'inconclusive' | 'error';
 
 export interface Judgement {
   metric: string;

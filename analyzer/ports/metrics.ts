@@ -1,0 +1,17 @@
+// The metrics provider port: the one interface the analyzer asks metrics through. Prometheus is
+// its adapter (adapters/prometheus.ts).
+export interface RequestCounts {
+  requests: number;
+  errors: number;
+}
+
+/** The one interface the analyzer asks metrics through. */
+export interface MetricsProvider {
+  /** Requests and 5xx per `namespace/workload` over the window, for every workload, in one query. */
+  requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>>;
+  /** A PromQL query that yields one number; undefined when it yields nothing or NaN. */
+  value(query: string): Promise<number | undefined>;
+}
+
+/** The key of one workload's counts: `namespace/workload`. */
+export const workloadKey = (namespace: string, workload: string): string => `${namespace}/${workload}`;
