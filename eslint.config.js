@@ -95,7 +95,6 @@ export default tseslint.config(
   {
     files: ['test/**/*.ts'],
     rules: {
-      'max-len': 'off',
       'max-lines-per-function': 'off',
       complexity: ['error', 30],
       '@typescript-eslint/no-floating-promises': 'off',

@@ -31,7 +31,14 @@ function errorRate(
 
 /** Measures every due release; a failed query becomes an `error` measurement, never a throw. */
 export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
-  const windows = new Set(due.flatMap((o) => (o.policy.ok ? [windowSeconds(o.policy.value.intervalMs)] : [])));
+  // Only releases judged by the built-in error rate need the counts query.
+  const windows = new Set(
+    due.flatMap((o) =>
+      o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate')
+        ? [windowSeconds(o.policy.value.intervalMs)]
+        : [],
+    ),
+  );
   const counts = new Map<number, Map<string, RequestCounts> | Error>();
   await Promise.all(
     [...windows].map(async (w) =>

@@ -20,8 +20,10 @@ const { values } = parseArgs({
 
 const f = (n: number, digits = 0): string =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+/** A Markdown table row of the given cells. */
+const cells = (...values: (string | number)[]): string => `| ${values.join(' | ')} |`;
 const row = (name: string, r: LoadResult, base: LoadResult): string =>
-  `| ${name} | ${f(r.throughput)} | ${f(r.throughput / base.throughput, 2)}× | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.errors} |`;
+  cells(name, f(r.throughput), `${f(r.throughput / base.throughput, 2)}×`, f(r.p50, 2), f(r.p99, 2), r.errors);
 
 const readingNotes = `## Reading these numbers
 
@@ -45,10 +47,21 @@ const readingNotes = `## Reading these numbers
   exceeds what this machine serves at the pace the benchmark needs.
 `;
 
-const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+const cpu = cpus()[0]?.model.trim() ?? 'cpu';
+const machine = `${cpus().length} × ${cpu}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const sections: string[] = [
-  `# Benchmarks\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, by \`npm run bench\`. Figures are from one run; ratios compare against a baseline measured in that same run.\n`,
+  `# Benchmarks\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, by \`npm run bench\`.\n` +
+    'Figures are from one run; ratios compare against a baseline measured in that same run.\n',
 ];
+
+function targets(weir: { full: LoadResult; fixed: LoadResult }, base: { full: LoadResult }): string {
+  const ratio = weir.full.throughput / base.full.throughput;
+  const met = (ok: boolean): string => (ok ? 'met' : 'missed');
+  return (
+    `Targets: ≥ 0.8× the baseline's throughput (${met(ratio >= 0.8)}: ${f(ratio, 2)}×); ` +
+    `p99 ≤ 5 ms at 1,000 reviews/s (${met(weir.fixed.p99 <= 5)}: ${f(weir.fixed.p99, 2)} ms).`
+  );
+}
 
 if (!values.only || values.only === 'webhook') {
   process.stderr.write('[bench] webhook\n');
@@ -58,7 +71,10 @@ if (!values.only || values.only === 'webhook') {
   if (!base || !weir) throw new Error('webhook benchmark incomplete');
   sections.push(`## Webhook admission
 
-Deployment UPDATE reviews of ${f(size / 1024, 1)} KB (a recorded review, padded with env vars), POSTed over keep-alive HTTPS (TLS 1.3, 16 connections) from a second process on loopback. **Baseline**: a bare fastify HTTPS route answering a fixed "allowed" review — the ceiling of the stack on this machine. **weir**: the webhook as shipped (envelope checks, mutate, JSON Patch, metrics).
+Deployment UPDATE reviews of ${f(size / 1024, 1)} KB (a recorded review, padded with env vars), POSTed over
+keep-alive HTTPS (TLS 1.3, 16 connections) from a second process on loopback. **Baseline**: a bare
+fastify HTTPS route answering a fixed "allowed" review — the ceiling of the stack on this machine.
+**weir**: the webhook as shipped (envelope checks, mutate, JSON Patch, metrics).
 
 Full load (32 requests in flight, ${values.seconds} s):
 
@@ -74,22 +90,45 @@ Fixed rate of 1,000 reviews/s (${values.seconds} s):
 ${row('baseline', base.fixed, base.fixed)}
 ${row('weir', weir.fixed, base.fixed)}
 
-Targets: ≥ 0.8× the baseline's throughput (${weir.full.throughput / base.full.throughput >= 0.8 ? 'met' : 'missed'}: ${f(weir.full.throughput / base.full.throughput, 2)}×); p99 ≤ 5 ms at 1,000 reviews/s (${weir.fixed.p99 <= 5 ? 'met' : 'missed'}: ${f(weir.fixed.p99, 2)} ms).
+${targets(weir, base)}
 `);
 }
+
+const analyzerRow = (r: AnalyzerResult): string =>
+  cells(
+    r.releases,
+    f(r.queriesPerInterval, 2),
+    r.releases,
+    f(r.writesPerStep, 1),
+    `${f(r.lagP50, 2)} / ${f(r.lagP99, 2)}`,
+    f(r.rssMiB),
+    f(r.seconds, 1),
+  );
 
 if (!values.only || values.only === 'analyzer') {
   process.stderr.write('[bench] analyzer\n');
   const results: AnalyzerResult[] = await benchAnalyzer((values.releases ?? '10').split(',').map(Number));
   sections.push(`## Analyzer
 
-N releases started at once on the local cluster (one replica each, steps 10/50/100 %, 5 s pauses, a check every 2 s, Prometheus scraping every 1 s), driven by one analyzer. **Baseline** for the query count: one query per release per check, what a per-release analyzer would send.
+N releases started at once on the local cluster (one replica each, steps 10/50/100 %, 5 s pauses, a
+check every 2 s, Prometheus scraping every 1 s), driven by one analyzer. **Baseline** for the query
+count: one query per release per check, what a per-release analyzer would send.
 
-| releases | Prometheus queries per interval | per-release baseline | API writes per step and release | step lag p50 / p99 (s) | analyzer RSS (MiB) | all promoted in (s) |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-${results.map((r) => `| ${r.releases} | ${f(r.queriesPerInterval, 2)} | ${r.releases} | ${f(r.writesPerStep, 1)} | ${f(r.lagP50, 2)} / ${f(r.lagP99, 2)} | ${f(r.rssMiB)} | ${f(r.seconds, 1)} |`).join('\n')}
+${cells(
+  'releases',
+  'Prometheus queries per interval',
+  'per-release baseline',
+  'API writes per step and release',
+  'step lag p50 / p99 (s)',
+  'analyzer RSS (MiB)',
+  'all promoted in (s)',
+)}
+${cells(...Array<string>(7).fill('---:'))}
+${results.map(analyzerRow).join('\n')}
 
-Step lag: from the moment a step's pause was over (as the benchmark saw the weight change) to the next weight on the VirtualService. Time from a canary turning fully bad to 0 % canary weight (check every 2 s, 1 s scrapes): ${results[0] ? `${f(results[0].badToZeroSeconds, 1)} s` : 'n/a'}.
+Step lag: from the moment a step's pause was over (as the benchmark saw the weight change) to the
+next weight on the VirtualService. Time from a canary turning fully bad to 0 % canary weight (check
+every 2 s, 1 s scrapes): ${results[0] ? `${f(results[0].badToZeroSeconds, 1)} s` : 'n/a'}.
 `);
 }
 

@@ -65,7 +65,8 @@ t.test('Prometheus stopped mid-release: the release holds and never promotes; ba
 });
 
 t.test(
-  'Prometheus stopped for longer than the unjudged limit: traffic back to stable, RolledBack for the outage; back and retried, it completes',
+  'Prometheus stopped for longer than the unjudged limit: traffic back to stable, RolledBack for the outage; ' +
+    'back and retried, it completes',
   async (t) => {
     const prometheus = await ownPrometheus();
     t.teardown(() => prometheus.remove());
@@ -143,7 +144,8 @@ t.test('two analyzers at once: only the leader writes; kill it and the other fin
 });
 
 t.test(
-  'the promotion race: a newer template between decide and act is never unpaused without its own steps; a held loop fails /healthz',
+  'the promotion race: a newer template between decide and act is never unpaused without its own steps; ' +
+    'a held loop fails /healthz',
   async (t) => {
     const { ns, scope } = await scopedRelease(t);
     const hold = join(tmpdir(), `weir-hold-${scope}`);
@@ -213,7 +215,8 @@ t.test(
 );
 
 t.test(
-  'analyzer stopped at 50 %, the Deployment deleted and re-created with the stable template: the user-named VirtualService is back to 100 % stable',
+  'analyzer stopped at 50 %, the Deployment deleted and re-created with the stable template: ' +
+    'the user-named VirtualService is back to 100 % stable',
   async (t) => {
     const scope = randomBytes(4).toString('hex');
     const ns = await namespace(t, { optIn: true });

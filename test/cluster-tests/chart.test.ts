@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { Agent, request } from 'undici';
 import { repoRoot } from '../cluster/cluster.ts';
 import { systemNamespaces, webhookConfiguration } from '../../webhook/registration.ts';
@@ -29,12 +29,8 @@ const chart = join(repoRoot, 'charts/weir');
 
 async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const state = await cluster();
-  const bin = join(
-    state.binDir,
-    '..',
-    `helm-${(await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8')).match(/HELM_VERSION=(\S+)/)?.[1] ?? ''}`,
-    'helm',
-  );
+  const versions = await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8');
+  const bin = join(state.binDir, '..', `helm-${versions.match(/HELM_VERSION=(\S+)/)?.[1] ?? ''}`, 'helm');
   return new Promise((resolve) => {
     execFile(
       bin,
@@ -53,7 +49,10 @@ async function helm(args: string[]): Promise<{ code: number; stdout: string; std
   });
 }
 
-/** Values that keep a test install from guarding anyone else's namespaces (--set-string: an all-digit id stays a string). */
+/**
+ * Values that keep a test install from guarding anyone else's namespaces (--set-string: an
+ * all-digit id stays a string).
+ */
 const isolated = (id: string): string[] => [
   '--set-string',
   `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`,
@@ -156,7 +155,14 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   const kubeconfig = join(dir, 'kubeconfig');
   await writeFile(
     kubeconfig,
-    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: ${state.apiServer}, certificate-authority-data: ${caData}}\nusers:\n- name: sa\n  user: {token: ${token}}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server: state.apiServer, 'certificate-authority-data': caData } }],
+      users: [{ name: 'sa', user: { token } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
+      'current-context': 'c',
+    }),
   );
   // Straight to the API with the analyzer's own token: a JSON Patch, as the analyzer writes.
   const dispatcher = new Agent({ connect: { ca: Buffer.from(caData, 'base64').toString() } });
@@ -284,7 +290,8 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
 });
 
 t.test(
-  'a selector without the opt-in label fails to render with failurePolicy Fail; kube-system is excluded in every render',
+  'a selector without the opt-in label fails to render with failurePolicy Fail; ' +
+    'kube-system is excluded in every render',
   async (t) => {
     const refused = await helm([
       'template',
@@ -300,7 +307,10 @@ t.test(
     t.not(refused.code, 0, 'helm template fails');
     t.match(
       refused.stderr,
-      /webhook\.namespaceSelector must require the opt-in label weir\.dev\/canary=enabled when webhook\.failurePolicy is Fail/,
+      new RegExp(
+        'webhook\\.namespaceSelector must require the opt-in label weir\\.dev/canary=enabled ' +
+          'when webhook\\.failurePolicy is Fail',
+      ),
     );
     const other = await helm([
       'template',

@@ -119,9 +119,8 @@ t.test('the mesh splits traffic by VirtualService weights and reports 5xx per wo
     Math.abs(b.errors / b.all - rates['web-b']) < 0.08,
     `web-b 5xx ratio ${(b.errors / b.all).toFixed(3)} is 0.40 ± 0.08`,
   );
-  const ratio = await promQuery(
-    `sum by (destination_workload) (rate(istio_requests_total{${sel},response_code=~"5.."}[30s])) / sum by (destination_workload) (rate(istio_requests_total{${sel}}[30s]))`,
-  );
+  const rate = (filter: string): string => `sum by (destination_workload) (rate(istio_requests_total{${filter}}[30s]))`;
+  const ratio = await promQuery(`${rate(`${sel},response_code=~"5.."`)} / ${rate(sel)}`);
   t.equal(ratio.length, 2, 'the usual 5xx-ratio PromQL answers per workload');
 });
 

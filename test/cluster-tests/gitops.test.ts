@@ -347,7 +347,8 @@ t.test(
     await waitFor('a check at 10 %', async () => (await releaseStatus(ns, 'myapp'))?.lastCheckAt !== undefined, 30_000);
     const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
     t.teardown(() => recorder.stop());
-    // `kubectl replace` writes the object from git whole: weir's record goes with it, so the webhook has nothing to keep.
+    // `kubectl replace` writes the object from git whole: weir's record goes with it, so the
+    // webhook has nothing to keep.
     const vs = seedMesh(ns).find((m) => m.kind === 'VirtualService');
     await kubectl(
       ['replace', '-n', ns, '-f', '-'],
@@ -386,3 +387,30 @@ t.test(
     );
   },
 );
+
+t.test('the Deployment deleted mid-release with its own VirtualService in git: no stray weight stays', async (t) => {
+  const ns = await namespace(t, { optIn: true });
+  const folder = await Folder.create(t);
+  await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
+  await applyFolder('client-side', ns, folder.dir);
+  await kubectl(
+    ['apply', '-n', ns, '-f', '-'],
+    JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': '60s' })),
+  );
+  await waitForWeight(ns, 'myapp', 10);
+  const canaryWeight = async (): Promise<number | undefined> => {
+    const vs = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
+    return vs.spec.http.find((r) => r.name === 'primary')?.route.find((d) => d.destination.subset === 'v2')?.weight;
+  };
+  await waitFor('the route at 10 %', async () => (await canaryWeight()) === 10, 30_000);
+  // The user's VirtualService is not weir's: it is not collected with the Deployment, so the
+  // analyzer must take the canary's weight off it, or requests keep going to a subset with no pods.
+  await kubectl(['delete', 'deployment', 'myapp', '-n', ns, '--wait=false']);
+  await waitFor('the canary weight back to 0', async () => ((await canaryWeight()) ?? 0) === 0, 30_000);
+  const vs = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
+  t.equal(
+    vs.spec.http.find((r) => r.name === 'primary')?.route.find((d) => d.destination.subset === 'v1')?.weight,
+    100,
+    'all traffic on the stable subset',
+  );
+});

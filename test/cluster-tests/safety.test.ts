@@ -102,7 +102,8 @@ t.test(
 );
 
 t.test(
-  'hostile or broken annotations hold their own release with a Warning; a healthy release elsewhere completes; weir get -A lists all',
+  'hostile or broken annotations hold their own release with a Warning; a healthy release elsewhere completes; ' +
+    'weir get -A lists all',
   async (t) => {
     const hostile = await namespace(t, { optIn: true });
     const healthy = await namespace(t, { optIn: true });
@@ -166,7 +167,10 @@ interface WebhookConfig {
   webhooks: { namespaceSelector: { matchExpressions?: { key: string; values?: string[] }[] } }[];
 }
 
-/** The shared webhook stops seeing one namespace, as if unreachable for its requests; undone by the returned function. */
+/**
+ * The shared webhook stops seeing one namespace, as if unreachable for its requests; undone by the
+ * returned function.
+ */
 async function webhookBlindTo(ns: string): Promise<() => Promise<void>> {
   const exclude = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [ns] };
   await kubectl([

@@ -11,7 +11,8 @@ if (process.env.WEIR_NO_CLUSTER === '1') {
 } else if (Object.values((await readState())?.pids ?? {}).some(alive)) {
   // Someone's running cluster (`npm run cluster:up`, another test run) is never torn down from under them.
   process.stderr.write(
-    '[cluster] a local cluster is already running: set WEIR_REUSE_CLUSTER=1 to test against it, or `npm run cluster:down` first\n',
+    '[cluster] a local cluster is already running: set WEIR_REUSE_CLUSTER=1 to test against it, ' +
+      'or `npm run cluster:down` first\n',
   );
   process.exit(1);
 } else {

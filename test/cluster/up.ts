@@ -9,7 +9,8 @@ const { values } = parseArgs({
 try {
   const state = await up({ scrapeInterval: values['scrape-interval'], weir: !values['no-weir'] });
   process.stdout.write(
-    `cluster is up\n  source ${join(clusterDir, 'env')}\n  KUBECONFIG=${state.kubeconfig}\n  PROMETHEUS_URL=${state.prometheusUrl}\n`,
+    `cluster is up\n  source ${join(clusterDir, 'env')}\n  KUBECONFIG=${state.kubeconfig}\n` +
+      `  PROMETHEUS_URL=${state.prometheusUrl}\n`,
   );
 } catch (error) {
   process.stderr.write(`cluster:up failed: ${error instanceof Error ? error.message : String(error)}\n`);

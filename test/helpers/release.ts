@@ -63,9 +63,8 @@ export async function waitForPhase(ns: string, name: string, phase: string, time
     timeoutMs,
     250,
   ).catch((error: unknown) => {
-    throw new Error(
-      `${error instanceof Error ? error.message : String(error)}; last status: ${last?.metadata.annotations?.[annotations.status] ?? 'none'}`,
-    );
+    const status = last?.metadata.annotations?.[annotations.status] ?? 'none';
+    throw new Error(`${error instanceof Error ? error.message : String(error)}; last status: ${status}`);
   });
   if (!last) throw new Error('unreachable');
   return last;

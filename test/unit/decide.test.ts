@@ -87,13 +87,26 @@ const errorRate =
   () => [{ metric: 'error-rate', ...(value === undefined ? {} : { canary: value }), requests }];
 const weights = (log: string[]): string[] => log.filter((l) => l.startsWith('weight'));
 
+/** `first` and `then` are both in the log, `first` earlier: a missing entry fails, never passes. */
+function inOrder(
+  t: { ok: (value: boolean, message: string) => void },
+  log: string[],
+  first: string,
+  then: string,
+  message: string,
+): void {
+  const a = log.indexOf(first);
+  const b = log.indexOf(then);
+  t.ok(a >= 0 && b >= 0 && a < b, `${message} (${first} at ${a}, ${then} at ${b})`);
+}
+
 t.test('a healthy canary goes 10 → 50 → 100, is promoted, then traffic returns to stable', async (t) => {
   const o = world();
   const log: string[] = [];
   run(o, 200, errorRate(0.01), log);
   t.same(weights(log), ['weight 10', 'weight 50', 'weight 100', 'weight 0']);
-  t.ok(log.indexOf('unpause') > log.indexOf('weight 100'), 'unpaused after the last step');
-  t.ok(log.indexOf('delete canary') > log.indexOf('weight 0'), 'canary removed only after weight left it');
+  inOrder(t, log, 'weight 100', 'unpause', 'unpaused after the last step');
+  inOrder(t, log, 'weight 0', 'delete canary', 'canary removed only after weight left it');
   t.equal(o.phase, 'Stable');
   t.equal(o.stableRevision, 'c1');
   t.equal(o.canary, undefined);
@@ -210,8 +223,8 @@ t.test('stable pods from before the opt-in are labelled and subsets set before a
   const o = world({ unlabelledStablePods: 3, subsetsReady: false });
   const log: string[] = [];
   run(o, 10, errorRate(0), log);
-  t.ok(log.indexOf('label stable pods') < log.indexOf('subsets'));
-  t.ok(log.indexOf('subsets') < log.indexOf('weight 10'));
+  inOrder(t, log, 'label stable pods', 'subsets', 'stable pods labelled before the subsets select them');
+  inOrder(t, log, 'subsets', 'weight 10', 'subsets before any weight');
 });
 
 t.test('a newer template mid-release drains the old canary and restarts the steps', async (t) => {
@@ -310,8 +323,10 @@ t.test('requests that do not apply are refused with a Warning and cleared', asyn
   requestOnce(o, { invalid: 'please' }, 1, log);
   t.same(log, ['event RequestRefused', 'event RequestRefused']);
   const r = world();
-  requestOnce(r, 'retry', 0, []);
-  t.equal(r.phase, 'Progressing', 'retry of a release that did not roll back changes nothing');
+  const retried: string[] = [];
+  requestOnce(r, 'retry', 0, retried);
+  t.same(retried, ['event RequestRefused'], 'retry of a release that did not roll back is refused');
+  t.equal(r.status, undefined, 'and starts nothing');
 });
 
 t.test("weights changed behind weir's back mid-step are put back at once, and the step is judged afresh", async (t) => {

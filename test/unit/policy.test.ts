@@ -67,13 +67,14 @@ t.test('durations', async (t) => {
 });
 
 t.test('the policy file: named policies with custom metrics', async (t) => {
+  const buckets = 'istio_request_duration_milliseconds_bucket{destination_workload="{{canary}}"}';
   const r = parsePolicyFile(`policies:
   fast:
     steps: [25, 100]
     stepPause: 1m
     metrics:
       - name: latency-p99
-        query: histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{destination_workload="{{canary}}"}[{{interval}}])) by (le))
+        query: histogram_quantile(0.99, sum(rate(${buckets}[{{interval}}])) by (le))
         max: 500
 `);
   if (!r.ok) return t.fail(r.errors.join());

@@ -1,0 +1,151 @@
+// The loop's pure parts, without a cluster: which Deployments a pass looks at (`active`), which
+// namespaces an analyzer serves (`parseScope`), and how one tick's checks are asked of a metrics
+// provider together (`measureAll`, against an in-memory provider behind the port).
+import t from 'tap';
+import type { V1Deployment } from '@kubernetes/client-node';
+import { active } from '../../analyzer/loop/reconcile.ts';
+import { measureAll, windowSeconds } from '../../analyzer/loop/measure.ts';
+import { parseScope } from '../../analyzer/core/scope.ts';
+import { defaultPolicy } from '../../analyzer/core/policy.ts';
+import type { Observed } from '../../analyzer/core/decide.ts';
+import type { MetricsProvider, RequestCounts } from '../../analyzer/ports/metrics.ts';
+import { annotations, labels } from '../../contract/names.ts';
+import { formatStatus } from '../../contract/status.ts';
+
+const d = (name: string, a: Record<string, string>, extra: Partial<V1Deployment['metadata']> = {}): V1Deployment => ({
+  metadata: { name, namespace: 'ns', annotations: a, ...extra },
+});
+const names = (list: V1Deployment[]): string[] => list.map((x) => x.metadata?.name ?? '');
+
+t.test('active: releases in flight, leftovers of one, and touched routing — nothing else', async (t) => {
+  const settled = formatStatus({ revision: 'r', step: 0, weight: 0, failures: 0, checks: [], message: '' });
+  const draining = formatStatus({
+    revision: 'r',
+    step: 0,
+    weight: 0,
+    failures: 0,
+    checks: [],
+    message: '',
+    drainingSince: '2026-11-28T00:00:00Z',
+  });
+  const all = [
+    d('never', {}),
+    d('progressing', { [annotations.phase]: 'Progressing' }),
+    d('promoting', { [annotations.phase]: 'Promoting' }),
+    d('asked', { [annotations.phase]: 'Stable', [annotations.request]: 'retry' }),
+    d('stable', { [annotations.phase]: 'Stable', [annotations.status]: settled }),
+    d('draining', { [annotations.phase]: 'RolledBack', [annotations.status]: draining }),
+    d('left-canary', { [annotations.phase]: 'Stable' }),
+    d('left-canary-canary', { [annotations.phase]: 'Progressing' }, { labels: { [labels.canaryOf]: 'left-canary' } }),
+    d('touched', { [annotations.phase]: 'Stable', [annotations.status]: settled }),
+    d('deleting', { [annotations.phase]: 'Progressing' }, { deletionTimestamp: new Date() }),
+  ];
+  t.same(names(active(all, new Set(['ns/touched']))), [
+    'progressing',
+    'promoting',
+    'asked',
+    'draining',
+    'left-canary',
+    'touched',
+  ]);
+  t.same(
+    names(active(all)),
+    ['progressing', 'promoting', 'asked', 'draining', 'left-canary'],
+    'untouched: not looked at',
+  );
+});
+
+t.test('parseScope: equality, inequality, existence, absence; comma is and; empty is everything', async (t) => {
+  const scope = parseScope('team=a, env!=dev, mesh, !frozen');
+  t.ok(scope({ team: 'a', mesh: '' }));
+  t.ok(scope({ team: 'a', mesh: 'x', env: 'prod' }));
+  t.notOk(scope({ team: 'b', mesh: '' }));
+  t.notOk(scope({ team: 'a', mesh: '', env: 'dev' }));
+  t.notOk(scope({ team: 'a' }));
+  t.notOk(scope({ team: 'a', mesh: '', frozen: 'yes' }));
+  t.ok(parseScope('')({}));
+  t.ok(parseScope('team==a')({ team: 'a' }), '== as kubectl spells it');
+});
+
+/** A provider behind the metrics port, answering from tables, recording what it was asked. */
+class TableProvider implements MetricsProvider {
+  readonly windows: number[] = [];
+  readonly queries: string[] = [];
+  private readonly counts: Map<string, RequestCounts> | Error;
+  private readonly values: Record<string, number>;
+  constructor(counts: Map<string, RequestCounts> | Error, values: Record<string, number> = {}) {
+    this.counts = counts;
+    this.values = values;
+  }
+  async requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>> {
+    this.windows.push(windowSeconds);
+    if (this.counts instanceof Error) throw this.counts;
+    return this.counts;
+  }
+  async value(query: string): Promise<number | undefined> {
+    this.queries.push(query);
+    if (query.includes('fail')) throw new Error('bad query');
+    return this.values[query];
+  }
+}
+
+function due(name: string, intervalMs: number, metrics = defaultPolicy.metrics): Observed {
+  return {
+    namespace: 'ns',
+    name,
+    phase: 'Progressing',
+    optedOut: false,
+    replicas: 2,
+    paused: true,
+    rolledOut: false,
+    routing: { ok: true, canaryWeight: 10 },
+    subsetsReady: true,
+    unlabelledStablePods: 0,
+    policy: { ok: true, value: { ...defaultPolicy, intervalMs, metrics } },
+    policyName: 'default',
+  };
+}
+
+t.test('measureAll: one count query per window for every release, canary and stable apart', async (t) => {
+  const provider = new TableProvider(
+    new Map([
+      ['ns/a-canary', { requests: 100, errors: 5 }],
+      ['ns/a', { requests: 900, errors: 9 }],
+      ['ns/b-canary', { requests: 0, errors: 0 }],
+    ]),
+  );
+  const a = due('a', 60_000);
+  const b = due('b', 60_000);
+  const c = due('c', 5_000);
+  const measured = await measureAll(provider, [a, b, c]);
+  t.same(provider.windows.sort(), [10, 60], 'two windows, two queries, for three releases');
+  t.equal(windowSeconds(5_000), 10, 'never under 10 s');
+  t.same(measured.get(a), [{ metric: 'error-rate', requests: 100, canary: 0.05, stable: 0.01 }]);
+  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0 }], 'no requests: no value, never 0');
+  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0 }], 'no series at all: the same');
+});
+
+t.test('measureAll: an unreachable Prometheus and a failing query are error measurements, never a throw', async (t) => {
+  const down = new TableProvider(new Error('connect ECONNREFUSED'));
+  const a = due('a', 60_000);
+  t.same((await measureAll(down, [a])).get(a), [{ metric: 'error-rate', error: 'connect ECONNREFUSED' }]);
+  const custom = [
+    {
+      name: 'latency',
+      query: 'p99{w="{{canary}}",ns="{{namespace}}",i="{{interval}}"}',
+      max: 0.5,
+      relativeMargin: 0.1,
+    },
+    { name: 'broken', query: 'fail', max: 1 },
+  ];
+  const provider = new TableProvider(new Map(), {
+    'p99{w="a-canary",ns="ns",i="60s"}': 0.3,
+    'p99{w="a",ns="ns",i="60s"}': 0.2,
+  });
+  const b = due('a', 60_000, custom);
+  t.same((await measureAll(provider, [b])).get(b), [
+    { metric: 'latency', canary: 0.3, stable: 0.2 },
+    { metric: 'broken', error: 'bad query' },
+  ]);
+  t.same(provider.windows, [], 'no count query when no release uses the built-in error rate');
+});
