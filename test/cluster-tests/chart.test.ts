@@ -261,7 +261,7 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       'PATCH',
       `/apis/apps/v1/namespaces/${elsewhere}/deployments/web`,
       [{ op: 'replace', path: '/spec/paused', value: true }],
-      /writes only in namespaces labelled weir.dev\/canary=enabled/,
+      /writes only in namespaces the webhook's namespaceSelector opts in/,
     ],
     [
       "a field of a user's VirtualService other than a weight",

@@ -30,3 +30,26 @@ namespace's deploys behind weir (the kubevela #670 outage): refuse to render it.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+webhook.namespaceSelector as a CEL condition over `namespaceObject`'s labels, with Kubernetes'
+meaning: the admission policy confines the analyzer to the namespaces the webhook guards.
+*/}}
+{{- define "weir.namespaceSelectorCel" -}}
+{{- $selector := .Values.webhook.namespaceSelector | default dict -}}
+{{- $terms := list -}}
+{{- range $key, $value := ($selector.matchLabels | default dict) -}}
+{{- $terms = append $terms (printf "variables.namespaceLabels[?%s] == optional.of(%s)" (squote $key) (squote $value)) -}}
+{{- end -}}
+{{- range ($selector.matchExpressions | default list) -}}
+{{- $values := list -}}{{- range (.values | default list) -}}{{- $values = append $values (squote .) -}}{{- end -}}
+{{- $list := printf "[%s]" (join ", " $values) -}}
+{{- if eq .operator "In" -}}{{- $terms = append $terms (printf "(%s in variables.namespaceLabels && variables.namespaceLabels[%s] in %s)" (squote .key) (squote .key) $list) -}}
+{{- else if eq .operator "NotIn" -}}{{- $terms = append $terms (printf "!(%s in variables.namespaceLabels && variables.namespaceLabels[%s] in %s)" (squote .key) (squote .key) $list) -}}
+{{- else if eq .operator "Exists" -}}{{- $terms = append $terms (printf "%s in variables.namespaceLabels" (squote .key)) -}}
+{{- else if eq .operator "DoesNotExist" -}}{{- $terms = append $terms (printf "!(%s in variables.namespaceLabels)" (squote .key)) -}}
+{{- else -}}{{- fail (printf "webhook.namespaceSelector: operator %s is not In, NotIn, Exists or DoesNotExist" .operator) -}}
+{{- end -}}
+{{- end -}}
+{{- if $terms -}}{{ join " && " $terms }}{{- else -}}true{{- end -}}
+{{- end -}}
