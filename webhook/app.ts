@@ -116,7 +116,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   const app = Fastify({
     https: { ...readTls(), minVersion: 'TLSv1.2' },
     bodyLimit,
-    logger: options.logger ?? { level: process.env.LOG_LEVEL ?? 'info' },
+    logger: options.logger ?? { level: 'info' },
     // One structured line per admission (below) says more than fastify's per-request lines.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,

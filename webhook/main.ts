@@ -9,6 +9,8 @@ export interface WebhookSettings {
   weirNamespace?: string;
   /** After SIGTERM: not ready, still serving, for this long, so endpoints drop the pod first. */
   drainMs: number;
+  /** pino level of the request log (`LOG_LEVEL`, default info). */
+  logLevel: string;
 }
 
 /** Reads settings from the environment; a missing or bad value is an error that names it. */
@@ -29,6 +31,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebhookSettings {
     port,
     host: env.WEIR_HOST ?? '0.0.0.0',
     drainMs: drainSeconds * 1000,
+    logLevel: env.LOG_LEVEL ?? 'info',
     ...(env.WEIR_NAMESPACE ? { weirNamespace: env.WEIR_NAMESPACE } : {}),
   };
 }
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
   const app = buildApp({
     tls: { certFile: settings.certFile, keyFile: settings.keyFile },
     draining: () => draining,
+    logger: { level: settings.logLevel },
     ...(settings.weirNamespace ? { weirNamespace: settings.weirNamespace } : {}),
   });
   // Every rollout of weir itself: report not-ready and keep answering until the API server's
