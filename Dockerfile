@@ -13,6 +13,8 @@ COPY package.json ./
 COPY contract ./contract
 COPY webhook ./webhook
 COPY analyzer ./analyzer
+# The analyzer keeps the webhook's certificate at run time (ADR 13) with the PKI in certs/.
+COPY certs ./certs
 USER 1000:1000
 ENTRYPOINT ["node"]
 CMD ["webhook/main.ts"]

@@ -2,7 +2,14 @@
 // provider, leader election), its watches and its loop from settings, and runs them. `main.ts`
 // reads the settings and handles signals; nothing here reads the environment.
 import { existsSync, writeFileSync } from 'node:fs';
-import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+} from '@kubernetes/client-node';
+import { keepCertificates } from './loop/certificates.ts';
 import type {
   KubeConfig,
   KubernetesListObject,
@@ -258,6 +265,51 @@ function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
   return { deployments, namespaces, virtualServices, destinationRules, touched, touchedVirtualServices };
 }
 
+/** Runtime TLS (ADR 13): a step every second while one is due, else a look every 15 s or less; leader only. */
+function certificateKeeper(
+  kc: KubeConfig,
+  s: NonNullable<AnalyzerSettings['certificates']> & { namespace: string },
+  edges: Pick<Edges, 'leader' | 'telemetry'>,
+  log: Log,
+): { start: () => void; stop: () => void } {
+  const apis = { core: apiClient(kc, CoreV1Api, 10_000), admission: apiClient(kc, AdmissionregistrationV1Api, 10_000) };
+  const settings = {
+    namespace: s.namespace,
+    secret: s.secret,
+    webhookConfiguration: s.webhookConfiguration,
+    policy: { names: s.names, servingValidityMs: s.servingValidityMs, authorityValidityMs: s.authorityValidityMs },
+  };
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const next = (ms: number): void => {
+    if (!stopped) timer = setTimeout(run, ms);
+  };
+  const run = (): void => {
+    if (!edges.leader.mayWrite()) return next(1000);
+    keepCertificates(apis, settings, new Date()).then(
+      ({ step, servingNotAfter }) => {
+        if (servingNotAfter !== undefined) edges.telemetry.certificateExpiry.set(servingNotAfter);
+        // Often enough that a renewal due with a third of the lifetime left is never found late.
+        if (step.kind === 'keep') return next(Math.min(15_000, s.servingValidityMs / 12));
+        edges.telemetry.certificateSteps.inc({ step: step.kind });
+        log('webhook certificate', { step: step.kind, ...('reason' in step ? { reason: step.reason } : {}) });
+        next(1000);
+      },
+      (e: unknown) => {
+        log('could not keep the webhook certificate; retrying', { error: describeError(e) });
+        next(5000);
+      },
+    );
+  };
+  return {
+    start: () => next(0),
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
 export interface Analyzer {
   start(): void;
   stop(): Promise<void>;
@@ -301,13 +353,18 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
         if (!stopping) timer = setTimeout(loop, settings.tickMs);
       });
   };
+  const certificates = settings.certificates
+    ? certificateKeeper(kc, { namespace: settings.namespace, ...settings.certificates }, edges, log)
+    : undefined;
   return {
     start: () => {
       leader.start();
       loop();
+      certificates?.start();
     },
     stop: async () => {
       stopping = true;
+      certificates?.stop();
       if (timer) clearTimeout(timer);
       const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules];
       await Promise.allSettled([leader.stop(), ...watches.map((x) => x.stop()), provider.close()]);

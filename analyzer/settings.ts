@@ -37,6 +37,36 @@ export interface AnalyzerSettings {
   optIn: LabelSelector;
   /** This process's name in the Events it records (the pod's name in the chart). */
   reportingInstance: string;
+  /** Runtime TLS (ADR 13): the webhook's certificate kept in a Secret; absent when TLS is managed elsewhere. */
+  certificates?: {
+    secret: string;
+    webhookConfiguration: string;
+    names: string[];
+    servingValidityMs: number;
+    authorityValidityMs: number;
+  };
+}
+
+function certificates(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'certificates'> {
+  const secret = env.WEIR_TLS_SECRET;
+  if (!secret) return {};
+  const webhookConfiguration = env.WEIR_WEBHOOK_CONFIGURATION;
+  if (!webhookConfiguration)
+    throw new Error('WEIR_WEBHOOK_CONFIGURATION must name the MutatingWebhookConfiguration whose caBundle weir keeps');
+  const names = (env.WEIR_TLS_NAMES ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  if (names.length === 0) throw new Error('WEIR_TLS_NAMES must list the DNS names the webhook answers to');
+  return {
+    certificates: {
+      secret,
+      webhookConfiguration,
+      names,
+      servingValidityMs: duration(env, 'WEIR_TLS_VALIDITY', '2160h'),
+      authorityValidityMs: duration(env, 'WEIR_TLS_AUTHORITY_VALIDITY', '87600h'),
+    },
+  };
 }
 
 function optIn(text: string | undefined): LabelSelector {
@@ -110,5 +140,6 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
     scope: env.WEIR_SCOPE ?? '',
     optIn: optIn(env.WEIR_NAMESPACE_SELECTOR),
     reportingInstance: env.HOSTNAME ?? 'weir-analyzer',
+    ...certificates(env),
   };
 }

@@ -30,6 +30,8 @@ export interface LeafRequest {
   ipAddresses?: string[];
   usage: 'server' | 'client';
   validDays?: number;
+  /** Validity in milliseconds; wins over `validDays` (short-lived certificates, rotation tests). */
+  validMs?: number;
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
@@ -92,14 +94,62 @@ export async function issue(ca: Authority, request: LeafRequest): Promise<KeyPai
     serialNumber: serial(),
     subject,
     issuer: ca.cert.subject,
-    notBefore: new Date(now - day),
-    notAfter: new Date(now + (request.validDays ?? 365) * day),
+    // A little before now, for clocks a little behind; a day for long-lived certificates.
+    notBefore: new Date(now - (request.validMs !== undefined ? 60_000 : day)),
+    notAfter: new Date(now + (request.validMs ?? (request.validDays ?? 365) * day)),
     publicKey: keys.publicKey,
     signingKey: ca.keys.privateKey,
     signingAlgorithm: algorithm,
     extensions,
   });
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
+}
+
+/** An authority from its PEM certificate and PKCS#8 key, to issue more certificates with. */
+export async function loadAuthority(certPem: string, keyPem: string): Promise<Authority> {
+  const cert = new x509.X509Certificate(certPem);
+  const der = x509.PemConverter.decode(keyPem)[0];
+  if (!der) throw new Error('no private key in the PEM text');
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, algorithm, true, ['sign']);
+  const publicKey = await cert.publicKey.export(
+    algorithm,
+    ['verify'],
+    webcrypto as unknown as Parameters<typeof cert.publicKey.export>[2],
+  );
+  return { cert, keys: { privateKey, publicKey }, certPem, keyPem };
+}
+
+export interface CertificateFacts {
+  serial: string;
+  subject: string;
+  issuer: string;
+  notBefore: Date;
+  notAfter: Date;
+  dnsNames: string[];
+  ipAddresses: string[];
+}
+
+/** What a PEM certificate says (the first one, when the text holds several). */
+export function certificateFacts(pem: string): CertificateFacts {
+  const cert = new x509.X509Certificate(pem);
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  const names = san?.names.toJSON() ?? [];
+  return {
+    serial: cert.serialNumber,
+    subject: cert.subject,
+    issuer: cert.issuer,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    dnsNames: names.filter((n) => n.type === 'dns').map((n) => n.value),
+    ipAddresses: names.filter((n) => n.type === 'ip').map((n) => n.value),
+  };
+}
+
+/** Is `pem` signed by the authority whose certificate is `caPem`? */
+export async function signedBy(pem: string, caPem: string): Promise<boolean> {
+  const cert = new x509.X509Certificate(pem);
+  const ca = new x509.X509Certificate(caPem);
+  return cert.issuer === ca.subject && (await cert.verify({ publicKey: ca, signatureOnly: true }));
 }
 
 /** DNS names a webhook Service answers to inside the cluster. */

@@ -1,4 +1,5 @@
 // The webhook process: read settings from the environment, listen over HTTPS, stop cleanly.
+import { existsSync } from 'node:fs';
 import { buildApp } from './app.ts';
 
 export interface WebhookSettings {
@@ -36,8 +37,23 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebhookSettings {
   };
 }
 
+/**
+ * Under runtime TLS (ADR 13) the certificate appears once the analyzer has issued it and the
+ * kubelet has synced the Secret: wait for it rather than crash-loop.
+ */
+async function certificateFiles(files: string[]): Promise<void> {
+  for (let waited = 0; !files.every((f) => existsSync(f)); waited++) {
+    if (waited % 30 === 0)
+      process.stdout.write(
+        `${JSON.stringify({ level: 30, time: Date.now(), msg: 'waiting for the serving certificate', files })}\n`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
 async function main(): Promise<void> {
   const settings = settingsFromEnv(process.env);
+  await certificateFiles([settings.certFile, settings.keyFile]);
   let draining = false;
   const app = buildApp({
     tls: { certFile: settings.certFile, keyFile: settings.keyFile },

@@ -64,6 +64,17 @@ export class Telemetry {
     help: 'Pod template updates admitted without weir (webhook unreachable)',
     registers: [this.registry],
   });
+  readonly certificateExpiry = new Gauge({
+    name: 'weir_webhook_certificate_expiry_timestamp_seconds',
+    help: "When the webhook's serving certificate kept by the analyzer ends (runtime TLS)",
+    registers: [this.registry],
+  });
+  readonly certificateSteps = new Counter({
+    name: 'weir_webhook_certificate_steps_total',
+    help: 'Steps taken to keep the webhook certificate: createAuthority, trustAuthority, issueServing',
+    labelNames: ['step'],
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({
     name: 'weir_leader',
     help: '1 while this analyzer is the leader',

@@ -1,14 +1,10 @@
 // Issue 5's acceptance: the Helm chart lints, renders, installs on the API server, upgrades
 // without a new CA, refuses bad values, and its RBAC is exactly what the analyzer needs.
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { Agent, request } from 'undici';
-import { repoRoot } from '../cluster/cluster.ts';
+import { chart, helm, isolated, serviceAccountKubeconfig } from '../helpers/chart.ts';
 import { systemNamespaces, webhookConfiguration } from '../../webhook/registration.ts';
 import { parseSelector } from '../../contract/selector.ts';
 import { settingsFromEnv } from '../../analyzer/settings.ts';
@@ -24,41 +20,6 @@ import {
   waitFor,
 } from '../helpers/kube.ts';
 import { events, fast, setImage, startAnalyzer, waitForPhase } from '../helpers/release.ts';
-
-const chart = join(repoRoot, 'charts/weir');
-
-async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const state = await cluster();
-  const versions = await readFile(join(repoRoot, 'test/cluster/versions.env'), 'utf8');
-  const bin = join(state.binDir, '..', `helm-${versions.match(/HELM_VERSION=(\S+)/)?.[1] ?? ''}`, 'helm');
-  return new Promise((resolve) => {
-    execFile(
-      bin,
-      [...args],
-      {
-        env: {
-          ...process.env,
-          KUBECONFIG: state.kubeconfig,
-          HELM_CACHE_HOME: join(tmpdir(), 'weir-helm-cache'),
-          HELM_CONFIG_HOME: join(tmpdir(), 'weir-helm-config'),
-        },
-        maxBuffer: 32 * 1024 * 1024,
-      },
-      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
-    );
-  });
-}
-
-/**
- * Values that keep a test install from guarding anyone else's namespaces (--set-string: an
- * all-digit id stays a string).
- */
-const isolated = (id: string): string[] => [
-  '--set-string',
-  `webhook.namespaceSelector.matchLabels.weir-chart-test=${id}`,
-  '--set',
-  'prometheus.url=http://127.0.0.1:9',
-];
 
 t.test('helm lint is clean', async (t) => {
   const r = await helm(['lint', chart, '--strict']);
@@ -100,7 +61,9 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   const id = randomBytes(3).toString('hex');
   const release = `w${id}`;
   t.teardown(() => helm(['uninstall', release, '-n', ns]));
-  const install = await helm(['install', release, chart, '-n', ns, ...isolated(id), '--wait=false']);
+  // Helm's own certificate (self-managed): kept across upgrades through `lookup`.
+  const selfManaged = ['--set', 'tls.mode=self-managed'];
+  const install = await helm(['install', release, chart, '-n', ns, ...isolated(id), ...selfManaged, '--wait=false']);
   t.equal(install.code, 0, install.stderr);
   const bundle = async (): Promise<string> =>
     (
@@ -112,7 +75,17 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     ).webhooks[0]?.clientConfig.caBundle ?? '';
   const before = await bundle();
   t.ok(before.length > 100, 'a CA bundle is set');
-  const upgrade = await helm(['upgrade', release, chart, '-n', ns, ...isolated(id), '--set', 'replicaCount=3']);
+  const upgrade = await helm([
+    'upgrade',
+    release,
+    chart,
+    '-n',
+    ns,
+    ...isolated(id),
+    ...selfManaged,
+    '--set',
+    'replicaCount=3',
+  ]);
   t.equal(upgrade.code, 0, upgrade.stderr);
   t.equal(await bundle(), before, 'the same CA after helm upgrade');
 
@@ -146,24 +119,8 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
   t.notOk(await can('update', 'leases.coordination.k8s.io', ['-n', 'kube-system']), 'but no Lease elsewhere');
 
   // The analyzer, authenticated as the chart's ServiceAccount, completes a release and a rollback.
-  const token = (await kubectl(['create', 'token', `${release}-weir`, '-n', ns, '--duration=1h'])).trim();
+  const { token, kubeconfig, caData } = await serviceAccountKubeconfig(t, ns, `${release}-weir`);
   const state = await cluster();
-  const dir = await mkdtemp(join(tmpdir(), 'weir-sa-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const admin = await readFile(state.kubeconfig, 'utf8');
-  const caData = admin.match(/certificate-authority-data: (\S+)/)?.[1] ?? '';
-  const kubeconfig = join(dir, 'kubeconfig');
-  await writeFile(
-    kubeconfig,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'c', cluster: { server: state.apiServer, 'certificate-authority-data': caData } }],
-      users: [{ name: 'sa', user: { token } }],
-      contexts: [{ name: 'c', context: { cluster: 'c', user: 'sa' } }],
-      'current-context': 'c',
-    }),
-  );
   // Straight to the API with the analyzer's own token: a JSON Patch, as the analyzer writes.
   const dispatcher = new Agent({ connect: { ca: Buffer.from(caData, 'base64').toString() } });
   t.teardown(() => dispatcher.close());
