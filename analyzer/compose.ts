@@ -16,6 +16,7 @@ import type {
   KubernetesObject,
   V1Deployment,
   V1Namespace,
+  V1Service,
 } from '@kubernetes/client-node';
 import { annotations, ownedRoutingName } from '../contract/names.ts';
 import { unguardedRevision } from '../contract/revision.ts';
@@ -29,13 +30,14 @@ import { PrometheusProvider } from './adapters/prometheus.ts';
 import { optedOut } from './loop/observe.ts';
 import { unweightOrphans } from './loop/orphans.ts';
 import { resolveRouting } from './core/policy.ts';
-import { tick } from './loop/reconcile.ts';
 import { IstioRouter, routeTarget } from './adapters/istio.ts';
 import { parseScope } from './core/scope.ts';
 import type { Scope } from './core/scope.ts';
 import { Telemetry } from './loop/telemetry.ts';
-import { watch } from './loop/watch.ts';
-import type { Watch } from './loop/watch.ts';
+import { namespacedWatch, watch } from './loop/watch.ts';
+import type { NamespacedWatch, Watch } from './loop/watch.ts';
+import { active, tick } from './loop/reconcile.ts';
+import { selects } from '../contract/selector.ts';
 import type { AnalyzerSettings } from './settings.ts';
 import type { LabelSelector } from '../contract/selector.ts';
 
@@ -72,10 +74,15 @@ export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject
     .map((d) => `${namespace}/${d.metadata?.name ?? ''}`);
 }
 
-async function listIstio(custom: CustomObjectsApi, plural: string): Promise<KubernetesListObject<KubernetesObject>> {
-  return (await custom.listClusterCustomObject({
+async function listIstio(
+  custom: CustomObjectsApi,
+  plural: string,
+  namespace: string,
+): Promise<KubernetesListObject<KubernetesObject>> {
+  return (await custom.listNamespacedCustomObject({
     group: 'networking.istio.io',
     version: 'v1',
+    namespace,
     plural,
   })) as KubernetesListObject<KubernetesObject>;
 }
@@ -147,21 +154,24 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
   // Requests that read or write one release end within the lease's safety margin; the watches'
   // lists of whole kinds may take longer on a big cluster.
   const margin = safetyMarginMs(settings.leaseSeconds);
-  const apps = apiClient(kc, AppsV1Api, margin);
-  const core = apiClient(kc, CoreV1Api, margin);
-  const router = new IstioRouter(apiClient(kc, CustomObjectsApi, margin));
+  const telemetry = new Telemetry();
+  // Every request outside the watches is counted: steady state should send none (ADR 14).
+  const counted = (method: string, resource: string): void => telemetry.apiRequests.inc({ method, resource });
+  const apps = apiClient(kc, AppsV1Api, margin, counted);
+  const core = apiClient(kc, CoreV1Api, margin, counted);
+  const router = new IstioRouter(apiClient(kc, CustomObjectsApi, margin, counted));
+  // The watches' own lists (a relist is part of a watch, not a read of a release).
   const lists = {
     apps: apiClient(kc, AppsV1Api, 60_000),
     core: apiClient(kc, CoreV1Api, 60_000),
     custom: apiClient(kc, CustomObjectsApi, 60_000),
   };
   const clock: Clock = { wall: () => Date.now() + settings.clockOffsetMs, monotonic: () => performance.now() };
-  const telemetry = new Telemetry();
   const provider = new PrometheusProvider({
     ...settings.prometheus,
     observe: (s, ok) => telemetry.queryDuration.observe({ result: ok ? 'ok' : 'error' }, s),
   });
-  const leader = new LeaderElector(apiClient(kc, CoordinationV1Api, margin), {
+  const leader = new LeaderElector(apiClient(kc, CoordinationV1Api, margin, counted), {
     namespace: settings.namespace,
     name: settings.leaseName,
     identity: settings.identity,
@@ -191,14 +201,32 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
 }
 
 interface Watches {
-  deployments: Watch<V1Deployment>;
+  deployments: NamespacedWatch<V1Deployment>;
   namespaces: Watch<V1Namespace>;
-  virtualServices: Watch<KubernetesObject>;
-  destinationRules: Watch<KubernetesObject>;
+  virtualServices: NamespacedWatch<KubernetesObject>;
+  destinationRules: NamespacedWatch<KubernetesObject>;
+  services: NamespacedWatch<V1Service>;
   /** Guarded Deployments whose routing changed (`namespace/name`), for the next pass. */
   touched: Set<string>;
   /** VirtualServices that changed (`namespace/name`), for the orphaned-weight check. */
   touchedVirtualServices: Set<string>;
+  /** Follows the namespaces weir serves now (ADR 14); called on namespace changes and each pass. */
+  follow: () => void;
+}
+
+/**
+ * The namespaces whose objects the analyzer caches: opted in and in scope, plus any that still
+ * hold a release in flight (an opt-out mid-release must still drain).
+ */
+export function servedNamespaces(
+  namespaces: readonly V1Namespace[],
+  deployments: readonly V1Deployment[],
+  served: (labels: Record<string, string>) => boolean,
+): Set<string> {
+  const wanted = new Set<string>();
+  for (const ns of namespaces) if (served(ns.metadata?.labels ?? {})) wanted.add(ns.metadata?.name ?? '');
+  for (const d of active(deployments)) wanted.add(d.metadata?.namespace ?? '');
+  return wanted;
 }
 
 /** The watches the loop reads, with the handlers that react to a change between passes. */
@@ -221,13 +249,18 @@ function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
     namespace: (name) => namespaces.get(name),
     inScope: (labels) => scope(labels),
   });
-  const deployments = watch<V1Deployment>(
+  const deployments = namespacedWatch<V1Deployment>(
     kc,
-    '/apis/apps/v1/deployments',
-    () => lists.apps.listDeploymentForAllNamespaces(),
+    (namespace) => `/apis/apps/v1/namespaces/${namespace}/deployments`,
+    (namespace) => lists.apps.listNamespacedDeployment({ namespace }),
     { change: onDeployment, remove: onDelete, log },
   );
-  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => lists.core.listNamespace(), { log });
+  const services = namespacedWatch<V1Service>(
+    kc,
+    (namespace) => `/api/v1/namespaces/${namespace}/services`,
+    (namespace) => lists.core.listNamespacedService({ namespace }),
+    { log },
+  );
   // A routing object that changes after its release is looked at again on the next pass.
   const touched = new Set<string>();
   const touchedVirtualServices = new Set<string>();
@@ -238,31 +271,37 @@ function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
     onRoutingChange(vs);
     touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
   };
-  const istio =
-    (plural: string): (() => Promise<KubernetesListObject<KubernetesObject>>) =>
-    () =>
-      listIstio(lists.custom, plural);
-  const virtualServices = watch<KubernetesObject>(
-    kc,
-    '/apis/networking.istio.io/v1/virtualservices',
-    istio('virtualservices'),
-    {
-      change: onVirtualService,
-      remove: onRoutingChange,
-      log,
-    },
-  );
-  const destinationRules = watch<KubernetesObject>(
-    kc,
-    '/apis/networking.istio.io/v1/destinationrules',
-    istio('destinationrules'),
-    {
-      change: onRoutingChange,
-      remove: onRoutingChange,
-      log,
-    },
-  );
-  return { deployments, namespaces, virtualServices, destinationRules, touched, touchedVirtualServices };
+  const istio = (plural: string, change: (o: KubernetesObject) => void): NamespacedWatch<KubernetesObject> =>
+    namespacedWatch<KubernetesObject>(
+      kc,
+      (namespace) => `/apis/networking.istio.io/v1/namespaces/${namespace}/${plural}`,
+      (namespace) => listIstio(lists.custom, plural, namespace),
+      { change, remove: onRoutingChange, log },
+    );
+  const virtualServices = istio('virtualservices', onVirtualService);
+  const destinationRules = istio('destinationrules', onRoutingChange);
+  const served = (labels: Record<string, string>): boolean => selects(edges.ctx.optIn, labels) && scope(labels);
+  const follow = (): void => {
+    // Until every namespace is known, "not served" cannot be told from "not seen yet".
+    if (!namespaces.synced()) return;
+    const wanted = servedNamespaces(namespaces.list(), deployments.list(), served);
+    for (const w of [deployments, services, virtualServices, destinationRules]) w.follow(wanted);
+  };
+  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => lists.core.listNamespace(), {
+    change: follow,
+    remove: follow,
+    log,
+  });
+  return {
+    deployments,
+    namespaces,
+    virtualServices,
+    destinationRules,
+    services,
+    touched,
+    touchedVirtualServices,
+    follow,
+  };
 }
 
 /** Runtime TLS (ADR 13): a step every second while one is due, else a look every 15 s or less; leader only. */
@@ -321,6 +360,15 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
   const { ctx, telemetry, provider, leader } = edges;
   const scope = parseScope(settings.scope);
   const w = startWatches(edges, scope, log);
+  // observe and the router read from the watches (ADR 14); writes still read fresh for their guards.
+  ctx.cache = {
+    deployment: (namespace, name) => w.deployments.get(name, namespace),
+    services: (namespace) => w.services.in(namespace),
+  };
+  edges.router.useCache((plural, namespace, name) => {
+    const cached = plural === 'virtualservices' ? w.virtualServices : w.destinationRules;
+    return cached.covers(namespace) ? cached.get(name, namespace) : 'unknown';
+  });
   const namespaceInScope = (namespace: string): boolean => scope(w.namespaces.get(namespace)?.metadata?.labels ?? {});
   let lastPass = Date.now();
   const live = (): string | undefined => {
@@ -334,6 +382,15 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
   const pass = async (): Promise<void> => {
+    w.follow();
+    for (const [kind, cached] of [
+      ['Deployment', w.deployments],
+      ['Service', w.services],
+      ['VirtualService', w.virtualServices],
+      ['DestinationRule', w.destinationRules],
+      ['Namespace', w.namespaces],
+    ] as const)
+      telemetry.cachedObjects.set({ kind }, cached.list().length);
     await tick(loopDeps);
     // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
     if (!w.deployments.synced() || !w.virtualServices.synced() || !w.namespaces.synced()) return;

@@ -95,15 +95,39 @@ export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolea
 const group = 'networking.istio.io';
 const version = 'v1';
 
+/** Routing objects from the analyzer's watches; `unknown` when that namespace is not cached. */
+export type RoutingCache = (
+  plural: 'virtualservices' | 'destinationrules',
+  namespace: string,
+  name: string,
+) => object | undefined | 'unknown';
+
 export class IstioRouter implements TrafficRouter {
   private readonly api: CustomObjectsApi;
+  private cache: RoutingCache | undefined;
 
   constructor(api: CustomObjectsApi) {
     this.api = api;
   }
 
+  /** Reads come from the watches from now on; writes still read fresh, for their guards (ADR 14). */
+  useCache(cache: RoutingCache): void {
+    this.cache = cache;
+  }
+
   private get<T>(plural: string, namespace: string, name: string): Promise<T | undefined> {
     return maybe(() => this.api.getNamespacedCustomObject({ group, version, plural, namespace, name }) as Promise<T>);
+  }
+
+  /** A read that decides nothing by itself: from the cache when it has the namespace. */
+  private look<T>(
+    plural: 'virtualservices' | 'destinationrules',
+    namespace: string,
+    name: string,
+  ): Promise<T | undefined> {
+    const cached = this.cache?.(plural, namespace, name);
+    if (cached === 'unknown' || this.cache === undefined) return this.get<T>(plural, namespace, name);
+    return Promise.resolve(cached as T | undefined);
   }
 
   private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
@@ -114,13 +138,13 @@ export class IstioRouter implements TrafficRouter {
   }
 
   async read(target: RouteTarget): Promise<RouteRead> {
-    const vs = await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService);
+    const vs = await this.look<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs)
       return target.owned
         ? { ok: true, canaryWeight: 0 }
         : { ok: false, error: `VirtualService ${target.namespace}/${target.virtualService} not found` };
     if (target.owned) {
-      const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
+      const dr = await this.look<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
       const stranger = [vs, dr].find((o) => o !== undefined && !ownedBy(o, target));
       if (stranger) return { ok: false, error: nameConflict(stranger, target) };
     }
@@ -134,9 +158,9 @@ export class IstioRouter implements TrafficRouter {
   }
 
   async subsetsReady(target: RouteTarget): Promise<boolean> {
-    const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
+    const dr = await this.look<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     const vs = target.owned
-      ? await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService)
+      ? await this.look<VirtualService>('virtualservices', target.namespace, target.virtualService)
       : true;
     return dr !== undefined && vs !== undefined && subsetsInPlace(dr, target);
   }

@@ -4,6 +4,13 @@ import { ServerConfiguration, createConfiguration } from '@kubernetes/client-nod
 import type { ApiType, Configuration, CoreV1Api, KubeConfig, V1ObjectReference } from '@kubernetes/client-node';
 import { reportingComponent } from '../../contract/names.ts';
 
+/** The resource a request is about, from its URL: `deployments`, `virtualservices`, `leases`, … */
+export function resourceOf(url: string): string {
+  const path = new URL(url).pathname.split('/').filter(Boolean);
+  const rest = path[0] === 'api' ? path.slice(2) : path.slice(3);
+  return (rest[0] === 'namespaces' && rest.length >= 3 ? rest[2] : rest[0]) ?? 'unknown';
+}
+
 /**
  * An API client like `kc.makeApiClient`, whose every request is abandoned after `timeoutMs`: a
  * write the leader started can never land after its lease could have passed to another (ADR 10).
@@ -12,6 +19,7 @@ export function apiClient<T extends ApiType>(
   kc: KubeConfig,
   api: new (config: Configuration) => T,
   timeoutMs: number,
+  onRequest?: (method: string, resource: string) => void,
 ): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig names no current cluster');
@@ -22,6 +30,7 @@ export function apiClient<T extends ApiType>(
       {
         pre: (context) => {
           context.setSignal(AbortSignal.timeout(timeoutMs));
+          onRequest?.(context.getHttpMethod(), resourceOf(context.getUrl()));
           context.setHeaderParam('User-Agent', 'weir-analyzer');
           return Promise.resolve(context);
         },

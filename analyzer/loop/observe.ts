@@ -27,6 +27,11 @@ export interface Edges {
   optIn: LabelSelector;
   /** Services of a namespace; a reconcile pass shares one list per namespace among its releases. */
   services?: (namespace: string) => Promise<V1Service[]>;
+  /** The watches' caches, when the analyzer runs them: observe then sends no reads (ADR 14). */
+  cache?: {
+    deployment: (namespace: string, name: string) => V1Deployment | undefined;
+    services: (namespace: string) => readonly V1Service[];
+  };
 }
 
 /** A per-pass memo of Service lists, so N releases in a namespace cost one list, not N. */
@@ -55,9 +60,11 @@ async function findService(edges: Edges, d: V1Deployment): Promise<string | unde
   if (a[policyAnnotations.service]) return a[policyAnnotations.service];
   if (a[policyAnnotations.virtualService]) return undefined;
   const podLabels = d.spec?.template.metadata?.labels ?? {};
-  const services = edges.services
-    ? await edges.services(namespace)
-    : (await edges.core.listNamespacedService({ namespace })).items;
+  const services = edges.cache
+    ? edges.cache.services(namespace)
+    : edges.services
+      ? await edges.services(namespace)
+      : (await edges.core.listNamespacedService({ namespace })).items;
   const match = services.find((s) => {
     const selector = s.spec?.selector;
     return (
@@ -141,6 +148,13 @@ function recorded(
   };
 }
 
+/**
+ * Pods from before the opt-in are labelled before the first weight of a release; after it, every
+ * stable pod comes from a template that carries the label, so there is nothing to list (ADR 3).
+ */
+const beforeFirstWeight = (rec: Pick<Observed, 'status' | 'canaryRevision'>): boolean =>
+  rec.status?.revision !== rec.canaryRevision || (rec.status?.step === 0 && rec.status.stepStartedAt === undefined);
+
 /** Running pods of the Deployment's own ReplicaSets that lack the track label (pods from before the opt-in). */
 export async function unlabelledStablePods(edges: Pick<Edges, 'core'>, d: V1Deployment): Promise<{ items: V1Pod[] }> {
   const labelSelector = selectorQuery(d.spec?.selector, `!${labels.track}`);
@@ -169,6 +183,12 @@ function canaryFields(canary: V1Deployment | undefined, d: V1Deployment): Pick<O
     : { nameConflict: `Deployment ${canary.metadata?.name ?? ''}` };
 }
 
+/** The canary half under weir's name: from the watch's cache when there is one. */
+function canaryOf(edges: Edges, namespace: string, name: string): Promise<V1Deployment | undefined> {
+  if (edges.cache) return Promise.resolve(edges.cache.deployment(namespace, canaryName(name)));
+  return maybe(() => edges.apps.readNamespacedDeployment({ namespace, name: canaryName(name) }));
+}
+
 /** Reads one release: the Deployment, its canary, its pods and its routing. */
 export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | undefined): Promise<ReleaseView> {
   const namespace = d.metadata?.namespace ?? '';
@@ -180,10 +200,12 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
   const target = 'error' in resolved ? undefined : resolved;
   const noRoute = { ok: false as const, error: 'error' in resolved ? resolved.error : '' };
   const [canary, routing, subsetsReady, unlabelled] = await Promise.all([
-    maybe(() => edges.apps.readNamespacedDeployment({ namespace, name: canaryName(name) })),
+    canaryOf(edges, namespace, name),
     target ? edges.router.read(target) : Promise.resolve(noRoute),
     target ? edges.router.subsetsReady(target) : Promise.resolve(false),
-    rec.phase === 'Progressing' ? unlabelledStablePods(edges, d) : Promise.resolve({ items: [] }),
+    rec.phase === 'Progressing' && beforeFirstWeight(rec)
+      ? unlabelledStablePods(edges, d)
+      : Promise.resolve({ items: [] }),
   ]);
   const observed: Observed = {
     namespace,

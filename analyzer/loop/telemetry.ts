@@ -75,6 +75,18 @@ export class Telemetry {
     labelNames: ['step'],
     registers: [this.registry],
   });
+  readonly cachedObjects = new Gauge({
+    name: 'weir_cached_objects',
+    help: "Objects in the analyzer's watch caches, by kind",
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  readonly apiRequests = new Counter({
+    name: 'weir_api_requests_total',
+    help: 'Requests the analyzer sent to the API server outside its watches, by method and resource',
+    labelNames: ['method', 'resource'],
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({
     name: 'weir_leader',
     help: '1 while this analyzer is the leader',

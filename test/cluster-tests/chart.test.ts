@@ -163,7 +163,8 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     ['bad', { 'sim.weir.dev/error-rate': '1' }, 'RolledBack'],
   ] as const) {
     const app = await namespace(t, { optIn: true });
-    await kubectl(['label', 'namespace', app, `weir.dev/test-analyzer=${scope}`]);
+    // Opted in as this install's namespaceSelector says (isolated): the admission policy reads the same selector.
+    await kubectl(['label', 'namespace', app, `weir.dev/test-analyzer=${scope}`, `weir-chart-test=${id}`]);
     await apply(app, service('web', { rps: 100 }));
     await apply(app, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
     await setImage(app, 'web', 'example.com/web:v2', podAnnotations);
@@ -173,6 +174,7 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
 
   // What a stolen analyzer token can do: what RBAC allows, the admission policy confines.
   const app = await namespace(t, { optIn: true });
+  await kubectl(['label', 'namespace', app, `weir-chart-test=${id}`]);
   const elsewhere = await namespace(t);
   for (const where of [app, elsewhere])
     await apply(where, deployment('web', { replicas: 1, image: 'example.com/web:v1' }));

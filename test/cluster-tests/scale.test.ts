@@ -1,0 +1,72 @@
+// Issue 13's narrowing (ADR 14): the analyzer caches only the namespaces it serves, and a release
+// holding a step costs no API reads — everything it decides on comes from its watches.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
+import { apply, deployment, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
+import { fast, releaseStatus, setImage, startAnalyzer, waitForWeight } from '../helpers/release.ts';
+
+/** Every sample of a metric, with its labels, from an analyzer's /metrics. */
+async function samples(url: string, name: string): Promise<{ labels: Record<string, string>; value: number }[]> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .map((l) => {
+      const labels = Object.fromEntries([...l.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] ?? '', m[2] ?? '']));
+      return { labels, value: Number(l.split(' ').pop()) };
+    });
+}
+
+/** GETs and LISTs the analyzer sent outside its watches, but for its Lease (leader election renews it). */
+async function reads(url: string): Promise<Record<string, number>> {
+  const counted = await samples(url, 'weir_api_requests_total');
+  const out: Record<string, number> = {};
+  for (const s of counted)
+    if (s.labels.method === 'GET' && s.labels.resource !== 'leases')
+      out[s.labels.resource ?? ''] = (out[s.labels.resource ?? ''] ?? 0) + s.value;
+  return out;
+}
+
+t.test('only served namespaces are cached; a release holding a step sends no API reads', async (t) => {
+  const scope = randomBytes(4).toString('hex');
+  const served = await namespace(t, { optIn: true });
+  const notOptedIn = await namespace(t);
+  for (const ns of [served, notOptedIn]) await kubectl(['label', 'namespace', ns, `weir.dev/test-analyzer=${scope}`]);
+  // Twenty Deployments that are not under weir, with no pods to schedule.
+  for (let i = 0; i < 20; i++) await apply(notOptedIn, deployment(`idle-${i}`, { replicas: 0 }));
+  await apply(served, service('web', { rps: 50 }));
+  const annotations = { ...fast, 'weir.dev/step-pause': '60s' };
+  await apply(served, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations }));
+  const analyzer = await startAnalyzer({ scope, identity: `scale-${scope}` });
+  t.teardown(() => analyzer.kill());
+  const cached = async (kind: string): Promise<number | undefined> =>
+    (await samples(analyzer.url, 'weir_cached_objects')).find((s) => s.labels.kind === kind)?.value;
+  await waitFor('the caches filled', async () => (await cached('Deployment')) === 1, 30_000);
+  t.equal(
+    await cached('Service'),
+    (await kubectl(['get', 'services', '-n', served, '-o', 'name'])).trim().split('\n').length,
+  );
+
+  await setImage(served, 'web', 'example.com/web:v2');
+  await waitForWeight(served, 'web', 10);
+  await waitFor(
+    'the canary and its first check',
+    async () => (await releaseStatus(served, 'web'))?.lastCheckAt !== undefined,
+    30_000,
+  );
+  t.equal(await cached('Deployment'), 2, 'the Deployment and its canary half: nothing of the other namespace');
+  const before = await reads(analyzer.url);
+  const checked = (await releaseStatus(served, 'web'))?.lastCheckAt;
+  // Two more checks (every 2 s) on a step that holds for 60 s: several ticks of steady state.
+  await waitFor(
+    'two more checks',
+    async () => {
+      const status = await releaseStatus(served, 'web');
+      return status?.lastCheckAt !== checked && (status?.checks.length ?? 0) >= 3;
+    },
+    30_000,
+  );
+  t.same(await reads(analyzer.url), before, 'no GET or LIST of any release object while the step holds');
+  t.equal((await releaseStatus(served, 'web'))?.weight, 10, 'still holding the step');
+});
