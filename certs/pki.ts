@@ -111,11 +111,8 @@ export async function loadAuthority(certPem: string, keyPem: string): Promise<Au
   const der = x509.PemConverter.decode(keyPem)[0];
   if (!der) throw new Error('no private key in the PEM text');
   const privateKey = await webcrypto.subtle.importKey('pkcs8', der, algorithm, true, ['sign']);
-  const publicKey = await cert.publicKey.export(
-    algorithm,
-    ['verify'],
-    webcrypto as unknown as Parameters<typeof cert.publicKey.export>[2],
-  );
+  // The provider set above (Node's WebCrypto) does the import.
+  const publicKey = (await cert.publicKey.export(algorithm, ['verify'])) as unknown as CryptoKey;
   return { cert, keys: { privateKey, publicKey }, certPem, keyPem };
 }
 
