@@ -42,7 +42,6 @@ export const isolated = (id: string): string[] => [
   'prometheus.url=http://127.0.0.1:9',
 ];
 
-
 /** A kubeconfig that authenticates as a ServiceAccount with a fresh token, removed at teardown. */
 export async function serviceAccountKubeconfig(
   t: { teardown(fn: () => unknown): void },
