@@ -61,7 +61,13 @@ t.test('opting out mid-release: stable traffic, no canary, the Deployment resume
   await kubectl(['label', 'namespace', ns, 'weir.dev/canary-']);
   const d = await waitForPhase(ns, 'web', 'Stable');
   t.match(d.metadata.annotations?.['weir.dev/reason'], /^OptedOut/);
-  t.notOk(d.spec.paused, 'not paused forever');
+  // The phase is written first (the webhook keeps a Progressing release paused), the resume next.
+  await waitFor(
+    'the Deployment resumed',
+    async () =>
+      (await getJson<{ spec: { paused?: boolean } }>(['get', 'deployment', 'web', '-n', ns])).spec.paused !== true,
+    10_000,
+  );
   await waitFor(
     'no canary',
     async () =>
