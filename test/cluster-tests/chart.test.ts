@@ -37,6 +37,12 @@ t.test('renders with default and cert-manager values; the API server accepts the
   t.match(cm.stdout, /cert-manager\.io\/inject-ca-from/);
   t.match(cm.stdout, /kind: Certificate/);
   t.notMatch(cm.stdout, /kind: Secret/, 'cert-manager makes the Secret');
+  // Whoever makes the certificate, it names the same Service names.
+  const certificate = parseAllDocuments(cm.stdout)
+    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string }; spec?: { dnsNames?: string[] } })
+    .find((d) => d.kind === 'Certificate' && d.metadata?.name === `r${id}-weir`);
+  const runtimeNames = plain.stdout.match(/name: WEIR_TLS_NAMES, value: "([^"]+)"/)?.[1]?.split(',');
+  t.same(certificate?.spec?.dnsNames, runtimeNames, "cert-manager's Certificate and runtime TLS name the same hosts");
   const dry = await kubectlRaw(['apply', '-n', ns, '--dry-run=server', '-f', '-'], plain.stdout);
   t.equal(dry.code, 0, `server dry run: ${dry.stderr}`);
   // The cluster has no cert-manager CRDs: its kinds aside, the cert-manager render must be accepted too.
