@@ -1,0 +1,133 @@
+// The sequential test on synthetic counts (issue 14): seeded, in-process, no I/O. Releases are
+// checked at every window, as the analyzer checks them, and the false-alarm bound must hold.
+import t from 'tap';
+import { accumulate, decideSequential, noEvidence } from '../../analyzer/core/sequential.ts';
+import type { SequentialPolicy } from '../../analyzer/core/sequential.ts';
+
+/** A small seeded generator (mulberry32): the same draws on every run. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A Poisson draw by inversion: the errors of many requests at a small rate. */
+function poisson(rand: () => number, mean: number): number {
+  let k = 0;
+  let p = Math.exp(-mean);
+  let sum = p;
+  const u = rand();
+  while (u > sum && k < 10_000) {
+    k++;
+    p *= mean / k;
+    sum += p;
+  }
+  return k;
+}
+
+const policy: SequentialPolicy = { alpha: 0.01, margin: 0.5, tolerable: 0.05 };
+
+interface Outcome {
+  decision: 'worse' | 'not-worse' | 'not-yet';
+  canaryRequests: number;
+}
+
+/** One release: 60 windows of 1,000 requests at 10 % then 50 % to the canary, checked after each. */
+function release(rand: () => number, stableRate: number, canaryRate: number): Outcome {
+  let evidence = noEvidence();
+  for (let w = 0; w < 60; w++) {
+    const canaryShare = w < 30 ? 0.1 : 0.5;
+    const c = Math.round(1000 * canaryShare);
+    const s = 1000 - c;
+    evidence = accumulate(
+      evidence,
+      {
+        canary: { requests: c, errors: poisson(rand, c * canaryRate) },
+        stable: { requests: s, errors: poisson(rand, s * stableRate) },
+      },
+      policy,
+    );
+    const verdict = decideSequential(evidence, policy);
+    if (verdict.decision === 'worse') return { decision: 'worse', canaryRequests: evidence.canary.requests };
+  }
+  return { decision: decideSequential(evidence, policy).decision, canaryRequests: evidence.canary.requests };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+t.test(
+  'a canary equal to stable is rolled back in at most alpha of 10,000 releases, looked at every window',
+  async (t) => {
+    const rand = random(20261128);
+    let falseRollbacks = 0;
+    const n = 10_000;
+    for (let i = 0; i < n; i++) if (release(rand, 0.01, 0.01).decision === 'worse') falseRollbacks++;
+    t.comment(`false rollbacks: ${falseRollbacks} of ${n} (${((falseRollbacks / n) * 100).toFixed(2)} %, alpha 1 %)`);
+    t.ok(falseRollbacks / n <= policy.alpha, `${falseRollbacks / n} ≤ ${policy.alpha}`);
+  },
+);
+
+t.test('a canary at twice the stable error rate is found, and the requests it takes are reported', async (t) => {
+  const rand = random(7);
+  const found: number[] = [];
+  const n = 1000;
+  for (let i = 0; i < n; i++) {
+    const outcome = release(rand, 0.01, 0.02);
+    if (outcome.decision === 'worse') found.push(outcome.canaryRequests);
+  }
+  t.comment(`2× found in ${found.length} of ${n} releases; median canary requests needed: ${median(found)}`);
+  t.ok(found.length / n >= 0.95, `found in ${((found.length / n) * 100).toFixed(1)} % of releases`);
+});
+
+t.test('an equal canary is shown not worse; a worse one never is', async (t) => {
+  const rand = random(11);
+  let notWorse = 0;
+  let wronglyPassed = 0;
+  for (let i = 0; i < 500; i++) {
+    if (release(rand, 0.01, 0.01).decision === 'not-worse') notWorse++;
+    if (release(rand, 0.01, 0.03).decision === 'not-worse') wronglyPassed++;
+  }
+  t.ok(notWorse / 500 >= 0.9, `equal canaries shown not worse in ${((notWorse / 500) * 100).toFixed(1)} %`);
+  t.ok(wronglyPassed / 500 <= policy.alpha, `3× canaries passed in ${wronglyPassed} of 500`);
+});
+
+t.test('a quiet canary with no errors passes once it served enough requests; no requests, no verdict', async (t) => {
+  let evidence = noEvidence();
+  t.equal(decideSequential(evidence, policy).decision, 'not-yet', 'nothing seen: not yet');
+  // A low-traffic service: 2 requests/s, 10 % to the canary, a check every 60 s.
+  let windows = 0;
+  while (decideSequential(evidence, policy).decision === 'not-yet' && windows < 1000) {
+    evidence = accumulate(
+      evidence,
+      { canary: { requests: 12, errors: 0 }, stable: { requests: 108, errors: 0 } },
+      policy,
+    );
+    windows++;
+  }
+  t.equal(decideSequential(evidence, policy).decision, 'not-worse');
+  t.comment(`passed after ${windows} windows, ${evidence.canary.requests} canary requests`);
+  // The mixture of three alternatives costs a factor 3: ln(3/α) / 5 % = 114 requests.
+  const needed = Math.log(3 / policy.alpha) / policy.tolerable;
+  t.ok(evidence.canary.requests - 12 < needed && evidence.canary.requests >= needed, `about ${Math.ceil(needed)}`);
+});
+
+t.test('the summary says what a person needs: both rates, the requests, the confidence', async (t) => {
+  let evidence = noEvidence();
+  for (let i = 0; i < 40; i++)
+    evidence = accumulate(
+      evidence,
+      { canary: { requests: 500, errors: 25 }, stable: { requests: 500, errors: 5 } },
+      policy,
+    );
+  const verdict = decideSequential(evidence, policy);
+  t.equal(verdict.decision, 'worse');
+  t.match(
+    verdict.summary,
+    /^canary errors 5\.00 % vs stable 1\.00 % over 40,000 requests: worse with 99\.9 % confidence$/,
+  );
+  t.match(decideSequential(noEvidence(), policy).summary, /not yet decided/);
+});
