@@ -71,6 +71,12 @@ export const policyAnnotations = {
   failureLimit: 'weir.dev/failure-limit',
   minRequests: 'weir.dev/min-requests',
   unjudgedLimit: 'weir.dev/unjudged-limit',
+  /** `threshold` (the seed's: a max per window) or `sequential` (canary against stable, issue 14). */
+  analysis: 'weir.dev/analysis',
+  /** The sequential test's false-verdict level, e.g. 0.01. */
+  alpha: 'weir.dev/alpha',
+  /** How much worse than stable matters to the sequential test: 0.5 is 1.5× stable's error rate. */
+  margin: 'weir.dev/margin',
   drain: 'weir.dev/drain',
   virtualService: 'weir.dev/virtual-service',
   route: 'weir.dev/route',

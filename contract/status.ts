@@ -15,8 +15,23 @@ export interface CheckRecord {
 
 export type DrainOutcome = 'promote' | 'rollback' | 'restart' | 'opt-out' | 'settle';
 
-/** Why a release rolls back: failed checks, a hard ceiling, no verdict for too long, or a person's abort. */
-export type RollbackCause = 'failed-checks' | 'ceiling' | 'unjudged' | 'aborted';
+/** Why a release rolls back: failed checks, a hard ceiling, the sequential test, no verdict, or an abort. */
+export type RollbackCause = 'failed-checks' | 'ceiling' | 'worse' | 'unjudged' | 'aborted';
+
+export interface HalfCounts {
+  requests: number;
+  errors: number;
+}
+
+/** The sequential test's accumulated evidence (analyzer/core/sequential.ts), kept between checks. */
+export interface Evidence {
+  canary: HalfCounts;
+  stable: HalfCounts;
+  /** Log e-values of the "worse" alternatives. */
+  worse: number[];
+  /** Log e-values of the "not worse" alternatives. */
+  notWorse: number[];
+}
 
 export interface Rollback {
   cause: RollbackCause;
@@ -57,6 +72,8 @@ export interface ReleaseStatus {
   outcome?: DrainOutcome;
   /** Set when the release rolls back (outcome `rollback`). */
   rollback?: Rollback;
+  /** Under `analysis: sequential`: the counts and e-values so far in this release. */
+  evidence?: Evidence;
   /** When the promoted Deployment was first seen fully rolled out and available. */
   rolledOutAt?: string;
   /** The last few checks, newest last. */

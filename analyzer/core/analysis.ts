@@ -1,6 +1,7 @@
 // Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
 import type { MetricPolicy } from './policy.ts';
-import type { Verdict } from '../../contract/status.ts';
+import type { Evidence, Verdict } from '../../contract/status.ts';
+import { accumulate, decideSequential, noEvidence } from './sequential.ts';
 
 /** One metric measured for one release in one window. */
 export interface Measurement {
@@ -11,6 +12,8 @@ export interface Measurement {
   stable?: number;
   /** Canary requests in the window, when the metric knows it. */
   requests?: number;
+  /** The built-in error rate's counts of both halves in the window, for the sequential test. */
+  counts?: { canary: { requests: number; errors: number }; stable: { requests: number; errors: number } };
   /** Prometheus could not be asked: unreachable, timed out, or answered with an error. */
   error?: string;
 }
@@ -23,6 +26,10 @@ export interface Judgement {
   value?: number;
   threshold: number;
   reason: string;
+  /** The sequential test found the canary worse: roll back now, whatever the failure limit. */
+  worse?: boolean;
+  /** A sequential check that gained evidence, though not yet enough: holding is progress, not "unjudged". */
+  progressed?: boolean;
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(2)}%`;
@@ -74,6 +81,41 @@ export function judge(metric: MetricPolicy, m: Measurement, minRequests: number)
     value,
     verdict,
     reason: `${show(metric, value)} ${verdict === 'pass' ? '≤' : '>'} ${show(metric, metric.max)}`,
+  };
+}
+
+/**
+ * The built-in error rate under `analysis: sequential` (issue 14): the window's counts of both
+ * halves join the release's evidence, and the sequential test decides. The hard ceiling stays.
+ */
+export function judgeSequential(
+  metric: MetricPolicy,
+  m: Measurement,
+  before: Evidence | undefined,
+  analysis: { alpha: number; margin: number },
+): { judgement: Judgement; evidence?: Evidence } {
+  const base = { metric: metric.name, hard: false, threshold: metric.max };
+  if (m.error !== undefined)
+    return { judgement: { ...base, verdict: 'error', reason: `Prometheus could not be asked: ${m.error}` } };
+  if (!m.counts || m.counts.canary.requests <= 0)
+    return { judgement: { ...base, verdict: 'inconclusive', reason: 'no canary requests in the window' } };
+  const value = m.counts.canary.errors / m.counts.canary.requests;
+  if (metric.ceiling !== undefined && value >= metric.ceiling)
+    return { judgement: judge(metric, { ...m, canary: value }, 0) };
+  const evidence = accumulate(before ?? noEvidence(), m.counts, analysis);
+  const verdict = decideSequential(evidence, { ...analysis, tolerable: metric.max });
+  const judged: Verdict =
+    verdict.decision === 'worse' ? 'fail' : verdict.decision === 'not-worse' ? 'pass' : 'inconclusive';
+  return {
+    evidence,
+    judgement: {
+      ...base,
+      value,
+      verdict: judged,
+      reason: verdict.summary,
+      ...(verdict.decision === 'worse' ? { worse: true } : {}),
+      ...(verdict.decision === 'not-yet' ? { progressed: true } : {}),
+    },
   };
 }
 

@@ -6,12 +6,13 @@ import { keptChecks } from '../../contract/status.ts';
 import type {
   CheckRecord,
   DrainOutcome,
+  Evidence,
   ReleaseStatus,
   Rollback,
   RouteRecord,
   Verdict,
 } from '../../contract/status.ts';
-import { combine, judge } from './analysis.ts';
+import { combine, judge, judgeSequential } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
@@ -178,6 +179,24 @@ function unjudgedReason(verdict: 'inconclusive' | 'error', checks: number, name:
         `raise the traffic the canary gets, lower ${policyAnnotations.minRequests}, or \`weir retry ${name}\``;
 }
 
+/** Every metric judged: by its threshold, or the built-in error rate by the sequential test. */
+function judgeAll(
+  s: ReleaseStatus,
+  policy: Policy,
+  measured: Measurement[],
+): { judgements: Judgement[]; evidence?: Evidence } {
+  let evidence: Evidence | undefined;
+  const judgements = policy.metrics.map((metric) => {
+    const m = measured.find((x) => x.metric === metric.name) ?? { metric: metric.name };
+    if (policy.analysis.kind !== 'sequential' || metric.query !== 'error-rate')
+      return judge(metric, m, policy.minRequests);
+    const sequential = judgeSequential(metric, m, s.evidence, policy.analysis);
+    evidence = sequential.evidence ?? evidence;
+    return sequential.judgement;
+  });
+  return { judgements, ...(evidence ? { evidence } : {}) };
+}
+
 /** Records one check and decides: carry on, roll back, or hold. */
 function onCheck(
   o: Observed,
@@ -186,9 +205,7 @@ function onCheck(
   measured: Measurement[],
   now: Date,
 ): { status: ReleaseStatus; actions: Action[]; rollback?: Rollback } {
-  const judgements = policy.metrics.map((metric) =>
-    judge(metric, measured.find((m) => m.metric === metric.name) ?? { metric: metric.name }, policy.minRequests),
-  );
+  const { judgements, evidence } = judgeAll(s, policy, measured);
   const verdict = combine(judgements);
   const records: CheckRecord[] = judgements.map((j) => ({
     at: now.toISOString(),
@@ -199,9 +216,12 @@ function onCheck(
     ...(j.value !== undefined ? { value: j.value } : {}),
   }));
   const failures = s.failures + (verdict === 'fail' ? 1 : 0);
-  const unjudged = verdict === 'inconclusive' || verdict === 'error' ? (s.unjudged ?? 0) + 1 : 0;
+  // A sequential check that gained evidence is progress towards a verdict, not a missing one.
+  const progressed = verdict === 'inconclusive' && judgements.some((j) => j.progressed);
+  const unjudged = (verdict === 'inconclusive' && !progressed) || verdict === 'error' ? (s.unjudged ?? 0) + 1 : 0;
   const status: ReleaseStatus = {
     ...s,
+    ...(evidence ? { evidence } : {}),
     lastCheckAt: now.toISOString(),
     lastVerdict: verdict,
     failures,
@@ -210,7 +230,13 @@ function onCheck(
   };
   const text = describeChecks(judgements);
   const checked: Action = { kind: 'checked', verdict };
-  const rollback = rollbackFor(o, s, policy, { verdict, failures, unjudged, hard: judgements.some((j) => j.hard) });
+  const rollback = rollbackFor(o, s, policy, {
+    verdict,
+    failures,
+    unjudged,
+    hard: judgements.some((j) => j.hard),
+    worse: judgements.some((j) => j.worse),
+  });
   if (rollback) {
     const detail = `${rollback.detail}; ${text}`;
     return {
@@ -243,9 +269,11 @@ function rollbackFor(
   o: Observed,
   s: ReleaseStatus,
   policy: Policy,
-  check: { verdict: Verdict; failures: number; unjudged: number; hard: boolean },
+  check: { verdict: Verdict; failures: number; unjudged: number; hard: boolean; worse: boolean },
 ): Rollback | undefined {
   if (check.verdict === 'fail' && check.hard) return { cause: 'ceiling', detail: 'hard ceiling reached' };
+  if (check.verdict === 'fail' && check.worse)
+    return { cause: 'worse', detail: 'the sequential test found the canary worse than stable' };
   if (check.verdict === 'fail' && check.failures >= policy.failureLimit)
     return {
       cause: 'failed-checks',

@@ -32,6 +32,11 @@ export interface Policy {
   /** Time with 0 % canary weight before a canary is removed, so the mesh stops sending to it. */
   drainMs: number;
   metrics: MetricPolicy[];
+  /**
+   * `threshold` judges the error rate of each window against `max` (the seed's way); `sequential`
+   * tests the canary against stable over the whole release (issue 14), at `alpha` and `margin`.
+   */
+  analysis: { kind: 'threshold' } | { kind: 'sequential'; alpha: number; margin: number };
 }
 
 export interface Routing {
@@ -53,7 +58,11 @@ export const defaultPolicy: Policy = {
   unjudgedLimit: 5,
   drainMs: 10_000,
   metrics: [{ name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 }],
+  analysis: { kind: 'threshold' },
 };
+
+/** The sequential test's defaults: a 1 % chance of a false verdict; 50 % worse than stable matters. */
+export const sequentialDefaults = { alpha: 0.01, margin: 0.5 } as const;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
@@ -80,6 +89,20 @@ function fraction(f: Field, errors: string[]): number | undefined {
   const n = Number(f.text);
   if (f.text.trim() !== '' && Number.isFinite(n) && n >= 0 && n <= 1) return n;
   errors.push(`${f.key}: "${f.text}" is not a fraction between 0 and 1 (5 % is 0.05)`);
+  return undefined;
+}
+
+function positive(f: Field, errors: string[]): number | undefined {
+  const n = Number(f.text);
+  if (f.text.trim() !== '' && Number.isFinite(n) && n >= 0) return n;
+  errors.push(`${f.key}: "${f.text}" is not a number of at least 0 (0.5 is 50 % worse)`);
+  return undefined;
+}
+
+function analysisOf(f: Field | undefined, policy: Policy, errors: string[]): 'threshold' | 'sequential' | undefined {
+  if (!f) return undefined;
+  if (f.text === 'threshold' || f.text === 'sequential') return f.text;
+  errors.push(`${f.key}: "${f.text}" is not threshold or sequential (the policy's is ${policy.analysis.kind})`);
   return undefined;
 }
 
@@ -148,6 +171,13 @@ export function resolvePolicy(annotations: Record<string, string>, policies: Rec
     'unjudgedLimit',
     f(policyAnnotations.unjudgedLimit, (x) => count(x, errors, 1)),
   );
+  const analysis = analysisOf(field(policyAnnotations.analysis), policy, errors);
+  const alpha = f(policyAnnotations.alpha, (x) => fraction(x, errors));
+  const margin = f(policyAnnotations.margin, (x) => positive(x, errors));
+  if (analysis === 'sequential' || (analysis === undefined && policy.analysis.kind === 'sequential')) {
+    const base = policy.analysis.kind === 'sequential' ? policy.analysis : sequentialDefaults;
+    policy.analysis = { kind: 'sequential', alpha: alpha ?? base.alpha, margin: margin ?? base.margin };
+  } else if (analysis === 'threshold') policy.analysis = { kind: 'threshold' };
   const maxErrorRate = f(policyAnnotations.maxErrorRate, (x) => fraction(x, errors));
   if (maxErrorRate !== undefined) {
     for (const m of policy.metrics) if (m.query === 'error-rate') m.max = maxErrorRate;
@@ -182,6 +212,9 @@ interface RawMetric {
   relativeMargin?: unknown;
 }
 interface RawPolicy {
+  analysis?: unknown;
+  alpha?: unknown;
+  margin?: unknown;
   steps?: unknown;
   stepPause?: unknown;
   interval?: unknown;
@@ -214,6 +247,9 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
     ['minRequests', policyAnnotations.minRequests],
     ['drain', policyAnnotations.drain],
     ['unjudgedLimit', policyAnnotations.unjudgedLimit],
+    ['analysis', policyAnnotations.analysis],
+    ['alpha', policyAnnotations.alpha],
+    ['margin', policyAnnotations.margin],
   ];
   for (const [field, key] of map) {
     const v = raw[field];

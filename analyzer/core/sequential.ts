@@ -17,11 +17,9 @@
 // Windows with no errors carry no evidence about r; for a canary that makes no errors at all, a
 // third e-value (Poisson, canary alone) shows its rate is below the tolerable one, so a quiet,
 // low-traffic service still finishes.
+import type { Evidence, HalfCounts } from '../../contract/status.ts';
 
-export interface HalfCounts {
-  requests: number;
-  errors: number;
-}
+export type { Evidence, HalfCounts };
 
 export interface WindowCounts {
   canary: HalfCounts;
@@ -33,18 +31,8 @@ export interface SequentialPolicy {
   alpha: number;
   /** How much worse than stable matters: 0.5 means a canary error rate above 1.5× stable's. */
   margin: number;
-  /** An error rate any canary may have, whatever stable's (the threshold policy's `max`). */
+  /** An error rate any canary may have while stable shows none to compare with (the threshold's `max`). */
   tolerable: number;
-}
-
-/** What the test has accumulated; kept in the release's status record between checks. */
-export interface Evidence {
-  canary: HalfCounts;
-  stable: HalfCounts;
-  /** Log e-values of the "worse" alternatives, one per alternative, in `worseRatios` order. */
-  worse: number[];
-  /** Log e-values of the "not worse" alternatives, in `notWorseRatios` order. */
-  notWorse: number[];
 }
 
 export type SequentialDecision = 'worse' | 'not-worse' | 'not-yet';
@@ -110,8 +98,10 @@ export function accumulate(before: Evidence, w: WindowCounts, policy: Pick<Seque
  * alone): for alternatives λ' below the tolerable λ₁, (λ'/λ₁)^errors · e^{(λ₁−λ')·requests}.
  */
 function logBelowTolerable(e: Evidence, policy: SequentialPolicy): number {
-  const stableRate = e.stable.requests > 0 ? e.stable.errors / e.stable.requests : 0;
-  const tolerable = Math.max(policy.tolerable, (1 + policy.margin) * stableRate);
+  // Against stable's own rate when it has one; with no stable errors to compare with, the rate
+  // any canary may have (the threshold policy's max), as the seed would judge it.
+  const tolerable =
+    e.stable.errors > 0 ? ((1 + policy.margin) * e.stable.errors) / e.stable.requests : policy.tolerable;
   const n = e.canary.requests;
   const k = e.canary.errors;
   const logs = [0, 0.25, 0.5].map((f) =>

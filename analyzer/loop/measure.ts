@@ -9,6 +9,17 @@ import { workloadKey } from '../ports/metrics.ts';
 /** The query window: one interval, but never under 10 s so a rate has samples to work with. */
 export const windowSeconds = (intervalMs: number): number => Math.max(10, Math.round(intervalMs / 1000));
 
+/**
+ * The window a release is measured over. The sequential test adds windows up, so they must not
+ * overlap: exactly one interval (at least a second), never the 10 s floor (issue 14).
+ */
+export const windowOf = (o: Observed): number | undefined =>
+  !o.policy.ok
+    ? undefined
+    : o.policy.value.analysis.kind === 'sequential'
+      ? Math.max(1, Math.round(o.policy.value.intervalMs / 1000))
+      : windowSeconds(o.policy.value.intervalMs);
+
 export function render(template: string, o: Observed, workload: string, window: number): string {
   return template
     .replaceAll('{{namespace}}', o.namespace)
@@ -23,21 +34,20 @@ function errorRate(
   counts: Map<string, RequestCounts>,
   namespace: string,
   workload: string,
-): { value?: number; requests: number } {
+): { value?: number; requests: number; errors: number } {
   const c = counts.get(workloadKey(namespace, workload));
-  if (!c || c.requests <= 0) return { requests: c?.requests ?? 0 };
-  return { value: c.errors / c.requests, requests: c.requests };
+  if (!c || c.requests <= 0) return { requests: c?.requests ?? 0, errors: 0 };
+  return { value: c.errors / c.requests, requests: c.requests, errors: c.errors };
 }
 
 /** Measures every due release; a failed query becomes an `error` measurement, never a throw. */
 export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
   // Only releases judged by the built-in error rate need the counts query.
   const windows = new Set(
-    due.flatMap((o) =>
-      o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate')
-        ? [windowSeconds(o.policy.value.intervalMs)]
-        : [],
-    ),
+    due.flatMap((o) => {
+      const w = windowOf(o);
+      return w !== undefined && o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate') ? [w] : [];
+    }),
   );
   const counts = new Map<number, Map<string, RequestCounts> | Error>();
   await Promise.all(
@@ -48,8 +58,8 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
   const out = new Map<Observed, Measurement[]>();
   await Promise.all(
     due.map(async (o) => {
-      if (!o.policy.ok) return;
-      const w = windowSeconds(o.policy.value.intervalMs);
+      const w = windowOf(o);
+      if (!o.policy.ok || w === undefined) return;
       const canary = canaryName(o.name);
       const measurements = await Promise.all(
         o.policy.value.metrics.map(async (metric): Promise<Measurement> => {
@@ -63,6 +73,10 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
               requests: ofCanary.requests,
               ...(ofCanary.value !== undefined ? { canary: ofCanary.value } : {}),
               ...(ofStable.value !== undefined ? { stable: ofStable.value } : {}),
+              counts: {
+                canary: { requests: ofCanary.requests, errors: ofCanary.errors },
+                stable: { requests: ofStable.requests, errors: ofStable.errors },
+              },
             };
           }
           try {

@@ -519,3 +519,66 @@ t.test('every record written names its policy, steps and route, for readers that
     t.same(r.route, route);
   }
 });
+
+/** Both halves' counts in one window, at a weight: what Prometheus gives the sequential test. */
+const counted =
+  (o: Observed, rps: number, canaryRate: number, stableRate: number, seconds = 10): (() => Measurement[]) =>
+  () => {
+    const share = (o.routing.ok ? o.routing.canaryWeight : 0) / 100;
+    const canary = Math.round(rps * seconds * share);
+    const stable = Math.round(rps * seconds * (1 - share));
+    return [
+      {
+        metric: 'error-rate',
+        requests: canary,
+        ...(canary > 0 ? { canary: Math.round(canary * canaryRate) / canary } : {}),
+        counts: {
+          canary: { requests: canary, errors: Math.round(canary * canaryRate) },
+          stable: { requests: stable, errors: Math.round(stable * stableRate) },
+        },
+      },
+    ];
+  };
+
+const sequential: Policy = { ...policy, analysis: { kind: 'sequential', alpha: 0.01, margin: 0.5 } };
+
+t.test(
+  'a canary at 2 % beside a stable at 1 %: the sequential policy rolls it back, the threshold one promotes it',
+  async (t) => {
+    const judged = world({ policy: { ok: true, value: sequential } });
+    actionsOf(judged, 600, counted(judged, 100, 0.02, 0.01));
+    t.equal(judged.phase, 'RolledBack');
+    t.equal(judged.status?.rollback?.cause, 'worse');
+    t.match(
+      judged.status?.rollback?.detail,
+      /canary errors 2\.00 % vs stable 1\.00 % over [\d,]+ requests: worse with 99/,
+    );
+    const seed = world();
+    actionsOf(seed, 600, counted(seed, 100, 0.02, 0.01));
+    t.equal(seed.phase, 'Stable', '2 % is under the seed threshold of 5 %: promoted');
+  },
+);
+
+t.test('the sequential policy promotes an equal canary, and a quiet low-traffic one finishes', async (t) => {
+  const equal = world({ policy: { ok: true, value: sequential } });
+  actionsOf(equal, 900, counted(equal, 100, 0.01, 0.01));
+  t.equal(equal.phase, 'Stable', 'equal error rates: promoted');
+  // 2 requests/s and no errors: windows hold "not yet" (never unjudged) until the evidence suffices.
+  const quiet = world({ policy: { ok: true, value: { ...sequential, unjudgedLimit: 2 } } });
+  const actions = actionsOf(quiet, 3600, counted(quiet, 2, 0, 0));
+  t.equal(quiet.phase, 'Stable', 'the release finished instead of holding or rolling back');
+  t.notOk(
+    actions.some((a) => a.kind === 'event' && a.reason === 'RollingBack'),
+    'never rolled back as unjudged',
+  );
+});
+
+t.test('a new release starts with no evidence', async (t) => {
+  const o = world({ policy: { ok: true, value: sequential } });
+  actionsOf(o, 30, counted(o, 100, 0.01, 0.01));
+  t.ok((o.status?.evidence?.canary.requests ?? 0) > 0, 'evidence gathered');
+  o.canaryRevision = 'c2';
+  actionsOf(o, 2, counted(o, 100, 0.01, 0.01), 30);
+  t.equal(o.status?.revision, 'c2');
+  t.equal(o.status?.evidence, undefined, "the superseded release's evidence is not carried over");
+});

@@ -120,9 +120,18 @@ t.test('measureAll: one count query per window for every release, canary and sta
   const measured = await measureAll(provider, [a, b, c]);
   t.same(provider.windows.sort(), [10, 60], 'two windows, two queries, for three releases');
   t.equal(windowSeconds(5_000), 10, 'never under 10 s');
-  t.same(measured.get(a), [{ metric: 'error-rate', requests: 100, canary: 0.05, stable: 0.01 }]);
-  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0 }], 'no requests: no value, never 0');
-  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0 }], 'no series at all: the same');
+  const none = { canary: { requests: 0, errors: 0 }, stable: { requests: 0, errors: 0 } };
+  t.same(measured.get(a), [
+    {
+      metric: 'error-rate',
+      requests: 100,
+      canary: 0.05,
+      stable: 0.01,
+      counts: { canary: { requests: 100, errors: 5 }, stable: { requests: 900, errors: 9 } },
+    },
+  ]);
+  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0, counts: none }], 'no requests: no value, never 0');
+  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0, counts: none }], 'no series at all: the same');
 });
 
 t.test('measureAll: an unreachable Prometheus and a failing query are error measurements, never a throw', async (t) => {
