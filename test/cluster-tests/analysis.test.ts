@@ -1,0 +1,69 @@
+// Issue 14 on the local cluster: the sequential test of canary against stable, through the real
+// path (Prometheus counts of both halves, exact windows, evidence kept in the status record).
+import t from 'tap';
+import { apply, deployment, namespace, service } from '../helpers/kube.ts';
+import { events, fast, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
+
+const sequential = { 'weir.dev/analysis': 'sequential', 'weir.dev/steps': '50,100' };
+const errors = (rate: number): Record<string, string> => ({ 'sim.weir.dev/error-rate': String(rate) });
+
+/** A Deployment whose stable half fails at `stableRate`, then a canary that fails at `canaryRate`. */
+async function release(
+  t: { teardown(fn: () => unknown): void },
+  annotations: Record<string, string>,
+  stableRate: number,
+  canaryRate: number,
+  rps: number,
+): Promise<string> {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps }));
+  await apply(
+    ns,
+    deployment('web', {
+      replicas: 2,
+      image: 'example.com/web:v1',
+      annotations: { ...fast, ...annotations },
+      podAnnotations: errors(stableRate),
+    }),
+  );
+  await setImage(ns, 'web', 'example.com/web:v2', errors(canaryRate));
+  return ns;
+}
+
+t.test(
+  'a canary at 2 % beside a stable at 1 %: sequential rolls it back, the seed threshold promotes it',
+  async (t) => {
+    const [judged, seed] = await Promise.all([
+      release(t, sequential, 0.01, 0.02, 300),
+      release(t, { 'weir.dev/steps': '50,100' }, 0.01, 0.02, 300),
+    ]);
+    const [rolledBack, promoted] = await Promise.all([
+      waitForPhase(judged, 'web', 'RolledBack', 400_000),
+      waitForPhase(seed, 'web', 'Stable', 400_000),
+    ]);
+    t.match(rolledBack.metadata.annotations?.['weir.dev/reason'], /sequential test found the canary worse/);
+    t.equal((await releaseStatus(judged, 'web'))?.rollback?.cause, 'worse');
+    const warning = (await events(judged, 'web')).find((e) => e.reason === 'RolledBack');
+    t.match(
+      warning?.message,
+      /canary errors \d+\.\d\d % vs stable \d+\.\d\d % over [\d,]+ requests: worse with 99(\.\d)? % confidence/,
+      'the evidence in words',
+    );
+    t.match(promoted.metadata.annotations?.['weir.dev/reason'], /^Promoted/, '2 % is under the threshold of 5 %');
+  },
+);
+
+t.test('an equal canary is promoted by the sequential policy, the evidence kept between checks', async (t) => {
+  const ns = await release(t, sequential, 0.1, 0.1, 300);
+  let most = 0;
+  const d = await waitForPhase(ns, 'web', 'Stable', 400_000);
+  const passed = (await events(ns, 'web')).filter((e) => e.reason === 'CheckPassed');
+  t.ok(passed.length > 0, 'checks passed');
+  for (const e of passed) {
+    const requests = Number(/over ([\d,]+) requests/.exec(e.message)?.[1]?.replaceAll(',', '') ?? 0);
+    t.ok(requests >= most, `evidence grows from check to check (${requests})`);
+    most = requests;
+  }
+  t.match(passed[0]?.message, /not worse with 99(\.\d)? % confidence/);
+  t.match(d.metadata.annotations?.['weir.dev/reason'], /^Promoted/);
+});
