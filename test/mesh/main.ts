@@ -122,7 +122,9 @@ async function refresh(): Promise<void> {
   serviceRps.clear();
   gatewayHosts.clear();
   const simServices = services.items
-    .filter((s) => s.metadata?.namespace !== 'default' && s.metadata?.namespace !== 'kube-system' && s.spec?.selector)
+    // Every Service with a selector gets traffic, in `default` too (the seed's manifests land there);
+    // selector-less Services (the API server's own `kubernetes`) have no pods to route to.
+    .filter((s) => s.spec?.selector !== undefined && Object.keys(s.spec.selector).length > 0)
     .map((s) => {
       const svc = {
         namespace: s.metadata?.namespace ?? '',
