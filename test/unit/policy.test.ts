@@ -128,3 +128,32 @@ t.test('a policy name that is a property of every object (constructor, __proto__
   t.notOk(file.ok, 'the policy file refuses names that are not DNS labels');
   t.match(file.ok ? [] : file.errors, [/"__proto__" is not a policy name/, /"Bad_Name" is not a policy name/]);
 });
+
+t.test('analysis: threshold by default; sequential with alpha and margin from annotations or the file', async (t) => {
+  const plain = resolvePolicy({}, { default: defaultPolicy });
+  t.same(plain.ok && plain.value.analysis, { kind: 'threshold' });
+  const seq = resolvePolicy({ 'weir.dev/analysis': 'sequential' }, { default: defaultPolicy });
+  t.same(seq.ok && seq.value.analysis, { kind: 'sequential', alpha: 0.01, margin: 0.5 });
+  const tuned = resolvePolicy(
+    { 'weir.dev/analysis': 'sequential', 'weir.dev/alpha': '0.05', 'weir.dev/margin': '0.2' },
+    { default: defaultPolicy },
+  );
+  t.same(tuned.ok && tuned.value.analysis, { kind: 'sequential', alpha: 0.05, margin: 0.2 });
+  const bad = resolvePolicy(
+    { 'weir.dev/analysis': 'bayesian', 'weir.dev/alpha': '2', 'weir.dev/margin': '-1' },
+    { default: defaultPolicy },
+  );
+  t.notOk(bad.ok);
+  if (!bad.ok) {
+    t.match(bad.errors.join('\n'), /weir\.dev\/analysis: "bayesian" is not threshold or sequential/);
+    t.match(bad.errors.join('\n'), /weir\.dev\/alpha: "2" is not a fraction/);
+    t.match(bad.errors.join('\n'), /weir\.dev\/margin: "-1" is not a number of at least 0/);
+  }
+  const file = parsePolicyFile('policies:\n  careful:\n    analysis: sequential\n    alpha: 0.001\n');
+  t.same(file.ok && file.value.careful?.analysis, { kind: 'sequential', alpha: 0.001, margin: 0.5 });
+  const back = resolvePolicy(
+    { 'weir.dev/policy': 'careful', 'weir.dev/analysis': 'threshold' },
+    file.ok ? file.value : {},
+  );
+  t.same(back.ok && back.value.analysis, { kind: 'threshold' }, 'an annotation turns a sequential policy back');
+});
