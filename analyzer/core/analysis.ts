@@ -1,7 +1,7 @@
 // Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
 import type { MetricPolicy } from './policy.ts';
 import type { Evidence, Verdict } from '../../contract/status.ts';
-import { accumulate, decideSequential, noEvidence } from './sequential.ts';
+import { accumulate, decideSequential, describeVerdict, noEvidence } from './sequential.ts';
 
 /** One metric measured for one release in one window. */
 export interface Measurement {
@@ -112,7 +112,7 @@ export function judgeSequential(
       ...base,
       value,
       verdict: judged,
-      reason: verdict.summary,
+      reason: describeVerdict(verdict, analysis),
       ...(verdict.decision === 'worse' ? { worse: true } : {}),
       ...(verdict.decision === 'not-yet' ? { progressed: true } : {}),
     },

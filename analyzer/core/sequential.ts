@@ -40,10 +40,10 @@ export type SequentialDecision = 'worse' | 'not-worse' | 'not-yet';
 export interface SequentialVerdict {
   decision: SequentialDecision;
   evidence: Evidence;
-  /** The larger of the two e-values, as a confidence in the decision taken or leaning. */
+  /** 1 − 1/e of the decision taken (of "worse" while not yet decided): at least 1 − α once decided. */
   confidence: number;
-  /** In words a person reads. */
-  summary: string;
+  /** The same for each test, decided or not. */
+  leaning: { worse: number; notWorse: number };
 }
 
 /** Alternatives, as multiples of the boundary: a spread, so both small and large effects are found quickly. */
@@ -118,19 +118,28 @@ export function decideSequential(e: Evidence, policy: SequentialPolicy): Sequent
   const worse = logMeanExp(e.worse);
   const notWorse = Math.max(logMeanExp(e.notWorse), logBelowTolerable(e, policy));
   const decision: SequentialDecision = worse >= bar ? 'worse' : notWorse >= bar ? 'not-worse' : 'not-yet';
-  const level = (l: number): number => Math.min(1, Math.max(0, 1 - Math.exp(-l)));
-  const confidence = level(decision === 'not-worse' ? notWorse : worse);
+  return {
+    decision,
+    evidence: e,
+    confidence: level(decision === 'not-worse' ? notWorse : worse),
+    leaning: { worse: level(worse), notWorse: level(notWorse) },
+  };
+}
+
+const level = (l: number): number => Math.min(1, Math.max(0, 1 - Math.exp(-l)));
+
+/** The verdict in words a person reads (built only when shown: the decision needs none of it). */
+export function describeVerdict(v: SequentialVerdict, policy: Pick<SequentialPolicy, 'alpha'>): string {
+  const e = v.evidence;
   const counts =
     `canary errors ${percent(e.canary)} vs stable ${percent(e.stable)} ` +
     `over ${(e.canary.requests + e.stable.requests).toLocaleString('en-US')} requests`;
   // Never "100 %": evidence makes an error unlikely, never impossible.
-  const confident = `${Math.min(99.9, Math.floor(confidence * 1000) / 10)} % confidence`;
-  const summary =
-    decision === 'worse'
-      ? `${counts}: worse with ${confident}`
-      : decision === 'not-worse'
-        ? `${counts}: not worse with ${confident}`
-        : `${counts}: not yet decided (worse ${(level(worse) * 100).toFixed(1)} %, ` +
-          `not worse ${(level(notWorse) * 100).toFixed(1)} %; ${(100 * (1 - policy.alpha)).toFixed(0)} % needed)`;
-  return { decision, evidence: e, confidence, summary };
+  const confident = `${Math.min(99.9, Math.floor(v.confidence * 1000) / 10)} % confidence`;
+  if (v.decision === 'worse') return `${counts}: worse with ${confident}`;
+  if (v.decision === 'not-worse') return `${counts}: not worse with ${confident}`;
+  return (
+    `${counts}: not yet decided (worse ${(v.leaning.worse * 100).toFixed(1)} %, ` +
+    `not worse ${(v.leaning.notWorse * 100).toFixed(1)} %; ${(100 * (1 - policy.alpha)).toFixed(0)} % needed)`
+  );
 }

@@ -1,7 +1,7 @@
 // The sequential test on synthetic counts (issue 14): seeded, in-process, no I/O. Releases are
 // checked at every window, as the analyzer checks them, and the false-alarm bound must hold.
 import t from 'tap';
-import { accumulate, decideSequential, noEvidence } from '../../analyzer/core/sequential.ts';
+import { accumulate, decideSequential, describeVerdict, noEvidence } from '../../analyzer/core/sequential.ts';
 import type { SequentialPolicy } from '../../analyzer/core/sequential.ts';
 
 /** A small seeded generator (mulberry32): the same draws on every run. */
@@ -127,8 +127,8 @@ t.test('the summary says what a person needs: both rates, the requests, the conf
   const verdict = decideSequential(evidence, policy);
   t.equal(verdict.decision, 'worse');
   t.match(
-    verdict.summary,
+    describeVerdict(verdict, policy),
     /^canary errors 5\.00 % vs stable 1\.00 % over 40,000 requests: worse with 99\.9 % confidence$/,
   );
-  t.match(decideSequential(noEvidence(), policy).summary, /not yet decided/);
+  t.match(describeVerdict(decideSequential(noEvidence(), policy), policy), /not yet decided/);
 });
