@@ -67,3 +67,14 @@ t.test('an equal canary is promoted by the sequential policy, the evidence kept 
   t.match(passed[0]?.message, /not worse with 99(\.\d)? % confidence/);
   t.match(d.metadata.annotations?.['weir.dev/reason'], /^Promoted/);
 });
+
+t.test(
+  'a low-traffic service (2 requests/s, no errors) finishes its release under the sequential policy',
+  async (t) => {
+    const ns = await release(t, sequential, 0, 0, 2);
+    const d = await waitForPhase(ns, 'web', 'Stable', 400_000);
+    t.match(d.metadata.annotations?.['weir.dev/reason'], /^Promoted/, 'promoted, not held forever nor rolled back');
+    const passed = (await events(ns, 'web')).find((e) => e.reason === 'CheckPassed');
+    t.match(passed?.message, /canary errors 0\.00 % vs stable (0\.00 %|n\/a) over [\d,]+ requests: not worse/);
+  },
+);
