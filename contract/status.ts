@@ -31,6 +31,8 @@ export interface Evidence {
   worse: number[];
   /** Log e-values of the "not worse" alternatives. */
   notWorse: number[];
+  /** The halves' counter totals at the last check: the next window is the difference. */
+  last?: { canary: HalfCounts; stable: HalfCounts };
 }
 
 export interface Rollback {

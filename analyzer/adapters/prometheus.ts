@@ -70,9 +70,17 @@ export class PrometheusProvider implements MetricsProvider {
 
   async requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>> {
     const w = `${Math.max(1, Math.round(windowSeconds))}s`;
+    return this.byWorkload(`increase(istio_requests_total{reporter="destination"}[${w}])`);
+  }
+
+  async requestTotals(): Promise<Map<string, RequestCounts>> {
+    return this.byWorkload('istio_requests_total{reporter="destination"}');
+  }
+
+  /** Requests and 5xx of a selection of `istio_requests_total`, summed per workload. */
+  private async byWorkload(selection: string): Promise<Map<string, RequestCounts>> {
     const data = await this.query(
-      'sum by (destination_workload_namespace, destination_workload, response_code) ' +
-        `(increase(istio_requests_total{reporter="destination"}[${w}]))`,
+      `sum by (destination_workload_namespace, destination_workload, response_code) (${selection})`,
     );
     const counts = new Map<string, RequestCounts>();
     for (const r of data?.result ?? []) {

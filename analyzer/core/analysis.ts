@@ -1,6 +1,6 @@
 // Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
 import type { MetricPolicy } from './policy.ts';
-import type { Evidence, Verdict } from '../../contract/status.ts';
+import type { Evidence, HalfCounts, Verdict } from '../../contract/status.ts';
 import { accumulate, decideSequential, describeVerdict, noEvidence } from './sequential.ts';
 
 /** One metric measured for one release in one window. */
@@ -12,8 +12,8 @@ export interface Measurement {
   stable?: number;
   /** Canary requests in the window, when the metric knows it. */
   requests?: number;
-  /** The built-in error rate's counts of both halves in the window, for the sequential test. */
-  counts?: { canary: { requests: number; errors: number }; stable: { requests: number; errors: number } };
+  /** The built-in error rate's counter totals of both halves now, for the sequential test. */
+  totals?: { canary: HalfCounts; stable: HalfCounts };
   /** Prometheus could not be asked: unreachable, timed out, or answered with an error. */
   error?: string;
 }
@@ -85,8 +85,10 @@ export function judge(metric: MetricPolicy, m: Measurement, minRequests: number)
 }
 
 /**
- * The built-in error rate under `analysis: sequential` (issue 14): the window's counts of both
- * halves join the release's evidence, and the sequential test decides. The hard ceiling stays.
+ * The built-in error rate under `analysis: sequential` (issue 14): the requests and errors of
+ * both halves since the last check (differences of their counters) join the release's evidence,
+ * and the sequential test decides. The first check takes the baseline; a counter that went down
+ * (pods replaced) starts a new one. The hard ceiling stays.
  */
 export function judgeSequential(
   metric: MetricPolicy,
@@ -97,12 +99,29 @@ export function judgeSequential(
   const base = { metric: metric.name, hard: false, threshold: metric.max };
   if (m.error !== undefined)
     return { judgement: { ...base, verdict: 'error', reason: `Prometheus could not be asked: ${m.error}` } };
-  if (!m.counts || m.counts.canary.requests <= 0)
-    return { judgement: { ...base, verdict: 'inconclusive', reason: 'no canary requests in the window' } };
-  const value = m.counts.canary.errors / m.counts.canary.requests;
+  if (!m.totals) return { judgement: { ...base, verdict: 'inconclusive', reason: 'no data for the canary' } };
+  const last = before?.last;
+  const held = { ...(before ?? noEvidence()), last: m.totals };
+  const window = last ? difference(m.totals, last) : undefined;
+  if (!window)
+    return {
+      evidence: held,
+      judgement: {
+        ...base,
+        verdict: 'inconclusive',
+        progressed: true,
+        reason: last ? "a half's counters went down (pods replaced): a new baseline" : 'baseline taken',
+      },
+    };
+  if (window.canary.requests <= 0)
+    return {
+      evidence: held,
+      judgement: { ...base, verdict: 'inconclusive', reason: 'no canary requests since the last check' },
+    };
+  const value = window.canary.errors / window.canary.requests;
   if (metric.ceiling !== undefined && value >= metric.ceiling)
-    return { judgement: judge(metric, { ...m, canary: value }, 0) };
-  const evidence = accumulate(before ?? noEvidence(), m.counts, analysis);
+    return { evidence: held, judgement: judge(metric, { metric: metric.name, canary: value }, 0) };
+  const evidence = { ...accumulate(before ?? noEvidence(), window, analysis), last: m.totals };
   const verdict = decideSequential(evidence, { ...analysis, tolerable: metric.max });
   const judged: Verdict =
     verdict.decision === 'worse' ? 'fail' : verdict.decision === 'not-worse' ? 'pass' : 'inconclusive';
@@ -117,6 +136,19 @@ export function judgeSequential(
       ...(verdict.decision === 'not-yet' ? { progressed: true } : {}),
     },
   };
+}
+
+type Totals = { canary: HalfCounts; stable: HalfCounts };
+
+/** Counts since `last`; undefined when a counter went down (a reset: the window cannot be known). */
+function difference(now: Totals, last: Totals): Totals | undefined {
+  const half = (a: HalfCounts, b: HalfCounts): HalfCounts => ({
+    requests: a.requests - b.requests,
+    errors: a.errors - b.errors,
+  });
+  const window = { canary: half(now.canary, last.canary), stable: half(now.stable, last.stable) };
+  const counts = [window.canary.requests, window.canary.errors, window.stable.requests, window.stable.errors];
+  return counts.every((c) => c >= 0) ? window : undefined;
 }
 
 /** One check's verdict over all metrics: any failure fails, then any error, then any inconclusive. */

@@ -133,7 +133,7 @@ export function describeVerdict(v: SequentialVerdict, policy: Pick<SequentialPol
   const e = v.evidence;
   const counts =
     `canary errors ${percent(e.canary)} vs stable ${percent(e.stable)} ` +
-    `over ${(e.canary.requests + e.stable.requests).toLocaleString('en-US')} requests`;
+    `over ${Math.round(e.canary.requests + e.stable.requests).toLocaleString('en-US')} requests`;
   // Never "100 %": evidence makes an error unlikely, never impossible.
   const confident = `${Math.min(99.9, Math.floor(v.confidence * 1000) / 10)} % confidence`;
   if (v.decision === 'worse') return `${counts}: worse with ${confident}`;

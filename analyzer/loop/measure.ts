@@ -1,5 +1,6 @@
 // measure: the checks due in one tick, asked of Prometheus together — one query per window for
-// the built-in error rate of every release, one per custom metric per release.
+// the built-in error rate of every threshold release, one of counter totals for every sequential
+// release, one per custom metric per release.
 import { canaryName } from '../../contract/names.ts';
 import type { Measurement } from '../core/analysis.ts';
 import type { Observed } from '../core/decide.ts';
@@ -9,16 +10,8 @@ import { workloadKey } from '../ports/metrics.ts';
 /** The query window: one interval, but never under 10 s so a rate has samples to work with. */
 export const windowSeconds = (intervalMs: number): number => Math.max(10, Math.round(intervalMs / 1000));
 
-/**
- * The window a release is measured over. The sequential test adds windows up, so they must not
- * overlap: exactly one interval (at least a second), never the 10 s floor (issue 14).
- */
-export const windowOf = (o: Observed): number | undefined =>
-  !o.policy.ok
-    ? undefined
-    : o.policy.value.analysis.kind === 'sequential'
-      ? Math.max(1, Math.round(o.policy.value.intervalMs / 1000))
-      : windowSeconds(o.policy.value.intervalMs);
+const builtIn = (o: Observed): boolean => o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate');
+const sequential = (o: Observed): boolean => o.policy.ok && o.policy.value.analysis.kind === 'sequential';
 
 export function render(template: string, o: Observed, workload: string, window: number): string {
   return template
@@ -34,35 +27,39 @@ function errorRate(
   counts: Map<string, RequestCounts>,
   namespace: string,
   workload: string,
-): { value?: number; requests: number; errors: number } {
+): { value?: number; requests: number } {
   const c = counts.get(workloadKey(namespace, workload));
-  if (!c || c.requests <= 0) return { requests: c?.requests ?? 0, errors: 0 };
-  return { value: c.errors / c.requests, requests: c.requests, errors: c.errors };
+  if (!c || c.requests <= 0) return { requests: c?.requests ?? 0 };
+  return { value: c.errors / c.requests, requests: c.requests };
 }
 
 /** Measures every due release; a failed query becomes an `error` measurement, never a throw. */
 export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
   // Only releases judged by the built-in error rate need the counts query.
   const windows = new Set(
-    due.flatMap((o) => {
-      const w = windowOf(o);
-      return w !== undefined && o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate') ? [w] : [];
-    }),
+    due.flatMap((o) => (o.policy.ok && builtIn(o) && !sequential(o) ? [windowSeconds(o.policy.value.intervalMs)] : [])),
   );
   const counts = new Map<number, Map<string, RequestCounts> | Error>();
-  await Promise.all(
-    [...windows].map(async (w) =>
-      counts.set(w, await provider.requestCounts(w).catch((e: unknown) => new Error(message(e)))),
-    ),
-  );
+  const asked = (read: () => Promise<Map<string, RequestCounts>>): Promise<Map<string, RequestCounts> | Error> =>
+    read().catch((e: unknown) => new Error(message(e)));
+  const totals = due.some((o) => builtIn(o) && sequential(o)) ? asked(() => provider.requestTotals()) : undefined;
+  await Promise.all([...windows].map(async (w) => counts.set(w, await asked(() => provider.requestCounts(w)))));
+  const totalsNow = await totals;
   const out = new Map<Observed, Measurement[]>();
   await Promise.all(
     due.map(async (o) => {
-      const w = windowOf(o);
-      if (!o.policy.ok || w === undefined) return;
+      if (!o.policy.ok) return;
+      const w = windowSeconds(o.policy.value.intervalMs);
       const canary = canaryName(o.name);
       const measurements = await Promise.all(
         o.policy.value.metrics.map(async (metric): Promise<Measurement> => {
+          if (metric.query === 'error-rate' && sequential(o)) {
+            if (!totalsNow || totalsNow instanceof Error)
+              return { metric: metric.name, error: totalsNow?.message ?? 'no answer' };
+            const half = (workload: string): RequestCounts =>
+              totalsNow.get(workloadKey(o.namespace, workload)) ?? { requests: 0, errors: 0 };
+            return { metric: metric.name, totals: { canary: half(canary), stable: half(o.name) } };
+          }
           if (metric.query === 'error-rate') {
             const c = counts.get(w);
             if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
@@ -73,10 +70,6 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
               requests: ofCanary.requests,
               ...(ofCanary.value !== undefined ? { canary: ofCanary.value } : {}),
               ...(ofStable.value !== undefined ? { stable: ofStable.value } : {}),
-              counts: {
-                canary: { requests: ofCanary.requests, errors: ofCanary.errors },
-                stable: { requests: ofStable.requests, errors: ofStable.errors },
-              },
             };
           }
           try {

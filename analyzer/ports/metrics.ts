@@ -9,6 +9,12 @@ export interface RequestCounts {
 export interface MetricsProvider {
   /** Requests and 5xx per `namespace/workload` over the window, for every workload, in one query. */
   requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>>;
+  /**
+   * Requests and 5xx per `namespace/workload` since each series began (the counters themselves),
+   * for every workload, in one query: differences between two checks are exact, whatever scrapes
+   * were missed in between (the sequential test's windows, issue 14).
+   */
+  requestTotals(): Promise<Map<string, RequestCounts>>;
   /** A PromQL query that yields one number; undefined when it yields nothing or NaN. */
   value(query: string): Promise<number | undefined>;
 }

@@ -77,6 +77,12 @@ class TableProvider implements MetricsProvider {
     this.counts = counts;
     this.values = values;
   }
+  readonly totalsAsked: number[] = [];
+  async requestTotals(): Promise<Map<string, RequestCounts>> {
+    this.totalsAsked.push(1);
+    if (this.counts instanceof Error) throw this.counts;
+    return this.counts;
+  }
   async requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>> {
     this.windows.push(windowSeconds);
     if (this.counts instanceof Error) throw this.counts;
@@ -120,18 +126,10 @@ t.test('measureAll: one count query per window for every release, canary and sta
   const measured = await measureAll(provider, [a, b, c]);
   t.same(provider.windows.sort(), [10, 60], 'two windows, two queries, for three releases');
   t.equal(windowSeconds(5_000), 10, 'never under 10 s');
-  const none = { canary: { requests: 0, errors: 0 }, stable: { requests: 0, errors: 0 } };
-  t.same(measured.get(a), [
-    {
-      metric: 'error-rate',
-      requests: 100,
-      canary: 0.05,
-      stable: 0.01,
-      counts: { canary: { requests: 100, errors: 5 }, stable: { requests: 900, errors: 9 } },
-    },
-  ]);
-  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0, counts: none }], 'no requests: no value, never 0');
-  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0, counts: none }], 'no series at all: the same');
+  t.same(measured.get(a), [{ metric: 'error-rate', requests: 100, canary: 0.05, stable: 0.01 }]);
+  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0 }], 'no requests: no value, never 0');
+  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0 }], 'no series at all: the same');
+  t.same(provider.totalsAsked, [], 'no totals query without a sequential release');
 });
 
 t.test('measureAll: an unreachable Prometheus and a failing query are error measurements, never a throw', async (t) => {
@@ -157,4 +155,27 @@ t.test('measureAll: an unreachable Prometheus and a failing query are error meas
     { metric: 'broken', error: 'bad query' },
   ]);
   t.same(provider.windows, [], 'no count query when no release uses the built-in error rate');
+});
+
+t.test("measureAll: sequential releases get their halves' counter totals, in one query for all", async (t) => {
+  const provider = new TableProvider(
+    new Map([
+      ['ns/a-canary', { requests: 100, errors: 5 }],
+      ['ns/a', { requests: 900, errors: 9 }],
+    ]),
+  );
+  const sequentialPolicy = { kind: 'sequential' as const, alpha: 0.01, margin: 0.5 };
+  const a = {
+    ...due('a', 60_000),
+    policy: { ok: true as const, value: { ...defaultPolicy, analysis: sequentialPolicy } },
+  };
+  const b = { ...due('b', 60_000), policy: a.policy };
+  const measured = await measureAll(provider, [a, b]);
+  t.same(provider.totalsAsked, [1], 'one totals query');
+  t.same(provider.windows, [], 'no windowed query');
+  t.same(measured.get(a), [
+    { metric: 'error-rate', totals: { canary: { requests: 100, errors: 5 }, stable: { requests: 900, errors: 9 } } },
+  ]);
+  const none = { requests: 0, errors: 0 };
+  t.same(measured.get(b), [{ metric: 'error-rate', totals: { canary: none, stable: none } }], 'no series: zeros');
 });

@@ -3,6 +3,8 @@
 import t from 'tap';
 import { accumulate, decideSequential, describeVerdict, noEvidence } from '../../analyzer/core/sequential.ts';
 import type { SequentialPolicy } from '../../analyzer/core/sequential.ts';
+import { judgeSequential } from '../../analyzer/core/analysis.ts';
+import type { Measurement } from '../../analyzer/core/analysis.ts';
 
 /** A small seeded generator (mulberry32): the same draws on every run. */
 function random(seed: number): () => number {
@@ -131,4 +133,30 @@ t.test('the summary says what a person needs: both rates, the requests, the conf
     /^canary errors 5\.00 % vs stable 1\.00 % over 40,000 requests: worse with 99\.9 % confidence$/,
   );
   t.match(describeVerdict(decideSequential(noEvidence(), policy), policy), /not yet decided/);
+});
+
+t.test('judging one check: a baseline first, differences next, a reset starts anew, the ceiling stays', async (t) => {
+  const metric = { name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 };
+  const analysis = { alpha: 0.01, margin: 0.5 };
+  const totals = (cr: number, ce: number, sr: number, se: number): Measurement => ({
+    metric: 'error-rate',
+    totals: { canary: { requests: cr, errors: ce }, stable: { requests: sr, errors: se } },
+  });
+  const first = judgeSequential(metric, totals(100, 1, 900, 9), undefined, analysis);
+  t.match(first.judgement, { verdict: 'inconclusive', progressed: true, reason: 'baseline taken' });
+  t.equal(first.evidence?.canary.requests, 0, 'what came before the first check is not evidence');
+  const second = judgeSequential(metric, totals(300, 3, 2700, 27), first.evidence, analysis);
+  t.equal(second.evidence?.canary.requests, 200, 'the difference since the last check');
+  t.equal(second.evidence?.stable.errors, 18);
+  const reset = judgeSequential(metric, totals(50, 0, 2800, 28), second.evidence, analysis);
+  t.match(reset.judgement, { verdict: 'inconclusive', progressed: true, reason: /new baseline/ });
+  t.equal(reset.evidence?.canary.requests, 200, 'a reset adds nothing');
+  const idle = judgeSequential(metric, totals(50, 0, 2900, 29), reset.evidence, analysis);
+  t.match(idle.judgement, { verdict: 'inconclusive', reason: /no canary requests/ });
+  t.notOk(idle.judgement.progressed, 'no canary traffic is no progress: it counts toward the unjudged limit');
+  const burning = judgeSequential(metric, totals(150, 60, 3000, 30), idle.evidence, analysis);
+  t.match(burning.judgement, { verdict: 'fail', hard: true }, '60 % of the window failed: the ceiling');
+  t.match(judgeSequential(metric, { metric: 'error-rate', error: 'down' }, undefined, analysis).judgement, {
+    verdict: 'error',
+  });
 });
