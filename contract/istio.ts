@@ -126,7 +126,7 @@ export function findRoute(
 export function readCanaryWeight(
   vs: VirtualService,
   steered: { route?: string | undefined; stableSubset: string; canarySubset: string },
-): { ok: true; canaryWeight: number } | { ok: false; error: string } {
+): { ok: true; canaryWeight: number; host?: string } | { ok: false; error: string } {
   const found = findRoute(vs, steered.route);
   if ('error' in found) return { ok: false, error: found.error };
   const destinations = found.route.route ?? [];
@@ -138,7 +138,8 @@ export function readCanaryWeight(
   if (!destinations.some((d) => subsetOf(d) === steered.stableSubset))
     return { ok: false, error: `route "${name}" has no destination with subset ${steered.stableSubset}` };
   const canary = destinations.find((d) => subsetOf(d) === steered.canarySubset);
-  return { ok: true, canaryWeight: canary?.weight ?? 0 };
+  const host = destinations.find((d) => subsetOf(d) === steered.stableSubset)?.destination?.host;
+  return { ok: true, canaryWeight: canary?.weight ?? 0, ...(host ? { host } : {}) };
 }
 
 /** The record key of a route: its name, or `""` for "the only route". */

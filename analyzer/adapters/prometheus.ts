@@ -77,6 +77,23 @@ export class PrometheusProvider implements MetricsProvider {
     return this.byWorkload('istio_requests_total{reporter="destination"}');
   }
 
+  async callerFailures(windowSeconds?: number): Promise<Map<string, number>> {
+    const selection = 'istio_requests_total{reporter="source",response_flags=~"UH|UF|URX|NR"}';
+    const data = await this.query(
+      'sum by (destination_service_namespace, destination_service_name) ' +
+        (windowSeconds === undefined
+          ? `(${selection})`
+          : `(increase(${selection}[${Math.max(1, Math.round(windowSeconds))}s]))`),
+    );
+    const failures = new Map<string, number>();
+    for (const r of data?.result ?? []) {
+      const n = Number(r.value[1]);
+      const key = workloadKey(r.metric.destination_service_namespace ?? '', r.metric.destination_service_name ?? '');
+      if (Number.isFinite(n)) failures.set(key, (failures.get(key) ?? 0) + n);
+    }
+    return failures;
+  }
+
   /** Requests and 5xx of a selection of `istio_requests_total`, summed per workload. */
   private async byWorkload(selection: string): Promise<Map<string, RequestCounts>> {
     const data = await this.query(

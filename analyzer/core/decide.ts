@@ -49,6 +49,8 @@ export interface Observed {
   policyName: string;
   /** Where the release's traffic is steered, once the routing objects are known. */
   route?: RouteRecord;
+  /** The Service the steered route sends to: callers' failures to reach it count against the canary. */
+  service?: { namespace: string; name: string };
   /** An object weir would create or change exists under weir's name but is not weir's: nothing of it is touched. */
   nameConflict?: string;
   /** `weir.dev/status` is there but is not weir's record (edited by hand, or by a hostile party). */

@@ -23,13 +23,43 @@ export function render(template: string, o: Observed, workload: string, window: 
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/** The workloads' request counts and the callers' failures per Service, from one point in time. */
+interface Counted {
+  workloads: Map<string, RequestCounts>;
+  callers: Map<string, number>;
+}
+
+async function asked(
+  workloads: Promise<Map<string, RequestCounts>>,
+  callers: Promise<Map<string, number>>,
+): Promise<Counted | Error> {
+  try {
+    const [w, c] = await Promise.all([workloads, callers]);
+    return { workloads: w, callers: c };
+  } catch (e) {
+    return new Error(message(e));
+  }
+}
+
+/**
+ * The canary's counts with the requests callers sent to the release's Service that never reached a
+ * healthy pod (UH, UF, URX, NR): checks run only while the canary holds weight, and weir keeps the
+ * stable subset selecting the running pods, so such failures are the canary's (issue 14).
+ */
+function withCallers(c: RequestCounts, counted: Counted, o: Observed): RequestCounts {
+  const failed = o.service ? (counted.callers.get(workloadKey(o.service.namespace, o.service.name)) ?? 0) : 0;
+  return { requests: c.requests + failed, errors: c.errors + failed };
+}
+
 function errorRate(
-  counts: Map<string, RequestCounts>,
+  counted: Counted,
   namespace: string,
   workload: string,
+  canaryOf?: Observed,
 ): { value?: number; requests: number } {
-  const c = counts.get(workloadKey(namespace, workload));
-  if (!c || c.requests <= 0) return { requests: c?.requests ?? 0 };
+  const own = counted.workloads.get(workloadKey(namespace, workload)) ?? { requests: 0, errors: 0 };
+  const c = canaryOf ? withCallers(own, counted, canaryOf) : own;
+  if (c.requests <= 0) return { requests: c.requests };
   return { value: c.errors / c.requests, requests: c.requests };
 }
 
@@ -39,11 +69,13 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
   const windows = new Set(
     due.flatMap((o) => (o.policy.ok && builtIn(o) && !sequential(o) ? [windowSeconds(o.policy.value.intervalMs)] : [])),
   );
-  const counts = new Map<number, Map<string, RequestCounts> | Error>();
-  const asked = (read: () => Promise<Map<string, RequestCounts>>): Promise<Map<string, RequestCounts> | Error> =>
-    read().catch((e: unknown) => new Error(message(e)));
-  const totals = due.some((o) => builtIn(o) && sequential(o)) ? asked(() => provider.requestTotals()) : undefined;
-  await Promise.all([...windows].map(async (w) => counts.set(w, await asked(() => provider.requestCounts(w)))));
+  const counts = new Map<number, Counted | Error>();
+  const totals = due.some((o) => builtIn(o) && sequential(o))
+    ? asked(provider.requestTotals(), provider.callerFailures())
+    : undefined;
+  await Promise.all(
+    [...windows].map(async (w) => counts.set(w, await asked(provider.requestCounts(w), provider.callerFailures(w)))),
+  );
   const totalsNow = await totals;
   const out = new Map<Observed, Measurement[]>();
   await Promise.all(
@@ -57,13 +89,16 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
             if (!totalsNow || totalsNow instanceof Error)
               return { metric: metric.name, error: totalsNow?.message ?? 'no answer' };
             const half = (workload: string): RequestCounts =>
-              totalsNow.get(workloadKey(o.namespace, workload)) ?? { requests: 0, errors: 0 };
-            return { metric: metric.name, totals: { canary: half(canary), stable: half(o.name) } };
+              totalsNow.workloads.get(workloadKey(o.namespace, workload)) ?? { requests: 0, errors: 0 };
+            return {
+              metric: metric.name,
+              totals: { canary: withCallers(half(canary), totalsNow, o), stable: half(o.name) },
+            };
           }
           if (metric.query === 'error-rate') {
             const c = counts.get(w);
             if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
-            const ofCanary = errorRate(c, o.namespace, canary);
+            const ofCanary = errorRate(c, o.namespace, canary, o);
             const ofStable = errorRate(c, o.namespace, o.name);
             return {
               metric: metric.name,

@@ -109,6 +109,26 @@ export function optedOut(d: V1Deployment, ns: V1Namespace | undefined, optIn: La
   );
 }
 
+/** Where the release is steered, and the Service its route sends to. */
+function routeFields(
+  target: RouteTarget | undefined,
+  routing: Observed['routing'] & { host?: string },
+  namespace: string,
+): Pick<Observed, 'route' | 'service'> {
+  if (!target) return {};
+  return {
+    route: routeRecord(target),
+    ...serviceOf(routing.ok ? (routing.host ?? target.host) : undefined, namespace),
+  };
+}
+
+/** A Service host as a route names it (`web`, `web.shop`, `web.shop.svc.cluster.local`). */
+function serviceOf(host: string | undefined, namespace: string): Pick<Observed, 'service'> {
+  if (!host) return {};
+  const [name = '', ns] = host.split('.');
+  return { service: { namespace: ns ?? namespace, name } };
+}
+
 /** The policy the Deployment asks for, resolved, and its name. */
 function policyFields(
   a: Record<string, string>,
@@ -219,7 +239,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     subsetsReady,
     unlabelledStablePods: unlabelled.items.length,
     ...policyFields(a, edges.policies),
-    ...(target ? { route: routeRecord(target) } : {}),
+    ...routeFields(target, routing, namespace),
     ...canaryFields(canary, d),
   };
   return { observed, deployment: d, ...(target ? { target } : {}) };

@@ -15,6 +15,12 @@ export interface MetricsProvider {
    * were missed in between (the sequential test's windows, issue 14).
    */
   requestTotals(): Promise<Map<string, RequestCounts>>;
+  /**
+   * Requests callers sent to a Service that never reached a healthy pod (Envoy's UH, UF, URX, NR,
+   * reported by the source side only), per `namespace/service`: over the window, or since each
+   * series began when no window is given.
+   */
+  callerFailures(windowSeconds?: number): Promise<Map<string, number>>;
   /** A PromQL query that yields one number; undefined when it yields nothing or NaN. */
   value(query: string): Promise<number | undefined>;
 }

@@ -14,7 +14,8 @@ export interface RouteTarget {
   owned?: { owner: { apiVersion: string; kind: string; name: string; uid: string } };
 }
 
-export type RouteRead = { ok: true; canaryWeight: number } | { ok: false; error: string };
+/** The canary weight on the route, and the Service host it sends to (for callers' errors, issue 14). */
+export type RouteRead = { ok: true; canaryWeight: number; host?: string } | { ok: false; error: string };
 
 /** The one interface the analyzer moves traffic through. */
 export interface TrafficRouter {

@@ -89,6 +89,7 @@ function toPod(pod: V1Pod): SimPod {
     workload,
     errorRate: Math.min(1, Math.max(0, num(annotations['sim.weir.dev/error-rate'], 0))),
     latencyMs: Math.max(0, num(annotations['sim.weir.dev/latency-ms'], 3)),
+    refuses: annotations['sim.weir.dev/refuse-connections'] === 'true',
   };
 }
 
@@ -171,8 +172,10 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
     destination_service_namespace: service?.namespace ?? 'unknown',
     request_protocol: 'http',
   };
-  if (routed.kind === 'no-healthy-upstream') {
-    // No upstream answered, so only the source side reports, as in a real mesh.
+  const refused = routed.kind === 'pod' && routed.pod.refuses === true;
+  if (routed.kind === 'no-healthy-upstream' || refused) {
+    // No upstream answered, so only the source side reports, as in a real mesh: UH when there was
+    // no healthy endpoint, UF when the chosen one refused the connection.
     const labels: MetricLabels = {
       ...base,
       reporter: 'source',
@@ -182,7 +185,7 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
       destination_app: 'unknown',
       destination_canonical_service: 'unknown',
       response_code: '503',
-      response_flags: 'UH',
+      response_flags: refused ? 'UF' : 'UH',
     };
     requests.inc(labels);
     duration.observe(labels, 0.2);

@@ -13,6 +13,8 @@ export interface SimPod {
   workload: string;
   errorRate: number;
   latencyMs: number;
+  /** Refuses connections (a wrong port, a crashed listener): callers see 503 UF, the pod reports nothing. */
+  refuses?: boolean;
 }
 
 export interface SimService {

@@ -78,6 +78,11 @@ class TableProvider implements MetricsProvider {
     this.values = values;
   }
   readonly totalsAsked: number[] = [];
+  callers = new Map<string, number>();
+  async callerFailures(): Promise<Map<string, number>> {
+    if (this.counts instanceof Error) throw this.counts;
+    return this.callers;
+  }
   async requestTotals(): Promise<Map<string, RequestCounts>> {
     this.totalsAsked.push(1);
     if (this.counts instanceof Error) throw this.counts;
@@ -178,4 +183,29 @@ t.test("measureAll: sequential releases get their halves' counter totals, in one
   ]);
   const none = { requests: 0, errors: 0 };
   t.same(measured.get(b), [{ metric: 'error-rate', totals: { canary: none, stable: none } }], 'no series: zeros');
+});
+
+t.test("measureAll: callers' failures to reach the release's Service count against the canary", async (t) => {
+  const provider = new TableProvider(
+    new Map([
+      ['ns/a-canary', { requests: 100, errors: 0 }],
+      ['ns/a', { requests: 900, errors: 9 }],
+    ]),
+  );
+  provider.callers = new Map([['ns/web', 100]]);
+  const a = { ...due('a', 60_000), service: { namespace: 'ns', name: 'web' } };
+  t.same((await measureAll(provider, [a])).get(a), [
+    { metric: 'error-rate', requests: 200, canary: 0.5, stable: 0.01 },
+  ]);
+  const other = { ...due('a', 60_000), service: { namespace: 'ns', name: 'api' } };
+  t.same(
+    (await measureAll(provider, [other])).get(other),
+    [{ metric: 'error-rate', requests: 100, canary: 0, stable: 0.01 }],
+    "another Service's failures are not this canary's",
+  );
+  const sequentialPolicy = { kind: 'sequential' as const, alpha: 0.01, margin: 0.5 };
+  const b = { ...a, policy: { ok: true as const, value: { ...defaultPolicy, analysis: sequentialPolicy } } };
+  t.same((await measureAll(provider, [b])).get(b), [
+    { metric: 'error-rate', totals: { canary: { requests: 200, errors: 100 }, stable: { requests: 900, errors: 9 } } },
+  ]);
 });

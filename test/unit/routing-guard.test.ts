@@ -227,7 +227,7 @@ t.test("the analyzer's weight patch is guarded, changes only the weights and the
     [90, 10],
   );
   t.same(out.metadata?.annotations, weightsAt10);
-  t.same(readWeight(out, target), { ok: true, canaryWeight: 10 });
+  t.same(readWeight(out, target), { ok: true, canaryWeight: 10, host: 'myapp.shop.svc.cluster.local' });
   const withoutCanary = seedVs();
   withoutCanary.spec?.http?.[0]?.route?.splice(1);
   const added = jsonPatch.applyPatch(
