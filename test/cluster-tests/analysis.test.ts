@@ -1,8 +1,18 @@
 // Issue 14 on the local cluster: the sequential test of canary against stable, through the real
 // path (Prometheus counts of both halves, exact windows, evidence kept in the status record).
 import t from 'tap';
-import { apply, deployment, namespace, service } from '../helpers/kube.ts';
-import { events, fast, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
+import {
+  apply,
+  countUhFromNow,
+  deployment,
+  kubectl,
+  kubectlRaw,
+  namespace,
+  service,
+  waitFor,
+} from '../helpers/kube.ts';
+import { seedDeployment, seedMesh } from '../../demo/seed.ts';
+import { events, fast, getDeployment, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
 
 const sequential = { 'weir.dev/analysis': 'sequential', 'weir.dev/steps': '50,100' };
 const errors = (rate: number): Record<string, string> => ({ 'sim.weir.dev/error-rate': String(rate) });
@@ -96,5 +106,38 @@ t.test(
     t.ok(rollingBack >= 0, 'rolled back');
     t.ok(checks.length <= 1, `judged on the callers' errors: ${checks.length} check(s) before the rollback, then it`);
     t.match(evs[rollingBack]?.message, /error-rate: 100\.00% is at or above the hard ceiling/);
+  },
+);
+
+t.test(
+  "the seed's manifests applied as written in default: a healthy version promoted, a bad one rolled back",
+  async (t) => {
+    // The seed's folder lands in `default`; opting it in is the one step a user takes.
+    const ns = 'default';
+    await kubectl(['label', 'namespace', ns, 'weir.dev/canary=enabled', '--overwrite']);
+    const objects = [...seedMesh(ns), seedDeployment('v1', fast)];
+    t.teardown(async () => {
+      await kubectlRaw(
+        ['delete', '-n', ns, '-f', '-', '--ignore-not-found', '--wait=false'],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'List',
+          items: objects,
+        }),
+      );
+      await kubectl(['label', 'namespace', ns, 'weir.dev/canary-']);
+    });
+    for (const o of objects) await apply(ns, o);
+    await waitFor('myapp v1 ready', async () => (await getDeployment(ns, 'myapp')).status?.readyReplicas === 3, 60_000);
+    const newUh = await countUhFromNow(ns);
+    await apply(ns, seedDeployment('v2', fast));
+    await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
+    const promoted = await waitForPhase(ns, 'myapp', 'Stable', 180_000);
+    t.match(promoted.metadata.annotations?.['weir.dev/reason'], /^Promoted/);
+    await apply(ns, seedDeployment('v3', fast, { 'sim.weir.dev/error-rate': '0.3' }));
+    await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
+    const rolledBack = await waitForPhase(ns, 'myapp', 'RolledBack', 180_000);
+    t.match(rolledBack.metadata.annotations?.['weir.dev/reason'], /^RolledBack/);
+    t.equal(await newUh(), 0, 'the gateway answered no 503 UH from the first release to the end');
   },
 );
