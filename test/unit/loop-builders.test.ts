@@ -7,6 +7,7 @@ import { active } from '../../analyzer/loop/reconcile.ts';
 import { measureAll, windowSeconds } from '../../analyzer/loop/measure.ts';
 import { parseScope } from '../../analyzer/core/scope.ts';
 import { defaultPolicy } from '../../analyzer/core/policy.ts';
+import { judge } from '../../analyzer/core/analysis.ts';
 import type { Observed } from '../../analyzer/core/decide.ts';
 import type { MetricsProvider, RequestCounts } from '../../analyzer/ports/metrics.ts';
 import { annotations, labels } from '../../contract/names.ts';
@@ -208,4 +209,21 @@ t.test("measureAll: callers' failures to reach the release's Service count again
   t.same((await measureAll(provider, [b])).get(b), [
     { metric: 'error-rate', totals: { canary: { requests: 200, errors: 100 }, stable: { requests: 900, errors: 9 } } },
   ]);
+});
+
+t.test("measureAll: a relative latency metric asks the canary's p99 and the stable half's, same window", async (t) => {
+  const p99 = 'histogram_quantile(0.99, rate(b{workload="{{canary}}",ns="{{namespace}}"}[{{interval}}]))';
+  const provider = new TableProvider(new Map(), {
+    'histogram_quantile(0.99, rate(b{workload="a-canary",ns="ns"}[60s]))': 180,
+    'histogram_quantile(0.99, rate(b{workload="a",ns="ns"}[60s]))': 120,
+  });
+  const a = due('a', 60_000, [{ name: 'p99-vs-stable', query: p99, max: 2000, relativeMargin: 50 }]);
+  const measured = (await measureAll(provider, [a])).get(a);
+  t.same(measured, [{ metric: 'p99-vs-stable', canary: 180, stable: 120 }]);
+  const verdict = judge(
+    { name: 'p99-vs-stable', query: p99, max: 2000, relativeMargin: 50 },
+    measured?.[0] ?? { metric: '' },
+    0,
+  );
+  t.equal(verdict.verdict, 'fail', '180 ms is above stable 120 ms + 50 ms');
 });
