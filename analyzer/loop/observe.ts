@@ -25,25 +25,10 @@ export interface Edges {
   events: EventRecorder;
   /** Which namespaces are opted in: the same selector as the webhook configuration's namespaceSelector. */
   optIn: LabelSelector;
-  /** Services of a namespace; a reconcile pass shares one list per namespace among its releases. */
-  services?: (namespace: string) => Promise<V1Service[]>;
   /** The watches' caches, when the analyzer runs them: observe then sends no reads (ADR 14). */
   cache?: {
     deployment: (namespace: string, name: string) => V1Deployment | undefined;
     services: (namespace: string) => readonly V1Service[];
-  };
-}
-
-/** A per-pass memo of Service lists, so N releases in a namespace cost one list, not N. */
-export function serviceMemo(core: CoreV1Api): (namespace: string) => Promise<V1Service[]> {
-  const lists = new Map<string, Promise<V1Service[]>>();
-  return (namespace) => {
-    let list = lists.get(namespace);
-    if (!list) {
-      list = core.listNamespacedService({ namespace }).then((l) => l.items);
-      lists.set(namespace, list);
-    }
-    return list;
   };
 }
 
@@ -62,9 +47,7 @@ async function findService(edges: Edges, d: V1Deployment): Promise<string | unde
   const podLabels = d.spec?.template.metadata?.labels ?? {};
   const services = edges.cache
     ? edges.cache.services(namespace)
-    : edges.services
-      ? await edges.services(namespace)
-      : (await edges.core.listNamespacedService({ namespace })).items;
+    : (await edges.core.listNamespacedService({ namespace })).items;
   const match = services.find((s) => {
     const selector = s.spec?.selector;
     return (

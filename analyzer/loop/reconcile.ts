@@ -10,7 +10,7 @@ import type { Action, Observed } from '../core/decide.ts';
 import { describeError, isConflict } from '../../contract/api.ts';
 import { measureAll } from './measure.ts';
 import type { MetricsProvider } from '../ports/metrics.ts';
-import { observe, serviceMemo } from './observe.ts';
+import { observe } from './observe.ts';
 import type { ReleaseView } from './observe.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Watch } from './watch.ts';
@@ -75,7 +75,6 @@ export async function tick(deps: LoopDeps): Promise<void> {
   if (!deps.ctx.mayWrite() || !deps.deployments.synced() || !deps.namespaces.synced()) return;
   const stop = deps.telemetry.reconcileDuration.startTimer();
   const views: ReleaseView[] = [];
-  const services = serviceMemo(deps.ctx.core);
   const concurrency = deps.concurrency ?? 16;
   const inScope = (d: V1Deployment): boolean =>
     !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
@@ -83,9 +82,7 @@ export async function tick(deps: LoopDeps): Promise<void> {
   deps.touched?.clear();
   await inBatches(active(deps.deployments.list(), touched).filter(inScope), concurrency, async (d) => {
     try {
-      views.push(
-        await observe({ ...deps.ctx, services }, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')),
-      );
+      views.push(await observe(deps.ctx, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
     } catch (error) {
       deps.telemetry.reconcileErrors.inc();
       deps.log('could not observe a release', {
