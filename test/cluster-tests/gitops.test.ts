@@ -330,18 +330,24 @@ t.test("Flux's apply engine every 2 s: zero UH, and after each new content every
   }
 });
 
+/** The seed's folder applied once, then v2 released and held at its first step (10 %) for `pause`. */
+async function seedReleaseAt10(t: { teardown(fn: () => unknown): void }, pause: string): Promise<string> {
+  const ns = await namespace(t, { optIn: true });
+  const folder = await Folder.create(t);
+  await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
+  await applyFolder('client-side', ns, folder.dir);
+  await kubectl(
+    ['apply', '-n', ns, '-f', '-'],
+    JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': pause })),
+  );
+  await waitForWeight(ns, 'myapp', 10);
+  return ns;
+}
+
 t.test(
   "routing changed behind weir's back (kubectl replace) is put back within a tick, with an event, mid-step and after",
   async (t) => {
-    const ns = await namespace(t, { optIn: true });
-    const folder = await Folder.create(t);
-    await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
-    await applyFolder('client-side', ns, folder.dir);
-    await kubectl(
-      ['apply', '-n', ns, '-f', '-'],
-      JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': '30s' })),
-    );
-    await waitForWeight(ns, 'myapp', 10);
+    const ns = await seedReleaseAt10(t, '30s');
     // A step under way: its weight on the route and a first check made (before it, a difference is
     // weir's own step write still landing, which it finishes without a warning).
     await waitFor('a check at 10 %', async () => (await releaseStatus(ns, 'myapp'))?.lastCheckAt !== undefined, 30_000);
@@ -389,15 +395,7 @@ t.test(
 );
 
 t.test('the Deployment deleted mid-release with its own VirtualService in git: no stray weight stays', async (t) => {
-  const ns = await namespace(t, { optIn: true });
-  const folder = await Folder.create(t);
-  await folder.write([...seedMesh(ns), seedDeployment('v1', fast)]);
-  await applyFolder('client-side', ns, folder.dir);
-  await kubectl(
-    ['apply', '-n', ns, '-f', '-'],
-    JSON.stringify(seedDeployment('v2', { ...fast, 'weir.dev/step-pause': '60s' })),
-  );
-  await waitForWeight(ns, 'myapp', 10);
+  const ns = await seedReleaseAt10(t, '60s');
   const canaryWeight = async (): Promise<number | undefined> => {
     const vs = await getJson<Vs>(['get', 'virtualservice', 'myapp-virtualservice', '-n', ns]);
     return vs.spec.http.find((r) => r.name === 'primary')?.route.find((d) => d.destination.subset === 'v2')?.weight;
