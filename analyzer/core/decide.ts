@@ -74,6 +74,10 @@ export type Action =
   | { kind: 'checked'; verdict: Verdict }
   | { kind: 'released'; outcome: 'promoted' | 'rolledBack' };
 
+/** A finding is what metrics count; it writes nothing. */
+export const isFinding = (a: Action): a is Extract<Action, { kind: 'checked' | 'released' }> =>
+  a.kind === 'checked' || a.kind === 'released';
+
 const ms = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
 const event = (type: 'Normal' | 'Warning', reason: string, message: string): Action => ({
   kind: 'event',

@@ -3,6 +3,7 @@
 import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
 import { annotations, canaryName, labels, tracks } from '../../contract/names.ts';
 import { formatStatus } from '../../contract/status.ts';
+import { isFinding } from '../core/decide.ts';
 import type { Action } from '../core/decide.ts';
 import { fieldManager, jsonPatch, maybe, pointer } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
@@ -232,7 +233,8 @@ export async function act(ctx: ActContext, view: ReleaseView, actions: Action[])
   for (const action of actions) {
     if (!ctx.mayWrite()) return done;
     await perform(ctx, view, action);
-    ctx.onAction?.(view, action);
+    // The hook sees what was carried out against the cluster; findings only count.
+    if (!isFinding(action)) ctx.onAction?.(view, action);
     done++;
   }
   return done;
