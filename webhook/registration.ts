@@ -1,7 +1,7 @@
 // The MutatingWebhookConfiguration that tells the API server to call weir. The Helm chart
 // renders the same shape (test/cluster-tests/chart.test.ts fails when the two differ); the
 // local cluster registers it by URL.
-import { labels, namespaceOptIn } from '../contract/names.ts';
+import { labels, namespaceOptIn, prefix } from '../contract/names.ts';
 
 export interface Registration {
   name?: string;
@@ -41,6 +41,27 @@ export const systemNamespaces = ['kube-system', 'kube-public', 'kube-node-lease'
 /** weir's own canary halves never reach the webhook. */
 export const objectSelector = { matchExpressions: [{ key: labels.canaryOf, operator: 'DoesNotExist' }] };
 
+/** `weir.dev/` annotations of `o` that `other` lacks or holds with another value (CEL). */
+const weirAnnotationsOf = (o: string, other: string): string =>
+  `(has(${o}.metadata.annotations) && ${o}.metadata.annotations.exists(k, k.startsWith('${prefix}') && ` +
+  `!(has(${other}.metadata.annotations) && k in ${other}.metadata.annotations && ` +
+  `${other}.metadata.annotations[k] == ${o}.metadata.annotations[k])))`;
+
+/**
+ * The API server calls weir only for a request whose answer could be a patch (ADR 15): a CREATE,
+ * or an UPDATE that changes the spec or a `weir.dev/` annotation. An UPDATE that changes neither
+ * (a server-side apply of an unchanged manifest, a label or a foreign annotation edited) leaves
+ * weir's answer "unchanged" by construction: mutate reads nothing else of the object.
+ */
+export const matchConditions = [
+  {
+    name: 'may-change-a-release',
+    expression:
+      "request.operation != 'UPDATE' || object.spec != oldObject.spec || " +
+      `${weirAnnotationsOf('object', 'oldObject')} || ${weirAnnotationsOf('oldObject', 'object')}`,
+  },
+];
+
 export function webhookConfiguration(r: Registration): Record<string, unknown> {
   const clientConfig =
     'url' in r.target
@@ -70,6 +91,7 @@ export function webhookConfiguration(r: Registration): Record<string, unknown> {
         clientConfig,
         namespaceSelector: { matchExpressions },
         objectSelector,
+        matchConditions,
         rules: webhookRules,
       },
     ],

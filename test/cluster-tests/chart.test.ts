@@ -333,6 +333,7 @@ t.test("the chart's webhook configuration and the local cluster's registration a
     'reinvocationPolicy',
     'rules',
     'objectSelector',
+    'matchConditions',
   ] as const) {
     t.same(rendered[field], registered[field], field);
   }
@@ -354,6 +355,7 @@ interface Webhook {
   reinvocationPolicy: string;
   rules: unknown[];
   objectSelector: unknown;
+  matchConditions: unknown;
   namespaceSelector: { matchLabels?: Record<string, string>; matchExpressions?: Expression[] };
   clientConfig: { service?: Record<string, unknown> };
 }

@@ -1,5 +1,6 @@
 // Issue 3's acceptance on the local control plane: the API server calls weir's webhook over TLS.
 import t from 'tap';
+import type { Test } from 'tap';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,30 @@ const observed = (ns: string): Promise<void> =>
     30_000,
   );
 const v = (image: string, replicas = 2): Record<string, unknown> => deployment('web', { image, replicas });
+
+/**
+ * Registers a webhook at `url` for `ns` alone (a private label selects it), so other tests keep
+ * the shared weir; removed with the test.
+ */
+async function privateRegistration(
+  t: Test,
+  ns: string,
+  caBundle: string,
+  url: string,
+  failurePolicy?: 'Fail',
+): Promise<void> {
+  const id = randomBytes(4).toString('hex');
+  await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
+  const config = webhookConfiguration({
+    name: `weir-${id}`,
+    caBundle,
+    ...(failurePolicy ? { failurePolicy } : {}),
+    target: { url },
+  }) as { webhooks: { namespaceSelector: unknown }[] };
+  for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
+  await apply(ns, config);
+  t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
+}
 
 t.test('in an opted-in namespace: stamp, hold, record, pass replicas, end on revert', async (t) => {
   const ns = await namespace(t, { optIn: true });
@@ -118,18 +143,8 @@ t.test('with the webhook stopped, kubectl apply still succeeds (failurePolicy Ig
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  // A private registration selects only this test's namespace, so other tests keep the shared weir.
-  const id = randomBytes(4).toString('hex');
   const ns = await namespace(t);
-  await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
-  const config = webhookConfiguration({
-    name: `weir-${id}`,
-    caBundle,
-    target: { url: `https://127.0.0.1:${port}/mutate` },
-  }) as { webhooks: { namespaceSelector: unknown }[] };
-  for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
-  await apply(ns, config);
-  t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
+  await privateRegistration(t, ns, caBundle, `https://127.0.0.1:${port}/mutate`);
   await waitFor(
     'the private webhook to be called',
     async () => {
@@ -180,18 +195,8 @@ t.test(
       (await request(`https://127.0.0.1:${port}/readyz`, { dispatcher })).statusCode;
     await waitFor('the webhook ready', async () => (await readyz()) === 200, 30_000, 200);
     // A private registration that fails closed: an admission this webhook does not answer fails the apply.
-    const id = randomBytes(4).toString('hex');
     const ns = await namespace(t);
-    await kubectl(['label', 'namespace', ns, `weir-test-${id}=on`]);
-    const config = webhookConfiguration({
-      name: `weir-${id}`,
-      caBundle,
-      failurePolicy: 'Fail',
-      target: { url: `https://127.0.0.1:${port}/mutate` },
-    }) as { webhooks: { namespaceSelector: unknown }[] };
-    for (const w of config.webhooks) w.namespaceSelector = { matchLabels: { [`weir-test-${id}`]: 'on' } };
-    await apply(ns, config);
-    t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
+    await privateRegistration(t, ns, caBundle, `https://127.0.0.1:${port}/mutate`, 'Fail');
     await waitFor(
       'the private webhook answering',
       async () => {
@@ -230,3 +235,69 @@ t.test(
     t.equal(await exited, 0, 'then it exits cleanly');
   },
 );
+
+t.test('the API server itself skips weir for updates whose answer cannot be a patch (matchConditions)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-match-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
+  const app = buildApp({ tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') }, logger: false });
+  const calls: string[] = [];
+  app.addHook('onRequest', async (request) => {
+    if (request.url === '/mutate') calls.push(request.url);
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const ns = await namespace(t);
+  await privateRegistration(t, ns, caBundle, `https://127.0.0.1:${port}/mutate`);
+  // Admission is part of the request: when kubectl returns, weir was called or it never will be.
+  await waitFor(
+    'the private webhook to stamp a new Deployment',
+    async () => {
+      await kubectl(['delete', 'deployment', 'web', '-n', ns, '--ignore-not-found']);
+      await apply(ns, v('example.com/web:v1'));
+      return (await get(ns)).spec.template.metadata.labels['weir.dev/track'] === 'stable';
+    },
+    30_000,
+    500,
+  );
+  const callsAfter = async (what: string, change: () => Promise<unknown>): Promise<number> => {
+    const before = calls.length;
+    await change();
+    t.comment(`${what}: ${calls.length - before} call(s)`);
+    return calls.length - before;
+  };
+  const sideways = (...args: string[]): Promise<string> => kubectl([...args, '-n', ns]);
+  t.equal(await callsAfter('a label', () => sideways('label', 'deployment', 'web', 'team=a')), 0, 'a label: no call');
+  t.equal(
+    await callsAfter('a foreign annotation', () => sideways('annotate', 'deployment', 'web', 'example.com/note=x')),
+    0,
+    "another tool's annotation: no call",
+  );
+  const manifest = JSON.stringify(v('example.com/web:v1'));
+  t.equal(
+    await callsAfter('an unchanged server-side apply', () =>
+      kubectlRaw(['apply', '--server-side', '--field-manager', 'flux', '-n', ns, '-f', '-'], manifest),
+    ),
+    0,
+    'a server-side apply of the same manifest by another manager: no call',
+  );
+  t.equal(
+    await callsAfter('a weir annotation', () => sideways('annotate', 'deployment', 'web', 'weir.dev/canary=disabled')),
+    1,
+    'a weir.dev/ annotation: called',
+  );
+  await sideways('annotate', 'deployment', 'web', 'weir.dev/canary-');
+  t.equal(
+    await callsAfter('scale', () => sideways('scale', 'deployment', 'web', '--replicas=3')),
+    0,
+    'the scale subresource: no call',
+  );
+  t.equal(
+    await callsAfter('a new image', () => apply(ns, v('example.com/web:v2', 3))),
+    1,
+    'a template change: called, and the release starts',
+  );
+  t.equal((await get(ns)).metadata.annotations?.['weir.dev/phase'], 'Progressing');
+});
