@@ -21,7 +21,12 @@ export interface AnalyzerSettings {
   identity: string;
   leaseSeconds: number;
   renewMs: number;
+  /** The heartbeat, and how soon a release that just changed something is looked at again. */
   tickMs: number;
+  /** Every release in flight is queued again this often, whatever the watches said (a missed event heals). */
+  resyncMs: number;
+  /** Changes that arrive within this window are handled in one pass (one Prometheus query for all). */
+  batchMs: number;
   /** /healthz fails when no pass has finished for this long. */
   livenessMs: number;
   /** Test seam: this process's wall clock runs this far ahead (or behind) of the machine's. */
@@ -30,6 +35,11 @@ export interface AnalyzerSettings {
   hold?: { kind: string; file: string };
   /** Test seam: the process kills itself (SIGKILL) right after its first action of this kind. */
   crashAfter?: string;
+  /**
+   * Benchmark seam: the design before ADR 14 and 16, for comparison in the same run — no caches
+   * for releases (every read is a GET or LIST) and every release in flight looked at every tick.
+   */
+  polling?: true;
   host: string;
   port: number;
   scope: string;
@@ -90,11 +100,15 @@ function clockOffset(text: string | undefined): number {
   return text.startsWith('-') ? -ms : ms;
 }
 
-function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold' | 'crashAfter'> {
+function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold' | 'crashAfter' | 'polling'> {
   const kind = env.WEIR_TEST_HOLD_BEFORE;
   const file = env.WEIR_TEST_HOLD_FILE;
   const crashAfter = env.WEIR_TEST_CRASH_AFTER;
-  return { ...(kind && file ? { hold: { kind, file } } : {}), ...(crashAfter ? { crashAfter } : {}) };
+  return {
+    ...(kind && file ? { hold: { kind, file } } : {}),
+    ...(crashAfter ? { crashAfter } : {}),
+    ...(env.WEIR_TEST_POLLING === '1' ? { polling: true as const } : {}),
+  };
 }
 
 /** Reads settings from the environment; a missing or bad value is an error that names it. */
@@ -132,6 +146,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
     leaseSeconds: Math.max(2, leaseSeconds),
     renewMs: duration(env, 'WEIR_LEASE_RENEW', `${Math.max(1, Math.floor(leaseSeconds / 3))}s`),
     tickMs: duration(env, 'WEIR_TICK', '1s'),
+    resyncMs: duration(env, 'WEIR_RESYNC', '30s'),
+    batchMs: duration(env, 'WEIR_BATCH_WINDOW', '100ms'),
     livenessMs: duration(env, 'WEIR_LIVENESS_TIMEOUT', '60s'),
     ...testSeam(env),
     clockOffsetMs: clockOffset(env.WEIR_TEST_CLOCK_OFFSET),

@@ -26,8 +26,9 @@ const annotations = {
   'weir.dev/drain': '1s',
 };
 
-async function metric(state: ClusterState, name: string): Promise<number> {
-  const text = await (await request(`${state.analyzerUrl ?? ''}/metrics`)).body.text();
+/** The sum of a metric's samples (every sample whose line starts with `name`) on an analyzer's /metrics. */
+export async function metric(url: string, name: string): Promise<number> {
+  const text = await (await request(`${url}/metrics`)).body.text();
   return text
     .split('\n')
     .filter((l) => l.startsWith(name))
@@ -35,7 +36,7 @@ async function metric(state: ClusterState, name: string): Promise<number> {
 }
 
 /** Every canary-weight change of every VirtualService in a namespace, with the time it was seen. */
-async function watchWeights(
+export async function watchWeights(
   kc: KubeConfig,
   ns: string,
 ): Promise<{ changes: Map<string, { weight: number; at: number }[]>; stop: () => void }> {
@@ -60,7 +61,7 @@ async function watchWeights(
   return { changes, stop: () => req.abort() };
 }
 
-const percentile = (xs: number[], p: number): number =>
+export const percentile = (xs: number[], p: number): number =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 
 async function phases(apps: AppsV1Api, ns: string): Promise<string[]> {
@@ -68,7 +69,7 @@ async function phases(apps: AppsV1Api, ns: string): Promise<string[]> {
   return list.items.map((d) => d.metadata?.annotations?.['weir.dev/phase'] ?? '');
 }
 
-async function kubectlApply(state: ClusterState, ns: string, items: unknown[]): Promise<void> {
+export async function kubectlApply(state: ClusterState, ns: string, items: unknown[]): Promise<void> {
   const { execFile } = await import('node:child_process');
   await new Promise<void>((resolve, reject) => {
     const child = execFile(
@@ -106,8 +107,8 @@ async function once(state: ClusterState, kc: KubeConfig, n: number): Promise<Ana
   );
   const weights = await watchWeights(kc, ns);
   const [queries0, writes0] = [
-    await metric(state, 'weir_prometheus_query_duration_seconds_count'),
-    await metric(state, 'weir_api_writes_total'),
+    await metric(state.analyzerUrl ?? '', 'weir_prometheus_query_duration_seconds_count'),
+    await metric(state.analyzerUrl ?? '', 'weir_api_writes_total'),
   ];
   const started = Date.now();
   const patch = [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'example.com/app:v2' }];
@@ -125,9 +126,9 @@ async function once(state: ClusterState, kc: KubeConfig, n: number): Promise<Ana
   );
   const seconds = (Date.now() - started) / 1000;
   const [queries1, writes1, rss] = [
-    await metric(state, 'weir_prometheus_query_duration_seconds_count'),
-    await metric(state, 'weir_api_writes_total'),
-    await metric(state, 'weir_analyzer_process_resident_memory_bytes'),
+    await metric(state.analyzerUrl ?? '', 'weir_prometheus_query_duration_seconds_count'),
+    await metric(state.analyzerUrl ?? '', 'weir_api_writes_total'),
+    await metric(state.analyzerUrl ?? '', 'weir_analyzer_process_resident_memory_bytes'),
   ];
   weights.stop();
   const lags: number[] = [];

@@ -1,6 +1,6 @@
 // `npm run bench`: runs the benchmarks and writes docs/benchmarks.md. Speed is measured here,
 // never in tests: each figure is set against a baseline measured in the same run.
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,12 +9,19 @@ import { benchWebhook } from './webhook.ts';
 import type { LoadResult } from './webhook.ts';
 import { benchAnalyzer } from './analyzer.ts';
 import type { AnalyzerResult } from './analyzer.ts';
+import { analysisSection } from './analysis.ts';
+import { benchScale, scaleIntervalMs } from './scale.ts';
+import type { ScaleResult } from './scale.ts';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     releases: { type: 'string', default: '10,100' },
     only: { type: 'string' },
+    'analysis-releases': { type: 'string', default: '200' },
+    'scale-deployments': { type: 'string', default: '10000' },
+    'scale-guarded': { type: 'string', default: '1000' },
+    'scale-releases': { type: 'string', default: '100,500,1000' },
   },
 });
 
@@ -49,10 +56,15 @@ const readingNotes = `## Reading these numbers
 
 const cpu = cpus()[0]?.model.trim() ?? 'cpu';
 const machine = `${cpus().length} × ${cpu}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-const sections: string[] = [
-  `# Benchmarks\n\nMeasured ${new Date().toISOString().slice(0, 10)} on ${machine}, by \`npm run bench\`.\n` +
-    'Figures are from one run; ratios compare against a baseline measured in that same run.\n',
-];
+const measured = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}.`;
+const header =
+  '# Benchmarks\n\nWritten by `npm run bench` (`-- --only webhook|analyzer|analysis` reruns one section and keeps ' +
+  'the others). Each section is from one run, dated; ratios compare against a baseline measured in that same run.\n';
+/** The sections this run measured, by heading; the others are kept from the file as they were. */
+const sections = new Map<string, string>();
+const section = (heading: string, body: string): void => {
+  sections.set(heading, `## ${heading}\n\n${measured}\n\n${body}`);
+};
 
 function targets(weir: { full: LoadResult; fixed: LoadResult }, base: { full: LoadResult }): string {
   const ratio = weir.full.throughput / base.full.throughput;
@@ -69,9 +81,9 @@ if (!values.only || values.only === 'webhook') {
   const base = results.baseline;
   const weir = results.weir;
   if (!base || !weir) throw new Error('webhook benchmark incomplete');
-  sections.push(`## Webhook admission
-
-Deployment UPDATE reviews of ${f(size / 1024, 1)} KB (a recorded review, padded with env vars), POSTed over
+  section(
+    'Webhook admission',
+    `Deployment UPDATE reviews of ${f(size / 1024, 1)} KB (a recorded review, padded with env vars), POSTed over
 keep-alive HTTPS (TLS 1.3, 16 connections) from a second process on loopback. **Baseline**: a bare
 fastify HTTPS route answering a fixed "allowed" review — the ceiling of the stack on this machine.
 **weir**: the webhook as shipped (envelope checks, mutate, JSON Patch, metrics).
@@ -91,7 +103,8 @@ ${row('baseline', base.fixed, base.fixed)}
 ${row('weir', weir.fixed, base.fixed)}
 
 ${targets(weir, base)}
-`);
+`,
+  );
 }
 
 const analyzerRow = (r: AnalyzerResult): string =>
@@ -108,9 +121,9 @@ const analyzerRow = (r: AnalyzerResult): string =>
 if (!values.only || values.only === 'analyzer') {
   process.stderr.write('[bench] analyzer\n');
   const results: AnalyzerResult[] = await benchAnalyzer((values.releases ?? '10').split(',').map(Number));
-  sections.push(`## Analyzer
-
-N releases started at once on the local cluster (one replica each, steps 10/50/100 %, 5 s pauses, a
+  section(
+    'Analyzer',
+    `N releases started at once on the local cluster (one replica each, steps 10/50/100 %, 5 s pauses, a
 check every 2 s, Prometheus scraping every 1 s), driven by one analyzer. **Baseline** for the query
 count: one query per release per check, what a per-release analyzer would send.
 
@@ -129,9 +142,95 @@ ${results.map(analyzerRow).join('\n')}
 Step lag: from the moment a step's pause was over (as the benchmark saw the weight change) to the
 next weight on the VirtualService. Time from a canary turning fully bad to 0 % canary weight (check
 every 2 s, 1 s scrapes): ${results[0] ? `${f(results[0].badToZeroSeconds, 1)} s` : 'n/a'}.
-`);
+`,
+  );
 }
 
-sections.push(readingNotes);
-await writeFile(join(repoRoot, 'docs/benchmarks.md'), sections.join('\n'));
+function scaleSection(r: ScaleResult): string {
+  const o = r.options;
+  const met = (ok: boolean): string => (ok ? 'met' : 'missed');
+  const rows = r.rows.map((x) =>
+    cells(
+      x.releases,
+      f(x.readsPerSecond, 2),
+      f(x.queriesPerInterval, 2),
+      `${f(x.lag10.p50, 2)} / ${f(x.lag10.p99, 2)}`,
+      `${f(x.lag50.p50, 2)} / ${f(x.lag50.p99, 2)}`,
+      f(x.peakMiB),
+      f(x.badToZeroSeconds, 1),
+      `${x.promoted} / ${x.releases}`,
+    ),
+  );
+  const ratio = r.idleFullMiB / r.idleEmptyMiB;
+  const twoIntervals = (2 * scaleIntervalMs) / 1000;
+  const x = r.rows.at(-1);
+  const targets = x
+    ? [
+        `peak RSS ≤ 200 MiB at ${x.releases} releases (${met(x.peakMiB <= 200)}: ${f(x.peakMiB)} MiB)`,
+        `reads ≤ 5/s while holding (${met(x.readsPerSecond <= 5)}: ${f(x.readsPerSecond, 2)})`,
+        `lag p99 ≤ 2 s (${met(Math.max(x.lag10.p99, x.lag50.p99) <= 2)})`,
+        `a bad canary at 0 % within two intervals, ${twoIntervals} s ` +
+          `(${met(x.badToZeroSeconds <= twoIntervals)}: ${f(x.badToZeroSeconds, 1)} s)`,
+      ].join('; ')
+    : 'no run';
+  const p = r.polling;
+  const baseline = p
+    ? '**Baseline** for API reads: the polling seam (`WEIR_TEST_POLLING=1`, reads as before ADR 14 and 16) ' +
+      `sent ${f(p.readsPerSecond, 1)} reads/s with ${p.releases} releases holding a step, against ` +
+      `${f(p.newReadsPerSecond, 2)} for the design as shipped.`
+    : '';
+  return `A cluster of ${f(o.deployments)} Deployments: ${f(o.deployments - o.guarded)} with 0 replicas in namespaces
+that did not opt in, ${f(o.guarded)} guarded (one replica, a Service at 2 requests/s each, 100 per opted-in
+namespace). N releases started at once (steps 10/50/100 %, 60 s pauses, a check every ${scaleIntervalMs / 1000} s,
+Prometheus scraping every 2 s), one analyzer of the working tree.
+
+Idle analyzer RSS: ${f(r.idleEmptyMiB)} MiB in an empty cluster (**baseline**), ${f(r.idleFullMiB)} MiB in this
+one (${f(ratio, 2)}×; target ≤ 1.2×, ${met(ratio <= 1.2)}), caching ${f(r.cachedDeployments)} Deployments.
+
+${cells(
+  'releases',
+  'API reads/s while holding',
+  'Prometheus queries per interval',
+  'lag 10→50 % p50 / p99 (s)',
+  'lag 50→100 % p50 / p99 (s)',
+  'peak RSS (MiB)',
+  'bad canary to 0 % (s)',
+  'promoted',
+)}
+${cells(...Array<string>(8).fill('---:'))}
+${rows.join('\n')}
+
+${baseline}
+
+Targets: ${targets}.
+`;
+}
+
+if (!values.only || values.only === 'analysis') {
+  process.stderr.write('[bench] analysis\n');
+  section('Analysis: threshold against sequential', analysisSection(Number(values['analysis-releases'])));
+}
+
+if (!values.only || values.only === 'scale') {
+  process.stderr.write('[bench] scale\n');
+  const result = await benchScale(
+    {
+      deployments: Number(values['scale-deployments']),
+      guarded: Number(values['scale-guarded']),
+      releases: (values['scale-releases'] ?? '100').split(',').map(Number),
+    },
+    (line) => process.stderr.write(`[scale] ${line}\n`),
+  );
+  section('Scale', scaleSection(result));
+}
+
+const file = join(repoRoot, 'docs/benchmarks.md');
+const kept = await readFile(file, 'utf8').catch(() => '');
+const order = ['Webhook admission', 'Analyzer', 'Scale', 'Analysis: threshold against sequential'];
+for (const part of kept.split(/^## /m).slice(1)) {
+  const heading = part.slice(0, part.indexOf('\n'));
+  if (order.includes(heading) && !sections.has(heading)) sections.set(heading, `## ${part.trimEnd()}\n`);
+}
+const body = order.flatMap((h) => sections.get(h) ?? []);
+await writeFile(file, [header, ...body, readingNotes].join('\n'));
 process.stderr.write('[bench] wrote docs/benchmarks.md\n');

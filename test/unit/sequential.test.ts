@@ -5,31 +5,7 @@ import { accumulate, decideSequential, describeVerdict, noEvidence } from '../..
 import type { SequentialPolicy } from '../../analyzer/core/sequential.ts';
 import { judgeSequential } from '../../analyzer/core/analysis.ts';
 import type { Measurement } from '../../analyzer/core/analysis.ts';
-
-/** A small seeded generator (mulberry32): the same draws on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A Poisson draw by inversion: the errors of many requests at a small rate. */
-function poisson(rand: () => number, mean: number): number {
-  let k = 0;
-  let p = Math.exp(-mean);
-  let sum = p;
-  const u = rand();
-  while (u > sum && k < 10_000) {
-    k++;
-    p *= mean / k;
-    sum += p;
-  }
-  return k;
-}
+import { poisson, seededRandom as random } from '../helpers/model.ts';
 
 const policy: SequentialPolicy = { alpha: 0.01, margin: 0.5, tolerable: 0.05 };
 

@@ -1,0 +1,324 @@
+// Scale benchmark (issue 13): a cluster with many Deployments, a share of them guarded, and N
+// releases at once, driven by one analyzer of the working tree. What is measured is the analyzer's
+// cost — memory, API reads, Prometheus queries, step lag — against the same run's baselines: its
+// own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
+import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
+import { jsonPatch } from '../../contract/api.ts';
+import { down, up, waitFor } from '../cluster/cluster.ts';
+import type { ClusterState } from '../cluster/cluster.ts';
+import { deployment, service } from '../helpers/kube.ts';
+import { startAnalyzer } from '../helpers/release.ts';
+import type { Analyzer } from '../helpers/release.ts';
+import { kubectlApply, metric, percentile, watchWeights } from './analyzer.ts';
+
+export interface ScaleOptions {
+  /** Deployments in the cluster, guarded or not. */
+  deployments: number;
+  /** Of them, in opted-in namespaces with one replica each. */
+  guarded: number;
+  /** Releases started at once, one run each, in this order. */
+  releases: number[];
+}
+
+export interface ScaleRow {
+  releases: number;
+  /** GETs and LISTs per second outside the watches (the Lease excluded) while every release holds a step. */
+  readsPerSecond: number;
+  queriesPerInterval: number;
+  /** End of a pause to the next weight, at 10 → 50 % (after a check at 10 %) and at 50 → 100 %. */
+  lag10: { p50: number; p99: number };
+  lag50: { p50: number; p99: number };
+  /** The analyzer's largest RSS seen during the run. */
+  peakMiB: number;
+  /** A canary failing every request, started while the N releases hold: first weight to 0 %. */
+  badToZeroSeconds: number;
+  /** Releases that reached Stable within the run's time limit. */
+  promoted: number;
+}
+
+export interface ScaleResult {
+  options: ScaleOptions;
+  idleEmptyMiB: number;
+  idleFullMiB: number;
+  cachedDeployments: number;
+  rows: ScaleRow[];
+  polling?: { releases: number; readsPerSecond: number; newReadsPerSecond: number };
+}
+
+const pauseMs = 60_000;
+export const scaleIntervalMs = 10_000;
+const annotations = {
+  'weir.dev/step-pause': '60s',
+  'weir.dev/analysis-interval': '10s',
+  'weir.dev/min-requests': '1',
+  'weir.dev/drain': '1s',
+};
+const perNamespace = 100;
+const scope = 'bench-scale';
+const mib = (bytes: number): number => bytes / 2 ** 20;
+
+/** GETs and LISTs the analyzer sent outside its watches, the Lease excluded. */
+async function reads(url: string): Promise<number> {
+  const { request } = await import('undici');
+  const text = await (await request(`${url}/metrics`)).body.text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('weir_api_requests_total{') && /method="GET"/.test(l) && !/resource="leases"/.test(l))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+const rssOf = async (a: Analyzer): Promise<number> =>
+  mib(await metric(a.url, 'weir_analyzer_process_resident_memory_bytes'));
+
+/** Samples a value every second until stopped; returns the largest. */
+function peak(sample: () => Promise<number>): { stop: () => Promise<number> } {
+  let max = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      max = Math.max(max, await sample().catch(() => 0));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return max;
+    },
+  };
+}
+
+/** Idle RSS: after the analyzer has had a few resyncs to settle (V8 grows its heap lazily). */
+async function idleRss(a: Analyzer): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, 20_000));
+  return rssOf(a);
+}
+
+const guardedNamespace = (i: number): string => `${scope}-guarded-${Math.floor(i / perNamespace)}`;
+const guardedName = (i: number): string => `app-${i}`;
+
+async function populate(state: ClusterState, o: ScaleOptions, log: (l: string) => void): Promise<void> {
+  const plain = o.deployments - o.guarded;
+  for (let ns = 0; ns * 1000 < plain; ns++) {
+    const name = `${scope}-plain-${ns}`;
+    await kubectlApply(state, 'default', [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }]);
+    const count = Math.min(1000, plain - ns * 1000);
+    for (let i = 0; i < count; i += 500) {
+      const items = Array.from({ length: Math.min(500, count - i) }, (_, j) =>
+        deployment(`idle-${i + j}`, { replicas: 0 }),
+      );
+      await kubectlApply(state, name, items);
+    }
+    log(`${ns * 1000 + count} Deployments not under weir`);
+  }
+  for (let first = 0; first < o.guarded; first += perNamespace) {
+    const ns = guardedNamespace(first);
+    await kubectlApply(state, 'default', [
+      {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: ns, labels: { 'weir.dev/canary': 'enabled', 'weir.dev/test-analyzer': scope } },
+      },
+    ]);
+    const items = Array.from({ length: Math.min(perNamespace, o.guarded - first) }, (_, j) => {
+      const name = guardedName(first + j);
+      return [service(name, { rps: 2 }), deployment(name, { replicas: 1, annotations })];
+    }).flat();
+    await kubectlApply(state, ns, items);
+  }
+  log(`${o.guarded} guarded Deployments applied`);
+}
+
+async function available(apps: AppsV1Api, namespaces: string[], want: number): Promise<void> {
+  await waitFor(
+    `${want} guarded Deployments available`,
+    async () => {
+      let n = 0;
+      for (const ns of namespaces)
+        n += (await apps.listNamespacedDeployment({ namespace: ns })).items.filter(
+          (d) => (d.status?.availableReplicas ?? 0) >= 1 && !d.metadata?.labels?.['weir.dev/canary-of'],
+        ).length;
+      return n >= want;
+    },
+    900_000,
+    5000,
+  );
+}
+
+/** Starts N releases (a new image each), 20 patches at a time. */
+async function release(apps: AppsV1Api, n: number, image: string): Promise<void> {
+  const patch = [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: image }];
+  for (let i = 0; i < n; i += 20)
+    await Promise.all(
+      Array.from({ length: Math.min(20, n - i) }, (_, j) =>
+        apps.patchNamespacedDeployment(
+          { namespace: guardedNamespace(i + j), name: guardedName(i + j), body: patch },
+          jsonPatch,
+        ),
+      ),
+    );
+}
+
+type Weights = Awaited<ReturnType<typeof watchWeights>>;
+
+function lags(watches: Weights[], from: number): { p50: number; p99: number } {
+  const xs: number[] = [];
+  for (const w of watches)
+    for (const list of w.changes.values())
+      for (let i = 1; i < list.length; i++) {
+        const prev = list[i - 1];
+        const cur = list[i];
+        if (prev && cur && prev.weight === from && cur.weight > prev.weight)
+          xs.push((cur.at - prev.at - pauseMs) / 1000);
+      }
+  return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) };
+}
+
+/** Routes whose canary weight is now `weight`, having changed since the watch began. */
+const count = (watches: Weights[], test: (list: { weight: number }[]) => boolean): number =>
+  watches.reduce((sum, w) => sum + [...w.changes.values()].filter(test).length, 0);
+const atWeight = (watches: Weights[], n: number, weight: number): boolean =>
+  count(watches, (list) => list.at(-1)?.weight === weight) >= n;
+/** Promoted: the canary reached 100 % and traffic is back on the (new) stable subset. */
+const finished = (list: { weight: number }[]): boolean =>
+  list.some((c) => c.weight === 100) && list.at(-1)?.weight === 0;
+
+/** One canary failing every request, in its own namespace, while the others hold: first weight to 0 %. */
+async function badToZero(state: ClusterState, kc: KubeConfig, round: number): Promise<number> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const ns = `${scope}-bad-${round}`;
+  await kubectlApply(state, 'default', [
+    {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: ns, labels: { 'weir.dev/canary': 'enabled', 'weir.dev/test-analyzer': scope } },
+    },
+  ]);
+  await kubectlApply(state, ns, [service('bad', { rps: 20 }), deployment('bad', { replicas: 1, annotations })]);
+  await waitFor(
+    'bad available',
+    async () => (await apps.readNamespacedDeployment({ namespace: ns, name: 'bad' })).status?.availableReplicas === 1,
+    300_000,
+  );
+  const weights = await watchWeights(kc, ns);
+  const started = { op: 'add', path: '/spec/template/metadata/annotations', value: { 'sim.weir.dev/error-rate': '1' } };
+  await apps.patchNamespacedDeployment({ namespace: ns, name: 'bad', body: [started] }, jsonPatch);
+  await waitFor(
+    'the bad canary back to 0 %',
+    async () => {
+      const list = weights.changes.get('weir-bad') ?? [];
+      return list.some((c) => c.weight > 0) && list.at(-1)?.weight === 0;
+    },
+    300_000,
+    200,
+  );
+  weights.stop();
+  const list = weights.changes.get('weir-bad') ?? [];
+  const first = list.find((c) => c.weight > 0);
+  const zero = list.at(-1);
+  return first && zero ? (zero.at - first.at) / 1000 : NaN;
+}
+
+async function run(
+  state: ClusterState,
+  kc: KubeConfig,
+  a: Analyzer,
+  n: number,
+  round: number,
+  log: (l: string) => void,
+): Promise<ScaleRow> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
+  const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
+  const rss = peak(() => rssOf(a));
+  await release(apps, n, `example.com/app:r${round}`);
+  await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(atWeight(watches, n, 10)), 600_000, 500);
+  log(`${n} releases hold at 10 %`);
+  const [reads0, queries0] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
+  const windowMs = 20_000;
+  const bad = badToZero(state, kc, round);
+  await new Promise((resolve) => setTimeout(resolve, windowMs));
+  const [reads1, queries1] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
+  const badToZeroSeconds = await bad;
+  await waitFor(
+    `${n} releases promoted`,
+    async () => Promise.resolve(count(watches, finished) >= n),
+    900_000,
+    1000,
+  ).catch((e: unknown) => log(String(e)));
+  const promoted = count(watches, finished);
+  for (const w of watches) w.stop();
+  return {
+    releases: n,
+    readsPerSecond: (reads1 - reads0) / (windowMs / 1000),
+    // The bad release's own queries ride along with the others' (one query per metric and window).
+    queriesPerInterval: (queries1 - queries0) / (windowMs / scaleIntervalMs),
+    lag10: lags(watches, 10),
+    lag50: lags(watches, 50),
+    peakMiB: await rss.stop(),
+    badToZeroSeconds,
+    promoted,
+  };
+}
+
+/** The polling seam's reads for the same N releases holding a step, then the new design's, same cluster. */
+async function pollingReads(kc: KubeConfig, n: number, round: number, log: (l: string) => void): Promise<number> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const a = await startAnalyzer({ scope, identity: `bench-polling-${round}`, env: { WEIR_TEST_POLLING: '1' } });
+  try {
+    const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
+    const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
+    await release(apps, n, `example.com/app:r${round}`);
+    await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(atWeight(watches, n, 10)), 600_000, 500);
+    const r0 = await reads(a.url);
+    await new Promise((resolve) => setTimeout(resolve, 20_000));
+    const perSecond = ((await reads(a.url)) - r0) / 20;
+    for (const w of watches) w.stop();
+    log(`polling seam: ${perSecond.toFixed(1)} reads/s at ${n} releases`);
+    return perSecond;
+  } finally {
+    await a.kill();
+  }
+}
+
+export async function benchScale(o: ScaleOptions, log: (l: string) => void): Promise<ScaleResult> {
+  const pods = o.guarded * 2 + 100;
+  const state = await up({ nodes: Math.max(2, Math.ceil(pods / 450)), scrapeInterval: '2s', log });
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromFile(state.kubeconfig);
+    let a = await startAnalyzer({ scope, identity: 'bench-scale' });
+    const idleEmptyMiB = await idleRss(a);
+    log(`idle in an empty cluster: ${idleEmptyMiB.toFixed(0)} MiB`);
+    await populate(state, o, log);
+    const namespaces = [...new Set(Array.from({ length: o.guarded }, (_, i) => guardedNamespace(i)))];
+    await available(kc.makeApiClient(AppsV1Api), namespaces, o.guarded);
+    // A fresh analyzer, so the figure is what a restart in this cluster costs, not the growth so far.
+    await a.kill();
+    a = await startAnalyzer({ scope, identity: 'bench-scale-full' });
+    const idleFullMiB = await idleRss(a);
+    const cachedDeployments = await metric(a.url, 'weir_cached_objects{kind="Deployment"}');
+    log(`idle with ${o.deployments} Deployments: ${idleFullMiB.toFixed(0)} MiB, ${cachedDeployments} cached`);
+    const rows: ScaleRow[] = [];
+    let round = 1;
+    for (const n of o.releases) {
+      log(`${n} releases`);
+      rows.push(await run(state, kc, a, Math.min(n, o.guarded), round++, log));
+    }
+    await a.kill();
+    const smallest = Math.min(...o.releases, o.guarded);
+    const readsPerSecond = await pollingReads(kc, smallest, round++, log);
+    const newReadsPerSecond = rows.find((r) => r.releases === smallest)?.readsPerSecond ?? NaN;
+    return {
+      options: o,
+      idleEmptyMiB,
+      idleFullMiB,
+      cachedDeployments,
+      rows,
+      polling: { releases: smallest, readsPerSecond, newReadsPerSecond },
+    };
+  } finally {
+    await down();
+  }
+}
