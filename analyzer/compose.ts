@@ -18,7 +18,7 @@ import type {
   V1Namespace,
   V1Service,
 } from '@kubernetes/client-node';
-import { annotations, ownedRoutingName } from '../contract/names.ts';
+import { annotations, labels, ownedRoutingName } from '../contract/names.ts';
 import { unguardedRevision } from '../contract/revision.ts';
 import type { ActContext } from './loop/act.ts';
 import { apiClient, eventRecorder } from './loop/kube.ts';
@@ -36,7 +36,10 @@ import type { Scope } from './core/scope.ts';
 import { Telemetry } from './loop/telemetry.ts';
 import { namespacedWatch, watch } from './loop/watch.ts';
 import type { NamespacedWatch, Watch } from './loop/watch.ts';
-import { active, tick } from './loop/reconcile.ts';
+import { active, ready as passReady, releaseKey, requeue, tick } from './loop/reconcile.ts';
+import { WorkQueue } from './loop/queue.ts';
+import { scheduler } from './loop/schedule.ts';
+import type { LoopDeps } from './loop/reconcile.ts';
 import { selects } from '../contract/selector.ts';
 import type { AnalyzerSettings } from './settings.ts';
 import type { LabelSelector } from '../contract/selector.ts';
@@ -205,8 +208,6 @@ interface Watches {
   virtualServices: NamespacedWatch<KubernetesObject>;
   destinationRules: NamespacedWatch<KubernetesObject>;
   services: NamespacedWatch<V1Service>;
-  /** Guarded Deployments whose routing changed (`namespace/name`), for the next pass. */
-  touched: Set<string>;
   /** VirtualServices that changed (`namespace/name`), for the orphaned-weight check. */
   touchedVirtualServices: Set<string>;
   /** Follows the namespaces weir serves now (ADR 14); called on namespace changes and each pass. */
@@ -228,47 +229,78 @@ export function servedNamespaces(
   return wanted;
 }
 
-/** The watches the loop reads, with the handlers that react to a change between passes. */
-function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
-  const { kc, lists, leader } = edges;
-  const inScope = (d: V1Deployment): boolean =>
-    scope(namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
-  const onDelete = (d: V1Deployment): void => {
-    if (!leader.mayWrite() || !inScope(d)) return;
-    void unweightDeleted(edges.router, d).catch((e: unknown) =>
-      log('could not reset the weight of a deleted release', { error: describeError(e) }),
-    );
-  };
-  const onDeployment = unguardedReporter({
+/** What a watch's change wakes: one release, every release of a namespace, or the orphan check. */
+interface Wake {
+  release: (key: string) => void;
+  namespace: (namespace: string) => void;
+  orphans: () => void;
+}
+
+/**
+ * A change to a Deployment or to its canary half wakes the release it belongs to; a deleted one
+ * also puts its route's weight back on stable, and a Deployment changed past the webhook is reported.
+ */
+function deploymentHandlers(
+  edges: Edges,
+  scope: Scope,
+  log: Log,
+  wake: Wake,
+  namespace: (name: string) => V1Namespace | undefined,
+): { change: (d: V1Deployment) => void; remove: (d: V1Deployment) => void } {
+  const { leader } = edges;
+  const owner = (d: V1Deployment): string =>
+    releaseKey(d.metadata?.namespace, d.metadata?.labels?.[labels.canaryOf] ?? d.metadata?.name);
+  const reportUnguarded = unguardedReporter({
     events: edges.ctx.events,
     optIn: edges.ctx.optIn,
     telemetry: edges.telemetry,
     log,
     mayWrite: () => leader.mayWrite(),
-    namespace: (name) => namespaces.get(name),
+    namespace,
     inScope: (labels) => scope(labels),
   });
+  return {
+    change: (d) => {
+      reportUnguarded(d);
+      wake.release(owner(d));
+    },
+    remove: (d) => {
+      wake.release(owner(d));
+      if (!leader.mayWrite() || !scope(namespace(d.metadata?.namespace ?? '')?.metadata?.labels ?? {})) return;
+      void unweightDeleted(edges.router, d).catch((e: unknown) =>
+        log('could not reset the weight of a deleted release', { error: describeError(e) }),
+      );
+    },
+  };
+}
+
+/** The watches the loop reads, with the handlers that queue the releases a change concerns. */
+function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches {
+  const { kc, lists } = edges;
+  const onDeployment = deploymentHandlers(edges, scope, log, wake, (name) => namespaces.get(name));
   const deployments = namespacedWatch<V1Deployment>(
     kc,
     (namespace) => `/apis/apps/v1/namespaces/${namespace}/deployments`,
     (namespace) => lists.apps.listNamespacedDeployment({ namespace }),
-    { change: onDeployment, remove: onDelete, log },
+    { ...onDeployment, log },
   );
+  // A Service decides which routes a release steers: every release of its namespace looks again.
+  const onService = (svc: V1Service): void => wake.namespace(svc.metadata?.namespace ?? '');
   const services = namespacedWatch<V1Service>(
     kc,
     (namespace) => `/api/v1/namespaces/${namespace}/services`,
     (namespace) => lists.core.listNamespacedService({ namespace }),
-    { log },
+    { change: onService, remove: onService, log },
   );
-  // A routing object that changes after its release is looked at again on the next pass.
-  const touched = new Set<string>();
+  // A routing object that changes — a person's edit mid-step, or after the release — wakes its releases.
   const touchedVirtualServices = new Set<string>();
   const onRoutingChange = (object: KubernetesObject): void => {
-    for (const key of steeredBy(deployments.list(), object)) touched.add(key);
+    for (const key of steeredBy(deployments.list(), object)) wake.release(key);
   };
   const onVirtualService = (vs: KubernetesObject): void => {
     onRoutingChange(vs);
     touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
+    wake.orphans();
   };
   const istio = (plural: string, change: (o: KubernetesObject) => void): NamespacedWatch<KubernetesObject> =>
     namespacedWatch<KubernetesObject>(
@@ -286,9 +318,14 @@ function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
     const wanted = servedNamespaces(namespaces.list(), deployments.list(), served);
     for (const w of [deployments, services, virtualServices, destinationRules]) w.follow(wanted);
   };
+  // A label change can opt a namespace out mid-release: its releases drain.
+  const onNamespace = (ns: V1Namespace): void => {
+    follow();
+    wake.namespace(ns.metadata?.name ?? '');
+  };
   const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => lists.core.listNamespace(), {
-    change: follow,
-    remove: follow,
+    change: onNamespace,
+    remove: onNamespace,
     log,
   });
   return {
@@ -297,7 +334,6 @@ function startWatches(edges: Edges, scope: Scope, log: Log): Watches {
     virtualServices,
     destinationRules,
     services,
-    touched,
     touchedVirtualServices,
     follow,
   };
@@ -348,6 +384,61 @@ function certificateKeeper(
   };
 }
 
+/**
+ * One pass: the releases whose keys are due, then the orphaned-weight check if a VirtualService
+ * changed. On becoming leader, and every resync period, every release in flight is queued again.
+ */
+function releasePass(p: {
+  loopDeps: LoopDeps;
+  w: Watches;
+  queue: WorkQueue;
+  settings: AnalyzerSettings;
+  scope: Scope;
+  log: Log;
+}): () => Promise<void> {
+  const { loopDeps, w, queue, settings } = p;
+  const { ctx, telemetry } = loopDeps;
+  let lastResync = -Infinity;
+  let leading = false;
+  const resync = (now: number): void => {
+    lastResync = now;
+    w.follow();
+    for (const d of active(w.deployments.list())) queue.add(releaseKey(d.metadata?.namespace, d.metadata?.name), now);
+    for (const [kind, cached] of [
+      ['Deployment', w.deployments],
+      ['Service', w.services],
+      ['VirtualService', w.virtualServices],
+      ['DestinationRule', w.destinationRules],
+      ['Namespace', w.namespaces],
+    ] as const)
+      telemetry.cachedObjects.set({ kind }, cached.list().length);
+  };
+  const namespaceInScope = (namespace: string): boolean => p.scope(w.namespaces.get(namespace)?.metadata?.labels ?? {});
+  return async () => {
+    if (!passReady(loopDeps)) {
+      leading = false;
+      return;
+    }
+    const now = ctx.now().getTime();
+    // The polling seam looks at every release in flight on every tick, as before ADR 16.
+    if (!leading || settings.polling || now - lastResync >= settings.resyncMs) resync(now);
+    leading = true;
+    const keys = queue.take(now);
+    if (keys.length > 0) requeue(queue, await tick(loopDeps, new Set(keys)), ctx.now().getTime(), settings.tickMs);
+    telemetry.queueDepth.set(queue.size);
+    // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
+    if (!w.deployments.synced() || !w.virtualServices.synced() || !w.namespaces.synced()) return;
+    if (w.touchedVirtualServices.size === 0) return;
+    await unweightOrphans(
+      { ...ctx, log: p.log },
+      w.virtualServices,
+      w.deployments.list(),
+      w.touchedVirtualServices,
+      namespaceInScope,
+    );
+  };
+}
+
 export interface Analyzer {
   start(): void;
   stop(): Promise<void>;
@@ -358,17 +449,30 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
   const edges = buildEdges(kc, settings, log);
   const { ctx, telemetry, provider, leader } = edges;
   const scope = parseScope(settings.scope);
-  const w = startWatches(edges, scope, log);
-  // observe and the router read from the watches (ADR 14); writes still read fresh for their guards.
-  ctx.cache = {
-    deployment: (namespace, name) => w.deployments.get(name, namespace),
-    services: (namespace) => w.services.in(namespace),
+  const queue = new WorkQueue({ baseDelayMs: settings.tickMs, maxDelayMs: 30_000 });
+  const now = (): number => ctx.now().getTime();
+  const wake: Wake = {
+    release: (key) => {
+      queue.add(key, now());
+      passes.poke();
+    },
+    namespace: (namespace) => {
+      for (const d of active(w.deployments.in(namespace))) wake.release(releaseKey(namespace, d.metadata?.name));
+    },
+    orphans: () => passes.poke(),
   };
-  edges.router.useCache((plural, namespace, name) => {
-    const cached = plural === 'virtualservices' ? w.virtualServices : w.destinationRules;
-    return cached.covers(namespace) ? cached.get(name, namespace) : 'unknown';
-  });
-  const namespaceInScope = (namespace: string): boolean => scope(w.namespaces.get(namespace)?.metadata?.labels ?? {});
+  const w = startWatches(edges, scope, log, wake);
+  // observe and the router read from the watches (ADR 14); writes still read fresh for their guards.
+  if (!settings.polling) {
+    ctx.cache = {
+      deployment: (namespace, name) => w.deployments.get(name, namespace),
+      services: (namespace) => w.services.in(namespace),
+    };
+    edges.router.useCache((plural, namespace, name) => {
+      const cached = plural === 'virtualservices' ? w.virtualServices : w.destinationRules;
+      return cached.covers(namespace) ? cached.get(name, namespace) : 'unknown';
+    });
+  }
   let lastPass = Date.now();
   const live = (): string | undefined => {
     const since = Date.now() - lastPass;
@@ -378,50 +482,27 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
   const server = telemetry.serve(settings.host, settings.port, ready, live);
   const beforeAct = settings.hold ? holdWhileFileExists(settings.hold.kind, settings.hold.file) : undefined;
   const loopDeps = { ctx, provider, telemetry, ...w, log, scope, ...(beforeAct ? { beforeAct } : {}) };
-  let timer: NodeJS.Timeout | undefined;
-  let stopping = false;
-  const pass = async (): Promise<void> => {
-    w.follow();
-    for (const [kind, cached] of [
-      ['Deployment', w.deployments],
-      ['Service', w.services],
-      ['VirtualService', w.virtualServices],
-      ['DestinationRule', w.destinationRules],
-      ['Namespace', w.namespaces],
-    ] as const)
-      telemetry.cachedObjects.set({ kind }, cached.list().length);
-    await tick(loopDeps);
-    // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
-    if (!w.deployments.synced() || !w.virtualServices.synced() || !w.namespaces.synced()) return;
-    await unweightOrphans(
-      { ...ctx, log },
-      w.virtualServices,
-      w.deployments.list(),
-      w.touchedVirtualServices,
-      namespaceInScope,
-    );
-  };
-  const loop = (): void => {
-    void pass()
-      .catch((e: unknown) => log('tick failed', { error: describeError(e) }))
-      .finally(() => {
-        lastPass = Date.now();
-        if (!stopping) timer = setTimeout(loop, settings.tickMs);
-      });
-  };
+  const passes = scheduler({
+    tickMs: settings.tickMs,
+    batchMs: settings.batchMs,
+    now,
+    nextDue: () => queue.nextDue(),
+    pass: releasePass({ loopDeps, w, queue, settings, scope, log }),
+    passed: () => (lastPass = Date.now()),
+    log,
+  });
   const certificates = settings.certificates
     ? certificateKeeper(kc, { namespace: settings.namespace, ...settings.certificates }, edges, log)
     : undefined;
   return {
     start: () => {
       leader.start();
-      loop();
+      passes.start();
       certificates?.start();
     },
     stop: async () => {
-      stopping = true;
+      passes.stop();
       certificates?.stop();
-      if (timer) clearTimeout(timer);
       const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules];
       await Promise.allSettled([leader.stop(), ...watches.map((x) => x.stop()), provider.close()]);
       await new Promise((resolve) => server.close(resolve));

@@ -111,6 +111,32 @@ export function checkDue(o: Observed, now: Date): boolean {
   return now.getTime() - since >= o.policy.value.intervalMs;
 }
 
+/** Time a newly rolled-out stable half is given before traffic returns to it, for the mesh to learn its endpoints. */
+export const settleMs = meshPropagationMs;
+
+/** How long a drained canary stays, so the mesh has stopped sending to it before it goes. */
+const drainMsOf = (o: Observed): number => Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
+
+/**
+ * The next moment decide's answer can change with nothing observed changing — a drain or a
+ * settle ends, a check falls due, a step's pause ends — strictly after `now`; undefined when only
+ * a change in the cluster can move the release. The loop sleeps until then unless a watch wakes it.
+ */
+export function wakeAt(o: Observed, now: Date): number | undefined {
+  const s = o.status;
+  if (!s) return undefined;
+  const times: number[] = [];
+  if (s.drainingSince) times.push(ms(s.drainingSince) + drainMsOf(o));
+  if (o.phase === 'Promoting' && s.rolledOutAt) times.push(ms(s.rolledOutAt) + settleMs);
+  if (o.phase === 'Progressing' && o.policy.ok && s.stepStartedAt && !s.drainingSince) {
+    const policy = o.policy.value;
+    times.push(ms(s.lastCheckAt ?? s.stepStartedAt) + policy.intervalMs);
+    if (s.step < policy.steps.length - 1) times.push(ms(s.stepStartedAt) + policy.stepPauseMs);
+  }
+  const later = times.filter((t) => Number.isFinite(t) && t > now.getTime());
+  return later.length > 0 ? Math.min(...later) : undefined;
+}
+
 /** Starts draining: weight to stable now, the canary goes once the mesh has stopped using it. */
 function drain(s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: string, weight: number): Action[] {
   const next: ReleaseStatus = { ...s, weight: 0, drainingSince: now.toISOString(), outcome, message };
@@ -426,8 +452,7 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
 function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
   // Never remove a canary before the mesh can have stopped sending to it.
-  const drainMs = Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
-  if (now.getTime() - ms(s.drainingSince) < drainMs) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
+  if (now.getTime() - ms(s.drainingSince) < drainMsOf(o)) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
   return s.revision === o.canaryRevision ? finishDrain(o, s) : undefined;
@@ -489,9 +514,6 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
     return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
   return [started, { kind: 'status', status: start }];
 }
-
-/** Time a newly rolled-out stable half is given before traffic returns to it, for the mesh to learn its endpoints. */
-export const settleMs = meshPropagationMs;
 
 function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] {
   const repair = repairRouting(o, s, now, weight);

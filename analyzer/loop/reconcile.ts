@@ -1,11 +1,11 @@
-// The reconcile loop: observe → (measure) → decide → act for every active release, once a tick,
-// and only while leader. Thin glue; the decisions are in decide.ts.
+// The reconcile pass: observe → (measure) → decide → act for the releases whose keys are due,
+// and only while leader. Thin glue; the decisions are in decide.ts, the scheduling in queue.ts.
 import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
-import { annotations, labels } from '../../contract/names.ts';
+import { annotations, canaryName, labels } from '../../contract/names.ts';
 import { parseStatus } from '../../contract/status.ts';
 import { act } from './act.ts';
 import type { ActContext } from './act.ts';
-import { checkDue, decide } from '../core/decide.ts';
+import { checkDue, decide, isFinding, wakeAt } from '../core/decide.ts';
 import type { Action, Observed } from '../core/decide.ts';
 import { describeError, isConflict } from '../../contract/api.ts';
 import { measureAll } from './measure.ts';
@@ -15,6 +15,7 @@ import type { ReleaseView } from './observe.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Watch } from './watch.ts';
 import type { Scope } from '../core/scope.ts';
+import type { WorkQueue } from './queue.ts';
 
 export interface LoopDeps {
   ctx: ActContext;
@@ -25,18 +26,19 @@ export interface LoopDeps {
   log: (message: string, fields?: Record<string, unknown>) => void;
   /** A test seam (docs/design.md, "Test seams"): awaited between decide and act. */
   beforeAct?: (view: ReleaseView, actions: Action[]) => Promise<void>;
-  /** Deployments whose routing objects changed since the last pass (`namespace/name`); drained by each pass. */
-  touched?: Set<string>;
   concurrency?: number;
   scope?: Scope;
 }
+
+export const releaseKey = (namespace: string | undefined, name: string | undefined): string =>
+  `${namespace ?? ''}/${name ?? ''}`;
 
 /**
  * Deployments with something for the analyzer to do: a release, or leftovers of one, or — for
  * keys in `touched` (`namespace/name`) — routing objects that changed after their release.
  */
 export function active(all: readonly V1Deployment[], touched: ReadonlySet<string> = new Set()): V1Deployment[] {
-  const key = (namespace: string | undefined, name: string | undefined): string => `${namespace ?? ''}/${name ?? ''}`;
+  const key = releaseKey;
   const canaryOwners = new Set(
     all.flatMap((d) => {
       const owner = d.metadata?.labels?.[labels.canaryOf];
@@ -70,20 +72,39 @@ async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<v
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
 }
 
-/** One pass over every active release. */
-export async function tick(deps: LoopDeps): Promise<void> {
-  if (!deps.ctx.mayWrite() || !deps.deployments.synced() || !deps.namespaces.synced()) return;
+/**
+ * What a pass did with one release, for the queue: `idle` (nothing to do; wake at `wakeAt`, or on
+ * a change), `worked` (something changed: look again soon), `failed` (retry with backoff).
+ */
+export type Outcome = { kind: 'idle'; wakeAt?: number } | { kind: 'worked' } | { kind: 'failed' };
+
+/** Whether a pass can run at all: leader, with every cache it reads complete. */
+export const ready = (deps: LoopDeps): boolean =>
+  deps.ctx.mayWrite() && deps.deployments.synced() && deps.namespaces.synced();
+
+/**
+ * One pass over the releases named by `keys` (`namespace/name`) that have something to do. Keys
+ * of a Deployment after its release count as touched: their routing may need settling again.
+ */
+export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<Map<string, Outcome>> {
+  const outcomes = new Map<string, Outcome>();
+  if (!ready(deps)) return outcomes;
   const stop = deps.telemetry.reconcileDuration.startTimer();
   const views: ReleaseView[] = [];
   const concurrency = deps.concurrency ?? 16;
   const inScope = (d: V1Deployment): boolean =>
     !deps.scope || deps.scope(deps.namespaces.get(d.metadata?.namespace ?? '')?.metadata?.labels ?? {});
-  const touched = new Set(deps.touched);
-  deps.touched?.clear();
-  await inBatches(active(deps.deployments.list(), touched).filter(inScope), concurrency, async (d) => {
+  const candidates = [...keys].flatMap((key) => {
+    const [namespace = '', name = ''] = key.split('/');
+    const d = deps.deployments.get(name, namespace);
+    const canary = deps.deployments.get(canaryName(name), namespace);
+    return d ? [d, ...(canary ? [canary] : [])] : [];
+  });
+  await inBatches(active(candidates, keys).filter(inScope), concurrency, async (d) => {
     try {
       views.push(await observe(deps.ctx, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
     } catch (error) {
+      outcomes.set(releaseKey(d.metadata?.namespace, d.metadata?.name), { kind: 'failed' });
       deps.telemetry.reconcileErrors.inc();
       deps.log('could not observe a release', {
         namespace: d.metadata?.namespace,
@@ -102,15 +123,21 @@ export async function tick(deps: LoopDeps): Promise<void> {
       { namespace: o.namespace, deployment: o.name },
       o.routing.ok ? o.routing.canaryWeight : 0,
     );
+    const key = releaseKey(o.namespace, o.name);
     // One release's failure — in decide or in act — never ends the pass for the others.
     try {
       const actions = decide(o, measured.get(o), now);
       await deps.beforeAct?.(view, actions);
       const done = await act(deps.ctx, view, actions);
       count(deps, actions.slice(0, done));
+      const worked = actions.some((a) => !isFinding(a));
+      const wake = wakeAt(o, now);
+      const idle: Outcome = { kind: 'idle', ...(wake === undefined ? {} : { wakeAt: wake }) };
+      outcomes.set(key, worked ? { kind: 'worked' } : idle);
     } catch (error) {
       // A fenced write that lost a race is how the fence works (ADR 10), not a failure.
       if (isConflict(error)) {
+        outcomes.set(key, { kind: 'worked' });
         deps.log('the release changed since it was observed; observing again', {
           namespace: o.namespace,
           name: o.name,
@@ -118,9 +145,24 @@ export async function tick(deps: LoopDeps): Promise<void> {
         });
         return;
       }
+      outcomes.set(key, { kind: 'failed' });
       deps.telemetry.reconcileErrors.inc();
       deps.log('reconcile failed; will retry', { namespace: o.namespace, name: o.name, error: describeError(error) });
     }
   });
   stop();
+  return outcomes;
+}
+
+/** Queues each release again as its outcome asks; a key with nothing to do and no wake-up is dropped. */
+export function requeue(queue: WorkQueue, outcomes: Map<string, Outcome>, now: number, soonMs: number): void {
+  for (const [key, outcome] of outcomes) {
+    if (outcome.kind === 'failed') {
+      queue.retry(key, now);
+      continue;
+    }
+    queue.forget(key);
+    if (outcome.kind === 'worked') queue.addAt(key, now + soonMs);
+    else if (outcome.wakeAt !== undefined) queue.addAt(key, outcome.wakeAt);
+  }
 }

@@ -75,6 +75,12 @@ export class Telemetry {
     labelNames: ['step'],
     registers: [this.registry],
   });
+  readonly queueDepth = new Gauge({
+    name: 'weir_queue_depth',
+    help: 'Releases queued for a pass: due now, or waiting for a pause, a check or a retry backoff',
+    registers: [this.registry],
+  });
+
   readonly cachedObjects = new Gauge({
     name: 'weir_cached_objects',
     help: "Objects in the analyzer's watch caches, by kind",

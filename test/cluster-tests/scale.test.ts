@@ -3,7 +3,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
-import { apply, deployment, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
+import { apply, deployment, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
 import { fast, releaseStatus, setImage, startAnalyzer, waitForWeight } from '../helpers/release.ts';
 
 /** Every sample of a metric, with its labels, from an analyzer's /metrics. */
@@ -69,4 +69,37 @@ t.test('only served namespaces are cached; a release holding a step sends no API
   );
   t.same(await reads(analyzer.url), before, 'no GET or LIST of any release object while the step holds');
   t.equal((await releaseStatus(served, 'web'))?.weight, 10, 'still holding the step');
+});
+
+t.test('a VirtualService edited by hand mid-step is seen through its watch, not at the next check', async (t) => {
+  const scope = randomBytes(4).toString('hex');
+  const served = await namespace(t, { optIn: true });
+  await kubectl(['label', 'namespace', served, `weir.dev/test-analyzer=${scope}`]);
+  await apply(served, service('web', { rps: 20 }));
+  // A check a minute and a resync every ten: nothing but the watch can wake the release sooner.
+  const annotations = { ...fast, 'weir.dev/step-pause': '10m', 'weir.dev/interval': '60s' };
+  await apply(served, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations }));
+  const analyzer = await startAnalyzer({ scope, identity: `watch-${scope}`, env: { WEIR_RESYNC: '10m' } });
+  t.teardown(() => analyzer.kill());
+  await setImage(served, 'web', 'example.com/web:v2');
+  await waitForWeight(served, 'web', 10);
+  const stepStarted = Date.parse((await releaseStatus(served, 'web'))?.stepStartedAt ?? '');
+  // `kubectl replace` of the route with the canary at 0 % and without weir's record: the webhook
+  // has nothing to keep, so the change lands as a person made it.
+  const vs = JSON.parse(await kubectl(['get', 'virtualservice', 'weir-web', '-n', served, '-o', 'json'])) as {
+    metadata: { annotations?: Record<string, string>; resourceVersion?: string };
+    spec: { http: { route: { destination: { subset: string }; weight: number }[] }[] };
+  };
+  delete vs.metadata.annotations?.['weir.dev/weights'];
+  for (const r of vs.spec.http[0]?.route ?? []) r.weight = r.destination.subset.endsWith('canary') ? 0 : 100;
+  await kubectlRaw(['replace', '-n', served, '-f', '-'], JSON.stringify(vs));
+  const edited = Date.now();
+  await waitForWeight(served, 'web', 10, 20_000);
+  const status = await releaseStatus(served, 'web');
+  t.ok(
+    Date.now() < stepStarted + 60_000,
+    `put back ${Date.now() - edited} ms after the edit, before any check was due`,
+  );
+  t.equal(status?.checks.length ?? 0, 0, 'no check ran: the watch woke the release, not the check timer');
+  t.match(status?.message ?? '', /routing repaired/, 'the record says what happened');
 });

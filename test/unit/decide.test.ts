@@ -1,76 +1,17 @@
 // The release state machine, driven through whole releases without any I/O: a small model of
 // the cluster applies each action the way the analyzer's edges would.
 import t from 'tap';
-import { decide, checkDue, canaryReplicas } from '../../analyzer/core/decide.ts';
+import { decide, checkDue, canaryReplicas, isFinding, wakeAt } from '../../analyzer/core/decide.ts';
 import type { Action, Observed } from '../../analyzer/core/decide.ts';
 import type { Measurement } from '../../analyzer/core/analysis.ts';
 import { defaultPolicy } from '../../analyzer/core/policy.ts';
 import type { Policy } from '../../analyzer/core/policy.ts';
+import { applyActions, releaseWorld } from '../helpers/model.ts';
 
 const policy: Policy = { ...defaultPolicy, stepPauseMs: 30_000, intervalMs: 10_000, drainMs: 5_000 };
 
-function world(overrides: Partial<Observed> = {}): Observed {
-  return {
-    namespace: 'ns',
-    name: 'web',
-    phase: 'Progressing',
-    canaryRevision: 'c1',
-    stableRevision: 's1',
-    optedOut: false,
-    policyName: 'default',
-    replicas: 4,
-    paused: true,
-    rolledOut: false,
-    routing: { ok: true, canaryWeight: 0 },
-    subsetsReady: true,
-    unlabelledStablePods: 0,
-    policy: { ok: true, value: policy },
-    ...overrides,
-  };
-}
-
-/** Applies actions as the edges would; canaries become Ready at once, rollouts complete at once. */
-function apply(o: Observed, actions: Action[], log: string[]): void {
-  for (const a of actions) {
-    switch (a.kind) {
-      case 'setWeight':
-        o.routing = { ok: true, canaryWeight: a.weight };
-        log.push(`weight ${a.weight}`);
-        break;
-      case 'ensureCanary':
-        o.canary = { revision: o.canaryRevision ?? '', replicas: a.replicas, readyReplicas: a.replicas, current: true };
-        break;
-      case 'deleteCanary':
-        o.canary = undefined;
-        log.push('delete canary');
-        break;
-      case 'unpause':
-        o.paused = false;
-        o.rolledOut = true;
-        log.push('unpause');
-        break;
-      case 'setPhase':
-        o.phase = a.phase;
-        if (a.promotedRevision) o.stableRevision = a.promotedRevision;
-        log.push(`phase ${a.phase}`);
-        break;
-      case 'status':
-        o.status = a.status;
-        break;
-      case 'labelStablePods':
-        o.unlabelledStablePods = 0;
-        log.push('label stable pods');
-        break;
-      case 'ensureSubsets':
-        o.subsetsReady = true;
-        log.push('subsets');
-        break;
-      case 'event':
-        log.push(`event ${a.reason}`);
-        break;
-    }
-  }
-}
+const world = (overrides: Partial<Observed> = {}): Observed => releaseWorld(policy, overrides);
+const apply = applyActions;
 
 /** Runs the loop once a second for `seconds`, measuring with `measure` whenever a check is due. */
 function run(o: Observed, seconds: number, measure: (t: number) => Measurement[], log: string[], start = 0): number {
@@ -579,4 +520,70 @@ t.test('a new release starts with no evidence', async (t) => {
   actionsOf(o, 2, counted(o, 100, 0.01, 0.01), 30);
   t.equal(o.status?.revision, 'c2');
   t.equal(o.status?.evidence, undefined, "the superseded release's evidence is not carried over");
+});
+
+/**
+ * The analyzer's queue in miniature: a release is looked at again one second after it changed
+ * something, else only at wakeAt. Returns what happened, second by second, and how many looks.
+ */
+function eventDriven(o: Observed, seconds: number, measure: () => Measurement[]): { log: string[]; looks: number } {
+  const log: string[] = [];
+  let looks = 0;
+  for (let s = 0; s < seconds;) {
+    const now = new Date(s * 1000);
+    const actions = decide(o, checkDue(o, now) ? measure() : undefined, now);
+    looks++;
+    const before = log.length;
+    apply(o, actions, log);
+    for (let i = before; i < log.length; i++) log[i] = `${s}: ${log[i] ?? ''}`;
+    if (actions.some((a) => !isFinding(a))) s += 1;
+    else {
+      const wake = wakeAt(o, now);
+      if (wake === undefined) break;
+      s = Math.ceil(wake / 1000);
+    }
+  }
+  return { log, looks };
+}
+
+/** The same release looked at every second, as the loop did before its queue. */
+function everySecond(o: Observed, seconds: number, measure: () => Measurement[]): string[] {
+  const log: string[] = [];
+  for (let s = 0; s < seconds; s++) {
+    const before = log.length;
+    const now = new Date(s * 1000);
+    apply(o, decide(o, checkDue(o, now) ? measure() : undefined, now), log);
+    for (let i = before; i < log.length; i++) log[i] = `${s}: ${log[i] ?? ''}`;
+  }
+  return log;
+}
+
+t.test('waking only at wakeAt and after changes does what looking every second does', async (t) => {
+  for (const [name, measure] of [
+    ['healthy', errorRate(0.01)],
+    ['failing', errorRate(0.3)],
+    ['no data', errorRate(undefined)],
+  ] as const) {
+    const polled = everySecond(world(), 400, measure);
+    const driven = eventDriven(world(), 400, measure);
+    t.same(driven.log, polled, `${name}: the same weights, phases and events at the same seconds`);
+    t.ok(driven.looks < 400 / 3, `${name}: ${driven.looks} looks instead of 400`);
+  }
+});
+
+t.test('wakeAt: the next pause end, check or drain end, strictly later; nothing while settled', async (t) => {
+  const at = (seconds: number): string => new Date(seconds * 1000).toISOString();
+  const holding = world({
+    status: { revision: 'c1', step: 0, weight: 10, failures: 0, checks: [], message: '', stepStartedAt: at(0) },
+  });
+  t.equal(wakeAt(holding, new Date(0)), 10_000, 'the first check, before the pause ends');
+  const base = holding.status;
+  if (!base) return t.fail('no status');
+  const checked = world({ status: { ...base, lastCheckAt: at(25) } });
+  t.equal(wakeAt(checked, new Date(26_000)), 30_000, 'the pause ends before the next check');
+  t.equal(wakeAt(checked, new Date(31_000)), 35_000, 'the pause is over: the next check');
+  const draining = world({ status: { ...base, drainingSince: at(100) } });
+  t.equal(wakeAt(draining, new Date(101_000)), 100_000 + policy.drainMs, 'the drain ends');
+  t.equal(wakeAt(draining, new Date(200_000)), undefined, 'a drain already over is not a wake-up');
+  t.equal(wakeAt(world({ phase: 'Stable' }), new Date(0)), undefined, 'no record: only a change can wake it');
 });

@@ -1,0 +1,66 @@
+// The work queue of releases, keyed `namespace/name`, as controllers keep one: a key is queued
+// once however often it is added, is due now (a watch saw a change), at a time (a pause or check
+// ends), or after a backoff that doubles with each failure in a row. No timers inside: the
+// caller asks when the next key is due and takes the due ones, so the queue is tested without I/O.
+
+export interface QueueOptions {
+  /** The first retry's delay after a failure; doubled for each failure in a row. */
+  baseDelayMs: number;
+  /** The longest retry delay. */
+  maxDelayMs: number;
+}
+
+export class WorkQueue {
+  /** When each queued key is due (epoch ms); a key is queued at most once, at its earliest time. */
+  private readonly due = new Map<string, number>();
+  private readonly failures = new Map<string, number>();
+  private readonly options: QueueOptions;
+
+  constructor(options: QueueOptions) {
+    this.options = options;
+  }
+
+  /** Queues `key` for `at` (epoch ms), unless it is already queued for earlier. */
+  addAt(key: string, at: number): void {
+    const queued = this.due.get(key);
+    if (queued === undefined || at < queued) this.due.set(key, at);
+  }
+
+  /** Queues `key` as due now. */
+  add(key: string, now: number): void {
+    this.addAt(key, now);
+  }
+
+  /** Queues `key` after its backoff, which doubles with each failure in a row; returns the delay. */
+  retry(key: string, now: number): number {
+    const n = this.failures.get(key) ?? 0;
+    this.failures.set(key, n + 1);
+    const delay = Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** n);
+    this.addAt(key, now + delay);
+    return delay;
+  }
+
+  /** `key` succeeded: its next failure starts the backoff again. */
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
+
+  /** Removes and returns every key due at `now`. */
+  take(now: number): string[] {
+    const taken: string[] = [];
+    for (const [key, at] of this.due) if (at <= now) taken.push(key);
+    for (const key of taken) this.due.delete(key);
+    return taken;
+  }
+
+  /** The earliest time a key is due, or undefined when nothing is queued. */
+  nextDue(): number | undefined {
+    let earliest: number | undefined;
+    for (const at of this.due.values()) if (earliest === undefined || at < earliest) earliest = at;
+    return earliest;
+  }
+
+  get size(): number {
+    return this.due.size;
+  }
+}

@@ -1,0 +1,62 @@
+// When the analyzer runs a pass: when the next queued release is due, shortly after a watch saw a
+// change (a short window batches changes that arrive together, so one pass and one Prometheus
+// query serve them all), and at least once a tick as a heartbeat that reads nothing by itself.
+
+export interface SchedulerOptions {
+  tickMs: number;
+  batchMs: number;
+  /** The analyzer's clock (epoch ms). */
+  now: () => number;
+  /** The earliest time a queued release is due, if any. */
+  nextDue: () => number | undefined;
+  pass: () => Promise<void>;
+  /** Called when a pass finishes, failed or not (liveness). */
+  passed: () => void;
+  log: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface Scheduler {
+  start(): void;
+  /** A watch saw a change: a pass within the batch window. */
+  poke(): void;
+  stop(): void;
+}
+
+export function scheduler(o: SchedulerOptions): Scheduler {
+  let timer: NodeJS.Timeout | undefined;
+  let running = false;
+  let stopped = false;
+  let poked = false;
+  const schedule = (): void => {
+    if (stopped || running) return;
+    if (timer) clearTimeout(timer);
+    const due = o.nextDue();
+    const untilDue = due === undefined ? o.tickMs : due - o.now();
+    timer = setTimeout(run, poked ? o.batchMs : Math.max(0, Math.min(o.tickMs, untilDue)));
+  };
+  const run = (): void => {
+    timer = undefined;
+    running = true;
+    // Pokes from here on are for the next pass.
+    poked = false;
+    o.pass()
+      .catch((e: unknown) => o.log('pass failed', { error: e instanceof Error ? e.message : String(e) }))
+      .finally(() => {
+        running = false;
+        o.passed();
+        schedule();
+      });
+  };
+  return {
+    start: schedule,
+    poke: () => {
+      if (poked) return;
+      poked = true;
+      schedule();
+    },
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,56 @@
+// The release work queue and how a pass's outcomes requeue releases: pure, on a given clock.
+import t from 'tap';
+import { WorkQueue } from '../../analyzer/loop/queue.ts';
+import { requeue } from '../../analyzer/loop/reconcile.ts';
+import type { Outcome } from '../../analyzer/loop/reconcile.ts';
+
+const queue = (): WorkQueue => new WorkQueue({ baseDelayMs: 1000, maxDelayMs: 8000 });
+
+t.test('a key is queued once, at its earliest time, and taken only when due', async (t) => {
+  const q = queue();
+  q.addAt('ns/web', 5000);
+  q.addAt('ns/web', 9000);
+  q.add('ns/api', 1000);
+  t.equal(q.size, 2, 'added twice, queued once');
+  t.equal(q.nextDue(), 1000);
+  t.same(q.take(999), [], 'nothing is due yet');
+  t.same(q.take(1000), ['ns/api']);
+  q.addAt('ns/web', 3000);
+  t.equal(q.nextDue(), 3000, 'an earlier time wins');
+  t.same(q.take(10_000), ['ns/web']);
+  t.equal(q.size, 0);
+  t.equal(q.nextDue(), undefined);
+});
+
+t.test('failures back off exponentially up to the limit; a success starts again', async (t) => {
+  const q = queue();
+  const delays = [0, 1, 2, 3, 4, 5].map(() => {
+    const d = q.retry('ns/web', 0);
+    q.take(Infinity);
+    return d;
+  });
+  t.same(delays, [1000, 2000, 4000, 8000, 8000, 8000]);
+  q.forget('ns/web');
+  t.equal(q.retry('ns/web', 0), 1000, 'forgotten: the first delay again');
+});
+
+t.test('requeue: worked soon, idle at its wake-up or dropped, failed after its backoff', async (t) => {
+  const q = queue();
+  const outcomes = new Map<string, Outcome>([
+    ['ns/worked', { kind: 'worked' }],
+    ['ns/waiting', { kind: 'idle', wakeAt: 60_000 }],
+    ['ns/settled', { kind: 'idle' }],
+    ['ns/failed', { kind: 'failed' }],
+  ]);
+  requeue(q, outcomes, 10_000, 1000);
+  t.same(q.take(11_000).sort(), ['ns/failed', 'ns/worked'], 'worked one tick later; failed after 1 s of backoff');
+  t.same(q.take(59_999), []);
+  t.same(q.take(60_000), ['ns/waiting'], 'idle until its pause or check ends');
+  t.equal(q.size, 0, 'a settled release with nothing to wait for is not queued');
+  requeue(q, new Map([['ns/failed', { kind: 'failed' }]]), 20_000, 1000);
+  t.equal(q.nextDue(), 22_000, 'a second failure in a row waits twice as long');
+  requeue(q, new Map([['ns/failed', { kind: 'worked' }]]), 30_000, 1000);
+  q.take(Infinity);
+  requeue(q, new Map([['ns/failed', { kind: 'failed' }]]), 40_000, 1000);
+  t.equal(q.nextDue(), 41_000, 'a success resets the backoff');
+});
