@@ -50,6 +50,14 @@ const readingNotes = `## Reading these numbers
   evidence, by design, not the loop.
 - **Analyzer RSS** is the peak the process reached: V8 keeps the heap it grew to. Its used heap
   returns to about 45 MB once releases finish (measured by hand after 20 releases).
+- **Threshold against sequential.** The sequential test finds every canary at 2× the stable's
+  errors (the seed's threshold passes all of them) and reaches 0 % sooner at 5× and 20×; its
+  false rollbacks of an equal canary stay near α (0.01). Its price is time to *promote*: showing
+  that a canary is not 50 % worse than a stable at 1 % errors takes hundreds of errors, so at
+  20 requests/s about half of the equal canaries are still held at 10 % after an hour, and at
+  2 requests/s almost all are (never rolled back: the threshold policy rolls back 98 % of them as
+  unjudged). That is why the seed's threshold stays the default and \`analysis: sequential\` is
+  the choice for services with the traffic to afford it (docs/design.md, "Sequential analysis").
 - **500 releases** were not run: 500 Deployments with canaries on 2 cores and one local etcd
   exceeds what this machine serves at the pace the benchmark needs.
 `;
