@@ -404,6 +404,10 @@ function releasePass(p: {
     lastResync = now;
     w.follow();
     for (const d of active(w.deployments.list())) queue.add(releaseKey(d.metadata?.namespace, d.metadata?.name), now);
+    gauges();
+  };
+  const gauges = (): void => {
+    telemetry.queueDepth.set(queue.size);
     for (const [kind, cached] of [
       ['Deployment', w.deployments],
       ['Service', w.services],
@@ -424,8 +428,10 @@ function releasePass(p: {
     if (!leading || settings.polling || now - lastResync >= settings.resyncMs) resync(now);
     leading = true;
     const keys = queue.take(now);
-    if (keys.length > 0) requeue(queue, await tick(loopDeps, new Set(keys)), ctx.now().getTime(), settings.tickMs);
-    telemetry.queueDepth.set(queue.size);
+    if (keys.length > 0) {
+      requeue(queue, await tick(loopDeps, new Set(keys)), ctx.now().getTime(), settings.tickMs);
+      gauges();
+    }
     // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
     if (!w.deployments.synced() || !w.virtualServices.synced() || !w.namespaces.synced()) return;
     if (w.touchedVirtualServices.size === 0) return;

@@ -30,6 +30,19 @@ export const annotations = {
   request: 'weir.dev/request',
 } as const;
 
+/**
+ * The release annotations weir itself writes (the webhook and the analyzer), as opposed to the
+ * user's own `weir.dev/` settings (opt-out, policy, routing) and a person's `request`.
+ */
+export const releaseAnnotations: readonly string[] = [
+  annotations.phase,
+  annotations.stableRevision,
+  annotations.canaryRevision,
+  annotations.releaseStarted,
+  annotations.reason,
+  annotations.status,
+];
+
 /** The `reportingComponent` of every Event the analyzer records. */
 export const reportingComponent = 'weir.dev/analyzer';
 

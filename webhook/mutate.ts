@@ -2,7 +2,7 @@
 // (the caller passes `now`), so every behaviour in docs/design.md is a unit test.
 import jsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
-import { annotations, labels, tracks, isPhase, isWeirKey } from '../contract/names.ts';
+import { annotations, labels, releaseAnnotations, tracks, isPhase, isWeirKey } from '../contract/names.ts';
 import type { Phase } from '../contract/names.ts';
 import { templateRevision } from '../contract/revision.ts';
 import { guardRouting, routingKind } from './routing.ts';
@@ -91,13 +91,15 @@ function weirEntries(map: Record<string, string> | undefined): [string, string][
  * weir's own keys survive an apply that omits them (a server-side apply of a GitOps manifest
  * drops what the webhook set in the applier's name): the track label always, and the release
  * annotations when `weir.dev/phase` is gone — weir's own writes always carry the phase, and may
- * remove another annotation on purpose.
+ * remove another annotation on purpose. The user's own `weir.dev/` settings (opt-out, policy,
+ * routing) are theirs to remove: they are never put back.
  */
 function carryOver(next: Deployment, old: Deployment | undefined): void {
   if (!old) return;
   next.metadata ??= {};
   if (next.metadata.annotations?.[annotations.phase] === undefined) {
-    for (const [key, value] of weirEntries(old.metadata?.annotations)) {
+    const record = Object.entries(old.metadata?.annotations ?? {}).filter(([k]) => releaseAnnotations.includes(k));
+    for (const [key, value] of record) {
       next.metadata.annotations ??= {};
       next.metadata.annotations[key] ??= value;
     }

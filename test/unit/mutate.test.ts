@@ -214,6 +214,19 @@ t.test('release annotations come back only when an apply dropped all of them', a
   t.same(mutate(analyzerWrite, { now }).patch, [], 'a write that removes one weir annotation on purpose is kept');
 });
 
+t.test("the user's own weir.dev/ settings are theirs to remove: never put back", async (t) => {
+  // A Deployment with no release yet: no phase, so nothing marks the record as weir's.
+  const input = fixture('update-replicas');
+  const old = dep(input.oldObject);
+  const settings = { 'weir.dev/canary': 'disabled', 'weir.dev/steps': '10,100', 'weir.dev/virtual-service': 'vs' };
+  old.metadata.annotations = { ...(old.metadata.annotations ?? {}), ...settings };
+  for (const key of Object.keys(settings)) delete dep(input.object).metadata.annotations?.[key];
+  const m = mutate(input, { now });
+  t.same(m.patch, [], 'opt-out, policy and routing annotations removed by the user stay removed');
+  const out = applied(input, m);
+  for (const key of Object.keys(settings)) t.notOk(out.metadata.annotations?.[key], `${key} gone`);
+});
+
 t.test('during a release, an apply that drops paused keeps it paused', async (t) => {
   const input = fixture('update-image-during-release');
   const ssa = structuredClone(input);
