@@ -5,17 +5,41 @@ import { annotations, isWeirKey } from './names.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+const sorted = (keys: string[]): boolean => keys.every((k, i) => i === 0 || (keys[i - 1] ?? '') <= k);
+
+/**
+ * The value with every object's keys in sorted order, for a hash that no key order can change.
+ * Copies only what is out of order (most of a template's small objects are sorted already): the
+ * admission path hashes two templates per review. `JSON.stringify` drops undefined members itself.
+ */
 function canonical(value: unknown): Json {
-  if (Array.isArray(value)) return value.map(canonical);
-  if (value !== null && typeof value === 'object') {
-    const out: { [key: string]: Json } = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = canonical(v);
-    }
-    return out;
+  if (value === null || typeof value !== 'object') return value as Json;
+  if (Array.isArray(value)) {
+    let copy: Json[] | undefined;
+    value.forEach((item: unknown, i) => {
+      const c = canonical(item);
+      if (c !== item) copy ??= (value as Json[]).slice(0, i);
+      copy?.push(c);
+    });
+    return copy ?? (value as Json[]);
   }
-  return value as Json;
+  const object = value as Record<string, unknown>;
+  const keys = Object.keys(object);
+  const order = sorted(keys) ? keys : [...keys].sort();
+  let changed = order !== keys;
+  const values = order.map((k) => {
+    const v = object[k];
+    const c = canonical(v);
+    if (c !== v) changed = true;
+    return c;
+  });
+  if (!changed) return object as Json;
+  const out: { [key: string]: Json } = {};
+  order.forEach((k, i) => {
+    const v = values[i];
+    if (v !== undefined) out[k] = v;
+  });
+  return out;
 }
 
 function withoutWeirKeys(map: unknown): Record<string, unknown> | undefined {

@@ -216,6 +216,56 @@ function holdRelease(next: Deployment, old: Deployment): string {
   return 'pod template unchanged: no release';
 }
 
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((item, i) => deepEqual(item, b[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((k) => Object.hasOwn(y, k) && deepEqual(x[k], y[k]));
+}
+
+const escape = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
+const field = (value: unknown, key: string): unknown =>
+  value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)[key]
+    : undefined;
+
+/** The operations that turn the value at `path` in `original` into the one in `next`. */
+function diffAt(original: unknown, next: unknown, path: string[]): Operation[] {
+  let a = original;
+  let b = next;
+  let at = '';
+  for (const key of path) {
+    const [av, bv] = [field(a, key), field(b, key)];
+    at += `/${escape(key)}`;
+    if (av === undefined && bv === undefined) return [];
+    if (av === undefined) return [{ op: 'add', path: at, value: bv }];
+    if (bv === undefined) return [{ op: 'remove', path: at }];
+    [a, b] = [av, bv];
+  }
+  if (a !== null && typeof a === 'object' && b !== null && typeof b === 'object')
+    return jsonPatch.compare(a, b).map((op) => ({ ...op, path: at + op.path }));
+  return a === b ? [] : [{ op: 'replace', path: at, value: b }];
+}
+
+/**
+ * The patch from the request's object to weir's answer. They differ only where weir writes — the
+ * annotations, `spec.paused`, the template's labels — so only those are compared, never the
+ * whole object (the admission path is hot; a Deployment is mostly containers).
+ */
+function patchOf(original: Deployment, next: Deployment): Operation[] {
+  return [
+    ...diffAt(original, next, ['metadata', 'annotations']),
+    ...diffAt(original, next, ['spec', 'paused']),
+    ...diffAt(original, next, ['spec', 'template', 'metadata', 'labels']),
+  ];
+}
+
 /** Decides what to do with one Deployment CREATE or UPDATE and returns the patch for it. */
 export function mutate(input: AdmissionInput, options: MutateOptions): Mutation {
   const routing = routingKind(input.kind);
@@ -236,10 +286,16 @@ export function mutate(input: AdmissionInput, options: MutateOptions): Mutation 
     why = 'first version: stamped the stable track';
   } else {
     carryOver(next, old);
-    const revisions = { old: templateRevision(old.spec?.template), new: templateRevision(next.spec?.template) };
+    // Equal templates are one revision: no hashing for the common update (replicas, a re-apply).
+    const same = deepEqual(old.spec?.template, next.spec?.template);
+    const revisions = same
+      ? undefined
+      : { old: templateRevision(old.spec?.template), new: templateRevision(next.spec?.template) };
     why =
-      revisions.new !== revisions.old ? onTemplateChange(next, old, revisions, options.now) : holdRelease(next, old);
+      revisions && revisions.new !== revisions.old
+        ? onTemplateChange(next, old, revisions, options.now)
+        : holdRelease(next, old);
   }
-  const patch = jsonPatch.compare(original, next);
+  const patch = patchOf(original, next);
   return { outcome: patch.length > 0 ? 'patched' : 'unchanged', reason: why, patch, warnings: [] };
 }

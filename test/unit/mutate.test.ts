@@ -241,3 +241,31 @@ t.test('during a release, an apply that drops paused keeps it paused', async (t)
   dep(promoting.object).metadata.annotations = { ...old.metadata.annotations };
   t.same(mutate(promoting, { now }).patch, [], "the analyzer's resume at promotion goes through");
 });
+
+t.test('the patch carries every change weir makes: applying it leaves nothing for a second look', async (t) => {
+  const names = [
+    'create',
+    'create-hand-paused',
+    'update-image',
+    'update-image-during-release',
+    'update-replicas',
+    'update-metadata',
+    'update-hand-paused-replicas',
+    'reapply-same-template',
+    'revert-to-stable',
+    'server-side-apply-image',
+    'dry-run-image',
+  ];
+  for (const name of names) {
+    const input = fixture(name);
+    const patched = applied(input, mutate(input, { now }));
+    t.same(mutate({ ...input, object: patched }, { now }).patch, [], name);
+    // An apply that dropped weir's keys: the patch restores them all, at every depth.
+    const stripped = structuredClone(input);
+    const d = dep(stripped.object);
+    delete d.metadata.annotations;
+    if (d.spec.template.metadata) delete (d.spec.template.metadata as { labels?: unknown }).labels;
+    const again = applied(stripped, mutate(stripped, { now }));
+    t.same(mutate({ ...stripped, object: again }, { now }).patch, [], `${name}, weir's keys dropped`);
+  }
+});
