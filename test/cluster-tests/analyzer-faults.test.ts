@@ -107,6 +107,7 @@ t.test('an analyzer killed with SIGKILL mid-step: a new one finishes, no step ou
   const first = await startAnalyzer({ scope, identity: `first-${scope}` });
   t.teardown(() => first.kill());
   const recorder = recordWeights(ns, 'weir-web', 'canary');
+  await recorder.ready;
   await setImage(ns, 'web', 'example.com/web:v2');
   await waitForWeight(ns, 'web', 50, 90_000);
   await first.kill('SIGKILL');
@@ -196,6 +197,7 @@ t.test(
       }
     })();
     const recorder = recordWeights(ns, 'weir-web', 'canary');
+    await recorder.ready;
     await rm(hold);
     const done = await waitForPhase(ns, 'web', 'Stable');
     sampling = false;

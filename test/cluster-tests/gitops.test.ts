@@ -226,6 +226,7 @@ t.test(
   async (t) => {
     const { ns, loop, newUh } = await seedFolder(t, 'client-side');
     const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+    await recorder.ready;
     loop.change([...seedMesh(ns), seedDeployment('v2', fast)]);
     await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
     await waitForWeight(ns, 'myapp', 10);
@@ -268,6 +269,7 @@ t.test(
 t.test('kubectl apply --server-side --force-conflicts every 2 s: zero UH, weights in step order', async (t) => {
   const { ns, loop, newUh } = await seedFolder(t, 'server-side');
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+  await recorder.ready;
   loop.change([...seedMesh(ns), seedDeployment('v2', fast)]);
   await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
   await waitForPhase(ns, 'myapp', 'Stable');
@@ -287,6 +289,7 @@ t.test("Flux's apply engine every 2 s: zero UH, and after each new content every
   const weir = await watchWeirWrites(ns);
   t.teardown(weir.stop);
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+  await recorder.ready;
   loop.change([...seedMesh(ns), seedDeployment('v2', fast)]);
   await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
   await waitForPhase(ns, 'myapp', 'Stable');
@@ -353,6 +356,7 @@ t.test(
     await waitFor('a check at 10 %', async () => (await releaseStatus(ns, 'myapp'))?.lastCheckAt !== undefined, 30_000);
     const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
     t.teardown(() => recorder.stop());
+    await recorder.ready;
     // `kubectl replace` writes the object from git whole: weir's record goes with it, so the
     // webhook has nothing to keep.
     const vs = seedMesh(ns).find((m) => m.kind === 'VirtualService');

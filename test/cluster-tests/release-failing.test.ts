@@ -41,6 +41,7 @@ t.test('a bad version (20 % 5xx) is rolled back after the failure limit', async 
   // the failure limit, not the ceiling, ends this release.
   const ns = await guarded(t, { 'weir.dev/min-requests': '60' });
   const recorder = recordWeights(ns, 'weir-web', 'canary');
+  await recorder.ready;
   await setImage(ns, 'web', 'example.com/web:v2-bad', { 'sim.weir.dev/error-rate': '0.2' });
   const d = await waitForPhase(ns, 'web', 'RolledBack');
   await recorder.stop();

@@ -99,6 +99,7 @@ t.test('a healthy version: 10 → 50 → 100, promoted, VirtualService untouched
     ns,
   ]);
   const recorder = recordWeights(ns, 'web', 'canary', 'primary');
+  await recorder.ready;
   await setImage(ns, 'web', 'example.com/web:v2');
   t.equal((await getDeployment(ns, 'web')).metadata.annotations?.['weir.dev/phase'], 'Progressing');
   const done = await waitForPhase(ns, 'web', 'Stable');
@@ -165,6 +166,7 @@ t.test("the seed's myapp manifests work with annotations and nothing else", asyn
   for (const manifest of seedMesh(ns)) await apply(ns, manifest);
   await apply(ns, seedDeployment('v1', fast));
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
+  await recorder.ready;
   await apply(ns, seedDeployment('v2', fast));
   await waitForPhase(ns, 'myapp', 'Stable');
   await recorder.stop();

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
 import { openSync } from 'node:fs';
 import { cluster, getJson, kubectl, kubectlRaw } from './kube.ts';
@@ -93,32 +94,56 @@ interface Vs {
   spec: { http: { name?: string; route: { destination: { subset: string }; weight?: number }[] }[] };
 }
 
-/** Records every distinct canary weight a VirtualService route shows, until stopped. */
+/**
+ * Records every distinct canary weight a VirtualService route shows, until stopped — through a
+ * watch, so a state that lasts only milliseconds (weir putting a route back) is seen too.
+ * `ready` resolves once the watch has shown the current state (or the route does not exist yet).
+ */
 export function recordWeights(
   ns: string,
   vs: string,
   canarySubset: string,
   route?: string,
-): { weights: number[]; stop: () => Promise<void> } {
+): { weights: number[]; ready: Promise<void>; stop: () => Promise<void> } {
   const weights: number[] = [];
   let running = true;
-  const loop = (async () => {
-    while (running) {
-      const r = await kubectlRaw(['get', 'virtualservice', vs, '-n', ns, '-o', 'json']);
-      if (r.code === 0) {
-        const http = (JSON.parse(r.stdout) as Vs).spec.http;
-        const found = route ? http.find((h) => h.name === route) : http[0];
-        const w = found?.route.find((d) => d.destination.subset === canarySubset)?.weight ?? 0;
-        if (weights[weights.length - 1] !== w) weights.push(w);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 150));
-    }
+  let request: AbortController | undefined;
+  const record = (object: Vs): void => {
+    const http = object.spec.http;
+    const found = route ? http.find((h) => h.name === route) : http[0];
+    const w = found?.route.find((d) => d.destination.subset === canarySubset)?.weight ?? 0;
+    if (weights[weights.length - 1] !== w) weights.push(w);
+  };
+  let seen = (): void => undefined;
+  const firstEvent = new Promise<void>((resolve) => (seen = resolve));
+  const ready = (async () => {
+    const kc = new KubeConfig();
+    kc.loadFromFile((await cluster()).kubeconfig);
+    const start = async (): Promise<void> => {
+      if (!running) return;
+      request = await new Watch(kc).watch(
+        `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
+        { fieldSelector: `metadata.name=${vs}` },
+        (type: string, object: Vs) => {
+          if (type === 'ADDED' || type === 'MODIFIED') record(object);
+          seen();
+        },
+        // The server ends a watch now and then: start again (the current state comes first).
+        () => void start().catch(() => undefined),
+      );
+    };
+    await start();
+    // A route that exists shows up as the watch's first event; one that does not, later.
+    const r = await kubectlRaw(['get', 'virtualservice', vs, '-n', ns, '-o', 'name']);
+    if (r.code === 0) await firstEvent;
   })();
   return {
     weights,
+    ready,
     stop: async () => {
       running = false;
-      await loop;
+      await ready.catch(() => undefined);
+      request?.abort();
     },
   };
 }
