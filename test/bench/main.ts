@@ -67,7 +67,8 @@ const machine = `${cpus().length} × ${cpu}, ${f(totalmem() / 2 ** 30)} GiB, Nod
 const measured = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}.`;
 const header =
   '# Benchmarks\n\nWritten by `npm run bench` (`-- --only webhook|analyzer|scale|analysis` reruns one section ' +
-  'and keeps the others). Each section is from one run, dated; ratios compare against a baseline measured in that same run.\n';
+  'and keeps the others). Each section is from one run, dated; ratios compare against a baseline measured in ' +
+  'that same run.\n';
 /** The sections this run measured, by heading; the others are kept from the file as they were. */
 const sections = new Map<string, string>();
 const section = (heading: string, body: string): void => {
