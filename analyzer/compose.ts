@@ -295,7 +295,8 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
   // A routing object that changes — a person's edit mid-step, or after the release — wakes its releases.
   const touchedVirtualServices = new Set<string>();
   const onRoutingChange = (object: KubernetesObject): void => {
-    for (const key of steeredBy(deployments.list(), object)) wake.release(key);
+    // Routing objects steer Deployments of their own namespace only.
+    for (const key of steeredBy(deployments.in(object.metadata?.namespace ?? ''), object)) wake.release(key);
   };
   const onVirtualService = (vs: KubernetesObject): void => {
     onRoutingChange(vs);

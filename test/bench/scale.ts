@@ -2,6 +2,7 @@
 // releases at once, driven by one analyzer of the working tree. What is measured is the analyzer's
 // cost — memory, API reads, Prometheus queries, step lag — against the same run's baselines: its
 // own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
+import { readFile, writeFile } from 'node:fs/promises';
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 import { jsonPatch } from '../../contract/api.ts';
 import { down, up, waitFor } from '../cluster/cluster.ts';
@@ -55,7 +56,6 @@ const annotations = {
 };
 const perNamespace = 100;
 const scope = 'bench-scale';
-const mib = (bytes: number): number => bytes / 2 ** 20;
 
 /** GETs and LISTs the analyzer sent outside its watches, the Lease excluded. */
 async function reads(url: string): Promise<number> {
@@ -67,32 +67,20 @@ async function reads(url: string): Promise<number> {
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
-const rssOf = async (a: Analyzer): Promise<number> =>
-  mib(await metric(a.url, 'weir_analyzer_process_resident_memory_bytes'));
-
-/** Samples a value every second until stopped; returns the largest. */
-function peak(sample: () => Promise<number>): { stop: () => Promise<number> } {
-  let max = 0;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      max = Math.max(max, await sample().catch(() => 0));
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      return max;
-    },
-  };
+/** A process's resident memory from the kernel, in MiB: now (`VmRSS`) or its peak (`VmHWM`). */
+async function memory(a: Analyzer, field: 'VmRSS' | 'VmHWM'): Promise<number> {
+  const status = await readFile(`/proc/${a.process.pid ?? 0}/status`, 'utf8');
+  const kib = Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return kib / 1024;
 }
+
+/** Starts a new peak (Linux: writing 5 to clear_refs resets `VmHWM`), without asking the process anything. */
+const resetPeak = (a: Analyzer): Promise<void> => writeFile(`/proc/${a.process.pid ?? 0}/clear_refs`, '5');
 
 /** Idle RSS: after the analyzer has had a few resyncs to settle (V8 grows its heap lazily). */
 async function idleRss(a: Analyzer): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, 20_000));
-  return rssOf(a);
+  return memory(a, 'VmRSS');
 }
 
 const guardedNamespace = (i: number): string => `${scope}-guarded-${Math.floor(i / perNamespace)}`;
@@ -231,7 +219,7 @@ async function run(
   const apps = kc.makeApiClient(AppsV1Api);
   const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
   const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
-  const rss = peak(() => rssOf(a));
+  await resetPeak(a);
   await release(apps, n, `example.com/app:r${round}`);
   await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(atWeight(watches, n, 10)), 600_000, 500);
   log(`${n} releases hold at 10 %`);
@@ -256,7 +244,7 @@ async function run(
     queriesPerInterval: (queries1 - queries0) / (windowMs / scaleIntervalMs),
     lag10: lags(watches, 10),
     lag50: lags(watches, 50),
-    peakMiB: await rss.stop(),
+    peakMiB: await memory(a, 'VmHWM'),
     badToZeroSeconds,
     promoted,
   };
