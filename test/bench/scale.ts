@@ -232,8 +232,8 @@ async function run(
   const [reads1, queries1] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
   const badToZeroSeconds = await bad;
   await waitFor(
-    `${n} releases promoted`,
-    async () => Promise.resolve(count(watches, finished) >= n),
+    `${n} releases over`,
+    async () => Promise.resolve(count(watches, over) >= n),
     900_000,
     1000,
   ).catch((e: unknown) => log(String(e)));
