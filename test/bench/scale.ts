@@ -173,6 +173,8 @@ const atWeight = (watches: Weights[], n: number, weight: number): boolean =>
 /** Promoted: the canary reached 100 % and traffic is back on the (new) stable subset. */
 const finished = (list: { weight: number }[]): boolean =>
   list.some((c) => c.weight === 100) && list.at(-1)?.weight === 0;
+/** Over, either way: the canary had weight and has none now. */
+const over = (list: { weight: number }[]): boolean => list.some((c) => c.weight > 0) && list.at(-1)?.weight === 0;
 
 /** One canary failing every request, in its own namespace, while the others hold: first weight to 0 %. */
 async function badToZero(state: ClusterState, kc: KubeConfig, round: number): Promise<number> {
@@ -231,12 +233,9 @@ async function run(
   await new Promise((resolve) => setTimeout(resolve, windowMs));
   const [reads1, queries1] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
   const badToZeroSeconds = await bad;
-  await waitFor(
-    `${n} releases over`,
-    async () => Promise.resolve(count(watches, over) >= n),
-    900_000,
-    1000,
-  ).catch((e: unknown) => log(String(e)));
+  await waitFor(`${n} releases over`, async () => Promise.resolve(count(watches, over) >= n), 900_000, 1000).catch(
+    (e: unknown) => log(String(e)),
+  );
   const promoted = count(watches, finished);
   for (const w of watches) w.stop();
   return {
