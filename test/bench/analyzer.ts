@@ -41,24 +41,37 @@ export async function watchWeights(
   ns: string,
 ): Promise<{ changes: Map<string, { weight: number; at: number }[]>; stop: () => void }> {
   const changes = new Map<string, { weight: number; at: number }[]>();
-  const req = await new Watch(kc).watch(
-    `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
-    {},
-    (
-      _type,
-      obj: {
-        metadata: { name: string };
-        spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
+  let request: AbortController | undefined;
+  let stopped = false;
+  const start = async (): Promise<void> => {
+    if (stopped) return;
+    request = await new Watch(kc).watch(
+      `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
+      {},
+      (
+        _type,
+        obj: {
+          metadata: { name: string };
+          spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
+        },
+      ) => {
+        const weight = obj.spec.http[0]?.route.find((r) => r.destination.subset === 'canary')?.weight ?? 0;
+        const list = changes.get(obj.metadata.name) ?? [];
+        if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
+        changes.set(obj.metadata.name, list);
       },
-    ) => {
-      const weight = obj.spec.http[0]?.route.find((r) => r.destination.subset === 'canary')?.weight ?? 0;
-      const list = changes.get(obj.metadata.name) ?? [];
-      if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
-      changes.set(obj.metadata.name, list);
+      // A watch the server (or the network) ends is started again: the current state comes first.
+      () => void start().catch(() => undefined),
+    );
+  };
+  await start();
+  return {
+    changes,
+    stop: () => {
+      stopped = true;
+      request?.abort();
     },
-    () => undefined,
-  );
-  return { changes, stop: () => req.abort() };
+  };
 }
 
 export const percentile = (xs: number[], p: number): number =>

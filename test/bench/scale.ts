@@ -173,8 +173,18 @@ const atWeight = (watches: Weights[], n: number, weight: number): boolean =>
 /** Promoted: the canary reached 100 % and traffic is back on the (new) stable subset. */
 const finished = (list: { weight: number }[]): boolean =>
   list.some((c) => c.weight === 100) && list.at(-1)?.weight === 0;
-/** Over, either way: the canary had weight and has none now. */
-const over = (list: { weight: number }[]): boolean => list.some((c) => c.weight > 0) && list.at(-1)?.weight === 0;
+/** Guarded Deployments whose release is over, either way, and drained. */
+async function settled(apps: AppsV1Api, namespaces: string[]): Promise<number> {
+  let n = 0;
+  for (const namespace of namespaces)
+    for (const d of (await apps.listNamespacedDeployment({ namespace })).items) {
+      const a = d.metadata?.annotations ?? {};
+      const done = a['weir.dev/phase'] === 'Stable' || a['weir.dev/phase'] === 'RolledBack';
+      const drained = !(a['weir.dev/status'] ?? '').includes('drainingSince');
+      if (done && drained && !d.metadata?.labels?.['weir.dev/canary-of']) n++;
+    }
+  return n;
+}
 
 /** One canary failing every request, in its own namespace, while the others hold: first weight to 0 %. */
 async function badToZero(state: ClusterState, kc: KubeConfig, round: number): Promise<number> {
@@ -233,7 +243,9 @@ async function run(
   await new Promise((resolve) => setTimeout(resolve, windowMs));
   const [reads1, queries1] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
   const badToZeroSeconds = await bad;
-  await waitFor(`${n} releases over`, async () => Promise.resolve(count(watches, over) >= n), 900_000, 1000).catch(
+  // Over when every Deployment is Stable or RolledBack and drained (read from the API, not from
+  // the watches, which only time the steps).
+  await waitFor(`${n} releases over`, async () => (await settled(apps, namespaces)) >= n, 900_000, 2000).catch(
     (e: unknown) => log(String(e)),
   );
   const promoted = count(watches, finished);
