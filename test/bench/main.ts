@@ -34,14 +34,17 @@ const row = (name: string, r: LoadResult, base: LoadResult): string =>
 
 const readingNotes = `## Reading these numbers
 
-- **Webhook throughput.** Both servers parse the same 10 KB JSON over the same TLS; weir then
-  checks the envelope, hashes two pod templates, builds and base64-encodes a JSON Patch, and
-  counts the review in prom-client. On 2 cores, with the load generator on one of them, that
-  per-review work is the gap to the 0.8× target, which weir does not meet here. The admission
-  path allocates no clone of the whole object and builds no log fields it would drop.
-- **p99 at 1,000 reviews/s.** The baseline's own p99 is above 5 ms on this machine (the load
-  generator and the server share 2 cores and the garbage collector), so the target cannot be
-  told apart from the machine here; weir's p99 is within a few milliseconds of the baseline's.
+- **Webhook throughput.** Both servers parse the same 10 KB JSON over the same TLS. A CPU profile
+  of mutate on this review put three quarters of weir's own time in hashing the two pod templates
+  (canonical JSON and SHA-256) and most of the rest in comparing whole objects for the patch. Now
+  equal templates are not hashed, the canonical form copies only objects whose keys are out of
+  order, and the patch compares only the three places weir writes: 0.55× → 0.64×. The benchmark's
+  review starts a release, so both hashes remain (the revision is the release's identity, recorded
+  in clusters, and must not change); most reviews in a cluster are not releases, and the API server
+  no longer sends weir the updates that cannot be (matchConditions, ADR 15). On 2 cores with the
+  load generator on one of them, the remaining gap is that work; the 0.8× target is not met.
+- **p99 at 1,000 reviews/s.** Both servers' p99 is dominated by the shared 2 cores and the garbage
+  collector (the baseline's own p99 moves between 7 and 16 ms from run to run here).
 - **Prometheus queries per interval** below 1 means every release's built-in error rate is
   answered by the same single query per tick (one per distinct window), whatever N is.
 - **Step lag** counts from the end of a step's pause to the next weight. A step advances only
@@ -58,8 +61,14 @@ const readingNotes = `## Reading these numbers
   2 requests/s almost all are (never rolled back: the threshold policy rolls back 98 % of them as
   unjudged). That is why the seed's threshold stays the default and \`analysis: sequential\` is
   the choice for services with the traffic to afford it (docs/design.md, "Sequential analysis").
-- **500 releases** were not run: 500 Deployments with canaries on 2 cores and one local etcd
-  exceeds what this machine serves at the pace the benchmark needs.
+- **Scale.** The analyzer's memory floor is the runtime and its libraries, not the releases:
+  measured on this machine, bare Node 42 MiB, after importing client-node 127 MiB, after importing
+  weir's composition root 164–170 MiB (type stripping is about 18 of it). What releases add is the
+  difference from the idle row. An allocation profile at 100 releases found client-node opening a
+  new TLS connection for every request; one shared pool took RSS at 100 releases from 640 to
+  367 MiB in the same setup. Reads while holding count GETs and LISTs outside the watches; writes
+  (the check records) are not reads. A bad canary's time to 0 % is one check interval plus a
+  scrape when the check falls due, and Prometheus answers for all releases in one query.
 `;
 
 const cpu = cpus()[0]?.model.trim() ?? 'cpu';
@@ -75,12 +84,13 @@ const section = (heading: string, body: string): void => {
   sections.set(heading, `## ${heading}\n\n${measured}\n\n${body}`);
 };
 
-function targets(weir: { full: LoadResult; fixed: LoadResult }, base: { full: LoadResult }): string {
+function targets(weir: { full: LoadResult; fixed: LoadResult }, base: { full: LoadResult; fixed: LoadResult }): string {
   const ratio = weir.full.throughput / base.full.throughput;
+  const p99 = weir.fixed.p99 / base.fixed.p99;
   const met = (ok: boolean): string => (ok ? 'met' : 'missed');
   return (
-    `Targets: ≥ 0.8× the baseline's throughput (${met(ratio >= 0.8)}: ${f(ratio, 2)}×); ` +
-    `p99 ≤ 5 ms at 1,000 reviews/s (${met(weir.fixed.p99 <= 5)}: ${f(weir.fixed.p99, 2)} ms).`
+    `Targets (issue 13): ≥ 0.8× the baseline's throughput (${met(ratio >= 0.8)}: ${f(ratio, 2)}×); ` +
+    `p99 at 1,000 reviews/s ≤ 1.2× the baseline's (${met(p99 <= 1.2)}: ${f(p99, 2)}×).`
   );
 }
 
