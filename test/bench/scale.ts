@@ -168,8 +168,9 @@ function lags(watches: Weights[], from: number): { p50: number; p99: number } {
 /** Routes whose canary weight is now `weight`, having changed since the watch began. */
 const count = (watches: Weights[], test: (list: { weight: number }[]) => boolean): number =>
   watches.reduce((sum, w) => sum + [...w.changes.values()].filter(test).length, 0);
-const atWeight = (watches: Weights[], n: number, weight: number): boolean =>
-  count(watches, (list) => list.at(-1)?.weight === weight) >= n;
+/** Every release's route has shown `weight` (releases started one after another move on at their own pace). */
+const reached = (watches: Weights[], n: number, weight: number): boolean =>
+  count(watches, (list) => list.some((c) => c.weight === weight)) >= n;
 /** Promoted: the canary reached 100 % and traffic is back on the (new) stable subset. */
 const finished = (list: { weight: number }[]): boolean =>
   list.some((c) => c.weight === 100) && list.at(-1)?.weight === 0;
@@ -235,7 +236,7 @@ async function run(
   const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
   await resetPeak(a);
   await release(apps, n, `example.com/app:r${round}`);
-  await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(atWeight(watches, n, 10)), 600_000, 500);
+  await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
   log(`${n} releases hold at 10 %`);
   const [reads0, queries0] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
   const windowMs = 20_000;
@@ -271,7 +272,7 @@ async function pollingReads(kc: KubeConfig, n: number, round: number, log: (l: s
     const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
     const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
     await release(apps, n, `example.com/app:r${round}`);
-    await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(atWeight(watches, n, 10)), 600_000, 500);
+    await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
     const r0 = await reads(a.url);
     await new Promise((resolve) => setTimeout(resolve, 20_000));
     const perSecond = ((await reads(a.url)) - r0) / 20;
