@@ -61,6 +61,10 @@ const readingNotes = `## Reading these numbers
   2 requests/s almost all are (never rolled back: the threshold policy rolls back 98 % of them as
   unjudged). That is why the seed's threshold stays the default and \`analysis: sequential\` is
   the choice for services with the traffic to afford it (docs/design.md, "Sequential analysis").
+- **Analyzer** above is from 2026-11-26, before the analyzer read from watches and a work queue
+  (ADR 14, 16); a rerun on 2026-11-29 did not finish its 10 releases in four minutes (with the
+  queue, checks fall exactly every 2 s, and at 10 % of 4 requests/s most windows are unjudged),
+  so it stays as measured then. The Scale section measures the design as it is.
 - **Scale.** The analyzer's memory floor is the runtime and its libraries, not the releases:
   measured on this machine, bare Node 42 MiB, after importing client-node 127 MiB, after importing
   weir's composition root 164–170 MiB (type stripping is about 18 of it). What releases add is the
