@@ -62,9 +62,9 @@ const readingNotes = `## Reading these numbers
   unjudged). That is why the seed's threshold stays the default and \`analysis: sequential\` is
   the choice for services with the traffic to afford it (docs/design.md, "Sequential analysis").
 - **Analyzer** above is from 2026-11-26, before the analyzer read from watches and a work queue
-  (ADR 14, 16); a rerun on 2026-11-29 did not finish its 10 releases in four minutes (with the
-  queue, checks fall exactly every 2 s, and at 10 % of 4 requests/s most windows are unjudged),
-  so it stays as measured then. The Scale section measures the design as it is.
+  (ADR 14, 16). A rerun on 2026-11-29 had not finished its 10 releases after four minutes and
+  was stopped, not yet investigated (a guess to check: at 10 % of 4 requests/s, 2 s windows are
+  often unjudged). It stays as measured then; the Scale section measures the design as it is.
 - **Scale.** The analyzer's memory floor is the runtime and its libraries, not the releases:
   measured on this machine, bare Node 42 MiB, after importing client-node 127 MiB, after importing
   weir's composition root 164–170 MiB (type stripping is about 18 of it). What releases add is the
