@@ -11,8 +11,6 @@ export type PatchOp = Operation;
 export const fieldManager = 'weir';
 
 /** JSON Pointer escaping of one key ("/" → "~1", "~" → "~0"). */
-export const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
-
 export const isNotFound = (error: unknown): boolean => error instanceof ApiException && error.code === 404;
 export const isConflict = (error: unknown): boolean =>
   error instanceof ApiException && (error.code === 409 || error.code === 422);

@@ -60,6 +60,9 @@ export function isPhase(value: unknown): value is Phase {
   return typeof value === 'string' && (phases as readonly string[]).includes(value);
 }
 
+/** A key (`weir.dev/track`) as one JSON Pointer segment (`weir.dev~1track`), for patch paths. */
+export const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
+
 /** True for a label or annotation key that belongs to weir. */
 export const isWeirKey = (key: string): boolean => key.startsWith(prefix);
 

@@ -1,8 +1,9 @@
 // The webhook's decision: from one admission request to a JSON Patch. Pure — no I/O, no clock
 // (the caller passes `now`), so every behaviour in docs/design.md is a unit test.
+import { isDeepStrictEqual } from 'node:util';
 import jsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
-import { annotations, labels, releaseAnnotations, tracks, isPhase, isWeirKey } from '../contract/names.ts';
+import { annotations, labels, pointer, releaseAnnotations, tracks, isPhase, isWeirKey } from '../contract/names.ts';
 import type { Phase } from '../contract/names.ts';
 import { templateRevision } from '../contract/revision.ts';
 import { guardRouting, routingKind } from './routing.ts';
@@ -216,20 +217,6 @@ function holdRelease(next: Deployment, old: Deployment): string {
   return 'pod template unchanged: no release';
 }
 
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
-    return a.every((item, i) => deepEqual(item, b[i]));
-  }
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
-  const keys = Object.keys(x);
-  return keys.length === Object.keys(y).length && keys.every((k) => Object.hasOwn(y, k) && deepEqual(x[k], y[k]));
-}
-
-const escape = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
 const field = (value: unknown, key: string): unknown =>
   value !== null && typeof value === 'object' && !Array.isArray(value)
     ? (value as Record<string, unknown>)[key]
@@ -242,7 +229,7 @@ function diffAt(original: unknown, next: unknown, path: string[]): Operation[] {
   let at = '';
   for (const key of path) {
     const [av, bv] = [field(a, key), field(b, key)];
-    at += `/${escape(key)}`;
+    at += `/${pointer(key)}`;
     if (av === undefined && bv === undefined) return [];
     if (av === undefined) return [{ op: 'add', path: at, value: bv }];
     if (bv === undefined) return [{ op: 'remove', path: at }];
@@ -287,7 +274,7 @@ export function mutate(input: AdmissionInput, options: MutateOptions): Mutation 
   } else {
     carryOver(next, old);
     // Equal templates are one revision: no hashing for the common update (replicas, a re-apply).
-    const same = deepEqual(old.spec?.template, next.spec?.template);
+    const same = isDeepStrictEqual(old.spec?.template, next.spec?.template);
     const revisions = same
       ? undefined
       : { old: templateRevision(old.spec?.template), new: templateRevision(next.spec?.template) };

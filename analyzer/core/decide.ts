@@ -95,6 +95,15 @@ function fresh(revision: string, weight: number): ReleaseStatus {
   return { revision, step: 0, weight, failures: 0, checks: [], message: 'preparing the canary' };
 }
 
+// When each timed wait ends (epoch ms). decide compares them with now; wakeAt sleeps until them.
+const checkAt = (s: ReleaseStatus, policy: Policy): number => ms(s.lastCheckAt ?? s.stepStartedAt) + policy.intervalMs;
+/** The last step holds no pause: it promotes at its first passing check. */
+const pauseEndsAt = (s: ReleaseStatus, policy: Policy): number =>
+  ms(s.stepStartedAt) + (s.step >= policy.steps.length - 1 ? 0 : policy.stepPauseMs);
+/** Never remove a canary before the mesh can have stopped sending to it. */
+const drainEndsAt = (o: Observed, s: ReleaseStatus): number =>
+  ms(s.drainingSince) + Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
+
 /** Is a check due? Only while a step's weight is set and nothing is draining. */
 export function checkDue(o: Observed, now: Date): boolean {
   const s = o.status;
@@ -107,15 +116,11 @@ export function checkDue(o: Observed, now: Date): boolean {
     !s.stepStartedAt
   )
     return false;
-  const since = ms(s.lastCheckAt ?? s.stepStartedAt);
-  return now.getTime() - since >= o.policy.value.intervalMs;
+  return now.getTime() >= checkAt(s, o.policy.value);
 }
 
 /** Time a newly rolled-out stable half is given before traffic returns to it, for the mesh to learn its endpoints. */
 export const settleMs = meshPropagationMs;
-
-/** How long a drained canary stays, so the mesh has stopped sending to it before it goes. */
-const drainMsOf = (o: Observed): number => Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
 
 /**
  * The next moment decide's answer can change with nothing observed changing — a drain or a
@@ -126,13 +131,10 @@ export function wakeAt(o: Observed, now: Date): number | undefined {
   const s = o.status;
   if (!s) return undefined;
   const times: number[] = [];
-  if (s.drainingSince) times.push(ms(s.drainingSince) + drainMsOf(o));
+  if (s.drainingSince) times.push(drainEndsAt(o, s));
   if (o.phase === 'Promoting' && s.rolledOutAt) times.push(ms(s.rolledOutAt) + settleMs);
-  if (o.phase === 'Progressing' && o.policy.ok && s.stepStartedAt && !s.drainingSince) {
-    const policy = o.policy.value;
-    times.push(ms(s.lastCheckAt ?? s.stepStartedAt) + policy.intervalMs);
-    if (s.step < policy.steps.length - 1) times.push(ms(s.stepStartedAt) + policy.stepPauseMs);
-  }
+  if (o.phase === 'Progressing' && o.policy.ok && s.stepStartedAt && !s.drainingSince)
+    times.push(checkAt(s, o.policy.value), pauseEndsAt(s, o.policy.value));
   const later = times.filter((t) => Number.isFinite(t) && t > now.getTime());
   return later.length > 0 ? Math.min(...later) : undefined;
 }
@@ -417,7 +419,7 @@ function progressing(
     actions.push(...check.actions);
   }
   const isLast = s.step >= policy.steps.length - 1;
-  const pauseOver = now.getTime() - ms(status.stepStartedAt) >= (isLast ? 0 : policy.stepPauseMs);
+  const pauseOver = now.getTime() >= pauseEndsAt(status, policy);
   if (pauseOver && status.lastVerdict === 'pass') {
     if (isLast) return [...actions, ...promote(o, status)];
     const next: ReleaseStatus = {
@@ -451,8 +453,7 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
 
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
 function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
-  // Never remove a canary before the mesh can have stopped sending to it.
-  if (now.getTime() - ms(s.drainingSince) < drainMsOf(o)) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
+  if (now.getTime() < drainEndsAt(o, s)) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
   return s.revision === o.canaryRevision ? finishDrain(o, s) : undefined;

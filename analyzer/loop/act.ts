@@ -1,11 +1,11 @@
 // act: carry out decide's actions with the API server, in order, stopping at the first failure
 // (the next reconcile starts again from what the cluster then says). Writes only while leader.
 import type { V1Deployment, V1ObjectReference } from '@kubernetes/client-node';
-import { annotations, canaryName, labels, tracks } from '../../contract/names.ts';
+import { annotations, canaryName, labels, pointer, tracks } from '../../contract/names.ts';
 import { formatStatus } from '../../contract/status.ts';
 import { isFinding } from '../core/decide.ts';
 import type { Action } from '../core/decide.ts';
-import { fieldManager, jsonPatch, maybe, pointer } from '../../contract/api.ts';
+import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import { isOurCanary, unlabelledStablePods } from './observe.ts';
 import { selectorQuery } from './selector.ts';

@@ -38,11 +38,10 @@ export const releaseKey = (namespace: string | undefined, name: string | undefin
  * keys in `touched` (`namespace/name`) — routing objects that changed after their release.
  */
 export function active(all: readonly V1Deployment[], touched: ReadonlySet<string> = new Set()): V1Deployment[] {
-  const key = releaseKey;
   const canaryOwners = new Set(
     all.flatMap((d) => {
       const owner = d.metadata?.labels?.[labels.canaryOf];
-      return owner ? [key(d.metadata?.namespace, owner)] : [];
+      return owner ? [releaseKey(d.metadata?.namespace, owner)] : [];
     }),
   );
   const inRelease = (a: Record<string, string>): boolean =>
@@ -52,7 +51,7 @@ export function active(all: readonly V1Deployment[], touched: ReadonlySet<string
   return all.filter((d) => {
     const a = d.metadata?.annotations ?? {};
     if (!a[annotations.phase] || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
-    const id = key(d.metadata?.namespace, d.metadata?.name);
+    const id = releaseKey(d.metadata?.namespace, d.metadata?.name);
     if (inRelease(a) || canaryOwners.has(id)) return true;
     if (a[annotations.status] !== undefined && touched.has(id)) return true;
     return parseStatus(a[annotations.status])?.drainingSince !== undefined;

@@ -1,6 +1,7 @@
 // When the analyzer runs a pass: when the next queued release is due, shortly after a watch saw a
 // change (a short window batches changes that arrive together, so one pass and one Prometheus
 // query serve them all), and at least once a tick as a heartbeat that reads nothing by itself.
+import { describeError } from '../../contract/api.ts';
 
 export interface SchedulerOptions {
   tickMs: number;
@@ -40,7 +41,7 @@ export function scheduler(o: SchedulerOptions): Scheduler {
     // Pokes from here on are for the next pass.
     poked = false;
     o.pass()
-      .catch((e: unknown) => o.log('pass failed', { error: e instanceof Error ? e.message : String(e) }))
+      .catch((e: unknown) => o.log('pass failed', { error: describeError(e) }))
       .finally(() => {
         running = false;
         o.passed();

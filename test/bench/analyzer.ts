@@ -1,10 +1,10 @@
 // Analyzer benchmark: N releases at once on a local cluster of its own, driven by one analyzer.
 import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
-import { request } from 'undici';
 import { jsonPatch } from '../../contract/api.ts';
 import { down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, service } from '../helpers/kube.ts';
+import { analyzerMetric as metric } from '../helpers/release.ts';
 
 export interface AnalyzerResult {
   releases: number;
@@ -25,15 +25,6 @@ const annotations = {
   'weir.dev/min-requests': '1',
   'weir.dev/drain': '1s',
 };
-
-/** The sum of a metric's samples (every sample whose line starts with `name`) on an analyzer's /metrics. */
-export async function metric(url: string, name: string): Promise<number> {
-  const text = await (await request(`${url}/metrics`)).body.text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(name))
-    .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
-}
 
 /** Every canary-weight change of every VirtualService in a namespace, with the time it was seen. */
 export async function watchWeights(

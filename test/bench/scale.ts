@@ -8,9 +8,9 @@ import { jsonPatch } from '../../contract/api.ts';
 import { down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, service } from '../helpers/kube.ts';
-import { startAnalyzer } from '../helpers/release.ts';
+import { analyzerMetric as metric, apiReads, startAnalyzer } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
-import { kubectlApply, metric, percentile, watchWeights } from './analyzer.ts';
+import { kubectlApply, percentile, watchWeights } from './analyzer.ts';
 
 export interface ScaleOptions {
   /** Deployments in the cluster, guarded or not. */
@@ -59,15 +59,8 @@ const annotations = {
 const perNamespace = 100;
 const scope = 'bench-scale';
 
-/** GETs and LISTs the analyzer sent outside its watches, the Lease excluded. */
-async function reads(url: string): Promise<number> {
-  const { request } = await import('undici');
-  const text = await (await request(`${url}/metrics`)).body.text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('weir_api_requests_total{') && /method="GET"/.test(l) && !/resource="leases"/.test(l))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
+/** GETs and LISTs the analyzer sent outside its watches, the Lease excluded, all resources together. */
+const reads = async (url: string): Promise<number> => Object.values(await apiReads(url)).reduce((sum, n) => sum + n, 0);
 
 /** A process's resident memory from the kernel, in MiB: now (`VmRSS`) or its peak (`VmHWM`). */
 async function memory(a: Analyzer, field: 'VmRSS' | 'VmHWM'): Promise<number> {

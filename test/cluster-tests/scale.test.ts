@@ -2,31 +2,16 @@
 // holding a step costs no API reads — everything it decides on comes from its watches.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { request } from 'undici';
 import { apply, deployment, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
-import { fast, releaseStatus, setImage, startAnalyzer, waitForWeight } from '../helpers/release.ts';
-
-/** Every sample of a metric, with its labels, from an analyzer's /metrics. */
-async function samples(url: string, name: string): Promise<{ labels: Record<string, string>; value: number }[]> {
-  const text = await (await request(`${url}/metrics`)).body.text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .map((l) => {
-      const labels = Object.fromEntries([...l.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] ?? '', m[2] ?? '']));
-      return { labels, value: Number(l.split(' ').pop()) };
-    });
-}
-
-/** GETs and LISTs the analyzer sent outside its watches, but for its Lease (leader election renews it). */
-async function reads(url: string): Promise<Record<string, number>> {
-  const counted = await samples(url, 'weir_api_requests_total');
-  const out: Record<string, number> = {};
-  for (const s of counted)
-    if (s.labels.method === 'GET' && s.labels.resource !== 'leases')
-      out[s.labels.resource ?? ''] = (out[s.labels.resource ?? ''] ?? 0) + s.value;
-  return out;
-}
+import {
+  apiReads as reads,
+  fast,
+  metricSamples as samples,
+  releaseStatus,
+  setImage,
+  startAnalyzer,
+  waitForWeight,
+} from '../helpers/release.ts';
 
 t.test('only served namespaces are cached; a release holding a step sends no API reads', async (t) => {
   const scope = randomBytes(4).toString('hex');

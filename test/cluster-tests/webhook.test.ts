@@ -61,6 +61,44 @@ async function privateRegistration(
   t.teardown(() => kubectl(['delete', 'mutatingwebhookconfiguration', `weir-${id}`, '--ignore-not-found']));
 }
 
+/**
+ * weir's webhook served in this process with a fresh certificate, registered for a namespace of
+ * its own, and answering (a probe Deployment got the track label). `onMutate` sees every review.
+ */
+async function inProcessWebhook(
+  t: Test,
+  onMutate: () => void = () => undefined,
+): Promise<{ ns: string; close: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-private-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
+  const app = buildApp({ tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') }, logger: false });
+  // The API server adds `?timeout=…` to the path.
+  app.addHook('onRequest', async (request) => {
+    if (request.url.split('?')[0] === '/mutate') onMutate();
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => (closed ??= app.close());
+  t.teardown(close);
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const ns = await namespace(t);
+  await privateRegistration(t, ns, caBundle, `https://127.0.0.1:${port}/mutate`);
+  await waitFor(
+    'the private webhook to be called',
+    async () => {
+      await kubectl(['delete', 'deployment', 'probe', '-n', ns, '--ignore-not-found']);
+      await apply(ns, deployment('probe'));
+      const d = await getJson<Dep>(['get', 'deployment', 'probe', '-n', ns]);
+      return d.spec.template.metadata.labels['weir.dev/track'] === 'stable';
+    },
+    30_000,
+    500,
+  );
+  return { ns, close };
+}
+
 t.test('in an opted-in namespace: stamp, hold, record, pass replicas, end on revert', async (t) => {
   const ns = await namespace(t, { optIn: true });
   await apply(ns, v('example.com/web:v1'));
@@ -136,27 +174,8 @@ t.test('kubectl apply --dry-run=server and --server-side both work', async (t) =
 });
 
 t.test('with the webhook stopped, kubectl apply still succeeds (failurePolicy Ignore)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'weir-stopped-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
-  const app = buildApp({ tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') }, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const ns = await namespace(t);
-  await privateRegistration(t, ns, caBundle, `https://127.0.0.1:${port}/mutate`);
-  await waitFor(
-    'the private webhook to be called',
-    async () => {
-      await kubectl(['delete', 'deployment', 'probe', '-n', ns, '--ignore-not-found']);
-      await apply(ns, deployment('probe'));
-      const d = await getJson<Dep>(['get', 'deployment', 'probe', '-n', ns]);
-      return d.spec.template.metadata.labels['weir.dev/track'] === 'stable';
-    },
-    30_000,
-    500,
-  );
-  await app.close();
+  const { ns, close } = await inProcessWebhook(t);
+  await close();
   await apply(ns, v('example.com/web:v1'));
   await apply(ns, v('example.com/web:v2'));
   t.equal(
@@ -237,36 +256,15 @@ t.test(
 );
 
 t.test('the API server itself skips weir for updates whose answer cannot be a patch (matchConditions)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'weir-match-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { caBundle } = await writeWebhookCerts(dir, 'weir', 'weir-system', ['127.0.0.1']);
-  const app = buildApp({ tls: { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') }, logger: false });
-  const calls: string[] = [];
-  app.addHook('onRequest', async (request) => {
-    if (request.url.split('?')[0] === '/mutate') calls.push(request.url);
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => app.close());
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const ns = await namespace(t);
-  await privateRegistration(t, ns, caBundle, `https://127.0.0.1:${port}/mutate`);
+  let calls = 0;
+  const { ns } = await inProcessWebhook(t, () => calls++);
   // Admission is part of the request: when kubectl returns, weir was called or it never will be.
-  await waitFor(
-    'the private webhook to stamp a new Deployment',
-    async () => {
-      await kubectl(['delete', 'deployment', 'web', '-n', ns, '--ignore-not-found']);
-      await apply(ns, v('example.com/web:v1'));
-      return (await get(ns)).spec.template.metadata.labels['weir.dev/track'] === 'stable';
-    },
-    30_000,
-    500,
-  );
+  await apply(ns, v('example.com/web:v1'));
   const callsAfter = async (what: string, change: () => Promise<unknown>): Promise<number> => {
-    const before = calls.length;
+    const before = calls;
     await change();
-    t.comment(`${what}: ${calls.length - before} call(s)`);
-    return calls.length - before;
+    t.comment(`${what}: ${calls - before} call(s)`);
+    return calls - before;
   };
   const sideways = (...args: string[]): Promise<string> => kubectl([...args, '-n', ns]);
   t.equal(await callsAfter('a label', () => sideways('label', 'deployment', 'web', 'team=a')), 0, 'a label: no call');

@@ -220,6 +220,31 @@ export async function analyzerMetric(url: string, name: string): Promise<number>
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
+/** Every sample of a metric, with its labels, from an analyzer's /metrics. */
+export async function metricSamples(
+  url: string,
+  name: string,
+): Promise<{ labels: Record<string, string>; value: number }[]> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .map((l) => {
+      const labels = Object.fromEntries([...l.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] ?? '', m[2] ?? '']));
+      return { labels, value: Number(l.split(' ').pop()) };
+    });
+}
+
+/** GETs and LISTs the analyzer sent outside its watches, but for its Lease (leader election renews it). */
+export async function apiReads(url: string): Promise<Record<string, number>> {
+  const counted = await metricSamples(url, 'weir_api_requests_total');
+  const out: Record<string, number> = {};
+  for (const s of counted)
+    if (s.labels.method === 'GET' && s.labels.resource !== 'leases')
+      out[s.labels.resource ?? ''] = (out[s.labels.resource ?? ''] ?? 0) + s.value;
+  return out;
+}
+
 /** A Prometheus of the test's own, scraping the shared mesh simulator: it can be stopped and started. */
 export async function ownPrometheus(): Promise<{
   url: string;
