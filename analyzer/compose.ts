@@ -4,6 +4,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import {
   AdmissionregistrationV1Api,
+  ApisApi,
   AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
@@ -30,7 +31,13 @@ import { PrometheusProvider } from './adapters/prometheus.ts';
 import { optedOut } from './loop/observe.ts';
 import { unweightOrphans } from './loop/orphans.ts';
 import { resolveRouting } from './core/policy.ts';
-import { IstioRouter, routeTarget } from './adapters/istio.ts';
+import { IstioRouter } from './adapters/istio.ts';
+import { GatewayRouter } from './adapters/gateway.ts';
+import { routeTarget } from './core/target.ts';
+import { RouterByKind } from './ports/router.ts';
+import type { TrafficRouter } from './ports/router.ts';
+import { gatewayGroup, gatewayVersion } from '../contract/gateway.ts';
+import type { HTTPRoute } from '../contract/gateway.ts';
 import { parseScope } from './core/scope.ts';
 import type { Scope } from './core/scope.ts';
 import { Telemetry } from './loop/telemetry.ts';
@@ -47,7 +54,7 @@ import type { LabelSelector } from '../contract/selector.ts';
 export type Log = (message: string, fields?: Record<string, unknown>) => void;
 
 /** A Deployment deleted mid-release: its canary goes with it (owner reference); its weight must too. */
-async function unweightDeleted(router: IstioRouter, d: V1Deployment): Promise<void> {
+async function unweightDeleted(router: TrafficRouter, d: V1Deployment): Promise<void> {
   const phase = d.metadata?.annotations?.[annotations.phase];
   if (phase !== 'Progressing' && phase !== 'Promoting') return;
   const target = routeTarget(d.metadata?.namespace ?? '', resolveRouting(d.metadata?.annotations ?? {}), undefined, {
@@ -60,7 +67,7 @@ async function unweightDeleted(router: IstioRouter, d: V1Deployment): Promise<vo
   if (read.ok && read.canaryWeight > 0) await router.setWeight(target, 0);
 }
 
-/** `namespace/name` of the guarded Deployments whose routing names this VirtualService or DestinationRule. */
+/** `namespace/name` of the guarded Deployments whose routing names this routing object (any kind). */
 export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject): string[] {
   const namespace = object.metadata?.namespace ?? '';
   const name = object.metadata?.name ?? '';
@@ -71,19 +78,21 @@ export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject
       return (
         routing.virtualService === name ||
         routing.destinationRule === name ||
+        routing.httpRoute === name ||
         ownedRoutingName(d.metadata.name ?? '') === name
       );
     })
     .map((d) => `${namespace}/${d.metadata?.name ?? ''}`);
 }
 
-async function listIstio(
+async function listCustom(
   custom: CustomObjectsApi,
+  group: string,
   plural: string,
   namespace: string,
 ): Promise<KubernetesListObject<KubernetesObject>> {
   return (await custom.listNamespacedCustomObject({
-    group: 'networking.istio.io',
+    group,
     version: 'v1',
     namespace,
     plural,
@@ -145,8 +154,9 @@ interface Edges {
   kc: KubeConfig;
   ctx: ActContext;
   core: CoreV1Api;
-  router: IstioRouter;
-  lists: { apps: AppsV1Api; core: CoreV1Api; custom: CustomObjectsApi };
+  router: TrafficRouter;
+  routers: { istio: IstioRouter; gateway: GatewayRouter };
+  lists: { apps: AppsV1Api; core: CoreV1Api; custom: CustomObjectsApi; apis: ApisApi };
   telemetry: Telemetry;
   provider: PrometheusProvider;
   leader: LeaderElector;
@@ -162,12 +172,15 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
   const counted = (method: string, resource: string): void => telemetry.apiRequests.inc({ method, resource });
   const apps = apiClient(kc, AppsV1Api, margin, counted);
   const core = apiClient(kc, CoreV1Api, margin, counted);
-  const router = new IstioRouter(apiClient(kc, CustomObjectsApi, margin, counted));
+  const custom = apiClient(kc, CustomObjectsApi, margin, counted);
+  const routers = { istio: new IstioRouter(custom), gateway: new GatewayRouter(custom, core) };
+  const router = new RouterByKind({ VirtualService: routers.istio, HTTPRoute: routers.gateway });
   // The watches' own lists (a relist is part of a watch, not a read of a release).
   const lists = {
     apps: apiClient(kc, AppsV1Api, 60_000),
     core: apiClient(kc, CoreV1Api, 60_000),
     custom: apiClient(kc, CustomObjectsApi, 60_000),
+    apis: apiClient(kc, ApisApi, 10_000),
   };
   const clock: Clock = { wall: () => Date.now() + settings.clockOffsetMs, monotonic: () => performance.now() };
   const provider = new PrometheusProvider({
@@ -199,7 +212,7 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
       if (action.kind === settings.crashAfter) process.kill(process.pid, 'SIGKILL');
     },
   };
-  return { kc, ctx, core, router, lists, telemetry, provider, leader };
+  return { kc, ctx, core, router, routers, lists, telemetry, provider, leader };
 }
 
 interface Watches {
@@ -207,6 +220,8 @@ interface Watches {
   namespaces: Watch<V1Namespace>;
   virtualServices: NamespacedWatch<KubernetesObject>;
   destinationRules: NamespacedWatch<KubernetesObject>;
+  /** Followed only where the cluster serves the Gateway API (found once, at start). */
+  httpRoutes: NamespacedWatch<KubernetesObject>;
   services: NamespacedWatch<V1Service>;
   /** VirtualServices that changed (`namespace/name`), for the orphaned-weight check. */
   touchedVirtualServices: Set<string>;
@@ -284,7 +299,7 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     (namespace) => lists.apps.listNamespacedDeployment({ namespace }),
     { ...onDeployment, log },
   );
-  // A Service decides which routes a release steers: every release of its namespace looks again.
+  // A Service decides which routes a release steers (and may be a backend): every release of its namespace looks again.
   const onService = (svc: V1Service): void => wake.namespace(svc.metadata?.namespace ?? '');
   const services = namespacedWatch<V1Service>(
     kc,
@@ -303,22 +318,30 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
     wake.orphans();
   };
-  const istio = (plural: string, change: (o: KubernetesObject) => void): NamespacedWatch<KubernetesObject> =>
+  const routing = (
+    group: string,
+    plural: string,
+    change: (o: KubernetesObject) => void,
+  ): NamespacedWatch<KubernetesObject> =>
     namespacedWatch<KubernetesObject>(
       kc,
-      (namespace) => `/apis/networking.istio.io/v1/namespaces/${namespace}/${plural}`,
-      (namespace) => listIstio(lists.custom, plural, namespace),
+      (namespace) => `/apis/${group}/v1/namespaces/${namespace}/${plural}`,
+      (namespace) => listCustom(lists.custom, group, plural, namespace),
       { change, remove: onRoutingChange, log },
     );
-  const virtualServices = istio('virtualservices', onVirtualService);
-  const destinationRules = istio('destinationrules', onRoutingChange);
+  const virtualServices = routing('networking.istio.io', 'virtualservices', onVirtualService);
+  const destinationRules = routing('networking.istio.io', 'destinationrules', onRoutingChange);
+  const httpRoutes = routing(gatewayGroup, 'httproutes', onRoutingChange);
+  const gatewayApi = gatewayApiServed(lists.apis, log);
   const served = (labels: Record<string, string>): boolean => selects(edges.ctx.optIn, labels) && scope(labels);
   const follow = (): void => {
     // Until every namespace is known, "not served" cannot be told from "not seen yet".
     if (!namespaces.synced()) return;
     const wanted = servedNamespaces(namespaces.list(), deployments.list(), served);
     for (const w of [deployments, services, virtualServices, destinationRules]) w.follow(wanted);
+    httpRoutes.follow(gatewayApi.served() ? wanted : new Set());
   };
+  gatewayApi.known.then(follow, () => undefined);
   // A label change can opt a namespace out mid-release: its releases drain.
   const onNamespace = (ns: V1Namespace): void => {
     follow();
@@ -334,10 +357,32 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     namespaces,
     virtualServices,
     destinationRules,
+    httpRoutes,
     services,
     touchedVirtualServices,
     follow,
   };
+}
+
+/**
+ * Whether the cluster serves HTTPRoute (`gateway.networking.k8s.io/v1`), asked once at start until
+ * an answer comes: without it, no HTTPRoute is watched, and a Deployment naming one hears why.
+ */
+function gatewayApiServed(apis: ApisApi, log: Log): { served: () => boolean; known: Promise<void> } {
+  let served = false;
+  const ask = async (delayMs: number): Promise<void> => {
+    try {
+      const groups = await apis.getAPIVersions();
+      const group = groups.groups.find((g) => g.name === gatewayGroup);
+      served = group?.versions.some((v) => v.version === gatewayVersion) === true;
+      log('Gateway API', { served, group: gatewayGroup, version: gatewayVersion });
+    } catch (e) {
+      log('could not ask which API groups are served; asking again', { error: describeError(e), inMs: delayMs });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return ask(Math.min(delayMs * 2, 30_000));
+    }
+  };
+  return { served: () => served, known: ask(1000) };
 }
 
 /** Runtime TLS (ADR 13): a step every second while one is due, else a look every 15 s or less; leader only. */
@@ -414,6 +459,7 @@ function releasePass(p: {
       ['Service', w.services],
       ['VirtualService', w.virtualServices],
       ['DestinationRule', w.destinationRules],
+      ['HTTPRoute', w.httpRoutes],
       ['Namespace', w.namespaces],
     ] as const)
       telemetry.cachedObjects.set({ kind }, cached.list().length);
@@ -475,9 +521,14 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
       deployment: (namespace, name) => w.deployments.get(name, namespace),
       services: (namespace) => w.services.in(namespace),
     };
-    edges.router.useCache((plural, namespace, name) => {
+    edges.routers.istio.useCache((plural, namespace, name) => {
       const cached = plural === 'virtualservices' ? w.virtualServices : w.destinationRules;
       return cached.covers(namespace) ? cached.get(name, namespace) : 'unknown';
+    });
+    edges.routers.gateway.useCache({
+      route: (namespace, name) =>
+        w.httpRoutes.covers(namespace) ? (w.httpRoutes.get(name, namespace) as HTTPRoute | undefined) : 'unknown',
+      service: (namespace, name) => (w.services.covers(namespace) ? w.services.get(name, namespace) : 'unknown'),
     });
   }
   let lastPass = Date.now();
@@ -510,7 +561,7 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
     stop: async () => {
       passes.stop();
       certificates?.stop();
-      const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules];
+      const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules, w.httpRoutes, w.services];
       await Promise.allSettled([leader.stop(), ...watches.map((x) => x.stop()), provider.close()]);
       await new Promise((resolve) => server.close(resolve));
     },

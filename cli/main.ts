@@ -9,6 +9,8 @@ import type { Request } from '../contract/names.ts';
 import { describeError, isNotFound, jsonPatch, maybe } from '../contract/api.ts';
 import { readCanaryWeight } from '../contract/istio.ts';
 import type { VirtualService } from '../contract/istio.ts';
+import { gatewayGroup, gatewayVersion, readRuleWeight } from '../contract/gateway.ts';
+import type { HTTPRoute } from '../contract/gateway.ts';
 import { parseStatus } from '../contract/status.ts';
 import { buildSummary, renderDetail, renderTable } from './view.ts';
 import type { ReleaseSummary } from './view.ts';
@@ -66,17 +68,23 @@ async function weightOnRoute(c: Clients, d: V1Deployment): Promise<number | unde
   const route = parseStatus(d.metadata?.annotations?.[annotations.status])?.route;
   if (!route) return undefined;
   const namespace = d.metadata?.namespace ?? '';
-  const vs = (await maybe(() =>
-    c.custom.getNamespacedCustomObject({
-      group: 'networking.istio.io',
-      version: 'v1',
-      namespace,
-      plural: 'virtualservices',
-      name: route.name,
-    }),
-  )) as VirtualService | undefined;
-  const read = vs ? readCanaryWeight(vs, route) : undefined;
-  return read?.ok ? read.canaryWeight : undefined;
+  const object: unknown = await maybe(() =>
+    c.custom.getNamespacedCustomObject(
+      route.kind === 'HTTPRoute'
+        ? { group: gatewayGroup, version: gatewayVersion, namespace, plural: 'httproutes', name: route.name }
+        : { group: 'networking.istio.io', version: 'v1', namespace, plural: 'virtualservices', name: route.name },
+    ),
+  );
+  if (!object) return undefined;
+  const read =
+    route.kind === 'HTTPRoute'
+      ? readRuleWeight(object as HTTPRoute, {
+          rule: route.route,
+          stableService: route.stableSubset,
+          canaryService: route.canarySubset,
+        })
+      : readCanaryWeight(object as VirtualService, route);
+  return read.ok ? read.canaryWeight : undefined;
 }
 
 /** One release as `weir get` shows it: weir's record on the Deployment, its two halves, and the route. */

@@ -2,6 +2,8 @@
 // on the objects themselves (ADR 8). Both halves read this: the analyzer steers with it, and the
 // webhook keeps a re-apply (kubectl, Flux, Argo CD) from undoing it. Pure: no I/O.
 import { labels, tracks } from './names.ts';
+import { isName, parseJson, parseWeights, routingAnnotations } from './steering.ts';
+import type { RoutingMetadata, SteeredRoute, Track } from './steering.ts';
 
 export interface Destination {
   destination?: { host?: string; subset?: string; port?: unknown };
@@ -13,15 +15,8 @@ export interface HttpRoute {
   route?: Destination[];
   [key: string]: unknown;
 }
-interface IstioMetadata {
-  name?: string;
-  namespace?: string;
-  resourceVersion?: string;
-  annotations?: Record<string, string>;
-  [key: string]: unknown;
-}
 export interface VirtualService {
-  metadata?: IstioMetadata;
+  metadata?: RoutingMetadata;
   spec?: { hosts?: string[]; gateways?: string[]; http?: HttpRoute[]; [key: string]: unknown };
   [key: string]: unknown;
 }
@@ -31,43 +26,9 @@ export interface Subset {
   [key: string]: unknown;
 }
 export interface DestinationRule {
-  metadata?: IstioMetadata;
+  metadata?: RoutingMetadata;
   spec?: { host?: string; subsets?: Subset[]; [key: string]: unknown };
   [key: string]: unknown;
-}
-
-/** Annotations weir writes on the routing objects it steers: what it set, for the webhook to keep. */
-export const routingAnnotations = {
-  /** VirtualService: `{"<route>": {"stable": "<subset>", "canary": "<subset>", "weight": <canary %>}}`. */
-  weights: 'weir.dev/weights',
-  /** DestinationRule: `{"<subset>": "stable" | "canary"}`, the track each subset selects. */
-  subsets: 'weir.dev/subsets',
-} as const;
-
-/** One steered route; the key `""` in a record means "the only HTTP route". */
-export interface SteeredRoute {
-  stable: string;
-  canary: string;
-  weight: number;
-}
-export type Track = (typeof tracks)[keyof typeof tracks];
-
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 253;
-
-/** The weights record; undefined when absent or unreadable (then the webhook keeps nothing). */
-export function parseWeights(text: string | undefined): Map<string, SteeredRoute> | undefined {
-  const parsed = parseJson(text);
-  if (!parsed) return undefined;
-  const routes = new Map<string, SteeredRoute>();
-  for (const [route, value] of Object.entries(parsed)) {
-    if (!isObject(value) || !isName(value.stable) || !isName(value.canary) || value.stable === value.canary)
-      return undefined;
-    const weight = value.weight;
-    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 100) return undefined;
-    routes.set(route, { stable: value.stable, canary: value.canary, weight });
-  }
-  return routes;
 }
 
 /** The subsets record; undefined when absent or unreadable. */
@@ -80,24 +41,6 @@ export function parseSubsets(text: string | undefined): Map<string, Track> | und
     subsets.set(subset, track);
   }
   return subsets;
-}
-
-function parseJson(text: string | undefined): Record<string, unknown> | undefined {
-  if (!text) return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    return isObject(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Sorted keys, so the same record always reads the same (no diff for GitOps tools to see). */
-export function formatWeights(routes: Map<string, SteeredRoute>): string {
-  const entries = [...routes.entries()].sort(([a], [b]) => a.localeCompare(b));
-  return JSON.stringify(
-    Object.fromEntries(entries.map(([k, r]) => [k, { stable: r.stable, canary: r.canary, weight: r.weight }])),
-  );
 }
 
 export function formatSubsets(subsets: Map<string, Track>): string {
@@ -141,9 +84,6 @@ export function readCanaryWeight(
   const host = destinations.find((d) => subsetOf(d) === steered.stableSubset)?.destination?.host;
   return { ok: true, canaryWeight: canary?.weight ?? 0, ...(host ? { host } : {}) };
 }
-
-/** The record key of a route: its name, or `""` for "the only route". */
-export const routeKey = (name: string | undefined): string => name ?? '';
 
 /**
  * A copy of the VirtualService whose steered route gives `weight` % to the canary subset and the
@@ -203,14 +143,6 @@ export function subsetsSelect(dr: DestinationRule, subsets: Map<string, Track>):
   return [...subsets].every(([name, track]) =>
     sameLabels(dr.spec?.subsets?.find((s) => s.name === name)?.labels, trackSelector(track)),
   );
-}
-
-/** With a record annotation set (or replaced) on a copy's metadata. */
-export function withAnnotation<T extends { metadata?: IstioMetadata }>(object: T, key: string, value: string): T {
-  return {
-    ...object,
-    metadata: { ...object.metadata, annotations: { ...object.metadata?.annotations, [key]: value } },
-  };
 }
 
 /**

@@ -66,7 +66,7 @@ export const pointer = (key: string): string => key.replaceAll('~', '~0').replac
 /** True for a label or annotation key that belongs to weir. */
 export const isWeirKey = (key: string): boolean => key.startsWith(prefix);
 
-/** The VirtualService and DestinationRule weir creates and owns for a Deployment that names none. */
+/** The routing objects (VirtualService and DestinationRule, or HTTPRoute) weir owns when none is named. */
 export const ownedRoutingName = (deployment: string): string => `weir-${deployment}`.slice(0, 253);
 
 /** `<name>-canary`, shortened with a hash when it would pass 63 characters. */
@@ -94,10 +94,21 @@ export const policyAnnotations = {
   /** How much worse than stable matters to the sequential test: 0.5 is 1.5× stable's error rate. */
   margin: 'weir.dev/margin',
   drain: 'weir.dev/drain',
+  /** `istio` (VirtualService, the default) or `gateway-api` (HTTPRoute); inferred from the object named. */
+  router: 'weir.dev/router',
   virtualService: 'weir.dev/virtual-service',
   route: 'weir.dev/route',
   destinationRule: 'weir.dev/destination-rule',
   service: 'weir.dev/service',
   stableSubset: 'weir.dev/stable-subset',
   canarySubset: 'weir.dev/canary-subset',
+  /** The user's HTTPRoute (Gateway API); its rule is named by `weir.dev/route`. */
+  httpRoute: 'weir.dev/http-route',
+  /** The backend Services of the steered rule, one per half (default `<service>-stable`, `<service>-canary`). */
+  stableService: 'weir.dev/stable-service',
+  canaryService: 'weir.dev/canary-service',
 } as const;
+
+/** The values of `weir.dev/router`. */
+export const routers = ['istio', 'gateway-api'] as const;
+export type RouterName = (typeof routers)[number];

@@ -43,10 +43,11 @@ export interface Rollback {
 
 /** Where the release's traffic is steered, so a reader can see the weight on the route itself. */
 export interface RouteRecord {
-  kind: 'VirtualService';
+  kind: 'VirtualService' | 'HTTPRoute';
   name: string;
-  /** The steered HTTP route's name; absent when the VirtualService has one route. */
+  /** The steered HTTP route (VirtualService) or rule (HTTPRoute) by name; absent: the documented fallback. */
   route?: string;
+  /** The two backends: subsets of the DestinationRule (VirtualService), or Services (HTTPRoute). */
   stableSubset: string;
   canarySubset: string;
 }
@@ -61,7 +62,7 @@ export interface ReleaseStatus {
   route?: RouteRecord;
   /** Index of the current step; the weight of a step is set once its canary is Ready. */
   step: number;
-  /** Canary weight last written to the VirtualService. */
+  /** Canary weight last written to the route. */
   weight: number;
   stepStartedAt?: string;
   lastCheckAt?: string;

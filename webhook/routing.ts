@@ -3,7 +3,8 @@
 // (kubectl diff, Flux's and Argo CD's server-side dry runs get it too), where a later write by
 // the analyzer is what the next re-apply would undo (ADR 8). Pure, like mutate.
 import jsonPatch from 'fast-json-patch';
-import { keepSubsets, keepWeights, routingAnnotations } from '../contract/istio.ts';
+import { keepSubsets, keepWeights } from '../contract/istio.ts';
+import { routingAnnotations } from '../contract/steering.ts';
 import type { DestinationRule, VirtualService } from '../contract/istio.ts';
 import type { AdmissionInput, Mutation } from './mutate.ts';
 

@@ -6,40 +6,36 @@
 // concurrent edit is a conflict, retried on the next reconcile, never a silent overwrite.
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import jsonPatchLib from 'fast-json-patch';
-import { ownedRoutingName, policyAnnotations, tracks } from '../../contract/names.ts';
+import { policyAnnotations, tracks } from '../../contract/names.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
 import {
   findRoute,
   formatSubsets,
-  formatWeights,
   parseSubsets,
-  parseWeights,
   readCanaryWeight,
-  routeKey,
-  routingAnnotations,
   steerSubsets,
   steerWeight,
   subsetsSelect,
   trackSelector,
-  withAnnotation,
 } from '../../contract/istio.ts';
-import type { DestinationRule, SteeredRoute, Track, VirtualService } from '../../contract/istio.ts';
+import type { DestinationRule, VirtualService } from '../../contract/istio.ts';
+import { formatWeights, parseWeights, routeKey, routingAnnotations, withAnnotation } from '../../contract/steering.ts';
+import type { SteeredRoute, Track } from '../../contract/steering.ts';
 import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
-import type { Routing } from '../core/policy.ts';
-import type { RouteRead, RouteTarget, TrafficRouter } from '../ports/router.ts';
+import type { MeshTarget, RouteRead, RouteTarget, TrafficRouter } from '../ports/router.ts';
 
 export type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 export { findRoute } from '../../contract/istio.ts';
 
 /** Reads the canary weight of a route; the route may only hold the stable and canary subsets. */
-export const readWeight = (vs: VirtualService, target: RouteTarget): RouteRead => readCanaryWeight(vs, target);
+export const readWeight = (vs: VirtualService, target: MeshTarget): RouteRead => readCanaryWeight(vs, target);
 
 /**
  * The JSON Patch that sets the canary weight (stable gets the rest) and records it in
  * `weir.dev/weights` for the webhook to keep: weights and that record only.
  */
-export function weightPatch(vs: VirtualService, target: RouteTarget, canaryWeight: number): PatchOp[] {
+export function weightPatch(vs: VirtualService, target: MeshTarget, canaryWeight: number): PatchOp[] {
   const steered = { stable: target.stableSubset, canary: target.canarySubset, weight: canaryWeight };
   const next = steerWeight(vs, target.route, steered);
   if (!next.ok) throw new Error(next.error);
@@ -61,21 +57,21 @@ export function weightPatch(vs: VirtualService, target: RouteTarget, canaryWeigh
   ];
 }
 
-const wanted = (target: RouteTarget): Map<string, Track> =>
+const wanted = (target: MeshTarget): Map<string, Track> =>
   new Map<string, Track>([
     [target.stableSubset, tracks.stable],
     [target.canarySubset, tracks.canary],
   ]);
 
 /** The subsets weir keeps on this DestinationRule: those already recorded, and this release's two. */
-function subsetRecord(dr: DestinationRule, target: RouteTarget): Map<string, Track> {
+function subsetRecord(dr: DestinationRule, target: MeshTarget): Map<string, Track> {
   const record = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]) ?? new Map<string, Track>();
   for (const [name, track] of wanted(target)) record.set(name, track);
   return record;
 }
 
 /** The JSON Patch that points the two subsets at the two halves and records it; other subsets stay. */
-export function subsetPatch(dr: DestinationRule, target: RouteTarget): PatchOp[] {
+export function subsetPatch(dr: DestinationRule, target: MeshTarget): PatchOp[] {
   const record = subsetRecord(dr, target);
   const next = withAnnotation(steerSubsets(dr, record), routingAnnotations.subsets, formatSubsets(record));
   return [
@@ -85,7 +81,7 @@ export function subsetPatch(dr: DestinationRule, target: RouteTarget): PatchOp[]
 }
 
 /** The subsets select the two halves, and the record that keeps them so is in place. */
-export function subsetsInPlace(dr: DestinationRule, target: RouteTarget): boolean {
+export function subsetsInPlace(dr: DestinationRule, target: MeshTarget): boolean {
   const recorded = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]);
   return (
     subsetsSelect(dr, wanted(target)) && [...wanted(target)].every(([name, track]) => recorded?.get(name) === track)
@@ -137,7 +133,13 @@ export class IstioRouter implements TrafficRouter {
     );
   }
 
-  async read(target: RouteTarget): Promise<RouteRead> {
+  private static mesh(target: RouteTarget): MeshTarget {
+    if (target.kind !== 'VirtualService') throw new Error(`the Istio router cannot steer an ${target.kind}`);
+    return target;
+  }
+
+  async read(routeTarget: RouteTarget): Promise<RouteRead> {
+    const target = IstioRouter.mesh(routeTarget);
     const vs = await this.look<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs)
       return target.owned
@@ -151,13 +153,15 @@ export class IstioRouter implements TrafficRouter {
     return readWeight(vs, target);
   }
 
-  async setWeight(target: RouteTarget, canaryWeight: number): Promise<void> {
+  async setWeight(routeTarget: RouteTarget, canaryWeight: number): Promise<void> {
+    const target = IstioRouter.mesh(routeTarget);
     const vs = await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs) throw new Error(`VirtualService ${target.namespace}/${target.virtualService} not found`);
     await this.patch('virtualservices', target.namespace, target.virtualService, weightPatch(vs, target, canaryWeight));
   }
 
-  async subsetsReady(target: RouteTarget): Promise<boolean> {
+  async backendsReady(routeTarget: RouteTarget, _inFlight?: boolean): Promise<boolean> {
+    const target = IstioRouter.mesh(routeTarget);
     const dr = await this.look<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     const vs = target.owned
       ? await this.look<VirtualService>('virtualservices', target.namespace, target.virtualService)
@@ -165,7 +169,8 @@ export class IstioRouter implements TrafficRouter {
     return dr !== undefined && vs !== undefined && subsetsInPlace(dr, target);
   }
 
-  async ensureSubsets(target: RouteTarget): Promise<void> {
+  async ensureBackends(routeTarget: RouteTarget): Promise<void> {
+    const target = IstioRouter.mesh(routeTarget);
     if (target.owned) await this.createOwned(target);
     const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     if (!dr) throw new Error(`DestinationRule ${target.namespace}/${target.destinationRule} not found`);
@@ -174,8 +179,13 @@ export class IstioRouter implements TrafficRouter {
     if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
   }
 
+  /** weir's VirtualService and DestinationRule stay between releases: they hold the stable half's weight. */
+  retire(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** With no VirtualService named, weir creates and owns one pair for the Service. */
-  private async createOwned(target: RouteTarget): Promise<void> {
+  private async createOwned(target: MeshTarget): Promise<void> {
     const owner = target.owned?.owner;
     const host = target.host;
     if (!owner || !host) throw new Error('no Service host to route');
@@ -246,56 +256,13 @@ export class IstioRouter implements TrafficRouter {
 }
 
 /** A routing object weir created for this Deployment: an owner reference to its uid. */
-function ownedBy(object: VirtualService | DestinationRule, target: RouteTarget): boolean {
+function ownedBy(object: VirtualService | DestinationRule, target: MeshTarget): boolean {
   const uid = target.owned?.owner.uid;
   const refs = (object.metadata?.ownerReferences ?? []) as { uid?: string }[];
   return uid !== undefined && uid !== '' && refs.some((r) => r.uid === uid);
 }
 
-const nameConflict = (object: VirtualService | DestinationRule, target: RouteTarget): string =>
+const nameConflict = (object: VirtualService | DestinationRule, target: MeshTarget): string =>
   `NameConflict: ${typeof object.kind === 'string' ? object.kind : 'object'} ` +
   `${target.namespace}/${object.metadata?.name ?? ''} exists and is not weir's; ` +
   `nothing of it is changed. Name your own routing with ${policyAnnotations.virtualService}, or rename it`;
-
-/** Resolves the objects that route a release: the names the user gave, or weir-owned ones. */
-export function routeTarget(
-  namespace: string,
-  routing: Routing,
-  service: string | undefined,
-  owner: { name: string; uid: string },
-): RouteTarget | { error: string } {
-  const common = {
-    namespace,
-    stableSubset: routing.stableSubset,
-    canarySubset: routing.canarySubset,
-    ...(routing.route ? { route: routing.route } : {}),
-  };
-  if (routing.virtualService) {
-    if (!routing.destinationRule)
-      return {
-        error:
-          `${policyAnnotations.virtualService} is set; ` +
-          `name its DestinationRule with ${policyAnnotations.destinationRule} too`,
-      };
-    return {
-      ...common,
-      virtualService: routing.virtualService,
-      destinationRule: routing.destinationRule,
-      ...(service ? { host: service } : {}),
-    };
-  }
-  if (!service)
-    return {
-      error:
-        `no Service selects these pods; name one with ${policyAnnotations.service}, ` +
-        `or name the VirtualService with ${policyAnnotations.virtualService}`,
-    };
-  const name = ownedRoutingName(owner.name);
-  return {
-    ...common,
-    virtualService: name,
-    destinationRule: routing.destinationRule ?? name,
-    host: service,
-    owned: { owner: { apiVersion: 'apps/v1', kind: 'Deployment', name: owner.name, uid: owner.uid } },
-  };
-}

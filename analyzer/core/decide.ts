@@ -42,7 +42,7 @@ export interface Observed {
   canary?: CanaryObserved;
   /** The canary weight on the VirtualService route, or why it cannot be read or written. */
   routing: { ok: true; canaryWeight: number } | { ok: false; error: string };
-  subsetsReady: boolean;
+  backendsReady: boolean;
   unlabelledStablePods: number;
   policy: { ok: true; value: Policy } | { ok: false; errors: string[] };
   /** The named policy the Deployment asks for (`default` unless `weir.dev/policy` names another). */
@@ -61,7 +61,7 @@ export interface Observed {
 
 export type Action =
   | { kind: 'labelStablePods' }
-  | { kind: 'ensureSubsets' }
+  | { kind: 'ensureBackends' }
   | { kind: 'ensureCanary'; replicas: number }
   | { kind: 'setWeight'; weight: number }
   | { kind: 'deleteCanary' }
@@ -368,23 +368,25 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
   ];
 }
 
+const backendsLost = 'the stable and canary backends (subsets or Services) no longer select the two halves; put back';
+
 /**
  * Routing changed behind weir's back while a step holds its weight (the webhook was bypassed, or
  * the object was replaced): put it back at once, and judge the step only on traffic after that.
  */
 function repairRouting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
-  const what = !o.subsetsReady
-    ? `the DestinationRule's subsets no longer select the two halves; put back`
+  const what = !o.backendsReady
+    ? backendsLost
     : weight !== s.weight
       ? `the route gave the canary ${weight}% instead of ${s.weight}%; put back to ${s.weight}%`
       : undefined;
   if (!what) return undefined;
   // No check yet in this step: weir's own step write has not reached the route (a conflict, or a
   // crash after the record): finish it, nothing to warn about.
-  if (o.subsetsReady && s.lastCheckAt === undefined) return [{ kind: 'setWeight', weight: s.weight }];
+  if (o.backendsReady && s.lastCheckAt === undefined) return [{ kind: 'setWeight', weight: s.weight }];
   const restarted = o.phase === 'Progressing' ? "; the step's checks start again" : '';
   return [
-    ...(o.subsetsReady ? [] : [{ kind: 'ensureSubsets' } as Action]),
+    ...(o.backendsReady ? [] : [{ kind: 'ensureBackends' } as Action]),
     ...(weight !== s.weight ? [{ kind: 'setWeight', weight: s.weight } as Action] : []),
     event('Warning', 'RoutingRepaired', `${what}${restarted}`),
     {
@@ -408,7 +410,7 @@ function progressing(
   // A check on traffic the canary did not get is never counted: repair first.
   const repair = holding ? repairRouting(o, s, now, weight) : undefined;
   if (repair) return repair;
-  if (!o.subsetsReady) return [{ kind: 'ensureSubsets' }];
+  if (!o.backendsReady) return [{ kind: 'ensureBackends' }];
   if (!holding) return enterStep(o, s, policy, now, weight);
   let status = s;
   const actions: Action[] = [];
@@ -442,11 +444,8 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
   const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
   if (weight > 0) return drain(base, now, 'settle', `${o.phase}: traffic back to stable`, weight);
   if (base.drainingSince) return [];
-  if (s && !o.subsetsReady && !o.optedOut) {
-    return [
-      { kind: 'ensureSubsets' },
-      event('Warning', 'RoutingRepaired', "the DestinationRule's subsets no longer select the two halves; put back"),
-    ];
+  if (s && !o.backendsReady && !o.optedOut) {
+    return [{ kind: 'ensureBackends' }, event('Warning', 'RoutingRepaired', backendsLost)];
   }
   return o.canary ? [{ kind: 'deleteCanary' }] : [];
 }

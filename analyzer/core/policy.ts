@@ -40,7 +40,12 @@ export interface Policy {
 }
 
 export interface Routing {
+  /** `weir.dev/router` as written; checked where the target is resolved (core/target.ts). */
+  router?: string;
   virtualService?: string;
+  httpRoute?: string;
+  stableService?: string;
+  canaryService?: string;
   route?: string;
   destinationRule?: string;
   service?: string;
@@ -192,7 +197,11 @@ export function resolveRouting(annotations: Record<string, string>): Routing {
     canarySubset: annotations[policyAnnotations.canarySubset] ?? 'canary',
   };
   const optional = {
+    router: policyAnnotations.router,
     virtualService: policyAnnotations.virtualService,
+    httpRoute: policyAnnotations.httpRoute,
+    stableService: policyAnnotations.stableService,
+    canaryService: policyAnnotations.canaryService,
     route: policyAnnotations.route,
     destinationRule: policyAnnotations.destinationRule,
     service: policyAnnotations.service,

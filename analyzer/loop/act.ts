@@ -197,14 +197,16 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
   switch (action.kind) {
     case 'labelStablePods':
       return labelStablePods(ctx, d);
-    case 'ensureSubsets':
-      return target ? ctx.router.ensureSubsets(target) : undefined;
+    case 'ensureBackends':
+      return target ? ctx.router.ensureBackends(target) : undefined;
     case 'setWeight':
       return target ? ctx.router.setWeight(target, action.weight) : undefined;
     case 'ensureCanary':
       return ensureCanary(ctx, d, action.replicas);
     case 'deleteCanary':
-      return deleteCanary(ctx, d);
+      await deleteCanary(ctx, d);
+      // The release has settled: the router removes what only a release in flight needed.
+      return target ? ctx.router.retire(target) : undefined;
     case 'unpause':
       return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
     case 'setPhase':

@@ -13,7 +13,7 @@ import type { EventRecorder } from './kube.ts';
 import { policyAnnotations } from '../../contract/names.ts';
 import { resolvePolicy, resolveRouting } from '../core/policy.ts';
 import type { Policy } from '../core/policy.ts';
-import { routeTarget } from '../adapters/istio.ts';
+import { routeTarget } from '../core/target.ts';
 import type { RouteTarget, TrafficRouter } from '../ports/router.ts';
 
 export interface Edges {
@@ -38,12 +38,15 @@ export interface ReleaseView {
   target?: RouteTarget;
 }
 
-/** The Service weir-owned routing is for; undefined (and no list) when the user names the VirtualService. */
+/** The Service the routing is for; undefined (and no list) when the user's own objects name everything. */
 async function findService(edges: Edges, d: V1Deployment): Promise<string | undefined> {
   const namespace = d.metadata?.namespace ?? '';
   const a = d.metadata?.annotations ?? {};
   if (a[policyAnnotations.service]) return a[policyAnnotations.service];
+  // A user-named VirtualService, or HTTPRoute over user-named Services, needs no Service.
   if (a[policyAnnotations.virtualService]) return undefined;
+  if (a[policyAnnotations.httpRoute] && a[policyAnnotations.stableService] && a[policyAnnotations.canaryService])
+    return undefined;
   const podLabels = d.spec?.template.metadata?.labels ?? {};
   const services = edges.cache
     ? edges.cache.services(namespace)
@@ -126,11 +129,11 @@ function policyFields(
 
 /** The route record a reader needs to see the weight on the route itself. */
 const routeRecord = (target: RouteTarget): RouteRecord => ({
-  kind: 'VirtualService',
-  name: target.virtualService,
+  kind: target.kind,
+  name: target.kind === 'VirtualService' ? target.virtualService : target.httpRoute,
   ...(target.route !== undefined ? { route: target.route } : {}),
-  stableSubset: target.stableSubset,
-  canarySubset: target.canarySubset,
+  stableSubset: target.kind === 'VirtualService' ? target.stableSubset : target.stableService,
+  canarySubset: target.kind === 'VirtualService' ? target.canarySubset : target.canaryService,
 });
 
 /** The revisions, status and phase weir recorded on the Deployment. */
@@ -202,10 +205,12 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
   const resolved = routeTarget(namespace, resolveRouting(a), service, { name, uid: d.metadata?.uid ?? '' });
   const target = 'error' in resolved ? undefined : resolved;
   const noRoute = { ok: false as const, error: 'error' in resolved ? resolved.error : '' };
-  const [canary, routing, subsetsReady, unlabelled] = await Promise.all([
+  const [canary, routing, backendsReady, unlabelled] = await Promise.all([
     canaryOf(edges, namespace, name),
     target ? edges.router.read(target) : Promise.resolve(noRoute),
-    target ? edges.router.subsetsReady(target) : Promise.resolve(false),
+    target
+      ? edges.router.backendsReady(target, rec.phase === 'Progressing' || rec.phase === 'Promoting')
+      : Promise.resolve(false),
     rec.phase === 'Progressing' && beforeFirstWeight(rec)
       ? unlabelledStablePods(edges, d)
       : Promise.resolve({ items: [] }),
@@ -219,7 +224,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     paused: d.spec?.paused === true,
     rolledOut: rolledOut(d),
     routing,
-    subsetsReady,
+    backendsReady,
     unlabelledStablePods: unlabelled.items.length,
     ...policyFields(a, edges.policies),
     ...routeFields(target, routing, namespace),

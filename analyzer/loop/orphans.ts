@@ -5,11 +5,11 @@
 import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 import type { EventRecorder } from './kube.ts';
 import { annotations, ownedRoutingName } from '../../contract/names.ts';
-import { parseWeights, routingAnnotations } from '../../contract/istio.ts';
+import { parseWeights, routingAnnotations } from '../../contract/steering.ts';
 import type { VirtualService } from '../../contract/istio.ts';
 import { resolveRouting } from '../core/policy.ts';
 import { describeError } from '../../contract/api.ts';
-import type { RouteTarget, TrafficRouter } from '../ports/router.ts';
+import type { MeshTarget, TrafficRouter } from '../ports/router.ts';
 import type { Watch } from './watch.ts';
 
 const inRelease = (d: V1Deployment): boolean => {
@@ -18,7 +18,7 @@ const inRelease = (d: V1Deployment): boolean => {
 };
 
 /** Route targets of this VirtualService that hold canary weight with no release in progress to own it. Pure. */
-export function orphanedRoutes(vs: VirtualService, deployments: readonly V1Deployment[]): RouteTarget[] {
+export function orphanedRoutes(vs: VirtualService, deployments: readonly V1Deployment[]): MeshTarget[] {
   const namespace = vs.metadata?.namespace ?? '';
   const name = vs.metadata?.name ?? '';
   const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]);
@@ -30,6 +30,7 @@ export function orphanedRoutes(vs: VirtualService, deployments: readonly V1Deplo
   return [...record]
     .filter(([, r]) => r.weight > 0)
     .map(([route, r]) => ({
+      kind: 'VirtualService' as const,
       namespace,
       virtualService: name,
       destinationRule: '',

@@ -75,7 +75,7 @@ t.test(
       [
         'status',
         'labelStablePods',
-        'ensureSubsets',
+        'ensureBackends',
         'ensureCanary',
         'clearRequest',
         'setWeight',

@@ -143,7 +143,9 @@ const bad = { 'sim.weir.dev/error-rate': '0.3' };
 /**
  * Every write weir made to the folder's Deployment, VirtualService and DestinationRule, by subject
  * (`Kind/namespace/name`, as Flux names them) and the time it was seen: a change that moved the
- * managedFields entry of weir's field manager.
+ * managedFields entry of weir's field manager. The Deployment controller's own follow-up to a write
+ * of weir's (a new `deployment.kubernetes.io/revision` once weir promotes) counts too: Flux compares
+ * annotations, so it races the same way.
  */
 async function watchWeirWrites(ns: string): Promise<{ writes: Map<string, number[]>; stop: () => void }> {
   const kc = new KubeConfig();
@@ -152,7 +154,11 @@ async function watchWeirWrites(ns: string): Promise<{ writes: Map<string, number
   const weirEntry = new Map<string, string>();
   type Watched = {
     kind: string;
-    metadata: { name: string; managedFields?: { manager?: string; time?: string; fieldsV1?: unknown }[] };
+    metadata: {
+      name: string;
+      annotations?: Record<string, string>;
+      managedFields?: { manager?: string; time?: string; fieldsV1?: unknown }[];
+    };
   };
   const requests = await Promise.all(
     [
@@ -165,7 +171,10 @@ async function watchWeirWrites(ns: string): Promise<{ writes: Map<string, number
         {},
         (type: string, object: Watched) => {
           const subject = `${object.kind}/${ns}/${object.metadata.name}`;
-          const entry = JSON.stringify(object.metadata.managedFields?.find((f) => f.manager === 'weir') ?? null);
+          const entry = JSON.stringify([
+            object.metadata.managedFields?.find((f) => f.manager === 'weir') ?? null,
+            object.metadata.annotations?.['deployment.kubernetes.io/revision'] ?? null,
+          ]);
           const byWeir = weirEntry.has(subject) && weirEntry.get(subject) !== entry;
           weirEntry.set(subject, entry);
           if (type === 'MODIFIED' && byWeir) writes.set(subject, [...(writes.get(subject) ?? []), Date.now()]);
@@ -313,10 +322,10 @@ t.test("Flux's apply engine every 2 s: zero UH, and after each new content every
       const what = `round ${i} (content ${round.content}): ${subject} ${action}`;
       // Flux reads the object, then dry-runs its apply: a step weir writes in between shows as a
       // difference once, and the apply that follows is a no-op. That is a race, not drift, when weir
-      // wrote the object during the round and the next round finds nothing to change.
+      // wrote the object during the round and the next round (if any) finds nothing to change.
       const weirWrote = (weir.writes.get(subject) ?? []).some((at) => at >= round.start && at <= round.end + 500);
       const next = loop.rounds[i + 1]?.actions.get(subject);
-      if (weirWrote && next === 'unchanged') raced.push(what);
+      if (weirWrote && next !== 'configured') raced.push(what);
       else drifted.push(what);
     }
   }
@@ -392,7 +401,7 @@ t.test(
     );
     const repaired = (await events(ns, 'myapp')).filter((e) => e.reason === 'RoutingRepaired');
     t.ok(
-      repaired.some((e) => /subsets no longer select/.test(e.message)),
+      repaired.some((e) => /backends \(subsets or Services\) no longer select/.test(e.message)),
       'a RoutingRepaired event for the subsets',
     );
   },

@@ -18,7 +18,7 @@ export function releaseWorld(policy: Policy, overrides: Partial<Observed> = {}):
     paused: true,
     rolledOut: false,
     routing: { ok: true, canaryWeight: 0 },
-    subsetsReady: true,
+    backendsReady: true,
     unlabelledStablePods: 0,
     policy: { ok: true, value: policy },
     ...overrides,
@@ -57,8 +57,8 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
         o.unlabelledStablePods = 0;
         log.push('label stable pods');
         break;
-      case 'ensureSubsets':
-        o.subsetsReady = true;
+      case 'ensureBackends':
+        o.backendsReady = true;
         log.push('subsets');
         break;
       case 'event':

@@ -161,7 +161,7 @@ t.test('weight waits for a Ready canary', async (t) => {
 });
 
 t.test('stable pods from before the opt-in are labelled and subsets set before any weight', async (t) => {
-  const o = world({ unlabelledStablePods: 3, subsetsReady: false });
+  const o = world({ unlabelledStablePods: 3, backendsReady: false });
   const log: string[] = [];
   run(o, 10, errorRate(0), log);
   inOrder(t, log, 'label stable pods', 'subsets', 'stable pods labelled before the subsets select them');
@@ -303,20 +303,20 @@ t.test("subsets changed behind weir's back are put back mid-step and after the r
   const o = world();
   const log: string[] = [];
   const at = run(o, 15, errorRate(0.01), log);
-  o.subsetsReady = false;
+  o.backendsReady = false;
   const mid = decide(o, undefined, new Date(at * 1000));
   t.same(
     mid.map((a) => a.kind),
-    ['ensureSubsets', 'event', 'status'],
+    ['ensureBackends', 'event', 'status'],
   );
   apply(o, mid, log);
   const end = run(o, 200, errorRate(0.01), log, at + 1);
   t.equal(o.phase, 'Stable');
-  o.subsetsReady = false;
+  o.backendsReady = false;
   const after = decide(o, undefined, new Date(end * 1000));
   t.same(
     after.map((a) => a.kind),
-    ['ensureSubsets', 'event'],
+    ['ensureBackends', 'event'],
     'after the release too',
   );
   t.match(after[1], { reason: 'RoutingRepaired' });

@@ -111,7 +111,7 @@ function due(name: string, intervalMs: number, metrics = defaultPolicy.metrics):
     paused: true,
     rolledOut: false,
     routing: { ok: true, canaryWeight: 10 },
-    subsetsReady: true,
+    backendsReady: true,
     unlabelledStablePods: 0,
     policy: { ok: true, value: { ...defaultPolicy, intervalMs, metrics } },
     policyName: 'default',

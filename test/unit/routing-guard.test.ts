@@ -4,10 +4,11 @@ import t from 'tap';
 import jsonPatch from 'fast-json-patch';
 import { mutate } from '../../webhook/mutate.ts';
 import type { AdmissionInput } from '../../webhook/mutate.ts';
-import { keepSubsets, keepWeights, parseSubsets, parseWeights, steerWeight } from '../../contract/istio.ts';
+import { keepSubsets, keepWeights, parseSubsets, steerWeight } from '../../contract/istio.ts';
+import { parseWeights } from '../../contract/steering.ts';
 import type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 import { readWeight, subsetPatch, subsetsInPlace, weightPatch } from '../../analyzer/adapters/istio.ts';
-import type { RouteTarget } from '../../analyzer/ports/router.ts';
+import type { MeshTarget } from '../../analyzer/ports/router.ts';
 import { orphanedRoutes } from '../../analyzer/loop/orphans.ts';
 import type { V1Deployment } from '@kubernetes/client-node';
 
@@ -62,7 +63,8 @@ function seedDr(annotations?: Record<string, string>): DestinationRule {
   };
 }
 
-const target: RouteTarget = {
+const target: MeshTarget = {
+  kind: 'VirtualService',
   namespace: 'shop',
   virtualService: 'myapp-virtualservice',
   route: 'primary',
@@ -268,7 +270,7 @@ t.test('one record entry per route: a route named and "the only route" are the s
   const owned = seedVs([100, 0], { 'weir.dev/weights': '{"weir":{"stable":"v1","canary":"v2","weight":0}}' });
   const route = owned.spec?.http?.[0];
   if (route) route.name = 'weir';
-  const unnamed = { ...target, route: undefined } as RouteTarget;
+  const unnamed = { ...target, route: undefined } as MeshTarget;
   delete unnamed.route;
   const out = jsonPatch.applyPatch(structuredClone(owned), weightPatch(owned, unnamed, 10), true, false).newDocument;
   t.same(out.metadata?.annotations, { 'weir.dev/weights': '{"":{"stable":"v1","canary":"v2","weight":10}}' });
@@ -295,6 +297,7 @@ t.test('weight with no release in progress to own it is orphaned; weight during 
         namespace: 'shop',
         virtualService: 'myapp-virtualservice',
         destinationRule: '',
+        kind: 'VirtualService',
         stableSubset: 'v1',
         canarySubset: 'v2',
         route: 'primary',
