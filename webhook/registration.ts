@@ -16,7 +16,8 @@ export interface Registration {
 
 /**
  * `deployments` alone leaves out deployments/scale: scaling is never intercepted. The routing
- * objects are guarded in every served version (v1alpha3, v1beta1, v1 share one shape).
+ * objects are guarded in every served version (Istio's v1alpha3, v1beta1, v1 share one shape, as
+ * do the Gateway API's v1beta1 and v1 HTTPRoute).
  */
 export const webhookRules = [
   {
@@ -31,6 +32,13 @@ export const webhookRules = [
     apiVersions: ['*'],
     operations: ['CREATE', 'UPDATE'],
     resources: ['virtualservices', 'destinationrules'],
+    scope: 'Namespaced',
+  },
+  {
+    apiGroups: ['gateway.networking.k8s.io'],
+    apiVersions: ['*'],
+    operations: ['CREATE', 'UPDATE'],
+    resources: ['httproutes'],
     scope: 'Namespaced',
   },
 ];

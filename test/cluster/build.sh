@@ -121,7 +121,23 @@ fetch_istio_crds() {
   mkdir -p "$out" && cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$out/crds.yaml" && chmod u+w "$out/crds.yaml"
 }
 
-parts=${*:-etcd kwok istio kubernetes helm flux}
+# The Gateway API's standard channel (HTTPRoute, Gateway, …), from the sigs.k8s.io/gateway-api module.
+fetch_gateway_api_crds() {
+  local out="$cache/gateway-api-$GATEWAY_API_VERSION"
+  [ -f "$out/crds.yaml" ] && return 0
+  log "Gateway API CRDs $GATEWAY_API_VERSION"
+  local dir
+  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$out.tmp"
+  # The CRDs only: the channel's safe-upgrades ValidatingAdmissionPolicy is a cluster operator's choice.
+  for f in "$dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    case $f in *_vap_*) continue ;; esac
+    cat "$f"; echo '---'
+  done > "$out.tmp/crds.yaml"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+parts=${*:-etcd kwok istio gateway-api kubernetes helm flux}
 for part in $parts; do
   case $part in
     kubernetes) (build_kubernetes) ;;
@@ -129,6 +145,7 @@ for part in $parts; do
     kwok) (build_kwok) ;;
     helm) (build_helm) ;;
     istio) (fetch_istio_crds) ;;
+    gateway-api) (fetch_gateway_api_crds) ;;
     flux) (build_flux_apply) ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac

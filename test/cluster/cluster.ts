@@ -75,6 +75,7 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
     kwokStages: at('kwok', v.KWOK_VERSION, 'stage'),
     helm: at('helm', v.HELM_VERSION, 'helm'),
     istioCrds: join(cacheDir, `istio-api-${v.ISTIO_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
+    gatewayCrds: join(cacheDir, `gateway-api-${v.GATEWAY_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
     // Its cache key holds the source's hash too, as build.sh computes it: a changed program is rebuilt.
     fluxApply: at('flux-apply', `${v.FLUX_SSA_VERSION ?? 'unknown'}-${await fluxApplyRecipe()}`, 'flux-apply'),
   };
@@ -483,10 +484,11 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     ]);
     await saveState(state);
 
-    log('registering fake nodes and Istio CRDs');
+    log('registering fake nodes, Istio and Gateway API CRDs');
     const k = (args: string[], input?: string): Promise<string> => kubectl(bins.kubectl ?? '', kubeconfig, args, input);
     for (let i = 0; i < (options.nodes ?? 2); i++) await k(['apply', '-f', '-'], fakeNode(`kwok-node-${i}`));
     await k(['apply', '--server-side', '-f', bins.istioCrds ?? '']);
+    await k(['apply', '--server-side', '-f', bins.gatewayCrds ?? '']);
     // `kubectl wait` fails outright on a CRD whose status is not written yet: poll instead.
     await waitFor('the CRDs Established', async () => {
       const jsonpath =

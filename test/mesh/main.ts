@@ -1,13 +1,21 @@
 // The mesh simulator: the one simulated part, standing in for Envoy. It reads the live
-// Services, Pods, VirtualServices and DestinationRules, sends synthetic requests the way the
-// mesh would route them, and exports Istio's standard metrics for Prometheus to scrape.
+// Services, Pods, VirtualServices, DestinationRules and HTTPRoutes, sends synthetic requests the
+// way the mesh would route them, and exports Istio's standard metrics for Prometheus to scrape.
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { KubeConfig, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { route, fqdn } from './routing.ts';
-import type { MeshSnapshot, SimPod, SimVirtualService, SimDestinationRule, HttpRoute, Routed } from './routing.ts';
+import type {
+  MeshSnapshot,
+  SimPod,
+  SimVirtualService,
+  SimDestinationRule,
+  SimHTTPRoute,
+  HttpRoute,
+  Routed,
+} from './routing.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -111,12 +119,33 @@ async function listIstio(plural: string): Promise<IstioObject[]> {
   return list.items ?? [];
 }
 
+interface HTTPRouteObject {
+  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> };
+  spec?: Partial<Pick<SimHTTPRoute, 'parentRefs' | 'hostnames' | 'rules'>>;
+}
+
+/** HTTPRoutes, or none where the cluster does not serve the Gateway API. */
+async function listHTTPRoutes(): Promise<HTTPRouteObject[]> {
+  try {
+    const list = (await custom.listClusterCustomObject({
+      group: 'gateway.networking.k8s.io',
+      version: 'v1',
+      plural: 'httproutes',
+    })) as { items?: HTTPRouteObject[] };
+    return list.items ?? [];
+  } catch (error) {
+    if ((error as { code?: number }).code === 404) return [];
+    throw error;
+  }
+}
+
 async function refresh(): Promise<void> {
-  const [services, pods, vss, drs] = await Promise.all([
+  const [services, pods, vss, drs, hrs] = await Promise.all([
     core.listServiceForAllNamespaces(),
     core.listPodForAllNamespaces(),
     listIstio('virtualservices'),
     listIstio('destinationrules'),
+    listHTTPRoutes(),
   ]);
   const meshDefault = num(args['mesh-rps'], 20);
   const gatewayDefault = num(args['gateway-rps'], 20);
@@ -154,7 +183,22 @@ async function refresh(): Promise<void> {
     host: dr.spec?.host ?? '',
     subsets: (dr.spec?.subsets ?? []).map((s) => ({ name: s.name, labels: s.labels ?? {} })),
   }));
-  snapshot = { services: simServices, pods: pods.items.map(toPod), virtualServices, destinationRules };
+  const httpRoutes: SimHTTPRoute[] = hrs.map((r) => {
+    const route = {
+      namespace: r.metadata?.namespace ?? '',
+      name: r.metadata?.name ?? '',
+      parentRefs: r.spec?.parentRefs ?? [],
+      hostnames: r.spec?.hostnames ?? [],
+      rules: r.spec?.rules ?? [],
+    };
+    // A route bound to a Gateway brings north-south traffic for each of its own hostnames.
+    const toGateway = route.parentRefs.some((p) => (p.kind ?? 'Gateway') === 'Gateway');
+    for (const host of route.hostnames)
+      if (toGateway && !host.includes('*'))
+        gatewayHosts.set(host, num(r.metadata?.annotations?.['sim.weir.dev/rps'], gatewayDefault));
+    return route;
+  });
+  snapshot = { services: simServices, pods: pods.items.map(toPod), virtualServices, destinationRules, httpRoutes };
   synced = true;
 }
 
@@ -164,6 +208,27 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
       ? { source_workload: 'mesh-client', source_workload_namespace: 'weir-mesh' }
       : { source_workload: 'istio-ingressgateway', source_workload_namespace: 'istio-system' };
   if (routed.kind === 'no-route') return;
+  if (routed.kind === 'invalid-backend') {
+    // Envoy answers itself, with no upstream cluster to name: only the source reports.
+    const labels: MetricLabels = {
+      ...source,
+      reporter: 'source',
+      destination_service: 'unknown',
+      destination_service_name: 'unknown',
+      destination_service_namespace: 'unknown',
+      destination_workload: 'unknown',
+      destination_workload_namespace: 'unknown',
+      destination_version: 'unknown',
+      destination_app: 'unknown',
+      destination_canonical_service: 'unknown',
+      response_code: '500',
+      response_flags: 'NC',
+      request_protocol: 'http',
+    };
+    requests.inc(labels);
+    duration.observe(labels, 0.2);
+    return;
+  }
   const service = routed.service;
   const base = {
     ...source,

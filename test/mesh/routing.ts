@@ -1,5 +1,5 @@
 // How Envoy would route one request, as a pure function of the live mesh config. The simulator
-// feeds it snapshots of Services, Pods, VirtualServices and DestinationRules.
+// feeds it snapshots of Services, Pods, VirtualServices, DestinationRules and Gateway API HTTPRoutes.
 
 export interface Labels {
   [key: string]: string;
@@ -48,17 +48,50 @@ export interface SimDestinationRule {
   subsets: { name: string; labels: Labels }[];
 }
 
+/** A Gateway API reference to a parent (a Gateway, or a Service for mesh routes: GAMMA). */
+export interface ParentRef {
+  group?: string;
+  kind?: string;
+  name: string;
+  namespace?: string;
+}
+
+export interface BackendRef {
+  group?: string;
+  kind?: string;
+  name: string;
+  namespace?: string;
+  port?: number;
+  weight?: number;
+}
+
+export interface HTTPRouteRule {
+  matches?: { path?: { type?: string; value?: string } }[];
+  backendRefs?: BackendRef[];
+}
+
+export interface SimHTTPRoute {
+  namespace: string;
+  name: string;
+  parentRefs: ParentRef[];
+  hostnames: string[];
+  rules: HTTPRouteRule[];
+}
+
 export interface MeshSnapshot {
   services: SimService[];
   pods: SimPod[];
   virtualServices: SimVirtualService[];
   destinationRules: SimDestinationRule[];
+  httpRoutes?: SimHTTPRoute[];
 }
 
 /** Where a request went: a pod, or an Envoy-made failure with its response flag. */
 export type Routed =
   | { kind: 'pod'; service: SimService; pod: SimPod }
   | { kind: 'no-healthy-upstream'; service: SimService | undefined }
+  /** A backendRef that resolves to no Service (or every weight 0): the Gateway API's 500. */
+  | { kind: 'invalid-backend' }
   | { kind: 'no-route' };
 
 export const fqdn = (s: { name: string; namespace: string }): string => `${s.name}.${s.namespace}.svc.cluster.local`;
@@ -153,6 +186,73 @@ export function virtualServiceFor(
   });
 }
 
+const isGateway = (p: ParentRef): boolean =>
+  (p.group ?? 'gateway.networking.k8s.io') === 'gateway.networking.k8s.io' && (p.kind ?? 'Gateway') === 'Gateway';
+const isService = (p: ParentRef): boolean => (p.group ?? '') === '' && p.kind === 'Service';
+
+/**
+ * The HTTPRoute that applies to `host`: at a gateway, one bound to a Gateway whose hostnames hold
+ * the host; in the mesh (GAMMA), one whose parent is the Service itself. Of several, the oldest
+ * wins in the spec; the snapshot keeps the API server's order (by namespace and name).
+ */
+export function httpRouteFor(
+  snapshot: MeshSnapshot,
+  entry: 'mesh' | 'gateway',
+  host: string,
+): SimHTTPRoute | undefined {
+  const routes = snapshot.httpRoutes ?? [];
+  if (entry === 'gateway')
+    return routes.find((r) => r.parentRefs.some(isGateway) && r.hostnames.some((h) => h === host));
+  const service = snapshot.services.find((s) => fqdn(s) === host);
+  if (!service) return undefined;
+  return routes.find((r) =>
+    r.parentRefs.some(
+      (p) => isService(p) && p.name === service.name && (p.namespace ?? r.namespace) === service.namespace,
+    ),
+  );
+}
+
+/** How well a path match fits (Gateway API precedence): Exact over the longest PathPrefix; undefined: no match. */
+function pathRank(match: { path?: { type?: string; value?: string } }, path: string): number | undefined {
+  const type = match.path?.type ?? 'PathPrefix';
+  const value = match.path?.value ?? '/';
+  if (type === 'Exact') return path === value ? Number.MAX_SAFE_INTEGER : undefined;
+  if (type === 'RegularExpression') return new RegExp(`^${value}$`).test(path) ? 0 : undefined;
+  // PathPrefix matches whole path elements: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`.
+  const prefix = value.endsWith('/') && value !== '/' ? value.slice(0, -1) : value;
+  const fits = prefix === '/' || path === prefix || path.startsWith(`${prefix}/`);
+  return fits ? prefix.length : undefined;
+}
+
+/** The rule a request takes: the best path match across rules, the first such rule on a tie. */
+export function ruleFor(route: SimHTTPRoute, path: string): HTTPRouteRule | undefined {
+  let best: { rule: HTTPRouteRule; rank: number } | undefined;
+  for (const rule of route.rules) {
+    const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [{}];
+    for (const m of matches) {
+      const rank = pathRank(m, path);
+      if (rank !== undefined && (best === undefined || rank > best.rank)) best = { rule, rank };
+    }
+  }
+  return best?.rule;
+}
+
+/** Routes by an HTTPRoute: a weighted backendRef (weight 1 when unset), then that Service's Ready endpoints. */
+function routeByHTTPRoute(snapshot: MeshSnapshot, route: SimHTTPRoute, path: string, random: () => number): Routed {
+  const rule = ruleFor(route, path);
+  if (!rule) return { kind: 'no-route' };
+  const refs = rule.backendRefs ?? [];
+  const total = refs.reduce((sum, b) => sum + (b.weight ?? 1), 0);
+  if (total <= 0) return { kind: 'invalid-backend' };
+  let point = random() * total;
+  const chosen = refs.find((b) => (point -= b.weight ?? 1) < 0) ?? refs[refs.length - 1];
+  const core = chosen && (chosen.group ?? '') === '' && (chosen.kind ?? 'Service') === 'Service';
+  const service = core
+    ? snapshot.services.find((s) => s.name === chosen.name && s.namespace === (chosen.namespace ?? route.namespace))
+    : undefined;
+  return service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'invalid-backend' };
+}
+
 /** Routes one request for `host` entering at `entry`, the way Envoy would. */
 export function route(
   snapshot: MeshSnapshot,
@@ -162,6 +262,8 @@ export function route(
   random: () => number,
 ): Routed {
   const vs = virtualServiceFor(snapshot, entry, host);
+  const gatewayRoute = vs ? undefined : httpRouteFor(snapshot, entry, host);
+  if (gatewayRoute) return routeByHTTPRoute(snapshot, gatewayRoute, path, random);
   if (!vs) {
     const service = snapshot.services.find((s) => fqdn(s) === host);
     return service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'no-route' };

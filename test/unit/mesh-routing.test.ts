@@ -1,7 +1,7 @@
 // The simulator's routing is what every traffic assertion rests on, so it is tested alone.
 import t from 'tap';
 import { route, resolveService } from '../mesh/routing.ts';
-import type { MeshSnapshot, SimPod } from '../mesh/routing.ts';
+import type { HTTPRouteRule, MeshSnapshot, ParentRef, Routed, SimPod } from '../mesh/routing.ts';
 
 const pod = (name: string, labels: Record<string, string>, ready = true): SimPod => ({
   namespace: 'ns',
@@ -87,3 +87,145 @@ t.test('gateway-bound VirtualServices apply at the gateway only', async (t) => {
   t.equal(viaMesh.kind === 'pod' && viaMesh.pod.name, 'stable-0', 'mesh traffic has no VirtualService: all Ready pods');
   t.equal(route(s, 'gateway', 'nobody.example.com', '/', () => 0).kind, 'no-route');
 });
+
+// HTTPRoute, as the Gateway API spec describes it (its "Traffic splitting" and "HTTP routing"
+// guides, and HTTPRouteRule's precedence and weight rules), at a Gateway and in the mesh (GAMMA).
+const routeSnapshot = (rules: HTTPRouteRule[], parent: ParentRef = { name: 'gw' }): MeshSnapshot => ({
+  services: ['foo-v1', 'foo-v2', 'foo-empty', 'web'].map((name) => ({
+    namespace: 'ns',
+    name,
+    selector: { app: 'web', ...(name === 'web' ? {} : { version: name }) },
+  })),
+  pods: [
+    pod('v1-0', { version: 'foo-v1' }),
+    pod('v2-0', { version: 'foo-v2' }),
+    pod('v2-1', { version: 'foo-v2' }, false),
+  ],
+  destinationRules: [],
+  virtualServices: [],
+  httpRoutes: [{ namespace: 'ns', name: 'foo-route', parentRefs: [parent], hostnames: ['foo.example.com'], rules }],
+});
+
+const workloadOf = (r: Routed): string => (r.kind === 'pod' ? r.pod.workload : r.kind);
+const counts = (s: MeshSnapshot, entry: 'mesh' | 'gateway', h: string, path = '/', n = 2000): Map<string, number> => {
+  let i = 0;
+  const random = (): number => (((i++ * 0.6180339887) % 1) + 1) % 1;
+  const seen = new Map<string, number>();
+  for (let k = 0; k < n; k++) {
+    const w = workloadOf(route(s, entry, h, path, random));
+    seen.set(w, (seen.get(w) ?? 0) + 1);
+  }
+  return seen;
+};
+
+t.test('HTTPRoute traffic splitting: weights 90/10 split requests 90/10 across the two Services', async (t) => {
+  const s = routeSnapshot([
+    {
+      backendRefs: [
+        { name: 'foo-v1', port: 8080, weight: 90 },
+        { name: 'foo-v2', port: 8080, weight: 10 },
+      ],
+    },
+  ]);
+  const seen = counts(s, 'gateway', 'foo.example.com');
+  t.ok(Math.abs((seen.get('v1') ?? 0) / 2000 - 0.9) < 0.02, `foo-v1 ≈ 90 % (${seen.get('v1') ?? 0})`);
+  t.ok(Math.abs((seen.get('v2') ?? 0) / 2000 - 0.1) < 0.02, `foo-v2 ≈ 10 % (${seen.get('v2') ?? 0})`);
+  t.notOk(seen.has('no-route'), 'only the hostname the route names: no other');
+  t.same([...counts(s, 'gateway', 'bar.example.com', '/', 10).keys()], ['no-route']);
+});
+
+t.test('HTTPRoute weights: unset is 1, 0 sends nothing, all 0 is a 500', async (t) => {
+  const equal = counts(
+    routeSnapshot([{ backendRefs: [{ name: 'foo-v1' }, { name: 'foo-v2' }] }]),
+    'gateway',
+    'foo.example.com',
+  );
+  t.ok(Math.abs((equal.get('v1') ?? 0) - 1000) < 50, 'two unset weights split evenly');
+  const zero = counts(
+    routeSnapshot([
+      {
+        backendRefs: [
+          { name: 'foo-v1', weight: 100 },
+          { name: 'foo-v2', weight: 0 },
+        ],
+      },
+    ]),
+    'gateway',
+    'foo.example.com',
+  );
+  t.same([...zero.keys()], ['v1'], 'weight 0 gets no request');
+  const none = counts(
+    routeSnapshot([
+      {
+        backendRefs: [
+          { name: 'foo-v1', weight: 0 },
+          { name: 'foo-v2', weight: 0 },
+        ],
+      },
+    ]),
+    'gateway',
+    'foo.example.com',
+  );
+  t.same([...none.keys()], ['invalid-backend']);
+});
+
+t.test('HTTPRoute backends: no Ready endpoint is 503 UH; a Service that does not exist is a 500', async (t) => {
+  const empty = routeSnapshot([{ backendRefs: [{ name: 'foo-empty', port: 8080 }] }]);
+  t.same([...counts(empty, 'gateway', 'foo.example.com', '/', 10).keys()], ['no-healthy-upstream']);
+  const missing = routeSnapshot([{ backendRefs: [{ name: 'foo-gone', port: 8080 }] }]);
+  t.same([...counts(missing, 'gateway', 'foo.example.com', '/', 10).keys()], ['invalid-backend']);
+  const foreign = routeSnapshot([
+    { backendRefs: [{ name: 'foo-v1', kind: 'ServiceImport', group: 'multicluster.x-k8s.io' }] },
+  ]);
+  t.same([...counts(foreign, 'gateway', 'foo.example.com', '/', 10).keys()], ['invalid-backend']);
+});
+
+t.test(
+  'HTTPRoute matches: Exact beats the longest PathPrefix, which beats a shorter one; prefixes are whole elements',
+  async (t) => {
+    const s = routeSnapshot([
+      { matches: [{ path: { type: 'PathPrefix', value: '/' } }], backendRefs: [{ name: 'foo-v1' }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/login' } }], backendRefs: [{ name: 'foo-v2' }] },
+      { matches: [{ path: { type: 'Exact', value: '/login/admin' } }], backendRefs: [{ name: 'foo-empty' }] },
+    ]);
+    const one = (path: string): string => [...counts(s, 'gateway', 'foo.example.com', path, 5).keys()].join();
+    t.equal(one('/login'), 'v2');
+    t.equal(one('/login/x'), 'v2');
+    t.equal(one('/loginx'), 'v1', '/login does not match /loginx');
+    t.equal(one('/login/admin'), 'no-healthy-upstream', 'the Exact match wins');
+    t.equal(one('/other'), 'v1');
+    const unmatched = routeSnapshot([
+      { matches: [{ path: { type: 'Exact', value: '/a' } }], backendRefs: [{ name: 'foo-v1' }] },
+    ]);
+    t.equal([...counts(unmatched, 'gateway', 'foo.example.com', '/b', 5).keys()].join(), 'no-route', 'no rule matches');
+    const tie = routeSnapshot([
+      { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'foo-v1' }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'foo-v2' }] },
+    ]);
+    t.equal([...counts(tie, 'gateway', 'foo.example.com', '/api', 5).keys()].join(), 'v1', 'a tie: the first rule');
+  },
+);
+
+t.test(
+  'GAMMA: a route whose parent is a Service steers mesh traffic to that Service, not gateway traffic',
+  async (t) => {
+    const s = routeSnapshot(
+      [
+        {
+          backendRefs: [
+            { name: 'foo-v1', weight: 50 },
+            { name: 'foo-v2', weight: 50 },
+          ],
+        },
+      ],
+      { group: '', kind: 'Service', name: 'web' },
+    );
+    const mesh = counts(s, 'mesh', 'web.ns.svc.cluster.local');
+    t.ok(Math.abs((mesh.get('v1') ?? 0) - 1000) < 50 && Math.abs((mesh.get('v2') ?? 0) - 1000) < 50, 'split 50/50');
+    t.same([...counts(s, 'gateway', 'foo.example.com', '/', 5).keys()], ['no-route'], 'no Gateway parent');
+    const direct = counts(s, 'mesh', 'foo-v1.ns.svc.cluster.local', '/', 20);
+    t.same([...direct.keys()], ['v1'], 'a Service no route names is reached directly');
+    const routed = route(s, 'mesh', 'web.ns.svc.cluster.local', '/', () => 0);
+    t.equal(routed.kind === 'pod' ? routed.service.name : '', 'foo-v1', 'the request reaches the backend Service');
+  },
+);
