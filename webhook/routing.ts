@@ -43,7 +43,7 @@ const result = (outcome: Mutation['outcome'], reason: string, patch: Mutation['p
   warnings: [],
 });
 
-/** Keeps weir's recorded weights (VirtualService, HTTPRoute) or subset selectors (DestinationRule); all else as applied. */
+/** Keeps weir's recorded weights (VirtualService, HTTPRoute) or subset selectors (DestinationRule). */
 export function guardRouting(input: AdmissionInput, kind: GuardedKind, weirNamespace: string | undefined): Mutation {
   if (input.operation !== 'CREATE' && input.operation !== 'UPDATE')
     return result('skipped', `operation ${input.operation} is not handled`);

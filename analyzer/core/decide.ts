@@ -43,6 +43,11 @@ export interface Observed {
   /** The canary weight on the VirtualService route, or why it cannot be read or written. */
   routing: { ok: true; canaryWeight: number } | { ok: false; error: string };
   backendsReady: boolean;
+  /**
+   * The backends are weir's own objects the user's route names (an HTTPRoute's backend Services
+   * the user does not name): made before the first release, so the route has somewhere to send.
+   */
+  ownBackends?: boolean;
   unlabelledStablePods: number;
   policy: { ok: true; value: Policy } | { ok: false; errors: string[] };
   /** The named policy the Deployment asks for (`default` unless `weir.dev/policy` names another). */
@@ -438,12 +443,19 @@ function progressing(
 
 /**
  * Phases Stable and RolledBack: no canary weight, no canary left behind, and — once weir has
- * steered this Deployment's subsets — subsets that still select the stable half.
+ * steered this Deployment's backends, or before any release when they are weir's own — backends
+ * that still select the stable half.
  */
 function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
   const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
   if (weight > 0) return drain(base, now, 'settle', `${o.phase}: traffic back to stable`, weight);
   if (base.drainingSince) return [];
+  if (!s && o.ownBackends && !o.backendsReady && !o.optedOut) {
+    return [
+      { kind: 'ensureBackends' },
+      event('Normal', 'BackendsCreated', 'created the backend Services the route names, one for each half'),
+    ];
+  }
   if (s && !o.backendsReady && !o.optedOut) {
     return [{ kind: 'ensureBackends' }, event('Warning', 'RoutingRepaired', backendsLost)];
   }

@@ -100,10 +100,12 @@ function routeFields(
   target: RouteTarget | undefined,
   routing: Observed['routing'] & { host?: string },
   namespace: string,
-): Pick<Observed, 'route' | 'service'> {
+): Pick<Observed, 'route' | 'service' | 'ownBackends'> {
   if (!target) return {};
   return {
     route: routeRecord(target),
+    // A user's HTTPRoute over backend Services weir makes: they exist before any release.
+    ...(target.kind === 'HTTPRoute' && target.ownedServices && !target.owned ? { ownBackends: true } : {}),
     ...serviceOf(routing.ok ? (routing.host ?? target.host) : undefined, namespace),
   };
 }

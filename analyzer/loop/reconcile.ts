@@ -1,7 +1,7 @@
 // The reconcile pass: observe → (measure) → decide → act for the releases whose keys are due,
 // and only while leader. Thin glue; the decisions are in decide.ts, the scheduling in queue.ts.
 import type { V1Deployment, V1Namespace } from '@kubernetes/client-node';
-import { annotations, canaryName, labels } from '../../contract/names.ts';
+import { annotations, canaryName, labels, policyAnnotations } from '../../contract/names.ts';
 import { parseStatus } from '../../contract/status.ts';
 import { act } from './act.ts';
 import type { ActContext } from './act.ts';
@@ -50,13 +50,27 @@ export function active(all: readonly V1Deployment[], touched: ReadonlySet<string
     a[annotations.request] !== undefined;
   return all.filter((d) => {
     const a = d.metadata?.annotations ?? {};
-    if (!a[annotations.phase] || d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
     const id = releaseKey(d.metadata?.namespace, d.metadata?.name);
+    if (d.metadata?.labels?.[labels.canaryOf] || d.metadata?.deletionTimestamp) return false;
+    // A guarded Deployment whose HTTPRoute names backend Services weir owns: they are made before
+    // its first release (ADR 17), whenever it or its namespace's routing changes.
+    if (touched.has(id) && ownsBackends(d)) return true;
+    if (!a[annotations.phase]) return false;
     if (inRelease(a) || canaryOwners.has(id)) return true;
     if (a[annotations.status] !== undefined && touched.has(id)) return true;
     return parseStatus(a[annotations.status])?.drainingSince !== undefined;
   });
 }
+
+/** Guarded (the webhook stamped its template), naming an HTTPRoute but not the Services it sends to. */
+const ownsBackends = (d: V1Deployment): boolean => {
+  const a = d.metadata?.annotations ?? {};
+  return (
+    d.spec?.template.metadata?.labels?.[labels.track] !== undefined &&
+    a[policyAnnotations.httpRoute] !== undefined &&
+    a[policyAnnotations.stableService] === undefined
+  );
+};
 
 /** Metrics from the findings decide returned: counted as decided, never parsed back from event text. */
 function count(deps: LoopDeps, actions: Action[]): void {

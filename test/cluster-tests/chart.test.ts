@@ -116,6 +116,8 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     ['patch', 'pods'],
     ['create', 'events'],
     ['patch', 'virtualservices.networking.istio.io'],
+    ['patch', 'httproutes.gateway.networking.k8s.io'],
+    ['create', 'services'],
     ['watch', 'destinationrules.networking.istio.io'],
     ['watch', 'namespaces'],
   ]) {
@@ -193,6 +195,24 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       http: [{ name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] }],
     },
   });
+  await apply(app, {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'web' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'web' }],
+      rules: [
+        {
+          name: 'primary',
+          backendRefs: [
+            { name: 'web-stable', port: 80, weight: 100 },
+            { name: 'web-canary', port: 80, weight: 0 },
+          ],
+        },
+      ],
+    },
+  });
+  await apply(app, service('web'));
   await waitFor(
     'a pod of web',
     async () => (await kubectl(['get', 'pods', '-n', app, '-l', 'app=web', '-o', 'name'])).trim() !== '',
@@ -236,6 +256,20 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       /in a user's VirtualService only the weights/,
     ],
     [
+      "a backend of a user's HTTPRoute",
+      'PATCH',
+      `/apis/gateway.networking.k8s.io/v1/namespaces/${app}/httproutes/web`,
+      [{ op: 'replace', path: '/spec/rules/0/backendRefs/1/name', value: 'evil' }],
+      /in a user's HTTPRoute only the weights of backendRefs may change/,
+    ],
+    [
+      "a Service that is not weir's own backend",
+      'POST',
+      `/api/v1/namespaces/${app}/services`,
+      service('evil'),
+      /only weir's own backend Services/,
+    ],
+    [
       'a Deployment in kube-system',
       'POST',
       '/apis/apps/v1/namespaces/kube-system/deployments',
@@ -252,6 +286,10 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     { op: 'add', path: '/metadata/labels/weir.dev~1track', value: 'stable' },
   ]);
   t.equal(allowed.code, 200, `the track label is still allowed: ${allowed.message}`);
+  const weight = await asAnalyzer('PATCH', `/apis/gateway.networking.k8s.io/v1/namespaces/${app}/httproutes/web`, [
+    { op: 'replace', path: '/spec/rules/0/backendRefs/1/weight', value: 10 },
+  ]);
+  t.equal(weight.code, 200, `an HTTPRoute backend weight is allowed: ${weight.message}`);
 });
 
 t.test(

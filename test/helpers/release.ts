@@ -1,5 +1,5 @@
 // Helpers for release tests: manifests with short timings, waiting on phases, recording the
-// canary weights a VirtualService goes through, reading events, and running private analyzers.
+// canary weights a route (VirtualService or HTTPRoute) goes through, reading events, and running private analyzers.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -93,25 +93,51 @@ export async function events(ns: string, name: string): Promise<EventRecord[]> {
 interface Vs {
   spec: { http: { name?: string; route: { destination: { subset: string }; weight?: number }[] }[] };
 }
+interface HttpRoute {
+  spec: { rules?: { name?: string; backendRefs?: { name: string; weight?: number }[] }[] };
+}
+
+type Recorder = { weights: number[]; ready: Promise<void>; stop: () => Promise<void> };
 
 /**
  * Records every distinct canary weight a VirtualService route shows, until stopped — through a
  * watch, so a state that lasts only milliseconds (weir putting a route back) is seen too.
  * `ready` resolves once the watch has shown the current state (or the route does not exist yet).
  */
-export function recordWeights(
+export function recordWeights(ns: string, vs: string, canarySubset: string, route?: string): Recorder {
+  return recordRoute(
+    ns,
+    { kind: 'virtualservice', path: 'networking.istio.io/v1', plural: 'virtualservices' },
+    vs,
+    (o: Vs) => {
+      const found = route ? o.spec.http.find((h) => h.name === route) : o.spec.http[0];
+      return found?.route.find((d) => d.destination.subset === canarySubset)?.weight ?? 0;
+    },
+  );
+}
+
+/** The same for an HTTPRoute rule: the canary Service's share of the rule's weights, in percent. */
+export function recordRuleWeights(ns: string, name: string, canaryService: string, rule: string): Recorder {
+  const api = { kind: 'httproute', path: 'gateway.networking.k8s.io/v1', plural: 'httproutes' };
+  return recordRoute(ns, api, name, (o: HttpRoute) => {
+    const refs = o.spec.rules?.find((r) => r.name === rule)?.backendRefs ?? [];
+    const total = refs.reduce((sum, b) => sum + (b.weight ?? 1), 0);
+    const canary = refs.find((b) => b.name === canaryService)?.weight ?? 0;
+    return total > 0 ? Math.round((100 * canary) / total) : 0;
+  });
+}
+
+function recordRoute<T>(
   ns: string,
-  vs: string,
-  canarySubset: string,
-  route?: string,
-): { weights: number[]; ready: Promise<void>; stop: () => Promise<void> } {
+  api: { kind: string; path: string; plural: string },
+  name: string,
+  weightOf: (object: T) => number,
+): Recorder {
   const weights: number[] = [];
   let running = true;
   let request: AbortController | undefined;
-  const record = (object: Vs): void => {
-    const http = object.spec.http;
-    const found = route ? http.find((h) => h.name === route) : http[0];
-    const w = found?.route.find((d) => d.destination.subset === canarySubset)?.weight ?? 0;
+  const record = (object: T): void => {
+    const w = weightOf(object);
     if (weights[weights.length - 1] !== w) weights.push(w);
   };
   let seen = (): void => undefined;
@@ -122,9 +148,9 @@ export function recordWeights(
     const start = async (): Promise<void> => {
       if (!running) return;
       request = await new Watch(kc).watch(
-        `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
-        { fieldSelector: `metadata.name=${vs}` },
-        (type: string, object: Vs) => {
+        `/apis/${api.path}/namespaces/${ns}/${api.plural}`,
+        { fieldSelector: `metadata.name=${name}` },
+        (type: string, object: T) => {
           if (type === 'ADDED' || type === 'MODIFIED') record(object);
           seen();
         },
@@ -134,7 +160,7 @@ export function recordWeights(
     };
     await start();
     // A route that exists shows up as the watch's first event; one that does not, later.
-    const r = await kubectlRaw(['get', 'virtualservice', vs, '-n', ns, '-o', 'name']);
+    const r = await kubectlRaw(['get', api.kind, name, '-n', ns, '-o', 'name']);
     if (r.code === 0) await firstEvent;
   })();
   return {

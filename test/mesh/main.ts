@@ -161,7 +161,9 @@ async function refresh(): Promise<void> {
         name: s.metadata?.name ?? '',
         selector: s.spec?.selector ?? {},
       };
-      serviceRps.set(fqdn(svc), num(s.metadata?.annotations?.['sim.weir.dev/rps'], meshDefault));
+      // A Service that selects one half (weir.dev/track) stands behind the Service callers address.
+      const half = s.spec?.selector?.['weir.dev/track'] !== undefined;
+      if (!half) serviceRps.set(fqdn(svc), num(s.metadata?.annotations?.['sim.weir.dev/rps'], meshDefault));
       return svc;
     });
   const virtualServices: SimVirtualService[] = vss.map((vs) => {
@@ -198,6 +200,12 @@ async function refresh(): Promise<void> {
         gatewayHosts.set(host, num(r.metadata?.annotations?.['sim.weir.dev/rps'], gatewayDefault));
     return route;
   });
+  // Callers address a Service, not the halves behind it: a backend of an HTTPRoute is reached through the route.
+  for (const route of httpRoutes)
+    for (const rule of route.rules)
+      for (const ref of rule.backendRefs ?? [])
+        if ((ref.group ?? '') === '' && (ref.kind ?? 'Service') === 'Service')
+          serviceRps.delete(fqdn({ name: ref.name, namespace: ref.namespace ?? route.namespace }));
   snapshot = { services: simServices, pods: pods.items.map(toPod), virtualServices, destinationRules, httpRoutes };
   synced = true;
 }

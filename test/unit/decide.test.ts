@@ -322,6 +322,13 @@ t.test("subsets changed behind weir's back are put back mid-step and after the r
   t.match(after[1], { reason: 'RoutingRepaired' });
   t.same(decide({ ...o, optedOut: true }, undefined, new Date(end * 1000)), [], 'not once opted out');
   t.same(decide({ ...o, status: undefined }, undefined, new Date(end * 1000)), [], 'never before weir steered it');
+  const own = decide({ ...o, status: undefined, ownBackends: true }, undefined, new Date(end * 1000));
+  t.same(
+    own.map((a) => a.kind),
+    ['ensureBackends', 'event'],
+    "but weir's own backends (an HTTPRoute's Services) are made before any release",
+  );
+  t.match(own[1], { type: 'Normal', reason: 'BackendsCreated' });
 });
 
 t.test(
