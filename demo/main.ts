@@ -2,10 +2,11 @@
 // a healthy v2 is released and promoted, a bad v3 (30 % 5xx) is rolled back — with the live
 // `weir get` view on screen — then a summary, and the cluster is stopped (also on Ctrl-C).
 // WEIR_DEMO_REUSE=1 runs it on an already running cluster and leaves that running (tests do).
+// `npm run demo -- --gateway-api` tells the same story with a Gateway API HTTPRoute (issue 15).
 import { annotations, namespaceOptIn, policyAnnotations } from '../contract/names.ts';
 import { down, kubectl as clusterKubectl, readState, up } from '../test/cluster/cluster.ts';
 import type { ClusterState } from '../test/cluster/cluster.ts';
-import { seedDeployment, seedMesh } from './seed.ts';
+import { seedDeployment, seedGatewayMesh, seedGatewayRouting, seedMesh, seedRouting } from './seed.ts';
 import { renderDetail } from '../cli/view.ts';
 import { clients, summaryOf } from '../cli/main.ts';
 import type { Clients } from '../cli/main.ts';
@@ -22,6 +23,11 @@ const timings = {
   [policyAnnotations.minRequests]: '5',
   [policyAnnotations.drain]: '2s',
 };
+
+const gatewayApi = process.argv.includes('--gateway-api');
+const mesh = (): Record<string, unknown>[] => (gatewayApi ? seedGatewayMesh() : seedMesh(ns));
+const release = (version: string, podAnnotations: Record<string, string> = {}): string =>
+  JSON.stringify(seedDeployment(version, timings, podAnnotations, gatewayApi ? seedGatewayRouting : seedRouting));
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -56,26 +62,24 @@ async function images(state: ClusterState): Promise<string[]> {
 
 async function tour(state: ClusterState): Promise<void> {
   const c = clients({ kubeconfig: state.kubeconfig, namespace: ns });
+  const routing = gatewayApi ? 'a Gateway API HTTPRoute' : "the seed's Istio VirtualService";
   say(`\n== 1. The seed's myapp, as a plain Deployment, in namespace ${ns} (labelled weir.dev/canary=enabled)`);
+  say(`   routed by ${routing}`);
   await kubectl(state, ['create', 'namespace', ns]).catch(() => '');
   await kubectl(state, ['label', 'namespace', ns, `${namespaceOptIn.key}=${namespaceOptIn.value}`, '--overwrite']);
-  for (const m of seedMesh(ns)) await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(m));
-  await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(seedDeployment('v1', timings)));
+  for (const m of mesh()) await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(m));
+  await kubectl(state, ['apply', '-n', ns, '-f', '-'], release('v1'));
   await kubectl(state, ['rollout', 'status', 'deployment/myapp', '-n', ns, '--timeout=120s']);
   say(`v1 is running: ${(await images(state)).join(', ')}`);
 
   say('\n== 2. kubectl apply of a healthy v2: weir holds v1 as stable and steps v2 through 10 → 50 → 100 %');
-  await kubectl(state, ['apply', '-n', ns, '-f', '-'], JSON.stringify(seedDeployment('v2', timings)));
+  await kubectl(state, ['apply', '-n', ns, '-f', '-'], release('v2'));
   const promoted = await watchUntil(c, 'Stable', 180_000);
   if (live) say(promoted);
   say(`v2 promoted; now running: ${(await images(state)).join(', ')}`);
 
   say('\n== 3. kubectl apply of a bad v3 (30 % of its answers are 5xx): weir rolls it back');
-  await kubectl(
-    state,
-    ['apply', '-n', ns, '-f', '-'],
-    JSON.stringify(seedDeployment('v3', timings, { 'sim.weir.dev/error-rate': '0.3' })),
-  );
+  await kubectl(state, ['apply', '-n', ns, '-f', '-'], release('v3', { 'sim.weir.dev/error-rate': '0.3' }));
   const rolledBack = await watchUntil(c, 'RolledBack', 180_000);
   if (live) say(rolledBack);
   say(`v3 rolled back; still running: ${(await images(state)).join(', ')}`);

@@ -63,16 +63,66 @@ export function seedMesh(ns: string): Record<string, unknown>[] {
   ];
 }
 
-/** The seed's myapp as a Deployment of `version`, with weir's annotations. */
+/** The same story on the Gateway API (issue 15): the route named, and its rule. */
+export const seedGatewayRouting: Record<string, string> = {
+  [policyAnnotations.httpRoute]: 'myapp-route',
+  [policyAnnotations.route]: 'primary',
+};
+
+/**
+ * The seed's Gateway, Service and routing translated to the Gateway API, as an Istio user moving
+ * to it would write them: a Gateway of class `istio`, and an HTTPRoute whose `primary` rule sends
+ * to one Service per half (weir creates `myapp-stable` and `myapp-canary` for it).
+ */
+export function seedGatewayMesh(): Record<string, unknown>[] {
+  return [
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'myapp-gateway' },
+      spec: {
+        gatewayClassName: 'istio',
+        listeners: [{ name: 'http', port: 80, protocol: 'HTTP', hostname: 'myapp.apsissolutions.com' }],
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'myapp' },
+      spec: { selector: { app: 'myapp' }, ports: [{ name: 'http', port: 8080, targetPort: 80 }] },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'myapp-route' },
+      spec: {
+        parentRefs: [{ name: 'myapp-gateway' }],
+        hostnames: ['myapp.apsissolutions.com'],
+        rules: [
+          {
+            name: 'primary',
+            backendRefs: [
+              { name: 'myapp-stable', port: 8080, weight: 100 },
+              { name: 'myapp-canary', port: 8080, weight: 0 },
+            ],
+          },
+        ],
+      },
+    },
+  ];
+}
+
+/** The seed's myapp as a Deployment of `version`, with weir's annotations (Istio routing unless told). */
 export function seedDeployment(
   version: string,
   annotations: Record<string, string> = {},
   podAnnotations: Record<string, string> = {},
+  routing: Record<string, string> = seedRouting,
 ): Record<string, unknown> {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name: 'myapp', annotations: { ...seedRouting, ...annotations } },
+    metadata: { name: 'myapp', annotations: { ...routing, ...annotations } },
     spec: {
       replicas: 3,
       revisionHistoryLimit: 2,

@@ -162,8 +162,10 @@ export class GatewayRouter implements TrafficRouter {
     );
   }
 
-  async ensureBackends(routeTarget: RouteTarget): Promise<void> {
+  async ensureBackends(routeTarget: RouteTarget, inFlight: boolean): Promise<void> {
     const target = GatewayRouter.gateway(routeTarget);
+    // Between releases weir's own mesh route and its Services are retired: nothing to make.
+    if (!inFlight && target.owned) return;
     const made = await Promise.all([
       this.ensureService(target, target.stableService, tracks.stable),
       this.ensureService(target, target.canaryService, tracks.canary),

@@ -57,22 +57,27 @@ export function weightPatch(vs: VirtualService, target: MeshTarget, canaryWeight
   ];
 }
 
-const wanted = (target: MeshTarget): Map<string, Track> =>
+/**
+ * The track each subset selects: in a release, its own half; between releases the canary subset
+ * selects the stable half too, so it never selects nothing (Istio's IST0173, a 503 waiting to
+ * happen) and a weight that leaks onto it still reaches running pods — as Argo Rollouts does.
+ */
+const wanted = (target: MeshTarget, inFlight = true): Map<string, Track> =>
   new Map<string, Track>([
     [target.stableSubset, tracks.stable],
-    [target.canarySubset, tracks.canary],
+    [target.canarySubset, inFlight ? tracks.canary : tracks.stable],
   ]);
 
 /** The subsets weir keeps on this DestinationRule: those already recorded, and this release's two. */
-function subsetRecord(dr: DestinationRule, target: MeshTarget): Map<string, Track> {
+function subsetRecord(dr: DestinationRule, target: MeshTarget, inFlight: boolean): Map<string, Track> {
   const record = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]) ?? new Map<string, Track>();
-  for (const [name, track] of wanted(target)) record.set(name, track);
+  for (const [name, track] of wanted(target, inFlight)) record.set(name, track);
   return record;
 }
 
-/** The JSON Patch that points the two subsets at the two halves and records it; other subsets stay. */
-export function subsetPatch(dr: DestinationRule, target: MeshTarget): PatchOp[] {
-  const record = subsetRecord(dr, target);
+/** The JSON Patch that points the two subsets at their tracks and records it; other subsets stay. */
+export function subsetPatch(dr: DestinationRule, target: MeshTarget, inFlight = true): PatchOp[] {
+  const record = subsetRecord(dr, target, inFlight);
   const next = withAnnotation(steerSubsets(dr, record), routingAnnotations.subsets, formatSubsets(record));
   return [
     { op: 'test', path: '/metadata/resourceVersion', value: dr.metadata?.resourceVersion },
@@ -80,12 +85,11 @@ export function subsetPatch(dr: DestinationRule, target: MeshTarget): PatchOp[] 
   ];
 }
 
-/** The subsets select the two halves, and the record that keeps them so is in place. */
-export function subsetsInPlace(dr: DestinationRule, target: MeshTarget): boolean {
+/** The subsets select their tracks, and the record that keeps them so is in place. */
+export function subsetsInPlace(dr: DestinationRule, target: MeshTarget, inFlight = true): boolean {
   const recorded = parseSubsets(dr.metadata?.annotations?.[routingAnnotations.subsets]);
-  return (
-    subsetsSelect(dr, wanted(target)) && [...wanted(target)].every(([name, track]) => recorded?.get(name) === track)
-  );
+  const want = wanted(target, inFlight);
+  return subsetsSelect(dr, want) && [...want].every(([name, track]) => recorded?.get(name) === track);
 }
 
 const group = 'networking.istio.io';
@@ -160,28 +164,32 @@ export class IstioRouter implements TrafficRouter {
     await this.patch('virtualservices', target.namespace, target.virtualService, weightPatch(vs, target, canaryWeight));
   }
 
-  async backendsReady(routeTarget: RouteTarget, _inFlight?: boolean): Promise<boolean> {
+  async backendsReady(routeTarget: RouteTarget, inFlight: boolean): Promise<boolean> {
     const target = IstioRouter.mesh(routeTarget);
     const dr = await this.look<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     const vs = target.owned
       ? await this.look<VirtualService>('virtualservices', target.namespace, target.virtualService)
       : true;
-    return dr !== undefined && vs !== undefined && subsetsInPlace(dr, target);
+    return dr !== undefined && vs !== undefined && subsetsInPlace(dr, target, inFlight);
   }
 
-  async ensureBackends(routeTarget: RouteTarget): Promise<void> {
+  async ensureBackends(routeTarget: RouteTarget, inFlight: boolean): Promise<void> {
     const target = IstioRouter.mesh(routeTarget);
     if (target.owned) await this.createOwned(target);
     const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     if (!dr) throw new Error(`DestinationRule ${target.namespace}/${target.destinationRule} not found`);
     if (target.owned && !ownedBy(dr, target)) throw new Error(nameConflict(dr, target));
-    const ops = subsetPatch(dr, target);
+    const ops = subsetPatch(dr, target, inFlight);
     if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
   }
 
-  /** weir's VirtualService and DestinationRule stay between releases: they hold the stable half's weight. */
-  retire(): Promise<void> {
-    return Promise.resolve();
+  /** Between releases the canary subset selects the stable half; the objects stay (weir's own hold the weight). */
+  async retire(routeTarget: RouteTarget): Promise<void> {
+    const target = IstioRouter.mesh(routeTarget);
+    const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
+    if (!dr || (target.owned && !ownedBy(dr, target))) return;
+    const ops = subsetPatch(dr, target, false);
+    if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
   }
 
   /** With no VirtualService named, weir creates and owns one pair for the Service. */

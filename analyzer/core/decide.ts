@@ -70,6 +70,8 @@ export type Action =
   | { kind: 'ensureCanary'; replicas: number }
   | { kind: 'setWeight'; weight: number }
   | { kind: 'deleteCanary' }
+  /** The release is over: routing takes its between-releases shape (the router says what that is). */
+  | { kind: 'retireRouting' }
   | { kind: 'unpause' }
   | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string; once?: true }
@@ -159,6 +161,7 @@ function rollBack(s: ReleaseStatus, now: Date, rollback: Rollback, weight: numbe
 function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
   const done = (phase: Phase, reason: string, extra: Action[] = [], promotedRevision?: string): Action[] => [
     ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
+    { kind: 'retireRouting' },
     { kind: 'setPhase', phase, reason, ...(promotedRevision ? { promotedRevision } : {}) },
     ...extra,
     { kind: 'status', status: { ...s, drainingSince: undefined, message: reason } },
@@ -193,6 +196,7 @@ function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
     case 'settle':
       return [
         ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
+        { kind: 'retireRouting' },
         { kind: 'status', status: { ...s, drainingSince: undefined } },
       ];
     default:

@@ -191,6 +191,9 @@ const reference = (d: V1Deployment): V1ObjectReference => ({
   uid: d.metadata?.uid ?? '',
 });
 
+/** A release is in flight: its routing has the shape of a release, not of the time between. */
+export const inFlight = (phase: string): boolean => phase === 'Progressing' || phase === 'Promoting';
+
 async function perform(ctx: ActContext, view: ReleaseView, action: Action): Promise<void> {
   const d = view.deployment;
   const target = view.target;
@@ -198,15 +201,15 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'labelStablePods':
       return labelStablePods(ctx, d);
     case 'ensureBackends':
-      return target ? ctx.router.ensureBackends(target) : undefined;
+      return target ? ctx.router.ensureBackends(target, inFlight(view.observed.phase)) : undefined;
+    case 'retireRouting':
+      return target ? ctx.router.retire(target) : undefined;
     case 'setWeight':
       return target ? ctx.router.setWeight(target, action.weight) : undefined;
     case 'ensureCanary':
       return ensureCanary(ctx, d, action.replicas);
     case 'deleteCanary':
-      await deleteCanary(ctx, d);
-      // The release has settled: the router removes what only a release in flight needed.
-      return target ? ctx.router.retire(target) : undefined;
+      return deleteCanary(ctx, d);
     case 'unpause':
       return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
     case 'setPhase':

@@ -47,13 +47,14 @@ export interface TrafficRouter {
   read(target: RouteTarget): Promise<RouteRead>;
   setWeight(target: RouteTarget, canaryWeight: number): Promise<void>;
   /**
-   * The two backends (subsets, or Services) select the two halves. Between releases (`inFlight`
-   * false) a router that retired its release-only objects is ready without them.
+   * The backends (subsets, or Services) have their shape: in flight, each selects its half;
+   * between releases, the router's settled shape (the canary subset on the stable half, no weir
+   * mesh route) — so no backend a route names is ever left selecting nothing.
    */
   backendsReady(target: RouteTarget, inFlight: boolean): Promise<boolean>;
-  /** Make the two backends select the two halves, creating weir-owned objects when none are named. */
-  ensureBackends(target: RouteTarget): Promise<void>;
-  /** The release has settled (weight 0, canary gone): remove what only a release in flight needs. */
+  /** Gives the backends that shape, creating weir-owned objects when none are named. */
+  ensureBackends(target: RouteTarget, inFlight: boolean): Promise<void>;
+  /** The release is over (weight 0): the settled shape, and nothing left that only a release needs. */
   retire(target: RouteTarget): Promise<void>;
 }
 
@@ -74,8 +75,8 @@ export class RouterByKind implements TrafficRouter {
   backendsReady(target: RouteTarget, inFlight: boolean): Promise<boolean> {
     return this.adapters[target.kind].backendsReady(target, inFlight);
   }
-  ensureBackends(target: RouteTarget): Promise<void> {
-    return this.adapters[target.kind].ensureBackends(target);
+  ensureBackends(target: RouteTarget, inFlight: boolean): Promise<void> {
+    return this.adapters[target.kind].ensureBackends(target, inFlight);
   }
   retire(target: RouteTarget): Promise<void> {
     return this.adapters[target.kind].retire(target);

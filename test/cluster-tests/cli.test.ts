@@ -151,42 +151,43 @@ t.test('errors are clear, with documented exit codes', async (t) => {
   }
 });
 
-t.test("the demo's scenario, end to end, tells the truth about the cluster", async (t) => {
-  const ns = `demo-${Math.random().toString(16).slice(2, 8)}`;
-  t.teardown(async () => {
-    const state = await cluster();
-    execFile(join(state.binDir, 'kubectl'), [
-      '--kubeconfig',
-      state.kubeconfig,
-      'delete',
-      'namespace',
-      ns,
-      '--wait=false',
-    ]);
-  });
-  const run = await new Promise<Run>((resolve) => {
-    execFile(
-      join(repoRoot, 'node_modules/.bin/node'),
-      [join(repoRoot, 'demo/main.ts')],
-      {
-        env: { ...process.env, WEIR_DEMO_REUSE: '1', WEIR_DEMO_NAMESPACE: ns, WEIR_DEMO_PLAIN: '1' },
-        timeout: 400_000,
-        maxBuffer: 16 * 1024 * 1024,
-      },
-      (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+for (const flags of [[], ['--gateway-api']])
+  t.test(`the demo's scenario (${['npm run demo', ...flags].join(' -- ')}), end to end, tells the truth`, async (t) => {
+    const ns = `demo-${Math.random().toString(16).slice(2, 8)}`;
+    t.teardown(async () => {
+      const state = await cluster();
+      execFile(join(state.binDir, 'kubectl'), [
+        '--kubeconfig',
+        state.kubeconfig,
+        'delete',
+        'namespace',
+        ns,
+        '--wait=false',
+      ]);
+    });
+    const run = await new Promise<Run>((resolve) => {
+      execFile(
+        join(repoRoot, 'node_modules/.bin/node'),
+        [join(repoRoot, 'demo/main.ts'), ...flags],
+        {
+          env: { ...process.env, WEIR_DEMO_REUSE: '1', WEIR_DEMO_NAMESPACE: ns, WEIR_DEMO_PLAIN: '1' },
+          timeout: 400_000,
+          maxBuffer: 16 * 1024 * 1024,
+        },
+        (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+      );
+    });
+    t.equal(run.code, 0, run.stderr);
+    t.match(run.stdout, 'v1 is running: jamaldevsecops/myapp:v1');
+    t.match(run.stdout, 'v2 promoted; now running: jamaldevsecops/myapp:v2');
+    t.match(run.stdout, 'v3 rolled back; still running: jamaldevsecops/myapp:v2');
+    t.match(run.stdout, /Phase:\s+Progressing[\s\S]*Weight:\s+desired 50%/, 'the live view showed the steps');
+    t.match(run.stdout, /Warning\s+RolledBack\s+.*error-rate/, 'the summary names the failed metric');
+    const d = await getDeployment(ns, 'myapp');
+    t.equal(d.metadata.annotations?.['weir.dev/phase'], 'RolledBack', 'the cluster agrees: v3 rolled back');
+    t.same(
+      await images(ns, 'app=myapp'),
+      ['jamaldevsecops/myapp:v2', 'jamaldevsecops/myapp:v2', 'jamaldevsecops/myapp:v2'],
+      'and v2 serves',
     );
   });
-  t.equal(run.code, 0, run.stderr);
-  t.match(run.stdout, 'v1 is running: jamaldevsecops/myapp:v1');
-  t.match(run.stdout, 'v2 promoted; now running: jamaldevsecops/myapp:v2');
-  t.match(run.stdout, 'v3 rolled back; still running: jamaldevsecops/myapp:v2');
-  t.match(run.stdout, /Phase:\s+Progressing[\s\S]*Weight:\s+desired 50%/, 'the live view showed the steps');
-  t.match(run.stdout, /Warning\s+RolledBack\s+.*error-rate/, 'the summary names the failed metric');
-  const d = await getDeployment(ns, 'myapp');
-  t.equal(d.metadata.annotations?.['weir.dev/phase'], 'RolledBack', 'the cluster agrees: v3 rolled back');
-  t.same(
-    await images(ns, 'app=myapp'),
-    ['jamaldevsecops/myapp:v2', 'jamaldevsecops/myapp:v2', 'jamaldevsecops/myapp:v2'],
-    'and v2 serves',
-  );
-});

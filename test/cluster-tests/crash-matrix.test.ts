@@ -83,6 +83,7 @@ t.test(
         'setPhase',
         'unpause',
         'deleteCanary',
+        'retireRouting',
       ],
       {
         // The owned VirtualService exists once the subsets are made: record from then on.

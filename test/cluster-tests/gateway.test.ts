@@ -13,7 +13,8 @@ import {
   service,
   waitFor,
 } from '../helpers/kube.ts';
-import { events, fast, images, recordRuleWeights, setImage, waitForPhase } from '../helpers/release.ts';
+import { events, fast, images, recordRuleWeights, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
+import { analyzeAtSteps, validate } from '../helpers/istio.ts';
 
 interface Route {
   metadata: { resourceVersion: string; annotations?: Record<string, string> };
@@ -73,7 +74,7 @@ t.test(
   "a user's HTTPRoute bound to a Gateway: 10 → 50 → 100 promoted, the route untouched but for two weights, no UH; " +
     'a bad version goes back to 100 % stable',
   async (t) => {
-    const ns = await namespace(t, { optIn: true });
+    const ns = await namespace(t, { optIn: true, mesh: true });
     // Callers come only through the Gateway: no mesh traffic straight to the Service.
     await apply(ns, service('web', { rps: 0 }));
     await apply(ns, gateway);
@@ -107,8 +108,21 @@ t.test(
     const before = await getRoute(ns);
     const recorder = recordRuleWeights(ns, 'web', 'web-canary', 'primary');
     await recorder.ready;
+    const weirs = [
+      'HTTPRoute web',
+      'Service web-stable',
+      'Service web-canary',
+      'Deployment web',
+      'Deployment web-canary',
+    ];
+    const verdicts = analyzeAtSteps(
+      ns,
+      'web',
+      weirs.map((o) => o.replace(' ', ` ${ns}/`)),
+    );
     await setImage(ns, 'web', 'example.com/web:v2');
     await waitForPhase(ns, 'web', 'Stable');
+    for (const v of await verdicts) t.same(v.caused, [], `istioctl analyze at ${v.at}: nothing about weir's objects`);
     t.same(recorder.weights.slice(), [0, 10, 50, 100, 0], 'weights went 10 → 50 → 100, then back to stable');
     t.same(await images(ns, 'app=web'), ['example.com/web:v2', 'example.com/web:v2'], 'promoted');
     const after = await getRoute(ns);
@@ -139,7 +153,7 @@ t.test(
 );
 
 t.test('a mesh route (GAMMA) weir creates when none is named: promoted, and nothing of weir left behind', async (t) => {
-  const ns = await namespace(t, { optIn: true });
+  const ns = await namespace(t, { optIn: true, mesh: true });
   await apply(ns, service('web', { rps: 60 }));
   await apply(ns, {
     ...deployment('web', {
@@ -151,8 +165,23 @@ t.test('a mesh route (GAMMA) weir creates when none is named: promoted, and noth
   const uh = await countUhFromNow(ns);
   const recorder = recordRuleWeights(ns, 'weir-web', 'web-canary', 'weir');
   await recorder.ready;
+  const weirs = [
+    'HTTPRoute weir-web',
+    'Service web-stable',
+    'Service web-canary',
+    'Deployment web',
+    'Deployment web-canary',
+  ];
+  const verdicts = analyzeAtSteps(
+    ns,
+    'web',
+    weirs.map((o) => o.replace(' ', ` ${ns}/`)),
+  );
   await setImage(ns, 'web', 'example.com/web:v2');
   await waitFor('the route weir owns', () => exists(ns, 'httproute', 'weir-web'), 60_000);
+  await waitForWeight(ns, 'web', 10);
+  const valid = await validate(ns, ['httproute/weir-web', 'service/web-stable', 'service/web-canary']);
+  t.ok(valid.ok, `istioctl validate accepts the route and Services weir created: ${valid.output}`);
   const owned = await getJson<{ spec: unknown; metadata: { ownerReferences?: { kind: string; name: string }[] } }>([
     'get',
     'httproute',
@@ -163,6 +192,7 @@ t.test('a mesh route (GAMMA) weir creates when none is named: promoted, and noth
   t.match(owned.metadata.ownerReferences, [{ kind: 'Deployment', name: 'web' }], 'owned by the Deployment');
   t.match(owned.spec, { parentRefs: [{ kind: 'Service', name: 'web', port: 80 }] }, 'a mesh route for the Service');
   await waitForPhase(ns, 'web', 'Stable');
+  for (const v of await verdicts) t.same(v.caused, [], `istioctl analyze at ${v.at}: nothing about weir's objects`);
   await waitFor('the route retired', async () => !(await exists(ns, 'httproute', 'weir-web')), 60_000);
   await recorder.stop();
   t.same(recorder.weights, [0, 10, 50, 100, 0], 'weights went 10 → 50 → 100, then back to stable');

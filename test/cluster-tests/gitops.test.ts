@@ -261,8 +261,8 @@ t.test(
     const dr = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
     t.same(
       dr.spec.subsets.map((s) => s.labels),
-      [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }],
-      'subsets still select the halves',
+      [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'stable' }],
+      'subsets keep their between-releases shape: both on the stable half, neither selecting nothing',
     );
     loop.change([...edited, seedDeployment('v3', fast, bad)]);
     await waitForPhase(ns, 'myapp', 'Progressing', 30_000);
@@ -289,7 +289,8 @@ t.test('kubectl apply --server-side --force-conflicts every 2 s: zero UH, weight
   const dr = await getJson<Dr>(['get', 'destinationrule', 'myapp-destinationrule', '-n', ns]);
   t.same(
     dr.spec.subsets.map((s) => s.labels),
-    [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'canary' }],
+    [{ 'weir.dev/track': 'stable' }, { 'weir.dev/track': 'stable' }],
+    'between releases the canary subset selects the stable half',
   );
 });
 

@@ -17,12 +17,14 @@ import {
   events,
   fast,
   getDeployment,
+  waitForWeight,
   images,
   releaseStatus,
   recordWeights,
   setImage,
   waitForPhase,
 } from '../helpers/release.ts';
+import { analyzeAtSteps, validate } from '../helpers/istio.ts';
 
 function userVirtualService(): Record<string, unknown> {
   return {
@@ -161,14 +163,25 @@ t.test('a healthy version: 10 → 50 → 100, promoted, VirtualService untouched
     t.ok(reasons.includes(r), `event ${r}`);
 });
 
-t.test("the seed's myapp manifests work with annotations and nothing else", async (t) => {
-  const ns = await namespace(t, { optIn: true });
+t.test("the seed's myapp manifests work with annotations and nothing else; Istio's analyzers agree", async (t) => {
+  const ns = await namespace(t, { optIn: true, mesh: true });
   for (const manifest of seedMesh(ns)) await apply(ns, manifest);
   await apply(ns, seedDeployment('v1', fast));
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
   await recorder.ready;
+  const weirs = ['VirtualService myapp-virtualservice', 'DestinationRule myapp-destinationrule', 'Deployment myapp'];
+  const verdicts = analyzeAtSteps(
+    ns,
+    'myapp',
+    [...weirs, 'Deployment myapp-canary'].map((o) => o.replace(' ', ` ${ns}/`)),
+  );
   await apply(ns, seedDeployment('v2', fast));
   await waitForPhase(ns, 'myapp', 'Stable');
+  for (const v of await verdicts) {
+    t.same(v.caused, [], `istioctl analyze at ${v.at}: nothing about weir's objects`);
+    const others = v.info.filter((m) => !v.caused.includes(m)).map((m) => `${m.code} ${m.origin}`);
+    if (others.length > 0) t.comment(`at ${v.at}, about the user's own objects: ${others.join('; ')}`);
+  }
   await recorder.stop();
   t.same(recorder.weights, [0, 10, 50, 100, 0]);
   t.same(await images(ns, 'app=myapp'), [
@@ -178,4 +191,22 @@ t.test("the seed's myapp manifests work with annotations and nothing else", asyn
   ]);
   const passed = (await events(ns, 'myapp')).filter((e) => e.reason === 'CheckPassed');
   t.ok(passed.length >= 3, `checks passed on gateway traffic (${passed.length})`);
+});
+
+t.test("weir's own VirtualService and DestinationRule: Istio validates them and its analyzers agree", async (t) => {
+  const ns = await namespace(t, { optIn: true, mesh: true });
+  await apply(ns, service('web', { rps: 60 }));
+  await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
+  const weirs = ['VirtualService weir-web', 'DestinationRule weir-web', 'Deployment web', 'Deployment web-canary'];
+  const verdicts = analyzeAtSteps(
+    ns,
+    'web',
+    weirs.map((o) => o.replace(' ', ` ${ns}/`)),
+  );
+  await setImage(ns, 'web', 'example.com/web:v2');
+  await waitForWeight(ns, 'web', 10);
+  const valid = await validate(ns, ['virtualservice/weir-web', 'destinationrule/weir-web']);
+  t.ok(valid.ok, `istioctl validate accepts what weir created: ${valid.output}`);
+  await waitForPhase(ns, 'web', 'Stable');
+  for (const v of await verdicts) t.same(v.caused, [], `istioctl analyze at ${v.at}: nothing about weir's objects`);
 });

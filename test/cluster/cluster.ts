@@ -74,6 +74,7 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
     kwok: at('kwok', v.KWOK_VERSION, 'kwok'),
     kwokStages: at('kwok', v.KWOK_VERSION, 'stage'),
     helm: at('helm', v.HELM_VERSION, 'helm'),
+    istioctl: at('istioctl', v.ISTIOCTL_VERSION, 'istioctl'),
     istioCrds: join(cacheDir, `istio-api-${v.ISTIO_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
     gatewayCrds: join(cacheDir, `gateway-api-${v.GATEWAY_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
     // Its cache key holds the source's hash too, as build.sh computes it: a changed program is rebuilt.
@@ -268,6 +269,49 @@ async function kwokConfig(stagesDir: string): Promise<string> {
   const path = join(clusterDir, 'kwok.yaml');
   await writeFile(path, [config, ...stages.filter((s) => s.trim())].join('\n---\n'));
   return path;
+}
+
+/**
+ * The parts of an Istio installation that Istio's analyzers look for in the cluster (issue 15):
+ * the ingress gateway's pods (the simulator's gateway entry), behind their usual labels, and the
+ * `istio` GatewayClass. KWOK runs the pods; the simulator sends no traffic to the Service.
+ */
+function meshInfrastructure(): string {
+  const labels = { app: 'istio-ingressgateway', istio: 'ingressgateway' };
+  const objects = [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'istio-ingressgateway', namespace: 'istio-system', labels },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: { containers: [{ name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.30.0' }] },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: {
+        name: 'istio-ingressgateway',
+        namespace: 'istio-system',
+        labels,
+        annotations: { 'sim.weir.dev/rps': '0' },
+      },
+      spec: { selector: labels, ports: [{ name: 'http2', port: 80, targetPort: 8080 }] },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'GatewayClass',
+      metadata: { name: 'istio' },
+      spec: { controllerName: 'istio.io/gateway-controller' },
+    },
+  ];
+  return objects.map((o) => JSON.stringify(o)).join('\n---\n');
 }
 
 function fakeNode(name: string): string {
@@ -504,6 +548,8 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       'the default ServiceAccount',
       async () => (await k(['get', 'serviceaccount', 'default', '-o', 'name']).catch(() => '')) !== '',
     );
+    // What Istio's analyzers expect of a mesh: its ingress gateway's pods, and the Gateway API class.
+    await k(['apply', '--server-side', '-f', '-'], meshInfrastructure());
 
     log('starting the mesh simulator and Prometheus');
     start(

@@ -61,11 +61,18 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** A fresh namespace for one test, deleted when the test ends. */
-export async function namespace(t: Teardown, options: { optIn?: boolean; prefix?: string } = {}): Promise<string> {
+/**
+ * A fresh namespace for one test, deleted when the test ends. `mesh`: labelled as a namespace of
+ * Istio's ambient mesh, so Istio's analyzers judge it as one (the local cluster injects no sidecars).
+ */
+export async function namespace(
+  t: Teardown,
+  options: { optIn?: boolean; prefix?: string; mesh?: boolean } = {},
+): Promise<string> {
   const name = `${options.prefix ?? 't'}-${randomBytes(4).toString('hex')}`;
   await kubectl(['create', 'namespace', name]);
   if (options.optIn) await kubectl(['label', 'namespace', name, 'weir.dev/canary=enabled']);
+  if (options.mesh) await kubectl(['label', 'namespace', name, 'istio.io/dataplane-mode=ambient']);
   t.teardown(() => kubectl(['delete', 'namespace', name, '--wait=false']).catch(() => undefined));
   await waitFor(
     `ServiceAccount default in ${name}`,

@@ -57,6 +57,8 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
         o.unlabelledStablePods = 0;
         log.push('label stable pods');
         break;
+      case 'retireRouting':
+        break;
       case 'ensureBackends':
         o.backendsReady = true;
         log.push('subsets');

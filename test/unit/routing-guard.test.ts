@@ -263,6 +263,19 @@ t.test("the analyzer's subset patch points the two subsets at the halves and rec
     subsetsInPlace(labelsOnly, target),
     'selectors without the record are not in place: the webhook could not keep them',
   );
+  // Between releases the canary subset selects the stable half: never a subset with no pods.
+  const settled = jsonPatch.applyPatch(structuredClone(out), subsetPatch(out, target, false), true, false).newDocument;
+  t.same(
+    settled.spec?.subsets?.map((s) => [s.name, s.labels]),
+    [
+      ['v1', { 'weir.dev/track': 'stable' }],
+      ['v2', { 'weir.dev/track': 'stable' }],
+    ],
+  );
+  t.same(settled.metadata?.annotations, { 'weir.dev/subsets': '{"v1":"stable","v2":"stable"}' });
+  t.ok(subsetsInPlace(settled, target, false), 'in place between releases');
+  t.notOk(subsetsInPlace(settled, target), 'but not for a release: the canary subset goes back to the canary');
+  t.same(keepSubsets(settled), settled, 'the webhook keeps the settled shape through a re-apply');
 });
 
 t.test('one record entry per route: a route named and "the only route" are the same route', async (t) => {
