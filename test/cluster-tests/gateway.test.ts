@@ -66,6 +66,14 @@ function userRoute(ns: string, rule: Record<string, unknown> = {}): Record<strin
 const getRoute = (ns: string, name = 'web'): Promise<Route> => getJson<Route>(['get', 'httproute', name, '-n', ns]);
 const exists = async (ns: string, kind: string, name: string): Promise<boolean> =>
   (await kubectlRaw(['get', kind, name, '-n', ns, '-o', 'name'])).code === 0;
+/** What weir creates or changes in a Gateway API release of `web` steered by `route`. */
+const weirObjects = (route: string): string[] => [
+  `HTTPRoute ${route}`,
+  'Service web-stable',
+  'Service web-canary',
+  'Deployment web',
+  'Deployment web-canary',
+];
 /** The route's spec with every weight left out: what must stay byte-identical. */
 const withoutWeights = (r: Route): string =>
   JSON.stringify(r.spec, (k, v: unknown) => (k === 'weight' ? undefined : v));
@@ -108,18 +116,7 @@ t.test(
     const before = await getRoute(ns);
     const recorder = recordRuleWeights(ns, 'web', 'web-canary', 'primary');
     await recorder.ready;
-    const weirs = [
-      'HTTPRoute web',
-      'Service web-stable',
-      'Service web-canary',
-      'Deployment web',
-      'Deployment web-canary',
-    ];
-    const verdicts = analyzeAtSteps(
-      ns,
-      'web',
-      weirs.map((o) => o.replace(' ', ` ${ns}/`)),
-    );
+    const verdicts = analyzeAtSteps(ns, 'web', weirObjects('web'));
     await setImage(ns, 'web', 'example.com/web:v2');
     await waitForPhase(ns, 'web', 'Stable');
     for (const v of await verdicts) t.same(v.caused, [], `istioctl analyze at ${v.at}: nothing about weir's objects`);
@@ -165,18 +162,7 @@ t.test('a mesh route (GAMMA) weir creates when none is named: promoted, and noth
   const uh = await countUhFromNow(ns);
   const recorder = recordRuleWeights(ns, 'weir-web', 'web-canary', 'weir');
   await recorder.ready;
-  const weirs = [
-    'HTTPRoute weir-web',
-    'Service web-stable',
-    'Service web-canary',
-    'Deployment web',
-    'Deployment web-canary',
-  ];
-  const verdicts = analyzeAtSteps(
-    ns,
-    'web',
-    weirs.map((o) => o.replace(' ', ` ${ns}/`)),
-  );
+  const verdicts = analyzeAtSteps(ns, 'web', weirObjects('weir-web'));
   await setImage(ns, 'web', 'example.com/web:v2');
   await waitFor('the route weir owns', () => exists(ns, 'httproute', 'weir-web'), 60_000);
   await waitForWeight(ns, 'web', 10);

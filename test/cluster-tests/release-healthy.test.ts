@@ -170,11 +170,7 @@ t.test("the seed's myapp manifests work with annotations and nothing else; Istio
   const recorder = recordWeights(ns, 'myapp-virtualservice', 'v2', 'primary');
   await recorder.ready;
   const weirs = ['VirtualService myapp-virtualservice', 'DestinationRule myapp-destinationrule', 'Deployment myapp'];
-  const verdicts = analyzeAtSteps(
-    ns,
-    'myapp',
-    [...weirs, 'Deployment myapp-canary'].map((o) => o.replace(' ', ` ${ns}/`)),
-  );
+  const verdicts = analyzeAtSteps(ns, 'myapp', [...weirs, 'Deployment myapp-canary']);
   await apply(ns, seedDeployment('v2', fast));
   await waitForPhase(ns, 'myapp', 'Stable');
   for (const v of await verdicts) {
@@ -198,11 +194,7 @@ t.test("weir's own VirtualService and DestinationRule: Istio validates them and 
   await apply(ns, service('web', { rps: 60 }));
   await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
   const weirs = ['VirtualService weir-web', 'DestinationRule weir-web', 'Deployment web', 'Deployment web-canary'];
-  const verdicts = analyzeAtSteps(
-    ns,
-    'web',
-    weirs.map((o) => o.replace(' ', ` ${ns}/`)),
-  );
+  const verdicts = analyzeAtSteps(ns, 'web', weirs);
   await setImage(ns, 'web', 'example.com/web:v2');
   await waitForWeight(ns, 'web', 10);
   const valid = await validate(ns, ['virtualservice/weir-web', 'destinationrule/weir-web']);

@@ -56,14 +56,16 @@ export async function validate(ns: string, objects: string[]): Promise<{ ok: boo
 
 /**
  * Runs `istioctl analyze` each time the release reaches one of `steps` (and once it is Stable),
- * collecting what judges weir: a test awaits the result after the release.
+ * collecting what judges weir: a test awaits the result after the release. `objects` are weir's
+ * (created or changed), as `Kind name` in `ns`.
  */
 export function analyzeAtSteps(
   ns: string,
   name: string,
-  origins: string[],
+  objects: string[],
   steps: number[] = [10, 50, 100],
 ): Promise<{ at: string; caused: AnalysisMessage[]; info: AnalysisMessage[] }[]> {
+  const origins = objects.map((o) => o.replace(' ', ` ${ns}/`));
   return (async () => {
     const seen = [];
     for (const weight of steps) {
