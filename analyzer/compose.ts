@@ -1,6 +1,7 @@
 // The analyzer's composition root: builds its edges (API clients with timeouts, router, metrics
 // provider, leader election), its watches and its loop from settings, and runs them. `main.ts`
 // reads the settings and handles signals; nothing here reads the environment.
+import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import {
   AdmissionregistrationV1Api,
@@ -41,6 +42,8 @@ import type { HTTPRoute } from '../contract/gateway.ts';
 import { parseScope } from './core/scope.ts';
 import type { Scope } from './core/scope.ts';
 import { Telemetry } from './loop/telemetry.ts';
+import { Notifier } from './adapters/notify.ts';
+import { noticeOf } from './core/notifications.ts';
 import { namespacedWatch, watch } from './loop/watch.ts';
 import type { NamespacedWatch, Watch } from './loop/watch.ts';
 import { active, ready as passReady, releaseKey, requeue, tick } from './loop/reconcile.ts';
@@ -118,6 +121,7 @@ function holdWhileFileExists(
 /** An update admitted while the webhook was unreachable rolled out unguarded: say so, once per revision. */
 function unguardedReporter(deps: {
   events: EventRecorder;
+  notify: ActContext['notify'];
   optIn: LabelSelector;
   telemetry: Telemetry;
   log: Log;
@@ -144,7 +148,15 @@ function unguardedReporter(deps: {
     void deps
       .events(involved, 'Warning', 'Unguarded', message, new Date(), true)
       .then((recorded) => {
-        if (recorded) deps.telemetry.unguarded.inc();
+        if (!recorded) return;
+        deps.telemetry.unguarded.inc();
+        deps.notify?.({
+          namespace: involved.namespace,
+          deployment: involved.name,
+          type: 'Warning',
+          reason: 'Unguarded',
+          message,
+        });
       })
       .catch((e: unknown) => deps.log('could not record an Unguarded event', { error: describeError(e) }));
   };
@@ -153,6 +165,7 @@ function unguardedReporter(deps: {
 interface Edges {
   kc: KubeConfig;
   ctx: ActContext;
+  notifier?: Notifier;
   core: CoreV1Api;
   router: TrafficRouter;
   routers: { istio: IstioRouter; gateway: GatewayRouter };
@@ -197,7 +210,25 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
     clock,
     onChange: (leading) => telemetry.leader.set(leading ? 1 : 0),
   });
+  const { secretDir, ...config } = settings.notifications;
+  const notifier =
+    config.receivers.length > 0
+      ? new Notifier(config, {
+          secretDir,
+          result: (receiver, result) => telemetry.notifications.inc({ receiver, result }),
+          depth: (queued) => telemetry.notificationQueue.set(queued),
+          log,
+        })
+      : undefined;
   const ctx: ActContext = {
+    ...(notifier
+      ? {
+          notify: (about) => {
+            const notice = noticeOf(about, new Date(clock.wall()), randomUUID());
+            if (notice) notifier.notify(notice);
+          },
+        }
+      : {}),
     apps,
     core,
     router,
@@ -212,7 +243,7 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
       if (action.kind === settings.crashAfter) process.kill(process.pid, 'SIGKILL');
     },
   };
-  return { kc, ctx, core, router, routers, lists, telemetry, provider, leader };
+  return { kc, ctx, core, router, routers, lists, telemetry, provider, leader, ...(notifier ? { notifier } : {}) };
 }
 
 interface Watches {
@@ -267,6 +298,7 @@ function deploymentHandlers(
     releaseKey(d.metadata?.namespace, d.metadata?.labels?.[labels.canaryOf] ?? d.metadata?.name);
   const reportUnguarded = unguardedReporter({
     events: edges.ctx.events,
+    notify: edges.ctx.notify,
     optIn: edges.ctx.optIn,
     telemetry: edges.telemetry,
     log,
@@ -561,6 +593,7 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
     stop: async () => {
       passes.stop();
       certificates?.stop();
+      edges.notifier?.close();
       const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules, w.httpRoutes, w.services];
       await Promise.allSettled([leader.stop(), ...watches.map((x) => x.stop()), provider.close()]);
       await new Promise((resolve) => server.close(resolve));

@@ -1,11 +1,14 @@
 // The analyzer's settings, all from the environment (docs/design.md, "Settings"). A missing or
 // bad value is an error that names the variable, at start-up, never a silent default.
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { hostname } from 'node:os';
 import { optInSelector, parseSelector } from '../contract/selector.ts';
 import type { LabelSelector } from '../contract/selector.ts';
 import { defaultPolicy, parseDuration, parsePolicyFile } from './core/policy.ts';
 import type { Policy } from './core/policy.ts';
+import { noNotifications, parseNotifications } from './core/notifications.ts';
+import type { Notifications } from './core/notifications.ts';
 
 export interface AnalyzerSettings {
   prometheus: {
@@ -16,6 +19,8 @@ export interface AnalyzerSettings {
     caFile?: string;
   };
   policies: Record<string, Policy>;
+  /** The policy file's `notifications:`, and where the Secret with receiver URLs and passwords is mounted. */
+  notifications: Notifications & { secretDir: string };
   namespace: string;
   leaseName: string;
   identity: string;
@@ -111,17 +116,23 @@ function testSeam(env: NodeJS.ProcessEnv): Pick<AnalyzerSettings, 'hold' | 'cras
   };
 }
 
+/** The policy file's policies and notifications; with no file, the seed's policy and no notifications. */
+function policyFile(path: string | undefined): { policies: Record<string, Policy>; notifications: Notifications } {
+  if (!path) return { policies: { default: defaultPolicy }, notifications: noNotifications };
+  const text = readFileSync(path, 'utf8');
+  const parsed = parsePolicyFile(text);
+  if (!parsed.ok) throw new Error(`${path}: ${parsed.errors.join('; ')}`);
+  const notified = parseNotifications((parseYaml(text) as { notifications?: unknown } | null)?.notifications);
+  if (!notified.ok) throw new Error(`${path}: ${notified.errors.join('; ')}`);
+  return { policies: parsed.value, notifications: notified.value };
+}
+
 /** Reads settings from the environment; a missing or bad value is an error that names it. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
   const url = env.WEIR_PROMETHEUS_URL;
   if (!url)
     throw new Error('WEIR_PROMETHEUS_URL must name the Prometheus to ask, e.g. http://prometheus.istio-system:9090');
-  let policies: Record<string, Policy> = { default: defaultPolicy };
-  if (env.WEIR_POLICY_FILE) {
-    const parsed = parsePolicyFile(readFileSync(env.WEIR_POLICY_FILE, 'utf8'));
-    if (!parsed.ok) throw new Error(`${env.WEIR_POLICY_FILE}: ${parsed.errors.join('; ')}`);
-    policies = parsed.value;
-  }
+  const { policies, notifications } = policyFile(env.WEIR_POLICY_FILE);
   const token =
     env.WEIR_PROMETHEUS_TOKEN ??
     (env.WEIR_PROMETHEUS_TOKEN_FILE ? readFileSync(env.WEIR_PROMETHEUS_TOKEN_FILE, 'utf8').trim() : undefined);
@@ -140,6 +151,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): AnalyzerSettings {
       ...(env.WEIR_PROMETHEUS_CA ? { caFile: env.WEIR_PROMETHEUS_CA } : {}),
     },
     policies,
+    notifications: { ...notifications, secretDir: env.WEIR_NOTIFICATIONS_SECRET_DIR ?? '/etc/weir/notifications' },
     namespace: env.WEIR_NAMESPACE ?? 'weir-system',
     leaseName: env.WEIR_LEASE_NAME ?? 'weir-analyzer',
     identity: env.WEIR_IDENTITY ?? `${hostname()}-${process.pid}`,

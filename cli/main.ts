@@ -14,11 +14,12 @@ import type { HTTPRoute } from '../contract/gateway.ts';
 import { parseStatus } from '../contract/status.ts';
 import { buildSummary, renderDetail, renderTable } from './view.ts';
 import type { ReleaseSummary } from './view.ts';
+import { serveDashboard } from './dashboard.ts';
 
 /** Exit codes, documented in the README. */
 export const exitCodes = { ok: 0, error: 1, usage: 2, notFound: 3, notApplicable: 4 } as const;
 
-class CliError extends Error {
+export class CliError extends Error {
   readonly code: number;
   constructor(message: string, code: number) {
     super(message);
@@ -33,12 +34,15 @@ Usage:
   weir promote NAME [--full]     end the current pause (--full: skip the remaining steps)
   weir abort NAME                roll back now: 100 % to stable
   weir retry NAME                start a rolled-back release again
+  weir dashboard [-A] [--port 3100]
+                                 a live web page of the releases on http://localhost, with your kubeconfig
 
 Flags: --kubeconfig PATH, --context NAME, -n/--namespace NS, -A/--all-namespaces, -o/--output json|yaml
 Exit codes: 0 ok, 1 error talking to the cluster, 2 usage, 3 not found or not under weir,
             4 the request does not apply to the release's phase`;
 
 export interface Clients {
+  kc: KubeConfig;
   apps: AppsV1Api;
   custom: CustomObjectsApi;
   namespace: string;
@@ -51,6 +55,7 @@ export function clients(values: { kubeconfig?: string; context?: string; namespa
   if (values.context) kc.setCurrentContext(values.context);
   const namespace = values.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
   return {
+    kc,
     apps: kc.makeApiClient(AppsV1Api),
     custom: kc.makeApiClient(CustomObjectsApi),
     namespace,
@@ -58,7 +63,7 @@ export function clients(values: { kubeconfig?: string; context?: string; namespa
 }
 
 /** Guarded by weir: it has had a release, or the webhook stamped its template when it was created. */
-const underWeir = (d: V1Deployment): boolean =>
+export const underWeir = (d: V1Deployment): boolean =>
   !d.metadata?.labels?.[labels.canaryOf] &&
   (d.metadata?.annotations?.[annotations.phase] !== undefined ||
     d.spec?.template.metadata?.labels?.[labels.track] !== undefined);
@@ -156,7 +161,11 @@ function check(request: Request, d: V1Deployment): void {
     throw new CliError(`${name} has no release in progress (phase ${phase})`, exitCodes.notApplicable);
 }
 
-async function ask(c: Clients, name: string, request: Request): Promise<void> {
+/**
+ * Asks the analyzer for `request` on one release (the CLI's and the dashboard's one way to):
+ * refused with a CliError when it does not apply to the release's phase; returns what was done.
+ */
+export async function requestRelease(c: Clients, name: string, request: Request): Promise<string> {
   const d = await getOne(c, name);
   check(request, d);
   const ops = [
@@ -164,9 +173,9 @@ async function ask(c: Clients, name: string, request: Request): Promise<void> {
     { op: 'add', path: `/metadata/annotations/${pointer(annotations.request)}`, value: request },
   ];
   await c.apps.patchNamespacedDeployment({ namespace: c.namespace, name, body: ops }, jsonPatch);
-  process.stdout.write(
+  return (
     `${request} requested for ${c.namespace}/${name}; the analyzer carries it out and records an event ` +
-      `(kubectl describe deployment ${name})\n`,
+    `(kubectl describe deployment ${name})`
   );
 }
 
@@ -182,6 +191,7 @@ export async function run(argv: string[]): Promise<number> {
       output: { type: 'string', short: 'o' },
       watch: { type: 'boolean', short: 'w', default: false },
       full: { type: 'boolean', default: false },
+      port: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -205,7 +215,16 @@ export async function run(argv: string[]): Promise<number> {
     case 'retry': {
       if (!name) throw new CliError(`weir ${command} needs the name of a Deployment`, exitCodes.usage);
       const request: Request = command === 'promote' ? (values.full ? 'promote-full' : 'promote') : command;
-      await ask(c, name, request);
+      process.stdout.write(`${await requestRelease(c, name, request)}\n`);
+      return exitCodes.ok;
+    }
+    case 'dashboard': {
+      const port = Number(values.port ?? '3100');
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new CliError(`--port ${values.port ?? ''}: not a port`, exitCodes.usage);
+      const dashboard = await serveDashboard(c, { port, allNamespaces: values['all-namespaces'] });
+      process.stdout.write(`weir dashboard on ${dashboard.url} (Ctrl-C to stop)\n`);
+      await dashboard.closed;
       return exitCodes.ok;
     }
     default:

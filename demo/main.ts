@@ -108,6 +108,7 @@ async function tour(state: ClusterState): Promise<void> {
   say(`\nWhere to look next${stops}:
   source ${env}; kubectl describe deployment myapp -n ${ns}   # events and weir.dev/* annotations
   source ${env}; npm run weir -- get myapp -n ${ns}          # the release view
+  source ${env}; npm run weir -- dashboard -A               # the same, live in a browser: http://127.0.0.1:3100
   docs/design.md                                    # labels, annotations, phases, events, metrics
   charts/weir/README.md                             # install on a real cluster; migrating from Argo Rollouts`);
 }

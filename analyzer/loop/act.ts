@@ -15,6 +15,14 @@ import type { Edges, ReleaseView } from './observe.ts';
 export interface ActContext extends Edges {
   /** False once leadership is lost: no more writes, at once. */
   mayWrite: () => boolean;
+  /** Hands an Event that was recorded to the notifications (issue 16); queues, never waits. */
+  notify?: (event: {
+    namespace: string;
+    deployment: string;
+    type: 'Normal' | 'Warning';
+    reason: string;
+    message: string;
+  }) => void;
   now: () => Date;
   onAction?: (view: ReleaseView, action: Action) => void;
 }
@@ -191,6 +199,19 @@ const reference = (d: V1Deployment): V1ObjectReference => ({
   uid: d.metadata?.uid ?? '',
 });
 
+/** Records the Event `kubectl describe` shows, and hands it to the notifications. */
+async function recordEvent(
+  ctx: ActContext,
+  d: V1Deployment,
+  action: Extract<Action, { kind: 'event' }>,
+): Promise<void> {
+  const recorded = await ctx.events(reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
+  // An Event said once (deduplicated) is notified once too.
+  if (!recorded) return;
+  const { namespace = '', name = '' } = d.metadata ?? {};
+  ctx.notify?.({ namespace, deployment: name, type: action.type, reason: action.reason, message: action.message });
+}
+
 /** A release is in flight: its routing has the shape of a release, not of the time between. */
 export const inFlight = (phase: string): boolean => phase === 'Progressing' || phase === 'Promoting';
 
@@ -223,8 +244,7 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
         annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}),
       );
     case 'event':
-      await ctx.events(reference(d), action.type, action.reason, action.message, ctx.now(), action.once);
-      return;
+      return recordEvent(ctx, d, action);
     case 'checked':
     case 'released':
       // Findings for metrics: nothing to write.

@@ -98,6 +98,17 @@ export class Telemetry {
     help: '1 while this analyzer is the leader',
     registers: [this.registry],
   });
+  readonly notifications = new Counter({
+    name: 'weir_notifications_total',
+    help: 'Notifications by receiver and result: sent, failed (after its retries) or dropped (queue full)',
+    labelNames: ['receiver', 'result'],
+    registers: [this.registry],
+  });
+  readonly notificationQueue = new Gauge({
+    name: 'weir_notification_queue_depth',
+    help: 'Notifications waiting to be sent',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'weir_analyzer_' });

@@ -112,6 +112,21 @@ build_flux_apply() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# Argo CD's Lua runtime behind a small command of ours, to test the health check the chart ships.
+build_lua_health() {
+  local recipe out
+  recipe=$(sha256sum "$here/lua-health/main.go" | cut -c1-12)
+  out="$cache/bin/lua-health-$GOPHER_LUA_VERSION-$recipe"
+  [ -x "$out/lua-health" ] && return 0
+  log "lua-health (github.com/yuin/gopher-lua $GOPHER_LUA_VERSION)"
+  local dir="$cache/src/lua-health-$GOPHER_LUA_VERSION"
+  wrapper "$dir" github.com/yuin/gopher-lua "$GOPHER_LUA_VERSION"
+  cp "$here/lua-health/main.go" "$dir/main.go"
+  (cd "$dir" && go mod edit -require="sigs.k8s.io/yaml@$SIGS_YAML_VERSION" && go mod tidy >/dev/null \
+    && mkdir -p "$out.tmp" && go build -ldflags "-s -w" -o "$out.tmp/lua-health" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 fetch_istio_crds() {
   local out="$cache/istio-api-$ISTIO_API_VERSION"
   [ -f "$out/crds.yaml" ] && return 0
@@ -147,7 +162,7 @@ build_istioctl() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
-parts=${*:-etcd kwok istio gateway-api kubernetes helm flux istioctl}
+parts=${*:-etcd kwok istio gateway-api kubernetes helm flux istioctl lua-health}
 for part in $parts; do
   case $part in
     kubernetes) (build_kubernetes) ;;
@@ -158,6 +173,7 @@ for part in $parts; do
     gateway-api) (fetch_gateway_api_crds) ;;
     flux) (build_flux_apply) ;;
     istioctl) (build_istioctl) ;;
+    lua-health) (build_lua_health) ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
 done

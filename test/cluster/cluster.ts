@@ -55,8 +55,9 @@ async function readVersions(): Promise<Record<string, string>> {
   return versions;
 }
 
-async function fluxApplyRecipe(): Promise<string> {
-  const source = await readFile(join(repoRoot, 'test/cluster/flux-apply/main.go'));
+/** A command of this project's own is cached by its source's hash too, as build.sh computes it. */
+async function recipe(command: string): Promise<string> {
+  const source = await readFile(join(repoRoot, `test/cluster/${command}/main.go`));
   return createHash('sha256').update(source).digest('hex').slice(0, 12);
 }
 
@@ -77,8 +78,9 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
     istioctl: at('istioctl', v.ISTIOCTL_VERSION, 'istioctl'),
     istioCrds: join(cacheDir, `istio-api-${v.ISTIO_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
     gatewayCrds: join(cacheDir, `gateway-api-${v.GATEWAY_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
-    // Its cache key holds the source's hash too, as build.sh computes it: a changed program is rebuilt.
-    fluxApply: at('flux-apply', `${v.FLUX_SSA_VERSION ?? 'unknown'}-${await fluxApplyRecipe()}`, 'flux-apply'),
+    // These two keys hold their source's hash too, as build.sh computes it: a changed program is rebuilt.
+    fluxApply: at('flux-apply', `${v.FLUX_SSA_VERSION ?? 'unknown'}-${await recipe('flux-apply')}`, 'flux-apply'),
+    luaHealth: at('lua-health', `${v.GOPHER_LUA_VERSION ?? 'unknown'}-${await recipe('lua-health')}`, 'lua-health'),
   };
   const missing = await Promise.all(
     Object.values(bins).map((p) =>
@@ -221,28 +223,26 @@ export async function kubectl(bin: string, kubeconfig: string, args: string[], i
   });
 }
 
-async function ensurePrometheus(log: (l: string) => void): Promise<string> {
-  const found = await run('sh', [
-    '-c',
-    'command -v prometheus || test -x /usr/bin/prometheus && echo /usr/bin/prometheus',
-  ]).then(
+/** A program from Debian's package of the same name, installed (apt-get) when the machine lacks it. */
+export async function ensureDebianPackage(name: string, log: (l: string) => void = () => undefined): Promise<string> {
+  const found = await run('sh', ['-c', `command -v ${name} || test -x /usr/bin/${name} && echo /usr/bin/${name}`]).then(
     (r) => r.stdout.trim().split('\n')[0] ?? '',
     () => '',
   );
   if (found) return found;
-  log("installing Debian's prometheus package (apt-get)");
+  log(`installing Debian's ${name} package (apt-get)`);
   await run(
     'sh',
     [
       '-c',
-      'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus',
+      `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${name}`,
     ],
-    {
-      maxBuffer: 64 * 1024 * 1024,
-    },
+    { maxBuffer: 64 * 1024 * 1024 },
   );
-  return '/usr/bin/prometheus';
+  return `/usr/bin/${name}`;
 }
+
+const ensurePrometheus = (log: (l: string) => void): Promise<string> => ensureDebianPackage('prometheus', log);
 
 async function kwokConfig(stagesDir: string): Promise<string> {
   const files = [
