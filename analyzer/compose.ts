@@ -20,7 +20,7 @@ import type {
   V1Namespace,
   V1Service,
 } from '@kubernetes/client-node';
-import { annotations, labels, ownedRoutingName } from '../contract/names.ts';
+import { labels, ownedRoutingName } from '../contract/names.ts';
 import { unguardedRevision } from '../contract/revision.ts';
 import type { ActContext } from './loop/act.ts';
 import { apiClient, eventRecorder } from './loop/kube.ts';
@@ -31,10 +31,10 @@ import type { Clock } from './ports/clock.ts';
 import { PrometheusProvider } from './adapters/prometheus.ts';
 import { optedOut } from './loop/observe.ts';
 import { unweightOrphans } from './loop/orphans.ts';
+import type { RouteKind, TouchedRoutes } from './loop/orphans.ts';
 import { resolveRouting } from './core/policy.ts';
 import { IstioRouter } from './adapters/istio.ts';
 import { GatewayRouter } from './adapters/gateway.ts';
-import { routeTarget } from './core/target.ts';
 import { RouterByKind } from './ports/router.ts';
 import type { TrafficRouter } from './ports/router.ts';
 import { gatewayGroup, gatewayVersion } from '../contract/gateway.ts';
@@ -55,20 +55,6 @@ import type { AnalyzerSettings } from './settings.ts';
 import type { LabelSelector } from '../contract/selector.ts';
 
 export type Log = (message: string, fields?: Record<string, unknown>) => void;
-
-/** A Deployment deleted mid-release: its canary goes with it (owner reference); its weight must too. */
-async function unweightDeleted(router: TrafficRouter, d: V1Deployment): Promise<void> {
-  const phase = d.metadata?.annotations?.[annotations.phase];
-  if (phase !== 'Progressing' && phase !== 'Promoting') return;
-  const target = routeTarget(d.metadata?.namespace ?? '', resolveRouting(d.metadata?.annotations ?? {}), undefined, {
-    name: d.metadata?.name ?? '',
-    uid: d.metadata?.uid ?? '',
-  });
-  // weir's own routing objects are owned by the Deployment and collected with it.
-  if ('error' in target || target.owned) return;
-  const read = await router.read(target);
-  if (read.ok && read.canaryWeight > 0) await router.setWeight(target, 0);
-}
 
 /** `namespace/name` of the guarded Deployments whose routing names this routing object (any kind). */
 export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject): string[] {
@@ -254,8 +240,8 @@ interface Watches {
   /** Followed only where the cluster serves the Gateway API (found once, at start). */
   httpRoutes: NamespacedWatch<KubernetesObject>;
   services: NamespacedWatch<V1Service>;
-  /** VirtualServices that changed (`namespace/name`), for the orphaned-weight check. */
-  touchedVirtualServices: Set<string>;
+  /** Routes that changed (`namespace/name`), by kind, for the orphaned-weight check. */
+  touched: TouchedRoutes[];
   /** Follows the namespaces weir serves now (ADR 14); called on namespace changes and each pass. */
   follow: () => void;
 }
@@ -292,6 +278,7 @@ function deploymentHandlers(
   log: Log,
   wake: Wake,
   namespace: (name: string) => V1Namespace | undefined,
+  touch: (kind: RouteKind, key: string) => void,
 ): { change: (d: V1Deployment) => void; remove: (d: V1Deployment) => void } {
   const { leader } = edges;
   const owner = (d: V1Deployment): string =>
@@ -313,10 +300,12 @@ function deploymentHandlers(
     },
     remove: (d) => {
       wake.release(owner(d));
-      if (!leader.mayWrite() || !scope(namespace(d.metadata?.namespace ?? '')?.metadata?.labels ?? {})) return;
-      void unweightDeleted(edges.router, d).catch((e: unknown) =>
-        log('could not reset the weight of a deleted release', { error: describeError(e) }),
-      );
+      // Its canary goes with it (owner reference), and so do weir's own routing objects; a route of
+      // the user's it named is looked at for weight left on the canary (the orphaned-weight check).
+      const routing = resolveRouting(d.metadata?.annotations ?? {});
+      const ns = d.metadata?.namespace ?? '';
+      if (routing.virtualService) touch('VirtualService', `${ns}/${routing.virtualService}`);
+      if (routing.httpRoute) touch('HTTPRoute', `${ns}/${routing.httpRoute}`);
     },
   };
 }
@@ -324,7 +313,13 @@ function deploymentHandlers(
 /** The watches the loop reads, with the handlers that queue the releases a change concerns. */
 function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches {
   const { kc, lists } = edges;
-  const onDeployment = deploymentHandlers(edges, scope, log, wake, (name) => namespaces.get(name));
+  // Routes that changed, by kind, for the orphaned-weight check.
+  const touched = { VirtualService: new Set<string>(), HTTPRoute: new Set<string>() };
+  const touch = (kind: RouteKind, key: string): void => {
+    touched[kind].add(key);
+    wake.orphans();
+  };
+  const onDeployment = deploymentHandlers(edges, scope, log, wake, (name) => namespaces.get(name), touch);
   const deployments = namespacedWatch<V1Deployment>(
     kc,
     (namespace) => `/apis/apps/v1/namespaces/${namespace}/deployments`,
@@ -340,16 +335,16 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     { change: onService, remove: onService, log },
   );
   // A routing object that changes — a person's edit mid-step, or after the release — wakes its releases.
-  const touchedVirtualServices = new Set<string>();
   const onRoutingChange = (object: KubernetesObject): void => {
     // Routing objects steer Deployments of their own namespace only.
     for (const key of steeredBy(deployments.in(object.metadata?.namespace ?? ''), object)) wake.release(key);
   };
-  const onVirtualService = (vs: KubernetesObject): void => {
-    onRoutingChange(vs);
-    touchedVirtualServices.add(`${vs.metadata?.namespace ?? ''}/${vs.metadata?.name ?? ''}`);
-    wake.orphans();
-  };
+  const onRoute =
+    (kind: RouteKind) =>
+    (route: KubernetesObject): void => {
+      onRoutingChange(route);
+      touch(kind, `${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}`);
+    };
   const routing = (
     group: string,
     plural: string,
@@ -361,9 +356,9 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
       (namespace) => listCustom(lists.custom, group, plural, namespace),
       { change, remove: onRoutingChange, log },
     );
-  const virtualServices = routing('networking.istio.io', 'virtualservices', onVirtualService);
+  const virtualServices = routing('networking.istio.io', 'virtualservices', onRoute('VirtualService'));
   const destinationRules = routing('networking.istio.io', 'destinationrules', onRoutingChange);
-  const httpRoutes = routing(gatewayGroup, 'httproutes', onRoutingChange);
+  const httpRoutes = routing(gatewayGroup, 'httproutes', onRoute('HTTPRoute'));
   const gatewayApi = gatewayApiServed(lists.apis, log);
   const served = (labels: Record<string, string>): boolean => selects(edges.ctx.optIn, labels) && scope(labels);
   const follow = (): void => {
@@ -391,7 +386,10 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     destinationRules,
     httpRoutes,
     services,
-    touchedVirtualServices,
+    touched: [
+      { kind: 'VirtualService', watch: virtualServices, keys: touched.VirtualService },
+      { kind: 'HTTPRoute', watch: httpRoutes, keys: touched.HTTPRoute },
+    ],
     follow,
   };
 }
@@ -512,15 +510,11 @@ function releasePass(p: {
       gauges();
     }
     // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
-    if (!w.deployments.synced() || !w.virtualServices.synced() || !w.namespaces.synced()) return;
-    if (w.touchedVirtualServices.size === 0) return;
-    await unweightOrphans(
-      { ...ctx, log: p.log },
-      w.virtualServices,
-      w.deployments.list(),
-      w.touchedVirtualServices,
-      namespaceInScope,
-    );
+    if (!w.deployments.synced() || !w.namespaces.synced()) return;
+    for (const touched of w.touched) {
+      if (touched.keys.size === 0 || !touched.watch.synced()) continue;
+      await unweightOrphans({ ...ctx, log: p.log }, touched, w.deployments.list(), namespaceInScope);
+    }
   };
 }
 

@@ -1,15 +1,17 @@
-// Weight without a release: a route weir steers that still gives its canary traffic while no
-// release of any Deployment naming it is in progress — the Deployment was deleted, or deleted and
-// re-created (`kubectl replace --force`), while no analyzer was watching. Its callers would get
-// 503s from a canary that is gone; the route goes back to 100 % stable, with an event.
+// Weight without a release: a route weir steers (a VirtualService's route, an HTTPRoute's rule)
+// that still gives its canary traffic while no release of any Deployment naming it is in progress
+// — the Deployment was deleted, or deleted and re-created (`kubectl replace --force`), while no
+// analyzer was watching. Its callers would get errors from a canary that is gone; the route goes
+// back to 100 % stable, with an event.
 import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 import type { EventRecorder } from './kube.ts';
 import { annotations, ownedRoutingName } from '../../contract/names.ts';
 import { parseWeights, routingAnnotations } from '../../contract/steering.ts';
-import type { VirtualService } from '../../contract/istio.ts';
+import type { SteeredRoute } from '../../contract/steering.ts';
+import { gatewayGroup } from '../../contract/gateway.ts';
 import { resolveRouting } from '../core/policy.ts';
 import { describeError } from '../../contract/api.ts';
-import type { MeshTarget, TrafficRouter } from '../ports/router.ts';
+import type { RouteTarget, TrafficRouter } from '../ports/router.ts';
 import type { Watch } from './watch.ts';
 
 const inRelease = (d: V1Deployment): boolean => {
@@ -17,32 +19,58 @@ const inRelease = (d: V1Deployment): boolean => {
   return phase === 'Progressing' || phase === 'Promoting';
 };
 
-/** Route targets of this VirtualService that hold canary weight with no release in progress to own it. Pure. */
-export function orphanedRoutes(vs: VirtualService, deployments: readonly V1Deployment[]): MeshTarget[] {
-  const namespace = vs.metadata?.namespace ?? '';
-  const name = vs.metadata?.name ?? '';
-  const record = parseWeights(vs.metadata?.annotations?.[routingAnnotations.weights]);
+export type RouteKind = RouteTarget['kind'];
+
+/** The weighted entries of a route's record, when no release in progress of its namespace names it. Pure. */
+function orphaned(
+  kind: RouteKind,
+  object: KubernetesObject,
+  deployments: readonly V1Deployment[],
+): [string, SteeredRoute][] {
+  const namespace = object.metadata?.namespace ?? '';
+  const name = object.metadata?.name ?? '';
+  const record = parseWeights(object.metadata?.annotations?.[routingAnnotations.weights]);
   if (!record) return [];
   const owned = deployments.some(
-    (d) => d.metadata?.namespace === namespace && inRelease(d) && namesVirtualService(d, name),
+    (d) => d.metadata?.namespace === namespace && inRelease(d) && namesRoute(d, kind, name),
   );
-  if (owned) return [];
-  return [...record]
-    .filter(([, r]) => r.weight > 0)
-    .map(([route, r]) => ({
-      kind: 'VirtualService' as const,
-      namespace,
-      virtualService: name,
-      destinationRule: '',
-      stableSubset: r.stable,
-      canarySubset: r.canary,
-      ...(route === '' ? {} : { route }),
-    }));
+  return owned ? [] : [...record].filter(([, r]) => r.weight > 0);
 }
 
-function namesVirtualService(d: V1Deployment, vs: string): boolean {
+/** Route targets of this route that hold canary weight with no release in progress to own it. Pure. */
+export function orphanedRoutes(
+  kind: RouteKind,
+  object: KubernetesObject,
+  deployments: readonly V1Deployment[],
+): RouteTarget[] {
+  const namespace = object.metadata?.namespace ?? '';
+  const name = object.metadata?.name ?? '';
+  return orphaned(kind, object, deployments).map(([route, r]) =>
+    kind === 'VirtualService'
+      ? {
+          kind,
+          namespace,
+          virtualService: name,
+          destinationRule: '',
+          stableSubset: r.stable,
+          canarySubset: r.canary,
+          ...(route === '' ? {} : { route }),
+        }
+      : {
+          kind,
+          namespace,
+          httpRoute: name,
+          stableService: r.stable,
+          canaryService: r.canary,
+          ...(route === '' ? {} : { route }),
+        },
+  );
+}
+
+function namesRoute(d: V1Deployment, kind: RouteKind, name: string): boolean {
   const routing = resolveRouting(d.metadata?.annotations ?? {});
-  return routing.virtualService === vs || ownedRoutingName(d.metadata?.name ?? '') === vs;
+  const named = kind === 'VirtualService' ? routing.virtualService : routing.httpRoute;
+  return named === name || ownedRoutingName(d.metadata?.name ?? '') === name;
 }
 
 export interface OrphanEdges {
@@ -53,44 +81,60 @@ export interface OrphanEdges {
   log: (message: string, fields?: Record<string, unknown>) => void;
 }
 
-/** For each VirtualService that changed (`namespace/name` keys, drained), puts orphaned weight back on stable. */
+/** Routes of one kind that changed (`namespace/name` keys, drained as they are looked at). */
+export interface TouchedRoutes {
+  kind: RouteKind;
+  watch: Watch<KubernetesObject>;
+  keys: Set<string>;
+}
+
+const apiVersions: Record<RouteKind, string> = {
+  VirtualService: 'networking.istio.io/v1',
+  HTTPRoute: `${gatewayGroup}/v1`,
+};
+
+/** For each route that changed, puts orphaned weight back on stable. */
 export async function unweightOrphans(
   edges: OrphanEdges,
-  virtualServices: Watch<KubernetesObject>,
+  touched: TouchedRoutes,
   deployments: readonly V1Deployment[],
-  keys: Set<string>,
   inScope: (namespace: string) => boolean,
 ): Promise<void> {
   // Only a leader drains the keys: what changed before it led is looked at once it does.
   if (!edges.mayWrite()) return;
+  const { kind, watch, keys } = touched;
   const pending = [...keys];
   keys.clear();
   for (const key of pending) {
     const [namespace = '', name = ''] = key.split('/');
-    const vs = virtualServices.get(name, namespace) as VirtualService | undefined;
-    if (!vs || !inScope(namespace)) continue;
-    for (const target of orphanedRoutes(vs, deployments)) {
+    const object = watch.get(name, namespace);
+    if (!object || !inScope(namespace)) continue;
+    for (const target of orphanedRoutes(kind, object, deployments)) {
       try {
         await edges.router.setWeight(target, 0);
         const involved = {
-          apiVersion: 'networking.istio.io/v1',
-          kind: 'VirtualService',
+          apiVersion: apiVersions[kind],
+          kind,
           name,
           namespace,
-          uid: typeof vs.metadata?.uid === 'string' ? vs.metadata.uid : '',
+          uid: typeof object.metadata?.uid === 'string' ? object.metadata.uid : '',
         };
-        const route = target.route ?? 'the only route';
+        const [canary, stable] =
+          target.kind === 'VirtualService'
+            ? [`subset ${target.canarySubset}`, target.stableSubset]
+            : [`Service ${target.canaryService}`, target.stableService];
         await edges.events(
           involved,
           'Warning',
           'OrphanedWeight',
-          `route ${route} gave subset ${target.canarySubset} canary weight with no release in progress; ` +
-            `100 % back on ${target.stableSubset}`,
+          `${kind === 'VirtualService' ? 'route' : 'rule'} ${target.route ?? `the only one`} gave ${canary} ` +
+            `canary weight with no release in progress; 100 % back on ${stable}`,
           edges.now(),
         );
       } catch (error) {
         keys.add(key);
         edges.log('could not reset orphaned canary weight; trying again', {
+          kind,
           namespace,
           name,
           error: describeError(error),

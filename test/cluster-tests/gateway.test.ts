@@ -296,3 +296,40 @@ t.test('a re-apply of the HTTPRoute mid-release keeps the weight weir set', asyn
   await kubectl(['annotate', 'deployment', 'web', '-n', ns, 'weir.dev/request=abort']);
   await waitForPhase(ns, 'web', 'RolledBack');
 });
+
+t.test('the Deployment deleted mid-release with its HTTPRoute in git: the weight goes back to stable', async (t) => {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps: 0 }));
+  await apply(ns, gateway);
+  await apply(ns, userRoute(ns));
+  await apply(ns, {
+    ...deployment('web', {
+      replicas: 1,
+      image: 'example.com/web:v1',
+      annotations: { ...fast, 'weir.dev/step-pause': '1h', 'weir.dev/http-route': 'web', 'weir.dev/route': 'primary' },
+    }),
+  });
+  await waitFor('the backend Services', () => exists(ns, 'service', 'web-canary'), 60_000);
+  await setImage(ns, 'web', 'example.com/web:v2');
+  const weights = async (): Promise<(number | undefined)[] | undefined> =>
+    (await getRoute(ns)).spec.rules[1]?.backendRefs?.map((b) => b.weight);
+  await waitFor('10 % on the canary', async () => (await weights())?.[1] === 10, 60_000);
+  // The route is the user's: it outlives the Deployment, and must not keep sending to a canary that is gone.
+  await kubectl(['delete', 'deployment', 'web', '-n', ns, '--wait=false']);
+  await waitFor('the canary weight back to 0', async () => (await weights())?.[1] === 0, 30_000);
+  t.same(await weights(), [100, 0], '100 % on the stable Service');
+  await waitFor(
+    'an OrphanedWeight event on the route',
+    async () => {
+      const list = await getJson<{ items: { reason: string; involvedObject: { kind: string; name: string } }[] }>([
+        'get',
+        'events',
+        '-n',
+        ns,
+      ]);
+      return list.items.some((e) => e.reason === 'OrphanedWeight' && e.involvedObject.kind === 'HTTPRoute');
+    },
+    30_000,
+  );
+  t.pass('an OrphanedWeight Warning on the route says what happened');
+});

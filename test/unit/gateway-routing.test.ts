@@ -18,6 +18,8 @@ import { ruleWeightPatch } from '../../analyzer/adapters/gateway.ts';
 import type { GatewayTarget } from '../../analyzer/ports/router.ts';
 import { chooseRouter, routeTarget } from '../../analyzer/core/target.ts';
 import { resolveRouting } from '../../analyzer/core/policy.ts';
+import { orphanedRoutes } from '../../analyzer/loop/orphans.ts';
+import type { V1Deployment } from '@kubernetes/client-node';
 
 const now = new Date('2026-11-29T12:00:00Z');
 const steered = { rule: 'primary', stableService: 'myapp-stable', canaryService: 'myapp-canary' };
@@ -200,4 +202,28 @@ t.test('the router: asked for, or implied by the object named; a contradiction i
   t.notOk(Object.hasOwn(named as object, 'ownedServices'), "Services the user names are never weir's");
   t.match(resolve({ 'weir.dev/http-route': 'r', 'weir.dev/stable-service': 'a' }, 'myapp'), { error: /name both/ });
   t.match(resolve({ 'weir.dev/router': 'gateway-api' }), { error: /no Service selects these pods/ });
+});
+
+t.test("an HTTPRoute's weight with no release in progress to own it is orphaned", async (t) => {
+  const route = userRoute([90, 10], weightsAt10);
+  const myapp = (phase?: string): V1Deployment => ({
+    metadata: {
+      name: 'myapp',
+      namespace: 'shop',
+      annotations: { 'weir.dev/http-route': 'myapp', ...(phase ? { 'weir.dev/phase': phase } : {}) },
+    },
+  });
+  t.same(orphanedRoutes('HTTPRoute', route, []), [
+    {
+      kind: 'HTTPRoute',
+      namespace: 'shop',
+      httpRoute: 'myapp',
+      stableService: 'myapp-stable',
+      canaryService: 'myapp-canary',
+      route: 'primary',
+    },
+  ]);
+  t.same(orphanedRoutes('HTTPRoute', route, [myapp('Progressing')]), [], 'a release in progress owns its weight');
+  t.equal(orphanedRoutes('HTTPRoute', route, [myapp('Stable')]).length, 1, 'a settled one does not');
+  t.same(orphanedRoutes('HTTPRoute', userRoute(), []), [], 'a route weir never steered');
 });

@@ -304,7 +304,7 @@ t.test('weight with no release in progress to own it is orphaned; weight during 
     },
   });
   t.same(
-    orphanedRoutes(vs, []),
+    orphanedRoutes('VirtualService', vs, []),
     [
       {
         namespace: 'shop',
@@ -318,11 +318,11 @@ t.test('weight with no release in progress to own it is orphaned; weight during 
     ],
     'Deployment gone',
   );
-  t.equal(orphanedRoutes(vs, [myapp()]).length, 1, 're-created without a release');
-  t.equal(orphanedRoutes(vs, [myapp('Stable')]).length, 1, 'a Stable release');
-  t.same(orphanedRoutes(vs, [myapp('Progressing')]), [], 'a release in progress owns its weight');
+  t.equal(orphanedRoutes('VirtualService', vs, [myapp()]).length, 1, 're-created without a release');
+  t.equal(orphanedRoutes('VirtualService', vs, [myapp('Stable')]).length, 1, 'a Stable release');
+  t.same(orphanedRoutes('VirtualService', vs, [myapp('Progressing')]), [], 'a release in progress owns its weight');
   t.same(
-    orphanedRoutes(vs, [
+    orphanedRoutes('VirtualService', vs, [
       { ...myapp('Progressing'), metadata: { ...myapp('Progressing').metadata, namespace: 'other' } },
     ]).length,
     1,
@@ -330,11 +330,12 @@ t.test('weight with no release in progress to own it is orphaned; weight during 
   );
   t.same(
     orphanedRoutes(
+      'VirtualService',
       seedVs([100, 0], { 'weir.dev/weights': '{"primary":{"stable":"v1","canary":"v2","weight":0}}' }),
       [],
     ),
     [],
     'no weight, nothing to do',
   );
-  t.same(orphanedRoutes(seedVs([50, 50]), []), [], 'a VirtualService weir never steered');
+  t.same(orphanedRoutes('VirtualService', seedVs([50, 50]), []), [], 'a VirtualService weir never steered');
 });
