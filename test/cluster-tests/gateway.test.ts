@@ -261,7 +261,8 @@ t.test('routes weir cannot steer: a RoutingError Warning that says what to fix, 
   }
 });
 
-t.test('a re-apply of the HTTPRoute mid-release keeps the weight weir set', async (t) => {
+/** A release of web on the user's Gateway-bound route, started and held at its first step. */
+async function releaseOnUserRoute(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const ns = await namespace(t, { optIn: true });
   await apply(ns, service('web', { rps: 0 }));
   await apply(ns, gateway);
@@ -275,6 +276,11 @@ t.test('a re-apply of the HTTPRoute mid-release keeps the weight weir set', asyn
   });
   await waitFor('the backend Services', () => exists(ns, 'service', 'web-canary'), 60_000);
   await setImage(ns, 'web', 'example.com/web:v2');
+  return ns;
+}
+
+t.test('a re-apply of the HTTPRoute mid-release keeps the weight weir set', async (t) => {
+  const ns = await releaseOnUserRoute(t);
   await waitFor(
     '10 % on the canary',
     async () => (await getRoute(ns)).spec.rules[1]?.backendRefs?.[1]?.weight === 10,
@@ -298,19 +304,7 @@ t.test('a re-apply of the HTTPRoute mid-release keeps the weight weir set', asyn
 });
 
 t.test('the Deployment deleted mid-release with its HTTPRoute in git: the weight goes back to stable', async (t) => {
-  const ns = await namespace(t, { optIn: true });
-  await apply(ns, service('web', { rps: 0 }));
-  await apply(ns, gateway);
-  await apply(ns, userRoute(ns));
-  await apply(ns, {
-    ...deployment('web', {
-      replicas: 1,
-      image: 'example.com/web:v1',
-      annotations: { ...fast, 'weir.dev/step-pause': '1h', 'weir.dev/http-route': 'web', 'weir.dev/route': 'primary' },
-    }),
-  });
-  await waitFor('the backend Services', () => exists(ns, 'service', 'web-canary'), 60_000);
-  await setImage(ns, 'web', 'example.com/web:v2');
+  const ns = await releaseOnUserRoute(t);
   const weights = async (): Promise<(number | undefined)[] | undefined> =>
     (await getRoute(ns)).spec.rules[1]?.backendRefs?.map((b) => b.weight);
   await waitFor('10 % on the canary', async () => (await weights())?.[1] === 10, 60_000);
