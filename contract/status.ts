@@ -33,6 +33,8 @@ export interface Evidence {
   notWorse: number[];
   /** The halves' counter totals at the last check: the next window is the difference. */
   last?: { canary: HalfCounts; stable: HalfCounts };
+  /** "Not worse" reached 1/α: a test stopped at its first crossing keeps its guarantee, so it holds. */
+  cleared?: boolean;
 }
 
 export interface Rollback {

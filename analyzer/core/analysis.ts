@@ -1,7 +1,7 @@
 // Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
 import type { MetricPolicy } from './policy.ts';
 import type { Evidence, HalfCounts, Verdict } from '../../contract/status.ts';
-import { accumulate, decideSequential, describeVerdict, noEvidence } from './sequential.ts';
+import { accumulate, decideSequential, describeVerdict, gained, latch, noEvidence } from './sequential.ts';
 
 /** One metric measured for one release in one window. */
 export interface Measurement {
@@ -121,19 +121,24 @@ export function judgeSequential(
   const value = window.canary.errors / window.canary.requests;
   if (metric.ceiling !== undefined && value >= metric.ceiling)
     return { evidence: held, judgement: judge(metric, { metric: metric.name, canary: value }, 0) };
-  const evidence = { ...accumulate(before ?? noEvidence(), window, analysis), last: m.totals };
-  const verdict = decideSequential(evidence, { ...analysis, tolerable: metric.max });
+  const policy = { ...analysis, tolerable: metric.max };
+  const prior = before ?? noEvidence();
+  const grown = { ...accumulate(prior, window, analysis), last: m.totals };
+  const verdict = decideSequential(grown, policy);
+  const evidence = latch(grown, verdict);
   const judged: Verdict =
     verdict.decision === 'worse' ? 'fail' : verdict.decision === 'not-worse' ? 'pass' : 'inconclusive';
+  const waiting = verdict.decision === 'not-yet' && !gained(prior, grown, policy);
+  const idleStable = waiting && window.stable.requests <= 0 ? '; stable served no requests to compare with' : '';
   return {
     evidence,
     judgement: {
       ...base,
       value,
       verdict: judged,
-      reason: describeVerdict(verdict, analysis),
+      reason: describeVerdict(verdict, analysis) + idleStable,
       ...(verdict.decision === 'worse' ? { worse: true } : {}),
-      ...(verdict.decision === 'not-yet' ? { progressed: true } : {}),
+      ...(verdict.decision === 'not-yet' && !waiting ? { progressed: true } : {}),
     },
   };
 }

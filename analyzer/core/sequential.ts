@@ -17,6 +17,9 @@
 // Windows with no errors carry no evidence about r; for a canary that makes no errors at all, a
 // third e-value (Poisson, canary alone) shows its rate is below the tolerable one, so a quiet,
 // low-traffic service still finishes.
+// "Not worse" is final once reached: stopping a test at its first crossing of 1/α is what Ville's
+// inequality licenses, while looking on lets the product drift back under the bar — at a 100 %
+// step, where stable serves nothing, it could never climb again. "Worse" keeps running.
 import type { Evidence, HalfCounts } from '../../contract/status.ts';
 
 export type { Evidence, HalfCounts };
@@ -86,6 +89,7 @@ export function accumulate(before: Evidence, w: WindowCounts, policy: Pick<Seque
     informative ? l + logRatio(w.canary.errors, errors, share(c, s, notWorseRatios[i] ?? 1), share(c, s, boundary)) : l,
   );
   return {
+    ...before,
     canary: { requests: before.canary.requests + c, errors: before.canary.errors + w.canary.errors },
     stable: { requests: before.stable.requests + s, errors: before.stable.errors + w.stable.errors },
     worse,
@@ -116,7 +120,7 @@ const percent = (h: HalfCounts): string => (h.requests > 0 ? `${((h.errors / h.r
 export function decideSequential(e: Evidence, policy: SequentialPolicy): SequentialVerdict {
   const bar = Math.log(1 / policy.alpha);
   const worse = logMeanExp(e.worse);
-  const notWorse = Math.max(logMeanExp(e.notWorse), logBelowTolerable(e, policy));
+  const notWorse = Math.max(logMeanExp(e.notWorse), logBelowTolerable(e, policy), e.cleared ? bar : -Infinity);
   const decision: SequentialDecision = worse >= bar ? 'worse' : notWorse >= bar ? 'not-worse' : 'not-yet';
   return {
     decision,
@@ -124,6 +128,20 @@ export function decideSequential(e: Evidence, policy: SequentialPolicy): Sequent
     confidence: level(decision === 'not-worse' ? notWorse : worse),
     leaning: { worse: level(worse), notWorse: level(notWorse) },
   };
+}
+
+/** The evidence with "not worse" held from its first crossing on (see the note at the top). */
+export const latch = (e: Evidence, v: SequentialVerdict): Evidence =>
+  v.decision === 'not-worse' && !e.cleared ? { ...e, cleared: true } : e;
+
+/**
+ * Whether a window moved the evidence: the comparison learned from it, or the canary's own rate
+ * showed more clearly that it is tolerable. A window of errors while stable served nothing does
+ * neither: holding on it is waiting, not progress.
+ */
+export function gained(before: Evidence, after: Evidence, policy: SequentialPolicy): boolean {
+  const compared = after.worse.some((l, i) => l !== before.worse[i]);
+  return compared || logBelowTolerable(after, policy) > logBelowTolerable(before, policy);
 }
 
 const level = (l: number): number => Math.min(1, Math.max(0, 1 - Math.exp(-l)));

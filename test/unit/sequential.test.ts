@@ -136,3 +136,58 @@ t.test('judging one check: a baseline first, differences next, a reset starts an
     verdict: 'error',
   });
 });
+
+t.test('"not worse" holds once reached; at 100 % a canary stable cannot be compared with is waiting', async (t) => {
+  const metric = { name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 };
+  const analysis = { alpha: 0.01, margin: 0.5 };
+  const at = (cr: number, ce: number, sr: number, se: number): Measurement => ({
+    metric: 'error-rate',
+    totals: { canary: { requests: cr, errors: ce }, stable: { requests: sr, errors: se } },
+  });
+  // Both halves at 10 % errors, 50 % weight: enough windows for "not worse".
+  let step = judgeSequential(metric, at(0, 0, 0, 0), undefined, analysis);
+  let canary = { requests: 0, errors: 0 };
+  let stable = { requests: 0, errors: 0 };
+  for (let i = 0; i < 200 && step.judgement.verdict !== 'pass'; i++) {
+    canary = { requests: canary.requests + 600, errors: canary.errors + 60 };
+    stable = { requests: stable.requests + 600, errors: stable.errors + 60 };
+    step = judgeSequential(
+      metric,
+      at(canary.requests, canary.errors, stable.requests, stable.errors),
+      step.evidence,
+      analysis,
+    );
+  }
+  t.equal(step.judgement.verdict, 'pass', 'an equal canary is shown not worse at 50 %');
+  t.equal(step.evidence?.cleared, true, 'and the verdict is kept');
+  // At 100 % stable serves nothing; the canary's errors drift up a little, still inside the margin.
+  canary = { requests: canary.requests + 1200, errors: canary.errors + 140 };
+  const full = judgeSequential(
+    metric,
+    at(canary.requests, canary.errors, stable.requests, stable.errors),
+    step.evidence,
+    analysis,
+  );
+  t.equal(full.judgement.verdict, 'pass', 'still not worse at 100 %: a stopped test keeps its verdict');
+  // The same windows without the latch: nothing can be learned, and holding is not progress.
+  const unlatched = { ...(step.evidence ?? noEvidence()), cleared: false, notWorse: [0, 0, 0, 0] };
+  const idle = judgeSequential(
+    metric,
+    at(canary.requests + 1200, canary.errors + 140, stable.requests, stable.errors),
+    { ...unlatched, last: { canary, stable } },
+    analysis,
+  );
+  t.equal(idle.judgement.verdict, 'inconclusive');
+  t.notOk(idle.judgement.progressed, 'no evidence gained counts toward the unjudged limit');
+  t.match(idle.judgement.reason, /stable served no requests to compare with/);
+  // A worse canary is still found after "not worse" was reached.
+  let late = step;
+  let c = canary;
+  let s = stable;
+  for (let i = 0; i < 200 && late.judgement.verdict !== 'fail'; i++) {
+    c = { requests: c.requests + 600, errors: c.errors + 200 };
+    s = { requests: s.requests + 600, errors: s.errors + 60 };
+    late = judgeSequential(metric, at(c.requests, c.errors, s.requests, s.errors), late.evidence, analysis);
+  }
+  t.match(late.judgement, { verdict: 'fail', worse: true }, '"worse" keeps running after "not worse"');
+});
