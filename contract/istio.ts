@@ -2,8 +2,8 @@
 // on the objects themselves (ADR 8). Both halves read this: the analyzer steers with it, and the
 // webhook keeps a re-apply (kubectl, Flux, Argo CD) from undoing it. Pure: no I/O.
 import { labels, tracks } from './names.ts';
-import { isName, parseJson, parseWeights, routingAnnotations } from './steering.ts';
-import type { RoutingMetadata, SteeredRoute, Track } from './steering.ts';
+import { isName, isObject, parseJson, parseWeights, routingAnnotations } from './steering.ts';
+import type { HeaderMatch, RoutingMetadata, SteeredRoute, Track } from './steering.ts';
 
 export interface Destination {
   destination?: { host?: string; subset?: string; port?: unknown };
@@ -12,7 +12,10 @@ export interface Destination {
 }
 export interface HttpRoute {
   name?: string;
+  match?: { headers?: Record<string, unknown>; [key: string]: unknown }[];
   route?: Destination[];
+  mirror?: { host?: string; subset?: string; port?: unknown };
+  mirrorPercentage?: { value?: number };
   [key: string]: unknown;
 }
 export interface VirtualService {
@@ -47,29 +50,65 @@ export function formatSubsets(subsets: Map<string, Track>): string {
   return JSON.stringify(Object.fromEntries([...subsets.entries()].sort(([a], [b]) => a.localeCompare(b))));
 }
 
-/** Finds the route weir steers: the named one, else the only one. */
+/** Routes weir adds for testers (issue 17) are named with this prefix, a name users leave to weir. */
+export const headerRoutePrefix = 'weir-canary-header';
+/** The testers' route weir puts before the steered route `route` (by name; absent: the only route). */
+export const headerRouteName = (route: string | undefined): string =>
+  route === undefined ? headerRoutePrefix : `${headerRoutePrefix}-${route}`;
+const isWeirRoute = (r: HttpRoute): boolean => r.name?.startsWith(headerRoutePrefix) === true;
+
+/** Finds the route weir steers: the named one, else the only one (weir's testers' routes aside). */
 export function findRoute(
   vs: VirtualService,
   name: string | undefined,
 ): { index: number; route: HttpRoute } | { error: string } {
   const routes = vs.spec?.http ?? [];
-  const index = name === undefined ? (routes.length === 1 ? 0 : -1) : routes.findIndex((r) => r.name === name);
+  const users = routes.flatMap((r, i) => (isWeirRoute(r) ? [] : [i]));
+  const index =
+    name === undefined ? (users.length === 1 ? (users[0] ?? -1) : -1) : routes.findIndex((r) => r.name === name);
   const route = routes[index];
-  if (route) return { index, route };
+  if (route && !isWeirRoute(route)) return { index, route };
   const vsName = vs.metadata?.name ?? '';
   return {
     error:
       name === undefined
-        ? `VirtualService ${vsName} has ${routes.length} HTTP routes; name one with weir.dev/route`
+        ? `VirtualService ${vsName} has ${users.length} HTTP routes; name one with weir.dev/route`
         : `VirtualService ${vsName} has no HTTP route named "${name}"`,
   };
+}
+
+/** What a steered route gives the canary now. */
+export interface RouteReading {
+  ok: true;
+  canaryWeight: number;
+  /** Percent of requests mirrored to the canary subset (the shadow step); absent: none. */
+  mirror?: number;
+  /** The host of the user's own mirror on the route (not weir's shadow step). */
+  mirroredElsewhere?: string;
+  header?: HeaderMatch;
+  host?: string;
+}
+
+/** The share a route mirrors to `subset` (Istio mirrors all when `mirrorPercentage` is absent); 0: none. */
+const mirrorTo = (route: HttpRoute, subset: string): number =>
+  route.mirror?.subset === subset ? (route.mirrorPercentage?.value ?? 100) : 0;
+
+/** The header of weir's testers' route before the steered one, if it is there and sends to the canary. */
+function readHeader(vs: VirtualService, routeName: string | undefined, canary: string): HeaderMatch | undefined {
+  const route = (vs.spec?.http ?? []).find((r) => r.name === headerRouteName(routeName));
+  if (route?.route?.length !== 1 || route.route[0]?.destination?.subset !== canary) return undefined;
+  const headers = route.match?.[0]?.headers ?? {};
+  const [name] = Object.keys(headers);
+  const condition = name === undefined ? undefined : headers[name];
+  const value = isObject(condition) ? condition.exact : undefined;
+  return name !== undefined && typeof value === 'string' ? { name, value } : undefined;
 }
 
 /** The canary weight of a route, or why it cannot be read; the route may hold only the two subsets. */
 export function readCanaryWeight(
   vs: VirtualService,
   steered: { route?: string | undefined; stableSubset: string; canarySubset: string },
-): { ok: true; canaryWeight: number; host?: string } | { ok: false; error: string } {
+): RouteReading | { ok: false; error: string } {
   const found = findRoute(vs, steered.route);
   if ('error' in found) return { ok: false, error: found.error };
   const destinations = found.route.route ?? [];
@@ -82,7 +121,17 @@ export function readCanaryWeight(
     return { ok: false, error: `route "${name}" has no destination with subset ${steered.stableSubset}` };
   const canary = destinations.find((d) => subsetOf(d) === steered.canarySubset);
   const host = destinations.find((d) => subsetOf(d) === steered.stableSubset)?.destination?.host;
-  return { ok: true, canaryWeight: canary?.weight ?? 0, ...(host ? { host } : {}) };
+  const header = readHeader(vs, steered.route, steered.canarySubset);
+  const mirror = mirrorTo(found.route, steered.canarySubset);
+  const theirs = mirror === 0 ? found.route.mirror?.host : undefined;
+  return {
+    ok: true,
+    canaryWeight: canary?.weight ?? 0,
+    ...(mirror > 0 ? { mirror } : {}),
+    ...(theirs !== undefined ? { mirroredElsewhere: theirs } : {}),
+    ...(header ? { header } : {}),
+    ...(host ? { host } : {}),
+  };
 }
 
 /**
@@ -112,11 +161,59 @@ export function steerWeight(
         ? { ...d, weight: steered.weight }
         : d,
   );
+  const canary = { ...stable.destination, subset: steered.canary };
   if (!destinations.some((d) => d.destination?.subset === steered.canary)) {
-    next.push({ destination: { ...stable.destination, subset: steered.canary }, weight: steered.weight });
+    next.push({ destination: canary, weight: steered.weight });
   }
-  const http = (vs.spec?.http ?? []).map((r, i) => (i === found.index ? { ...r, route: next } : r));
-  return { ok: true, vs: { ...vs, spec: { ...vs.spec, http } } };
+  const mirrored = steerMirror({ ...found.route, route: next }, canary, steered.mirror ?? 0);
+  if ('error' in mirrored) return { ok: false, error: mirrored.error };
+  const http = (vs.spec?.http ?? []).map((r, i) => (i === found.index ? mirrored.route : r));
+  return { ok: true, vs: { ...vs, spec: { ...vs.spec, http: steerHeader(http, routeName, canary, steered.header) } } };
+}
+
+/**
+ * The route mirroring `percent` % of its requests to the canary (the shadow step), or with weir's
+ * mirror removed at 0. A mirror of the user's own (to another destination) is never replaced.
+ */
+function steerMirror(
+  route: HttpRoute,
+  canary: NonNullable<Destination['destination']>,
+  percent: number,
+): { route: HttpRoute } | { error: string } {
+  const theirs = route.mirror !== undefined && route.mirror.subset !== canary.subset;
+  if (theirs && percent > 0)
+    return {
+      error: `route "${route.name ?? ''}" mirrors to ${route.mirror?.host ?? '?'}; a shadow step would replace that`,
+    };
+  if (theirs || (percent === 0 && route.mirror === undefined)) return { route };
+  const rest = { ...route };
+  delete rest.mirror;
+  delete rest.mirrorPercentage;
+  return { route: percent > 0 ? { ...rest, mirror: canary, mirrorPercentage: { value: percent } } : rest };
+}
+
+/**
+ * The routes with weir's testers' route just before the steered one when `header` is given: the
+ * steered route's own matches, each also requiring the header, all to the canary. Without
+ * `header`, that route is taken out.
+ */
+function steerHeader(
+  http: HttpRoute[],
+  routeName: string | undefined,
+  canary: NonNullable<Destination['destination']>,
+  header: HeaderMatch | undefined,
+): HttpRoute[] {
+  const name = headerRouteName(routeName);
+  const others = http.filter((r) => r.name !== name);
+  if (!header) return others;
+  const steered = others.findIndex((r) => (routeName === undefined ? !isWeirRoute(r) : r.name === routeName));
+  const matches = others[steered]?.match ?? [{}];
+  const testers: HttpRoute = {
+    name,
+    match: matches.map((m) => ({ ...m, headers: { ...m.headers, [header.name]: { exact: header.value } } })),
+    route: [{ destination: canary }],
+  };
+  return [...others.slice(0, steered), testers, ...others.slice(steered)];
 }
 
 /** The labels a subset of `track` selects. */

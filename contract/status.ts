@@ -66,6 +66,8 @@ export interface ReleaseStatus {
   step: number;
   /** Canary weight last written to the route. */
   weight: number;
+  /** In the shadow step: the percent of requests last mirrored to the canary (issue 17). */
+  mirror?: number;
   stepStartedAt?: string;
   lastCheckAt?: string;
   lastVerdict?: Verdict;

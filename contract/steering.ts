@@ -6,19 +6,42 @@ import type { tracks } from './names.ts';
 export const routingAnnotations = {
   /**
    * VirtualService and HTTPRoute: `{"<route>": {"stable": "<backend>", "canary": "<backend>", "weight": <canary %>}}`;
-   * a backend is a subset (VirtualService) or a Service (HTTPRoute).
+   * a backend is a subset (VirtualService) or a Service (HTTPRoute). A VirtualService route may
+   * also carry `"mirror": <% copied to the canary>` (the shadow step) and `"header": {"name", "value"}`
+   * (the testers' route to the canary, issue 17).
    */
   weights: 'weir.dev/weights',
   /** DestinationRule: `{"<subset>": "stable" | "canary"}`, the track each subset selects. */
   subsets: 'weir.dev/subsets',
 } as const;
 
+/** A request header that sends a tester's request to the canary: `name` (lower case) equal to `value`. */
+export interface HeaderMatch {
+  name: string;
+  value: string;
+}
+
 /** One steered route; the key `""` in a record means "the only HTTP route". */
 export interface SteeredRoute {
   stable: string;
   canary: string;
   weight: number;
+  /** Percent of the route's requests copied to the canary, whose answers nobody sees; absent: none. */
+  mirror?: number;
+  /** Requests with this header go to the canary, whatever the weight; absent: no such route. */
+  header?: HeaderMatch;
 }
+
+const isPercent = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 100;
+
+/** An HTTP header name as Istio matches it (lower case), and a value to equal. */
+export const isHeaderMatch = (v: unknown): v is HeaderMatch =>
+  isObject(v) &&
+  typeof v.name === 'string' &&
+  /^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$/.test(v.name) &&
+  typeof v.value === 'string' &&
+  v.value.length > 0 &&
+  v.value.length <= 256;
 export type Track = (typeof tracks)[keyof typeof tracks];
 
 export const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -33,9 +56,16 @@ export function parseWeights(text: string | undefined): Map<string, SteeredRoute
   for (const [route, value] of Object.entries(parsed)) {
     if (!isObject(value) || !isName(value.stable) || !isName(value.canary) || value.stable === value.canary)
       return undefined;
-    const weight = value.weight;
-    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 100) return undefined;
-    routes.set(route, { stable: value.stable, canary: value.canary, weight });
+    const { weight, mirror, header } = value;
+    if (!isPercent(weight) || (mirror !== undefined && !isPercent(mirror))) return undefined;
+    if (header !== undefined && !isHeaderMatch(header)) return undefined;
+    routes.set(route, {
+      stable: value.stable,
+      canary: value.canary,
+      weight,
+      ...(mirror ? { mirror } : {}),
+      ...(header ? { header: { name: header.name, value: header.value } } : {}),
+    });
   }
   return routes;
 }
@@ -54,7 +84,18 @@ export function parseJson(text: string | undefined): Record<string, unknown> | u
 export function formatWeights(routes: Map<string, SteeredRoute>): string {
   const entries = [...routes.entries()].sort(([a], [b]) => a.localeCompare(b));
   return JSON.stringify(
-    Object.fromEntries(entries.map(([k, r]) => [k, { stable: r.stable, canary: r.canary, weight: r.weight }])),
+    Object.fromEntries(
+      entries.map(([k, r]) => [
+        k,
+        {
+          stable: r.stable,
+          canary: r.canary,
+          weight: r.weight,
+          ...(r.mirror ? { mirror: r.mirror } : {}),
+          ...(r.header ? { header: { name: r.header.name, value: r.header.value } } : {}),
+        },
+      ]),
+    ),
   );
 }
 

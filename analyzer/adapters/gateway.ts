@@ -22,7 +22,7 @@ import { formatWeights, parseWeights, routingAnnotations, withAnnotation } from 
 import type { SteeredRoute, Track } from '../../contract/steering.ts';
 import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
-import type { GatewayTarget, RouteOwner, RouteRead, RouteTarget, TrafficRouter } from '../ports/router.ts';
+import type { GatewayTarget, RouteOwner, RouteRead, RouteTarget, Traffic, TrafficRouter } from '../ports/router.ts';
 
 const plural = 'httproutes';
 
@@ -127,8 +127,10 @@ export class GatewayRouter implements TrafficRouter {
     return readRuleWeight(route, steeredOf(target));
   }
 
-  async setWeight(routeTarget: RouteTarget, canaryWeight: number): Promise<void> {
+  async steer(routeTarget: RouteTarget, traffic: Traffic): Promise<void> {
     const target = GatewayRouter.gateway(routeTarget);
+    // decide holds such a policy with a Warning first; this is the adapter's own guarantee.
+    if (traffic.mirror || traffic.header) throw new Error('on an HTTPRoute weir steers weights only');
     const route = await this.getRoute(target.namespace, target.httpRoute);
     if (!route) throw new Error(`HTTPRoute ${target.namespace}/${target.httpRoute} not found`);
     await this.custom.patchNamespacedCustomObject(
@@ -138,7 +140,7 @@ export class GatewayRouter implements TrafficRouter {
         plural,
         namespace: target.namespace,
         name: target.httpRoute,
-        body: ruleWeightPatch(route, target, canaryWeight),
+        body: ruleWeightPatch(route, target, traffic.weight),
         fieldManager,
       },
       jsonPatch,

@@ -23,7 +23,7 @@ import { formatWeights, parseWeights, routeKey, routingAnnotations, withAnnotati
 import type { SteeredRoute, Track } from '../../contract/steering.ts';
 import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
-import type { MeshTarget, RouteRead, RouteTarget, TrafficRouter } from '../ports/router.ts';
+import type { MeshTarget, RouteRead, RouteTarget, Traffic, TrafficRouter } from '../ports/router.ts';
 
 export type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 export { findRoute } from '../../contract/istio.ts';
@@ -35,8 +35,14 @@ export const readWeight = (vs: VirtualService, target: MeshTarget): RouteRead =>
  * The JSON Patch that sets the canary weight (stable gets the rest) and records it in
  * `weir.dev/weights` for the webhook to keep: weights and that record only.
  */
-export function weightPatch(vs: VirtualService, target: MeshTarget, canaryWeight: number): PatchOp[] {
-  const steered = { stable: target.stableSubset, canary: target.canarySubset, weight: canaryWeight };
+export function weightPatch(vs: VirtualService, target: MeshTarget, traffic: Traffic): PatchOp[] {
+  const steered: SteeredRoute = {
+    stable: target.stableSubset,
+    canary: target.canarySubset,
+    weight: traffic.weight,
+    ...(traffic.mirror ? { mirror: traffic.mirror } : {}),
+    ...(traffic.header ? { header: traffic.header } : {}),
+  };
   const next = steerWeight(vs, target.route, steered);
   if (!next.ok) throw new Error(next.error);
   const found = findRoute(vs, target.route);
@@ -157,11 +163,11 @@ export class IstioRouter implements TrafficRouter {
     return readWeight(vs, target);
   }
 
-  async setWeight(routeTarget: RouteTarget, canaryWeight: number): Promise<void> {
+  async steer(routeTarget: RouteTarget, traffic: Traffic): Promise<void> {
     const target = IstioRouter.mesh(routeTarget);
     const vs = await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs) throw new Error(`VirtualService ${target.namespace}/${target.virtualService} not found`);
-    await this.patch('virtualservices', target.namespace, target.virtualService, weightPatch(vs, target, canaryWeight));
+    await this.patch('virtualservices', target.namespace, target.virtualService, weightPatch(vs, target, traffic));
   }
 
   async backendsReady(routeTarget: RouteTarget, inFlight: boolean): Promise<boolean> {

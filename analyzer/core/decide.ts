@@ -15,6 +15,7 @@ import type {
 import { combine, judge, judgeSequential } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
+import type { HeaderMatch } from '../../contract/steering.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
 
 export interface CanaryObserved {
@@ -40,8 +41,13 @@ export interface Observed {
   rolledOut: boolean;
   status?: ReleaseStatus;
   canary?: CanaryObserved;
-  /** The canary weight on the VirtualService route, or why it cannot be read or written. */
-  routing: { ok: true; canaryWeight: number } | { ok: false; error: string };
+  /**
+   * The canary weight on the route — with the share mirrored to it and the testers' header route,
+   * where the router has them — or why it cannot be read or written.
+   */
+  routing:
+    | { ok: true; canaryWeight: number; mirror?: number; mirroredElsewhere?: string; header?: HeaderMatch }
+    | { ok: false; error: string };
   backendsReady: boolean;
   /**
    * The backends are weir's own objects the user's route names (an HTTPRoute's backend Services
@@ -68,7 +74,8 @@ export type Action =
   | { kind: 'labelStablePods' }
   | { kind: 'ensureBackends' }
   | { kind: 'ensureCanary'; replicas: number }
-  | { kind: 'setWeight'; weight: number }
+  /** The route's traffic for the canary: a weight, a mirrored share and the testers' route (absent: none). */
+  | { kind: 'setWeight'; weight: number; mirror?: number; header?: HeaderMatch }
   | { kind: 'deleteCanary' }
   /** The release is over: routing takes its between-releases shape (the router says what that is). */
   | { kind: 'retireRouting' }
@@ -98,6 +105,52 @@ export function canaryReplicas(replicas: number, weight: number): number {
   return Math.max(1, Math.ceil((replicas * weight) / 100));
 }
 
+/** What the canary gets in one step: a share of the requests, or (the shadow step) a copy of a share. */
+export interface StepTraffic {
+  weight: number;
+  mirror: number;
+}
+
+/** The release's steps in order: the shadow step first when the policy has one (issue 17). */
+export const stepsOf = (policy: Policy): StepTraffic[] => [
+  ...(policy.mirror ? [{ weight: 0, mirror: policy.mirror }] : []),
+  ...policy.steps.map((weight) => ({ weight, mirror: 0 })),
+];
+
+/** Where a step stands in words: `10%`, or `mirror 100%` in the shadow step. */
+const at = (s: ReleaseStatus): string => (s.mirror ? `mirror ${s.mirror}%` : `${s.weight}%`);
+
+const stepText = (t: StepTraffic): string =>
+  t.mirror > 0
+    ? `shadow: ${t.mirror}% of requests mirrored to the canary, none of its answers reach callers`
+    : `${t.weight}% to the canary`;
+
+/** The testers' header route, wanted whenever a release holds traffic on the route. */
+const testersHeader = (o: Observed): HeaderMatch | undefined => (o.policy.ok ? o.policy.value.canaryHeader : undefined);
+
+const sameHeader = (a: HeaderMatch | undefined, b: HeaderMatch | undefined): boolean =>
+  a?.name === b?.name && a?.value === b?.value;
+
+/** The write that gives the route a step's traffic for the canary. */
+function steerTo(o: Observed, weight: number, mirror: number): Action {
+  const header = testersHeader(o);
+  return { kind: 'setWeight', weight, ...(mirror > 0 ? { mirror } : {}), ...(header ? { header } : {}) };
+}
+
+/** The route already carries that traffic (weight, mirror and testers' route). */
+function routeCarries(o: Observed, weight: number, mirror: number): boolean {
+  if (!o.routing.ok) return false;
+  return (
+    o.routing.canaryWeight === weight &&
+    (o.routing.mirror ?? 0) === mirror &&
+    sameHeader(o.routing.header, testersHeader(o))
+  );
+}
+
+/** The route sends the canary anything at all: weight, a mirrored copy, or testers' requests. */
+const exposed = (o: Observed): boolean =>
+  o.routing.ok && (o.routing.canaryWeight > 0 || (o.routing.mirror ?? 0) > 0 || o.routing.header !== undefined);
+
 function fresh(revision: string, weight: number): ReleaseStatus {
   return { revision, step: 0, weight, failures: 0, checks: [], message: 'preparing the canary' };
 }
@@ -106,7 +159,7 @@ function fresh(revision: string, weight: number): ReleaseStatus {
 const checkAt = (s: ReleaseStatus, policy: Policy): number => ms(s.lastCheckAt ?? s.stepStartedAt) + policy.intervalMs;
 /** The last step holds no pause: it promotes at its first passing check. */
 const pauseEndsAt = (s: ReleaseStatus, policy: Policy): number =>
-  ms(s.stepStartedAt) + (s.step >= policy.steps.length - 1 ? 0 : policy.stepPauseMs);
+  ms(s.stepStartedAt) + (s.step >= stepsOf(policy).length - 1 ? 0 : policy.stepPauseMs);
 /** Never remove a canary before the mesh can have stopped sending to it. */
 const drainEndsAt = (o: Observed, s: ReleaseStatus): number =>
   ms(s.drainingSince) + Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
@@ -146,16 +199,23 @@ export function wakeAt(o: Observed, now: Date): number | undefined {
   return later.length > 0 ? Math.min(...later) : undefined;
 }
 
-/** Starts draining: weight to stable now, the canary goes once the mesh has stopped using it. */
-function drain(s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: string, weight: number): Action[] {
-  const next: ReleaseStatus = { ...s, weight: 0, drainingSince: now.toISOString(), outcome, message };
+/** Starts draining: all traffic to stable now (weight, mirror, testers' route); then the canary goes. */
+function drain(o: Observed, s: ReleaseStatus, now: Date, outcome: DrainOutcome, message: string): Action[] {
+  const next: ReleaseStatus = {
+    ...s,
+    weight: 0,
+    mirror: undefined,
+    drainingSince: now.toISOString(),
+    outcome,
+    message,
+  };
   // The record first, then the route: a crash in between still drains (whileDraining sets 0).
-  return [{ kind: 'status', status: next }, ...(weight > 0 ? [{ kind: 'setWeight', weight: 0 } as Action] : [])];
+  return [{ kind: 'status', status: next }, ...(exposed(o) ? [{ kind: 'setWeight', weight: 0 } as Action] : [])];
 }
 
 /** Starts draining a release that rolls back, recording why. */
-function rollBack(s: ReleaseStatus, now: Date, rollback: Rollback, weight: number): Action[] {
-  return drain({ ...s, rollback }, now, 'rollback', `RolledBack: ${rollback.detail}`, weight);
+function rollBack(o: Observed, s: ReleaseStatus, now: Date, rollback: Rollback): Action[] {
+  return drain(o, { ...s, rollback }, now, 'rollback', `RolledBack: ${rollback.detail}`);
 }
 
 function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
@@ -302,7 +362,10 @@ function onCheck(
     ),
   };
   return {
-    status: { ...status, message: `step ${s.step + 1}/${policy.steps.length} at ${s.weight}%: last check ${verdict}` },
+    status: {
+      ...status,
+      message: `step ${s.step + 1}/${stepsOf(policy).length} at ${at(s)}: last check ${verdict}`,
+    },
     actions: [checked, eventFor[verdict]],
   };
 }
@@ -328,37 +391,43 @@ function rollbackFor(
 }
 
 /** Brings the canary to its step's size and, once it is Ready, gives it the step's weight. */
-function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date, weight: number): Action[] {
-  const target = policy.steps[s.step] ?? 100;
-  const replicas = canaryReplicas(o.replicas, target);
+function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date): Action[] {
+  const steps = stepsOf(policy);
+  const target = steps[s.step] ?? { weight: 100, mirror: 0 };
+  // A mirrored share is load like a weight: the canary is sized for it.
+  const replicas = canaryReplicas(o.replicas, Math.max(target.weight, target.mirror));
   const canary = o.canary;
   if (!canary || canary.revision !== s.revision || canary.replicas !== replicas) {
     return [
       { kind: 'ensureCanary', replicas },
-      { kind: 'status', status: { ...s, message: `scaling the canary to ${replicas} for ${target}%` } },
+      { kind: 'status', status: { ...s, message: `scaling the canary to ${replicas} for ${stepText(target)}` } },
     ];
   }
   if (!canary.current || canary.readyReplicas < replicas) {
     const ready = `${canary.readyReplicas}/${replicas}`;
-    const message = `waiting for the canary to be Ready (${ready}) before giving it ${target}%`;
+    const message = `waiting for the canary to be Ready (${ready}) before step ${s.step + 1} (${stepText(target)})`;
     return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
   }
   const next: ReleaseStatus = {
     ...s,
-    weight: target,
+    weight: target.weight,
+    mirror: target.mirror > 0 ? target.mirror : undefined,
     stepStartedAt: now.toISOString(),
     lastCheckAt: undefined,
     lastVerdict: undefined,
-    message: `step ${s.step + 1}/${policy.steps.length}: ${target}% to the canary`,
+    message: `step ${s.step + 1}/${steps.length}: ${stepText(target)}`,
   };
+  const shadow = target.mirror > 0;
   // The record first, then the route: after a crash in between, the step is completed, never undone.
   return [
     { kind: 'status', status: next },
-    ...(weight !== target ? [{ kind: 'setWeight', weight: target } as Action] : []),
+    ...(routeCarries(o, target.weight, target.mirror) ? [] : [steerTo(o, target.weight, target.mirror)]),
     event(
       'Normal',
-      'WeightSet',
-      `step ${s.step + 1}/${policy.steps.length}: canary weight ${target}% (revision ${s.revision})`,
+      shadow ? 'MirrorSet' : 'WeightSet',
+      shadow
+        ? `step ${s.step + 1}/${steps.length}: ${stepText(target)} (revision ${s.revision})`
+        : `step ${s.step + 1}/${steps.length}: canary weight ${target.weight}% (revision ${s.revision})`,
     ),
   ];
 }
@@ -384,19 +453,23 @@ const backendsLost = 'the stable and canary backends (subsets or Services) no lo
  * the object was replaced): put it back at once, and judge the step only on traffic after that.
  */
 function repairRouting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
+  const mirror = s.mirror ?? 0;
+  const carries = routeCarries(o, s.weight, mirror);
   const what = !o.backendsReady
     ? backendsLost
     : weight !== s.weight
       ? `the route gave the canary ${weight}% instead of ${s.weight}%; put back to ${s.weight}%`
-      : undefined;
+      : !carries
+        ? `the route's mirror to the canary or the testers' header route was changed; put back`
+        : undefined;
   if (!what) return undefined;
   // No check yet in this step: weir's own step write has not reached the route (a conflict, or a
   // crash after the record): finish it, nothing to warn about.
-  if (o.backendsReady && s.lastCheckAt === undefined) return [{ kind: 'setWeight', weight: s.weight }];
+  if (o.backendsReady && s.lastCheckAt === undefined) return [steerTo(o, s.weight, mirror)];
   const restarted = o.phase === 'Progressing' ? "; the step's checks start again" : '';
   return [
     ...(o.backendsReady ? [] : [{ kind: 'ensureBackends' } as Action]),
-    ...(weight !== s.weight ? [{ kind: 'setWeight', weight: s.weight } as Action] : []),
+    ...(carries ? [] : [steerTo(o, s.weight, mirror)]),
     event('Warning', 'RoutingRepaired', `${what}${restarted}`),
     {
       kind: 'status',
@@ -414,22 +487,22 @@ function progressing(
   weight: number,
 ): Action[] {
   if (o.unlabelledStablePods > 0) return [{ kind: 'labelStablePods' }];
-  const target = policy.steps[s.step] ?? 100;
-  const holding = s.stepStartedAt !== undefined && s.weight === target;
+  const target = stepsOf(policy)[s.step] ?? { weight: 100, mirror: 0 };
+  const holding = s.stepStartedAt !== undefined && s.weight === target.weight && (s.mirror ?? 0) === target.mirror;
   // A check on traffic the canary did not get is never counted: repair first.
   const repair = holding ? repairRouting(o, s, now, weight) : undefined;
   if (repair) return repair;
   if (!o.backendsReady) return [{ kind: 'ensureBackends' }];
-  if (!holding) return enterStep(o, s, policy, now, weight);
+  if (!holding) return enterStep(o, s, policy, now);
   let status = s;
   const actions: Action[] = [];
   if (measured) {
     const check = onCheck(o, s, policy, measured, now);
-    if (check.rollback) return [...check.actions, ...rollBack(check.status, now, check.rollback, weight)];
+    if (check.rollback) return [...check.actions, ...rollBack(o, check.status, now, check.rollback)];
     status = check.status;
     actions.push(...check.actions);
   }
-  const isLast = s.step >= policy.steps.length - 1;
+  const isLast = s.step >= stepsOf(policy).length - 1;
   const pauseOver = now.getTime() >= pauseEndsAt(status, policy);
   if (pauseOver && status.lastVerdict === 'pass') {
     if (isLast) return [...actions, ...promote(o, status)];
@@ -440,7 +513,7 @@ function progressing(
       lastCheckAt: undefined,
       lastVerdict: undefined,
     };
-    return [...actions, ...enterStep(o, next, policy, now, weight)];
+    return [...actions, ...enterStep(o, next, policy, now)];
   }
   return measured ? [...actions, { kind: 'status', status }] : actions;
 }
@@ -452,7 +525,7 @@ function progressing(
  */
 function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
   const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
-  if (weight > 0) return drain(base, now, 'settle', `${o.phase}: traffic back to stable`, weight);
+  if (exposed(o)) return drain(o, base, now, 'settle', `${o.phase}: traffic back to stable`);
   if (base.drainingSince) return [];
   if (!s && o.ownBackends && !o.backendsReady && !o.optedOut) {
     return [
@@ -467,12 +540,19 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
 }
 
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
-function whileDraining(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] | undefined {
-  if (now.getTime() < drainEndsAt(o, s)) return weight > 0 ? [{ kind: 'setWeight', weight: 0 }] : [];
+function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | undefined {
+  if (now.getTime() < drainEndsAt(o, s)) return exposed(o) ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
   return s.revision === o.canaryRevision ? finishDrain(o, s) : undefined;
 }
+
+const weightsOnly =
+  `invalid policy, holding: a shadow step (mirror in ${policyAnnotations.steps}) and ` +
+  `${policyAnnotations.canaryHeader} need the Istio router (a VirtualService); an HTTPRoute has weights only`;
+
+const mirrorTaken = (host: string): string =>
+  `the steered route already mirrors to ${host}; a shadow step would replace the user's mirror, so it holds`;
 
 /** Routing or policy that cannot be used: hold, with one Warning per distinct problem. */
 function blocked(o: Observed, weight: number): Action[] | undefined {
@@ -490,7 +570,15 @@ function blocked(o: Observed, weight: number): Action[] | undefined {
         ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
         : !o.policy.ok
           ? { reason: 'InvalidPolicy', message: `invalid policy, holding: ${o.policy.errors.join('; ')}`, text: '' }
-          : undefined;
+          : o.route?.kind === 'HTTPRoute' && (o.policy.value.mirror || o.policy.value.canaryHeader)
+            ? { reason: 'InvalidPolicy', message: weightsOnly, text: '' }
+            : o.policy.value.mirror && o.routing.mirroredElsewhere !== undefined
+              ? {
+                  reason: 'RoutingError',
+                  message: `routing: ${mirrorTaken(o.routing.mirroredElsewhere)}`,
+                  text: mirrorTaken(o.routing.mirroredElsewhere),
+                }
+              : undefined;
   if (!problem) return undefined;
   if (o.status?.message === problem.message) return [];
   const status = { ...(o.status ?? fresh(o.canaryRevision ?? 'none', weight)), message: problem.message };
@@ -513,7 +601,7 @@ function unreadable(o: Observed): Action[] {
 /** A revision with no record yet: a new release, or a newer canary superseding the running one. */
 function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
   const revision = o.canaryRevision ?? 'none';
-  const superseded = previous !== undefined && o.phase === 'Progressing' && (weight > 0 || o.canary !== undefined);
+  const superseded = previous !== undefined && o.phase === 'Progressing' && (exposed(o) || o.canary !== undefined);
   const start = fresh(revision, weight);
   const started = superseded
     ? event(
@@ -526,8 +614,8 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
         'ReleaseStarted',
         `release of revision ${revision} started against stable ${o.stableRevision ?? 'unknown'}`,
       );
-  if (superseded && weight > 0)
-    return [started, ...drain(start, now, 'restart', 'superseded: draining the previous canary', weight)];
+  if (superseded && exposed(o))
+    return [started, ...drain(o, start, now, 'restart', 'superseded: draining the previous canary')];
   return [started, { kind: 'status', status: start }];
 }
 
@@ -547,7 +635,7 @@ function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Ac
       },
     ];
   if (o.rolledOut && now.getTime() - ms(s.rolledOutAt) >= settleMs)
-    return drain(s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision', weight);
+    return drain(o, s, now, 'promote', 'promoted: traffic back to the stable subset, now the new revision');
   if (o.rolledOut) return [];
   const message = 'promoting: waiting for the Deployment to roll out';
   return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
@@ -589,7 +677,7 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
         'RollingBack',
         `abort requested: rolling back revision ${current.revision} at ${current.weight}%`,
       ),
-      ...rollBack(current, now, rollback, weight),
+      ...rollBack(o, current, now, rollback),
     ];
   }
   if (request === 'promote-full')
@@ -601,13 +689,13 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
   const policy = o.policy.value;
   if (!current.stepStartedAt)
     return refuse('promote: the current step has not started yet (waiting for the canary to be Ready)');
-  const isLast = current.step >= policy.steps.length - 1;
+  const isLast = current.step >= stepsOf(policy).length - 1;
   const actions: Action[] = [
     clear,
     event(
       'Normal',
       'PromoteRequested',
-      `promote requested: ending step ${current.step + 1}/${policy.steps.length} early`,
+      `promote requested: ending step ${current.step + 1}/${stepsOf(policy).length} early`,
     ),
   ];
   if (isLast) return [...actions, ...promote(o, current)];
@@ -618,7 +706,6 @@ function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight:
       { ...current, step: current.step + 1, stepStartedAt: undefined, lastCheckAt: undefined, lastVerdict: undefined },
       policy,
       now,
-      weight,
     ),
   ];
 }
@@ -635,7 +722,7 @@ export function decide(o: Observed, measured: Measurement[] | undefined, now: Da
 function described(o: Observed, actions: Action[]): Action[] {
   const about = {
     policy: o.policyName,
-    ...(o.policy.ok ? { steps: o.policy.value.steps } : {}),
+    ...(o.policy.ok ? { steps: stepsOf(o.policy.value).map((t) => t.weight) } : {}),
     ...(o.route ? { route: o.route } : {}),
   };
   return actions.map((a) => (a.kind === 'status' ? { ...a, status: { ...a.status, ...about } } : a));
@@ -646,13 +733,13 @@ function next(o: Observed, measured: Measurement[] | undefined, now: Date): Acti
   const s = o.status;
   const requested = o.routing.ok ? onRequest(o, s, now, weight) : undefined;
   if (requested) return requested;
-  const draining = s?.drainingSince && o.routing.ok ? whileDraining(o, s, now, weight) : undefined;
+  const draining = s?.drainingSince && o.routing.ok ? whileDraining(o, s, now) : undefined;
   if (draining) return draining;
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return o.routing.ok ? settled(o, s, now, weight) : [];
   const hold = blocked(o, weight);
   if (hold) return hold;
   if (!s || s.revision !== (o.canaryRevision ?? 'none')) return begin(o, s, now, weight);
-  if (o.optedOut) return drain(s, now, 'opt-out', 'opted out: traffic back to stable', weight);
+  if (o.optedOut) return drain(o, s, now, 'opt-out', 'opted out: traffic back to stable');
   if (o.phase === 'Promoting') return promoting(o, s, now, weight);
   return o.policy.ok ? progressing(o, s, o.policy.value, measured, now, weight) : [];
 }

@@ -20,6 +20,7 @@ const byReason: Record<string, NotificationEvent> = {
   ReleaseStarted: 'started',
   Superseded: 'started',
   WeightSet: 'step',
+  MirrorSet: 'step',
   CheckFailed: 'checkFailed',
   RollingBack: 'rollingBack',
   RolledBack: 'rolledBack',

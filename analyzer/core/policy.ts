@@ -2,6 +2,8 @@
 // annotations. A bad value is an error that names the annotation, never a silent default.
 import { parse as parseYaml } from 'yaml';
 import { policyAnnotations, prefix } from '../../contract/names.ts';
+import { isHeaderMatch } from '../../contract/steering.ts';
+import type { HeaderMatch } from '../../contract/steering.ts';
 
 export interface MetricPolicy {
   name: string;
@@ -18,6 +20,13 @@ export interface MetricPolicy {
 export interface Policy {
   /** Canary weights, in percent, strictly rising, ending at 100. */
   steps: number[];
+  /**
+   * A shadow step before the first weight: this percent of the steered route's requests is
+   * copied to the canary (answers discarded) and judged like any step. Absent: no shadow step.
+   */
+  mirror?: number;
+  /** Requests with this header reach the canary for the whole release (the testers' route). */
+  canaryHeader?: HeaderMatch;
   stepPauseMs: number;
   intervalMs: number;
   failureLimit: number;
@@ -80,12 +89,28 @@ export function parseDuration(text: string): number | undefined {
   return m?.[1] && unit ? Math.round(Number(m[1]) * unit) : undefined;
 }
 
-export function parseSteps(text: string): number[] | undefined {
-  const steps = text.split(',').map((s) => Number(s.trim()));
+/**
+ * `10,50,100`, or with a shadow step first: `mirror,10,50,100` (all requests copied) or
+ * `mirror:25,10,50,100` (a quarter of them).
+ */
+export function parseSteps(text: string): { steps: number[]; mirror?: number } | undefined {
+  const tokens = text.split(',').map((s) => s.trim());
+  const shadow = /^mirror(?::(\d{1,3}))?$/.exec(tokens[0] ?? '');
+  const mirror = shadow ? Number(shadow[1] ?? 100) : undefined;
+  if (mirror !== undefined && (mirror < 1 || mirror > 100)) return undefined;
+  const steps = tokens.slice(shadow ? 1 : 0).map(Number);
   const valid =
     steps.length > 0 &&
     steps.every((s, i) => Number.isInteger(s) && s > 0 && s <= 100 && (i === 0 || s > (steps[i - 1] ?? 0)));
-  return valid && steps[steps.length - 1] === 100 ? steps : undefined;
+  if (!valid || steps[steps.length - 1] !== 100) return undefined;
+  return mirror === undefined ? { steps } : { steps, mirror };
+}
+
+/** `x-canary=always` → the header testers send to reach the canary. */
+export function parseHeaderMatch(text: string): HeaderMatch | undefined {
+  const at = text.indexOf('=');
+  const match = { name: text.slice(0, at).trim(), value: text.slice(at + 1).trim() };
+  return at > 0 && isHeaderMatch(match) ? match : undefined;
 }
 
 type Field = { key: string; text: string };
@@ -142,8 +167,24 @@ export function resolvePolicy(annotations: Record<string, string>, policies: Rec
   const steps = field(policyAnnotations.steps);
   if (steps) {
     const parsed = parseSteps(steps.text);
-    if (parsed) policy.steps = parsed;
-    else errors.push(`${steps.key}: "${steps.text}" must be rising percentages ending at 100, such as 10,50,100`);
+    if (parsed) {
+      policy.steps = parsed.steps;
+      if (parsed.mirror === undefined) delete policy.mirror;
+      else policy.mirror = parsed.mirror;
+    } else
+      errors.push(
+        `${steps.key}: "${steps.text}" must be rising percentages ending at 100, such as 10,50,100, ` +
+          'optionally after a shadow step: mirror,10,50,100 or mirror:25,10,50,100',
+      );
+  }
+  const header = field(policyAnnotations.canaryHeader);
+  if (header) {
+    const parsed = parseHeaderMatch(header.text);
+    if (parsed) policy.canaryHeader = parsed;
+    else
+      errors.push(
+        `${header.key}: "${header.text}" is not <header>=<value> with a lower-case header, such as x-canary=always`,
+      );
   }
   const set = <K extends keyof Policy>(key: K, value: Policy[K] | undefined): void => {
     if (value !== undefined) policy[key] = value;
@@ -225,6 +266,7 @@ interface RawPolicy {
   alpha?: unknown;
   margin?: unknown;
   steps?: unknown;
+  canaryHeader?: unknown;
   stepPause?: unknown;
   interval?: unknown;
   failureLimit?: unknown;
@@ -259,10 +301,11 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
     ['analysis', policyAnnotations.analysis],
     ['alpha', policyAnnotations.alpha],
     ['margin', policyAnnotations.margin],
+    ['canaryHeader', policyAnnotations.canaryHeader],
   ];
   for (const [field, key] of map) {
     const v = raw[field];
-    if (Array.isArray(v)) annotationsLike[key] = v.map((x) => String(x as number)).join(',');
+    if (Array.isArray(v)) annotationsLike[key] = v.map((x) => String(x as number | string)).join(',');
     else if (typeof v === 'string' || typeof v === 'number') annotationsLike[key] = String(v);
     else if (v !== undefined) errors.push(`policies.${name}.${field}: expected a string or number`);
   }

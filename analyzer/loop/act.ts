@@ -11,6 +11,14 @@ import { isOurCanary, unlabelledStablePods } from './observe.ts';
 import { selectorQuery } from './selector.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
 import type { Edges, ReleaseView } from './observe.ts';
+import type { Traffic } from '../ports/router.ts';
+
+/** The traffic a setWeight action asks the router for. */
+const trafficOf = ({ weight, mirror, header }: Extract<Action, { kind: 'setWeight' }>): Traffic => ({
+  weight,
+  ...(mirror ? { mirror } : {}),
+  ...(header ? { header } : {}),
+});
 
 export interface ActContext extends Edges {
   /** False once leadership is lost: no more writes, at once. */
@@ -226,7 +234,7 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'retireRouting':
       return target ? ctx.router.retire(target) : undefined;
     case 'setWeight':
-      return target ? ctx.router.setWeight(target, action.weight) : undefined;
+      return target ? ctx.router.steer(target, trafficOf(action)) : undefined;
     case 'ensureCanary':
       return ensureCanary(ctx, d, action.replicas);
     case 'deleteCanary':

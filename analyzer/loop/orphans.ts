@@ -34,7 +34,8 @@ function orphaned(
   const owned = deployments.some(
     (d) => d.metadata?.namespace === namespace && inRelease(d) && namesRoute(d, kind, name),
   );
-  return owned ? [] : [...record].filter(([, r]) => r.weight > 0);
+  // A mirror or a testers' route is canary traffic too (issue 17): it goes with the weight.
+  return owned ? [] : [...record].filter(([, r]) => r.weight > 0 || (r.mirror ?? 0) > 0 || r.header !== undefined);
 }
 
 /** Route targets of this route that hold canary weight with no release in progress to own it. Pure. */
@@ -111,7 +112,7 @@ export async function unweightOrphans(
     if (!object || !inScope(namespace)) continue;
     for (const target of orphanedRoutes(kind, object, deployments)) {
       try {
-        await edges.router.setWeight(target, 0);
+        await edges.router.steer(target, { weight: 0 });
         const involved = {
           apiVersion: apiVersions[kind],
           kind,

@@ -1,6 +1,8 @@
 // The traffic router port: the one interface the analyzer moves traffic through, with one adapter
 // per routing API (ADR 17): Istio's VirtualService and DestinationRule (adapters/istio.ts) and the
 // Gateway API's HTTPRoute (adapters/gateway.ts). decide sees only weights and "backends ready".
+import type { HeaderMatch } from '../../contract/steering.ts';
+import type { RouteReading } from '../../contract/istio.ts';
 
 /** The Deployment weir-owned routing objects belong to (an owner reference: collected with it). */
 export interface RouteOwner {
@@ -39,13 +41,26 @@ export interface GatewayTarget extends TargetCommon {
 /** Which objects route one release, after resolving names and defaults. */
 export type RouteTarget = MeshTarget | GatewayTarget;
 
-/** The canary weight on the route, and the Service its canary share reaches (for callers' errors, issue 14). */
-export type RouteRead = { ok: true; canaryWeight: number; host?: string } | { ok: false; error: string };
+/**
+ * The canary weight on the route, and the Service its canary share reaches (for callers' errors,
+ * issue 14); on Istio also the share mirrored to the canary and the testers' header route (issue 17).
+ */
+export type RouteRead = RouteReading | { ok: false; error: string };
+
+/** What the route gives the canary: a weight; on Istio also a mirrored share and the testers' route. */
+export interface Traffic {
+  weight: number;
+  /** Percent of requests copied to the canary (the shadow step); absent: none. */
+  mirror?: number;
+  /** Requests with this header go to the canary; absent: no testers' route. */
+  header?: HeaderMatch;
+}
 
 /** The one interface the analyzer moves traffic through. */
 export interface TrafficRouter {
   read(target: RouteTarget): Promise<RouteRead>;
-  setWeight(target: RouteTarget, canaryWeight: number): Promise<void>;
+  /** Gives the route this traffic for the canary; what is absent from it (a mirror, a testers' route) goes. */
+  steer(target: RouteTarget, traffic: Traffic): Promise<void>;
   /**
    * The backends (subsets, or Services) have their shape: in flight, each selects its half;
    * between releases, the router's settled shape (the canary subset on the stable half, no weir
@@ -69,8 +84,8 @@ export class RouterByKind implements TrafficRouter {
   read(target: RouteTarget): Promise<RouteRead> {
     return this.adapters[target.kind].read(target);
   }
-  setWeight(target: RouteTarget, canaryWeight: number): Promise<void> {
-    return this.adapters[target.kind].setWeight(target, canaryWeight);
+  steer(target: RouteTarget, traffic: Traffic): Promise<void> {
+    return this.adapters[target.kind].steer(target, traffic);
   }
   backendsReady(target: RouteTarget, inFlight: boolean): Promise<boolean> {
     return this.adapters[target.kind].backendsReady(target, inFlight);

@@ -256,6 +256,27 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       /in a user's VirtualService only the weights/,
     ],
     [
+      "a mirror of a user's VirtualService to a service the route does not send to",
+      'PATCH',
+      `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`,
+      [{ op: 'add', path: '/spec/http/0/mirror', value: { host: 'evil.example.com' } }],
+      /in a user's VirtualService only the weights/,
+    ],
+    [
+      "a testers' route to a service the VirtualService does not send to",
+      'PATCH',
+      `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`,
+      [{ op: 'add', path: '/spec/http/0', value: testersRoute({ host: 'evil.example.com' }) }],
+      /a testers' route \(weir-canary-header\*\) matches on a header/,
+    ],
+    [
+      "a testers' route that matches every request",
+      'PATCH',
+      `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`,
+      [{ op: 'add', path: '/spec/http/0', value: { ...testersRoute({ host: 'web', subset: 'stable' }), match: [{}] } }],
+      /a testers' route \(weir-canary-header\*\) matches on a header/,
+    ],
+    [
       "a backend of a user's HTTPRoute",
       'PATCH',
       `/apis/gateway.networking.k8s.io/v1/namespaces/${app}/httproutes/web`,
@@ -290,7 +311,33 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     { op: 'replace', path: '/spec/rules/0/backendRefs/1/weight', value: 10 },
   ]);
   t.equal(weight.code, 200, `an HTTPRoute backend weight is allowed: ${weight.message}`);
+  // The shadow step and the testers' route, as the analyzer writes them (issue 17).
+  const vsPath = `/apis/networking.istio.io/v1/namespaces/${app}/virtualservices/web`;
+  const canary = { host: 'web', subset: 'canary' };
+  const shadow = await asAnalyzer('PATCH', vsPath, [
+    { op: 'add', path: '/spec/http/0/route/-', value: { destination: canary, weight: 0 } },
+    { op: 'add', path: '/spec/http/0/mirror', value: canary },
+    { op: 'add', path: '/spec/http/0/mirrorPercentage', value: { value: 100 } },
+  ]);
+  t.equal(shadow.code, 200, `a mirror to the route's canary destination is allowed: ${shadow.message}`);
+  const testers = await asAnalyzer('PATCH', vsPath, [{ op: 'add', path: '/spec/http/0', value: testersRoute(canary) }]);
+  t.equal(testers.code, 200, `a testers' route to the canary is allowed: ${testers.message}`);
+  const gone = await asAnalyzer('PATCH', vsPath, [
+    { op: 'remove', path: '/spec/http/0' },
+    { op: 'remove', path: '/spec/http/0/mirror' },
+    { op: 'remove', path: '/spec/http/0/mirrorPercentage' },
+  ]);
+  t.equal(gone.code, 200, `and both may go again: ${gone.message}`);
 });
+
+/** A testers' route as weir writes it: a header match, one destination. */
+function testersRoute(destination: { host: string; subset?: string }): Record<string, unknown> {
+  return {
+    name: 'weir-canary-header-primary',
+    match: [{ headers: { 'x-canary': { exact: 'always' } } }],
+    route: [{ destination }],
+  };
+}
 
 t.test(
   'a selector without the opt-in label fails to render with failurePolicy Fail; ' +

@@ -30,8 +30,15 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
   for (const a of actions) {
     switch (a.kind) {
       case 'setWeight':
-        o.routing = { ok: true, canaryWeight: a.weight };
-        log.push(`weight ${a.weight}`);
+        o.routing = {
+          ok: true,
+          canaryWeight: a.weight,
+          ...(a.mirror ? { mirror: a.mirror } : {}),
+          ...(a.header ? { header: a.header } : {}),
+        };
+        log.push(
+          `weight ${a.weight}${a.mirror ? ` mirror ${a.mirror}` : ''}${a.header ? ` header ${a.header.name}` : ''}`,
+        );
         break;
       case 'ensureCanary':
         o.canary = { revision: o.canaryRevision ?? '', replicas: a.replicas, readyReplicas: a.replicas, current: true };

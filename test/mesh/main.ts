@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { KubeConfig, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { route, fqdn } from './routing.ts';
+import { routeRequest, fqdn } from './routing.ts';
 import type {
   MeshSnapshot,
   SimPod,
@@ -15,6 +15,7 @@ import type {
   SimHTTPRoute,
   HttpRoute,
   Routed,
+  RoutedRequest,
 } from './routing.ts';
 
 const { values: args } = parseArgs({
@@ -210,11 +211,13 @@ async function refresh(): Promise<void> {
   synced = true;
 }
 
+const callers = {
+  mesh: { source_workload: 'mesh-client', source_workload_namespace: 'weir-mesh' },
+  gateway: { source_workload: 'istio-ingressgateway', source_workload_namespace: 'istio-system' },
+} as const;
+
 function record(entry: 'mesh' | 'gateway', routed: Routed): void {
-  const source =
-    entry === 'mesh'
-      ? { source_workload: 'mesh-client', source_workload_namespace: 'weir-mesh' }
-      : { source_workload: 'istio-ingressgateway', source_workload_namespace: 'istio-system' };
+  const source = callers[entry];
   if (routed.kind === 'no-route') return;
   if (routed.kind === 'invalid-backend') {
     // Envoy answers itself, with no upstream cluster to name: only the source reports.
@@ -264,10 +267,21 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
     duration.observe(labels, 0.2);
     return;
   }
-  const pod = routed.pod;
+  answer(base, routed.pod, ['source', 'destination']);
+}
+
+type PodLabels = `destination_${'workload' | 'workload_namespace' | 'version' | 'app' | 'canonical_service'}`;
+/** A request's labels before a pod answers it. */
+type RequestLabels = Omit<MetricLabels, 'reporter' | PodLabels | 'response_code' | 'response_flags'>;
+
+/**
+ * A pod answers: both proxies report it, or — for a mirrored copy, whose answer Envoy drops
+ * before the caller — only the pod's own proxy. Returns whether it failed.
+ */
+function answer(base: RequestLabels, pod: SimPod, reporters: ('source' | 'destination')[]): boolean {
   const failed = Math.random() < pod.errorRate;
   const latency = pod.latencyMs * (0.5 + Math.random());
-  for (const reporter of ['source', 'destination']) {
+  for (const reporter of reporters) {
     const labels: MetricLabels = {
       ...base,
       reporter,
@@ -282,6 +296,25 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
     requests.inc(labels);
     duration.observe(labels, latency);
   }
+  return failed;
+}
+
+/** Sends one request and its mirrored copy, if any; the copy's answer is reported by its pod alone. */
+function sendOne(entry: 'mesh' | 'gateway', sent: RoutedRequest): void {
+  record(entry, sent.routed);
+  const copy = sent.mirrored;
+  if (copy?.kind !== 'pod') return;
+  answer(
+    {
+      ...callers[entry],
+      destination_service: fqdn(copy.service),
+      destination_service_name: copy.service.name,
+      destination_service_namespace: copy.service.namespace,
+      request_protocol: 'http',
+    },
+    copy.pod,
+    ['destination'],
+  );
 }
 
 const tickMs = 100;
@@ -289,7 +322,7 @@ const owed = new Map<string, number>();
 function send(entry: 'mesh' | 'gateway', host: string, rps: number): void {
   const key = `${entry}|${host}`;
   let due = (owed.get(key) ?? 0) + (rps * tickMs) / 1000;
-  for (; due >= 1; due--) record(entry, route(snapshot, entry, host, '/', Math.random));
+  for (; due >= 1; due--) sendOne(entry, routeRequest(snapshot, entry, host, { path: '/' }, Math.random));
   owed.set(key, due);
 }
 
@@ -297,6 +330,31 @@ setInterval(() => {
   for (const [host, rps] of serviceRps) send('mesh', host, rps);
   for (const [host, rps] of gatewayHosts) send('gateway', host, rps);
 }, tickMs);
+
+/**
+ * One request on purpose, as a tester would send it (`/request?host=…&entry=mesh|gateway&path=/&header=name=value`):
+ * routed and reported like the synthetic ones, and answered with where it went.
+ */
+function testerRequest(url: string): { kind: Routed["kind"]; workload?: string; mirroredTo?: string } {
+  const query = new URL(url, 'http://mesh').searchParams;
+  const entry = query.get('entry') === 'gateway' ? 'gateway' : 'mesh';
+  const headers = Object.fromEntries(
+    query.getAll('header').map((h) => [h.slice(0, h.indexOf('=')).toLowerCase(), h.slice(h.indexOf('=') + 1)]),
+  );
+  const sent = routeRequest(
+    snapshot,
+    entry,
+    query.get('host') ?? '',
+    { path: query.get('path') ?? '/', headers },
+    Math.random,
+  );
+  sendOne(entry, sent);
+  const routed = sent.routed;
+  const mirrored = sent.mirrored?.kind === 'pod' ? { mirroredTo: sent.mirrored.pod.workload } : {};
+  return routed.kind === 'pod'
+    ? { kind: routed.kind, workload: routed.pod.workload, ...mirrored }
+    : { kind: routed.kind, ...mirrored };
+}
 
 let failures = 0;
 async function poll(): Promise<void> {
@@ -319,6 +377,8 @@ const server = createServer((req, res) => {
     );
   } else if (req.url === '/healthz') {
     res.writeHead(synced ? 200 : 503).end(synced ? 'ok' : 'not synced');
+  } else if (req.url?.startsWith('/request?')) {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(testerRequest(req.url)));
   } else {
     res.writeHead(404).end();
   }

@@ -28,10 +28,26 @@ export interface HttpDestination {
   weight?: number;
 }
 
+/** Istio's StringMatch: exactly one of exact, prefix, regex (RE2, whole value). */
+export interface StringMatch {
+  exact?: string;
+  prefix?: string;
+  regex?: string;
+}
+
 export interface HttpRoute {
   name?: string;
-  match?: { uri?: { prefix?: string; exact?: string; regex?: string } }[];
+  match?: { uri?: StringMatch; headers?: Record<string, StringMatch> }[];
   route?: HttpDestination[];
+  /** A copy of each request (of `mirrorPercentage`, all when absent) goes here; its answer is dropped. */
+  mirror?: { host?: string; subset?: string };
+  mirrorPercentage?: { value?: number };
+}
+
+/** The parts of a request routing reads. Header names are lower case, as Envoy sees them. */
+export interface SimRequest {
+  path: string;
+  headers?: Record<string, string>;
 }
 
 export interface SimVirtualService {
@@ -108,16 +124,24 @@ export function resolveService(snapshot: MeshSnapshot, host: string, fromNamespa
 const matches = (labels: Labels, selector: Labels): boolean =>
   Object.entries(selector).every(([k, v]) => labels[k] === v);
 
-function uriMatches(route: HttpRoute, path: string): boolean {
+function stringMatches(m: StringMatch, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  if (m.exact !== undefined) return value === m.exact;
+  if (m.prefix !== undefined) return value.startsWith(m.prefix);
+  if (m.regex !== undefined) return new RegExp(`^(?:${m.regex})$`).test(value);
+  return true;
+}
+
+/** A route applies when any of its match blocks does; within a block, every condition must hold. */
+function requestMatches(route: HttpRoute, request: SimRequest): boolean {
   if (!route.match || route.match.length === 0) return true;
-  return route.match.some((m) => {
-    const uri = m.uri;
-    if (!uri) return Object.keys(m).length === 0;
-    if (uri.exact !== undefined) return path === uri.exact;
-    if (uri.prefix !== undefined) return path.startsWith(uri.prefix);
-    if (uri.regex !== undefined) return new RegExp(`^${uri.regex}$`).test(path);
-    return true;
-  });
+  return route.match.some(
+    (m) =>
+      (m.uri === undefined || stringMatches(m.uri, request.path)) &&
+      Object.entries(m.headers ?? {}).every(([name, match]) =>
+        stringMatches(match, request.headers?.[name.toLowerCase()]),
+      ),
+  );
 }
 
 function pickWeighted(destinations: HttpDestination[], random: () => number): HttpDestination | undefined {
@@ -261,18 +285,48 @@ export function route(
   path: string,
   random: () => number,
 ): Routed {
+  return routeRequest(snapshot, entry, host, { path }, random).routed;
+}
+
+/** Where one request went, and where its mirrored copy went, if the route mirrors it. */
+export interface RoutedRequest {
+  routed: Routed;
+  /** The copy Envoy sends to the route's mirror: its answer never reaches the caller. */
+  mirrored?: Routed;
+}
+
+/** Sends to a VirtualService destination: its Service's Ready endpoints in the subset. */
+function toDestination(
+  snapshot: MeshSnapshot,
+  vs: SimVirtualService,
+  destination: { host?: string; subset?: string } | undefined,
+  random: () => number,
+): Routed {
+  if (!destination?.host) return { kind: 'no-route' };
+  const service = resolveService(snapshot, destination.host, vs.namespace);
+  if (!service) return { kind: 'no-healthy-upstream', service: undefined };
+  return pickEndpoint(snapshot, service, destination.subset, random);
+}
+
+/** Routes one request, headers and all, and its mirrored copy (Istio's `mirror` and `mirrorPercentage`). */
+export function routeRequest(
+  snapshot: MeshSnapshot,
+  entry: 'mesh' | 'gateway',
+  host: string,
+  request: SimRequest,
+  random: () => number,
+): RoutedRequest {
   const vs = virtualServiceFor(snapshot, entry, host);
   const gatewayRoute = vs ? undefined : httpRouteFor(snapshot, entry, host);
-  if (gatewayRoute) return routeByHTTPRoute(snapshot, gatewayRoute, path, random);
+  if (gatewayRoute) return { routed: routeByHTTPRoute(snapshot, gatewayRoute, request.path, random) };
   if (!vs) {
     const service = snapshot.services.find((s) => fqdn(s) === host);
-    return service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'no-route' };
+    return { routed: service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'no-route' } };
   }
-  const httpRoute = vs.http.find((r) => uriMatches(r, path));
-  const chosen = pickWeighted(httpRoute?.route ?? [], random);
-  const destinationHost = chosen?.destination?.host;
-  if (!destinationHost) return { kind: 'no-route' };
-  const service = resolveService(snapshot, destinationHost, vs.namespace);
-  if (!service) return { kind: 'no-healthy-upstream', service: undefined };
-  return pickEndpoint(snapshot, service, chosen.destination?.subset, random);
+  // The first route whose match holds wins, in the order written.
+  const httpRoute = vs.http.find((r) => requestMatches(r, request));
+  const routed = toDestination(snapshot, vs, pickWeighted(httpRoute?.route ?? [], random)?.destination, random);
+  const share = httpRoute?.mirror ? (httpRoute.mirrorPercentage?.value ?? 100) : 0;
+  if (!httpRoute?.mirror || random() * 100 >= share) return { routed };
+  return { routed, mirrored: toDestination(snapshot, vs, httpRoute.mirror, random) };
 }

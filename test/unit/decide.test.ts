@@ -594,3 +594,92 @@ t.test('wakeAt: the next pause end, check or drain end, strictly later; nothing 
   t.equal(wakeAt(draining, new Date(200_000)), undefined, 'a drain already over is not a wake-up');
   t.equal(wakeAt(world({ phase: 'Stable' }), new Date(0)), undefined, 'no record: only a change can wake it');
 });
+
+t.test('a shadow step: the canary is judged on mirrored requests before any user request reaches it', async (t) => {
+  const shadow: Policy = { ...policy, mirror: 100 };
+  const passing = releaseWorld(shadow);
+  const log: string[] = [];
+  run(passing, 250, errorRate(0.01), log);
+  t.same(weights(log), ['weight 0 mirror 100', 'weight 10', 'weight 50', 'weight 100', 'weight 0']);
+  t.ok(log.includes('event MirrorSet'), 'the shadow step is announced');
+  t.equal(passing.phase, 'Stable');
+  t.same(passing.status?.steps, [0, 10, 50, 100], 'readers see the shadow step as a step without weight');
+
+  const failing = releaseWorld(shadow);
+  const failed: string[] = [];
+  run(failing, 120, errorRate(0.3), failed);
+  t.same(weights(failed), ['weight 0 mirror 100', 'weight 0'], 'rolled back from the shadow step: weight never given');
+  t.equal(failing.phase, 'RolledBack');
+  t.notOk(failing.routing.ok && failing.routing.mirror, 'the mirror is gone');
+});
+
+t.test('a partial mirror sizes the canary for its share; the steps count it', async (t) => {
+  const o = releaseWorld({ ...policy, mirror: 25 }, { replicas: 8 });
+  const log: string[] = [];
+  apply(o, decide(o, undefined, new Date(0)), log);
+  t.match(decide(o, undefined, new Date(0)), [{ kind: 'ensureCanary', replicas: canaryReplicas(8, 25) }]);
+  run(o, 5, errorRate(0), log);
+  t.match(o.status?.message, /^step 1\/4: shadow: 25% of requests mirrored/);
+});
+
+t.test("the testers' header route rides with every step's write and leaves with the weight", async (t) => {
+  const header = { name: 'x-canary', value: 'always' };
+  const o = releaseWorld({ ...policy, canaryHeader: header });
+  const log: string[] = [];
+  run(o, 200, errorRate(0.01), log);
+  t.same(weights(log), [
+    'weight 10 header x-canary',
+    'weight 50 header x-canary',
+    'weight 100 header x-canary',
+    'weight 0',
+  ]);
+  t.equal(o.phase, 'Stable');
+});
+
+t.test("a mirror or testers' route taken off the route mid-step is put back, and the checks start again", async (t) => {
+  const o = releaseWorld({ ...policy, mirror: 100 });
+  const log: string[] = [];
+  run(o, 15, errorRate(0), log);
+  t.equal(o.routing.ok && o.routing.mirror, 100);
+  o.routing = { ok: true, canaryWeight: 0 };
+  const repair = decide(o, undefined, new Date(16_000));
+  t.match(repair, [
+    { kind: 'setWeight', weight: 0, mirror: 100 },
+    { kind: 'event', reason: 'RoutingRepaired' },
+  ]);
+});
+
+t.test("on an HTTPRoute a shadow step or a testers' header holds with a Warning that says why", async (t) => {
+  const route = { kind: 'HTTPRoute' as const, name: 'web', stableSubset: 'web-stable', canarySubset: 'web-canary' };
+  for (const extra of [{ mirror: 100 }, { canaryHeader: { name: 'x-canary', value: '1' } }]) {
+    const o = releaseWorld(
+      { ...policy, ...extra },
+      { route, status: { revision: 'c1', step: 0, weight: 0, failures: 0, checks: [], message: '' } },
+    );
+    const actions = decide(o, undefined, new Date(0));
+    t.match(actions, [{ kind: 'event', type: 'Warning', reason: 'InvalidPolicy', message: /need the Istio router/ }]);
+    t.notOk(
+      actions.some((a) => a.kind === 'ensureCanary' || a.kind === 'setWeight'),
+      'nothing moves',
+    );
+  }
+});
+
+t.test(
+  "a shadow step on a route that mirrors elsewhere holds with a RoutingError: the user's mirror stays",
+  async (t) => {
+    const o = releaseWorld(
+      { ...policy, mirror: 100 },
+      {
+        routing: { ok: true, canaryWeight: 0, mirroredElsewhere: 'audit.shop.svc.cluster.local' },
+        status: { revision: 'c1', step: 0, weight: 0, failures: 0, checks: [], message: '' },
+      },
+    );
+    const actions = decide(o, undefined, new Date(0));
+    t.match(actions, [{ kind: 'event', type: 'Warning', reason: 'RoutingError', message: /already mirrors to audit/ }]);
+    t.notOk(actions.some((a) => a.kind === 'setWeight'));
+    // Without a shadow step, their mirror is no concern of weir's.
+    const plain = releaseWorld(policy, { routing: { ok: true, canaryWeight: 0, mirroredElsewhere: 'audit' } });
+    t.notOk(decide(plain, undefined, new Date(0)).some((a) => a.kind === 'event' && a.reason === 'RoutingError'));
+  },
+);

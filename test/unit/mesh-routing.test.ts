@@ -1,7 +1,8 @@
 // The simulator's routing is what every traffic assertion rests on, so it is tested alone.
 import t from 'tap';
-import { route, resolveService } from '../mesh/routing.ts';
+import { route, resolveService, routeRequest } from '../mesh/routing.ts';
 import type { HTTPRouteRule, MeshSnapshot, ParentRef, Routed, SimPod } from '../mesh/routing.ts';
+import { seededRandom } from '../helpers/model.ts';
 
 const pod = (name: string, labels: Record<string, string>, ready = true): SimPod => ({
   namespace: 'ns',
@@ -229,3 +230,106 @@ t.test(
     t.equal(routed.kind === 'pod' ? routed.service.name : '', 'foo-v1', 'the request reaches the backend Service');
   },
 );
+
+t.test("Istio's header matches and mirroring, as documented (VirtualService HTTPMatchRequest, mirror)", async (t) => {
+  const pods: SimPod[] = [
+    {
+      namespace: 'ns',
+      name: 's',
+      labels: { app: 'web', track: 'stable' },
+      ready: true,
+      workload: 'web',
+      errorRate: 0,
+      latencyMs: 1,
+    },
+    {
+      namespace: 'ns',
+      name: 'c',
+      labels: { app: 'web', track: 'canary' },
+      ready: true,
+      workload: 'web-canary',
+      errorRate: 0,
+      latencyMs: 1,
+    },
+  ];
+  const host = 'web.ns.svc.cluster.local';
+  const snapshot = (http: MeshSnapshot['virtualServices'][number]['http']): MeshSnapshot => ({
+    services: [{ namespace: 'ns', name: 'web', selector: { app: 'web' } }],
+    pods,
+    virtualServices: [{ namespace: 'ns', name: 'web', hosts: ['web'], gateways: [], http }],
+    destinationRules: [
+      {
+        namespace: 'ns',
+        host: 'web',
+        subsets: [
+          { name: 'stable', labels: { track: 'stable' } },
+          { name: 'canary', labels: { track: 'canary' } },
+        ],
+      },
+    ],
+  });
+  const workload = (r: Routed): string => (r.kind === 'pod' ? r.pod.workload : r.kind);
+  const random = seededRandom(7);
+  // Conditions within one match block all hold (AND); blocks are alternatives (OR); the first route that matches wins.
+  const matching = snapshot([
+    {
+      name: 'testers',
+      match: [
+        { uri: { prefix: '/api' }, headers: { 'x-canary': { exact: 'always' } } },
+        { headers: { 'x-tester': { regex: 'ann|bob' } } },
+      ],
+      route: [{ destination: { host: 'web', subset: 'canary' } }],
+    },
+    { name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] },
+  ]);
+  const to = (path: string, headers: Record<string, string>): string =>
+    workload(routeRequest(matching, 'mesh', host, { path, headers }, random).routed);
+  t.equal(to('/api/x', { 'x-canary': 'always' }), 'web-canary', 'path and header both hold');
+  t.equal(to('/other', { 'x-canary': 'always' }), 'web', 'the header alone is not the block');
+  t.equal(to('/api/x', { 'x-canary': 'sometimes' }), 'web', 'exact means exact');
+  t.equal(to('/', { 'x-tester': 'bob' }), 'web-canary', 'the second block, a whole-value regex');
+  t.equal(to('/', { 'x-tester': 'bobby' }), 'web', 'a regex matches the whole value');
+  t.equal(to('/api/x', {}), 'web', 'no header, no match');
+
+  // mirror without mirrorPercentage copies every request; the caller's answer still comes from the route.
+  const all = snapshot([
+    {
+      name: 'primary',
+      route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }],
+      mirror: { host: 'web', subset: 'canary' },
+    },
+  ]);
+  const sent = Array.from({ length: 200 }, () => routeRequest(all, 'mesh', host, { path: '/' }, random));
+  t.ok(
+    sent.every((s) => workload(s.routed) === 'web'),
+    'callers are answered by stable',
+  );
+  t.ok(
+    sent.every((s) => s.mirrored && workload(s.mirrored) === 'web-canary'),
+    'each request copied to the canary',
+  );
+  // mirrorPercentage: that share of requests is copied.
+  const quarter = snapshot([
+    {
+      name: 'primary',
+      route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }],
+      mirror: { host: 'web', subset: 'canary' },
+      mirrorPercentage: { value: 25 },
+    },
+  ]);
+  const copies = Array.from({ length: 4000 }, () => routeRequest(quarter, 'mesh', host, { path: '/' }, random)).filter(
+    (s) => s.mirrored,
+  ).length;
+  t.ok(Math.abs(copies / 4000 - 0.25) < 0.03, `about a quarter copied (${copies} of 4000)`);
+  // A mirror to a subset with no endpoints copies nowhere: Envoy drops it, the caller never knows.
+  const empty = snapshot([
+    {
+      name: 'primary',
+      route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }],
+      mirror: { host: 'web', subset: 'none' },
+    },
+  ]);
+  const lost = routeRequest(empty, 'mesh', host, { path: '/' }, random);
+  t.equal(workload(lost.routed), 'web');
+  t.equal(lost.mirrored?.kind, 'no-healthy-upstream');
+});

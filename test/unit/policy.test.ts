@@ -157,3 +157,32 @@ t.test('analysis: threshold by default; sequential with alpha and margin from an
   );
   t.same(back.ok && back.value.analysis, { kind: 'threshold' }, 'an annotation turns a sequential policy back');
 });
+
+t.test("a shadow step in weir.dev/steps, and the testers' header; bad ones name the annotation", async (t) => {
+  const ok = (a: Record<string, string>) => {
+    const r = resolvePolicy(a, { default: defaultPolicy });
+    return r.ok ? r.value : undefined;
+  };
+  t.match(ok({ 'weir.dev/steps': 'mirror,10,50,100' }), { steps: [10, 50, 100], mirror: 100 });
+  t.match(ok({ 'weir.dev/steps': 'mirror:25, 50,100' }), { steps: [50, 100], mirror: 25 });
+  t.equal(ok({ 'weir.dev/steps': '10,100' })?.mirror, undefined);
+  t.same(ok({ 'weir.dev/canary-header': 'x-canary=always' })?.canaryHeader, { name: 'x-canary', value: 'always' });
+  for (const [key, text] of [
+    ['weir.dev/steps', 'mirror'],
+    ['weir.dev/steps', 'mirror:0,100'],
+    ['weir.dev/steps', 'mirror:101,100'],
+    ['weir.dev/steps', '10,mirror,100'],
+    ['weir.dev/canary-header', 'X-Canary=1'],
+    ['weir.dev/canary-header', 'x-canary'],
+    ['weir.dev/canary-header', '=1'],
+  ] as const) {
+    const r = resolvePolicy({ [key]: text }, { default: defaultPolicy });
+    t.match(r, { ok: false, errors: [new RegExp(`^${key}: "${text}"`)] }, `${key}: ${text}`);
+  }
+  const file = parsePolicyFile('policies:\n  shadow:\n    steps: [mirror, 10, 100]\n    canaryHeader: x-canary=1\n');
+  t.match(file, { ok: true, value: { shadow: { steps: [10, 100], mirror: 100, canaryHeader: { name: 'x-canary' } } } });
+  // A policy with a shadow step, overridden by steps without one: no shadow step.
+  const named = file.ok ? file.value : {};
+  const plain = resolvePolicy({ 'weir.dev/policy': 'shadow', 'weir.dev/steps': '50,100' }, named);
+  t.equal(plain.ok && plain.value.mirror, undefined);
+});

@@ -119,7 +119,7 @@ t.test("a real edit of another field of the VirtualService goes through, weir's 
 
 t.test("weir's own write, which changes the record with the weights, passes unchanged", async (t) => {
   const stored = seedVs([90, 10], weightsAt10);
-  const patch = weightPatch(stored, target, 50);
+  const patch = weightPatch(stored, target, { weight: 50 });
   const next = jsonPatch.applyPatch(structuredClone(stored), patch, true, false).newDocument;
   const m = mutate(review('VirtualService', 'UPDATE', next, stored), { now });
   t.equal(m.outcome, 'unchanged');
@@ -218,7 +218,7 @@ t.test('a route weir cannot steer is left as applied', async (t) => {
 
 t.test("the analyzer's weight patch is guarded, changes only the weights and the record", async (t) => {
   const vs = seedVs();
-  const patch = weightPatch(vs, target, 10);
+  const patch = weightPatch(vs, target, { weight: 10 });
   t.same(patch.slice(0, 2), [
     { op: 'test', path: '/metadata/resourceVersion', value: '7' },
     { op: 'test', path: '/spec/http/0/name', value: 'primary' },
@@ -234,7 +234,7 @@ t.test("the analyzer's weight patch is guarded, changes only the weights and the
   withoutCanary.spec?.http?.[0]?.route?.splice(1);
   const added = jsonPatch.applyPatch(
     structuredClone(withoutCanary),
-    weightPatch(withoutCanary, target, 0),
+    weightPatch(withoutCanary, target, { weight: 0 }),
     true,
     false,
   ).newDocument;
@@ -243,7 +243,10 @@ t.test("the analyzer's weight patch is guarded, changes only the weights and the
     { destination: { host, subset: 'v2' }, weight: 0 },
     'the canary destination is added, copied from stable',
   );
-  t.throws(() => weightPatch(seedVs(), { ...target, stableSubset: 'blue' }, 10), /no destination with subset blue/);
+  t.throws(
+    () => weightPatch(seedVs(), { ...target, stableSubset: 'blue' }, { weight: 10 }),
+    /no destination with subset blue/,
+  );
 });
 
 t.test("the analyzer's subset patch points the two subsets at the halves and records them", async (t) => {
@@ -285,7 +288,12 @@ t.test('one record entry per route: a route named and "the only route" are the s
   if (route) route.name = 'weir';
   const unnamed = { ...target, route: undefined } as MeshTarget;
   delete unnamed.route;
-  const out = jsonPatch.applyPatch(structuredClone(owned), weightPatch(owned, unnamed, 10), true, false).newDocument;
+  const out = jsonPatch.applyPatch(
+    structuredClone(owned),
+    weightPatch(owned, unnamed, { weight: 10 }),
+    true,
+    false,
+  ).newDocument;
   t.same(out.metadata?.annotations, { 'weir.dev/weights': '{"":{"stable":"v1","canary":"v2","weight":10}}' });
   const m = mutate(review('VirtualService', 'UPDATE', out, owned), { now });
   t.equal(m.outcome, 'unchanged', "the webhook keeps weir's own new weight");
@@ -321,6 +329,16 @@ t.test('weight with no release in progress to own it is orphaned; weight during 
   t.equal(orphanedRoutes('VirtualService', vs, [myapp()]).length, 1, 're-created without a release');
   t.equal(orphanedRoutes('VirtualService', vs, [myapp('Stable')]).length, 1, 'a Stable release');
   t.same(orphanedRoutes('VirtualService', vs, [myapp('Progressing')]), [], 'a release in progress owns its weight');
+  const shadow = seedVs([100, 0], {
+    'weir.dev/weights': JSON.stringify({ primary: { stable: 'v1', canary: 'v2', weight: 0, mirror: 100 } }),
+  });
+  t.equal(orphanedRoutes('VirtualService', shadow, []).length, 1, 'a mirror left by a deleted Deployment is orphaned');
+  const testers = seedVs([100, 0], {
+    'weir.dev/weights': JSON.stringify({
+      primary: { stable: 'v1', canary: 'v2', weight: 0, header: { name: 'x', value: '1' } },
+    }),
+  });
+  t.equal(orphanedRoutes('VirtualService', testers, []).length, 1, "so is a testers' route");
   t.same(
     orphanedRoutes('VirtualService', vs, [
       { ...myapp('Progressing'), metadata: { ...myapp('Progressing').metadata, namespace: 'other' } },
@@ -338,4 +356,127 @@ t.test('weight with no release in progress to own it is orphaned; weight during 
     'no weight, nothing to do',
   );
   t.same(orphanedRoutes('VirtualService', seedVs([50, 50]), []), [], 'a VirtualService weir never steered');
+});
+
+t.test("the shadow step writes only the steered route's mirror, records it, and takes only its own back", async (t) => {
+  const vs = seedVs();
+  const out = jsonPatch.applyPatch(
+    structuredClone(vs),
+    weightPatch(vs, target, { weight: 0, mirror: 25 }),
+    true,
+    false,
+  ).newDocument;
+  t.same(out.spec?.http?.[0]?.mirror, { host, subset: 'v2' }, 'a copy to the canary subset');
+  t.same(out.spec?.http?.[0]?.mirrorPercentage, { value: 25 });
+  t.same(
+    out.spec?.http?.[0]?.route?.map((d) => d.weight),
+    [100, 0],
+    'no weight moved',
+  );
+  t.same(parseWeights(out.metadata?.annotations?.['weir.dev/weights'])?.get('primary'), {
+    stable: 'v1',
+    canary: 'v2',
+    weight: 0,
+    mirror: 25,
+  });
+  t.match(readWeight(out, target), { ok: true, canaryWeight: 0, mirror: 25 });
+  const ended = jsonPatch.applyPatch(
+    structuredClone(out),
+    weightPatch(out, target, { weight: 10 }),
+    true,
+    false,
+  ).newDocument;
+  t.equal(ended.spec?.http?.[0]?.mirror, undefined, 'the next step takes the mirror away');
+  t.equal(ended.spec?.http?.[0]?.mirrorPercentage, undefined);
+  // The user's own mirror, to another service, is theirs: never replaced, never removed.
+  const theirs = seedVs();
+  const route0 = theirs.spec?.http?.[0];
+  if (route0) route0.mirror = { host: 'audit.shop.svc.cluster.local' };
+  t.throws(() => weightPatch(theirs, target, { weight: 0, mirror: 100 }), /mirrors to audit.shop.svc.cluster.local/);
+  const kept = jsonPatch.applyPatch(
+    structuredClone(theirs),
+    weightPatch(theirs, target, { weight: 10 }),
+    true,
+    false,
+  ).newDocument;
+  t.same(kept.spec?.http?.[0]?.mirror, { host: 'audit.shop.svc.cluster.local' });
+  const read = readWeight(theirs, target);
+  t.ok(read.ok && read.mirror === undefined, "their mirror is not weir's shadow step");
+  t.match(read, { mirroredElsewhere: 'audit.shop.svc.cluster.local' }, 'and it is reported as theirs');
+});
+
+t.test("the testers' route goes just before the steered one, with its matches and the header", async (t) => {
+  const vs = seedVs();
+  const steered = vs.spec?.http?.[0];
+  if (steered) steered.match = [{ uri: { prefix: '/api' } }, { uri: { exact: '/health' } }];
+  vs.spec?.http?.unshift({ name: 'first', route: [{ destination: { host: 'other' } }] });
+  const header = { name: 'x-canary', value: 'always' };
+  const out = jsonPatch.applyPatch(
+    structuredClone(vs),
+    weightPatch(vs, target, { weight: 10, header }),
+    true,
+    false,
+  ).newDocument;
+  t.same(
+    out.spec?.http?.map((r) => r.name),
+    ['first', 'weir-canary-header-primary', 'primary'],
+  );
+  t.same(out.spec?.http?.[1], {
+    name: 'weir-canary-header-primary',
+    match: [
+      { uri: { prefix: '/api' }, headers: { 'x-canary': { exact: 'always' } } },
+      { uri: { exact: '/health' }, headers: { 'x-canary': { exact: 'always' } } },
+    ],
+    route: [{ destination: { host, subset: 'v2' } }],
+  });
+  t.match(readWeight(out, target), { ok: true, canaryWeight: 10, header });
+  // Re-applied from git without it: the webhook puts it back from the record.
+  const reapplied = structuredClone(vs);
+  reapplied.metadata = { ...reapplied.metadata, annotations: out.metadata?.annotations ?? {} };
+  t.same(keepWeights(reapplied).spec?.http, out.spec?.http, 'kept through a re-apply');
+  // The release is over: the route goes, the rest is as the user wrote it.
+  const over = jsonPatch.applyPatch(
+    structuredClone(out),
+    weightPatch(out, target, { weight: 0 }),
+    true,
+    false,
+  ).newDocument;
+  t.same(
+    over.spec?.http?.map((r) => r.name),
+    ['first', 'primary'],
+  );
+  t.same(over.spec?.http?.[1]?.match, steered?.match);
+});
+
+t.test("the only route stays the only route while weir's testers' route sits beside it", async (t) => {
+  const unnamed: MeshTarget = { ...target, route: undefined };
+  const vs = seedVs();
+  delete vs.spec?.http?.[0]?.name;
+  const header = { name: 'x-canary', value: '1' };
+  const out = jsonPatch.applyPatch(
+    structuredClone(vs),
+    weightPatch(vs, unnamed, { weight: 50, header }),
+    true,
+    false,
+  ).newDocument;
+  t.same(
+    out.spec?.http?.map((r) => r.name),
+    ['weir-canary-header', undefined],
+  );
+  t.match(readWeight(out, unnamed), { ok: true, canaryWeight: 50, header });
+  t.same(
+    out.spec?.http?.[1]?.route?.map((d) => d.weight),
+    [50, 50],
+  );
+});
+
+t.test('a record with a bad mirror or header is no record', async (t) => {
+  for (const entry of [
+    { stable: 'a', canary: 'b', weight: 0, mirror: 101 },
+    { stable: 'a', canary: 'b', weight: 0, mirror: 2.5 },
+    { stable: 'a', canary: 'b', weight: 0, header: { name: 'X-Upper', value: '1' } },
+    { stable: 'a', canary: 'b', weight: 0, header: { name: 'x-canary', value: '' } },
+    { stable: 'a', canary: 'b', weight: 0, header: 'x-canary=1' },
+  ])
+    t.equal(parseWeights(JSON.stringify({ r: entry })), undefined, JSON.stringify(entry));
 });
