@@ -133,14 +133,21 @@ function locate(
 export function readRuleWeight(
   route: HTTPRoute,
   steered: SteeredRule,
-): { ok: true; canaryWeight: number; host?: string } | { ok: false; error: string } {
+): { ok: true; canaryWeight: number; host?: string; meshUnsteered?: true } | { ok: false; error: string } {
   const at = locate(route, steered);
   if ('error' in at) return { ok: false, error: at.error };
+  // A route whose parents are all Gateways is north–south only; in-mesh callers need a Service parent (GAMMA).
+  const meshUnsteered = !(route.spec?.parentRefs ?? []).some((p) => (p.group ?? '') === '' && p.kind === 'Service');
   const weightOf = (i: number): number => at.refs[i]?.weight ?? 1;
   const total = weightOf(at.stable) + weightOf(at.canary);
   if (total <= 0)
     return { ok: false, error: `both backendRefs of the steered rule have weight 0: the rule sends nowhere` };
-  return { ok: true, canaryWeight: Math.round((100 * weightOf(at.canary)) / total), host: steered.canaryService };
+  return {
+    ok: true,
+    canaryWeight: Math.round((100 * weightOf(at.canary)) / total),
+    host: steered.canaryService,
+    ...(meshUnsteered ? { meshUnsteered: true as const } : {}),
+  };
 }
 
 /** A copy of the route whose steered rule gives `weight` % to the canary Service; all else as it was. */

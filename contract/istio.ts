@@ -85,9 +85,20 @@ export interface RouteReading {
   mirror?: number;
   /** The host of the user's own mirror on the route (not weir's shadow step). */
   mirroredElsewhere?: string;
+  /**
+   * The route is bound to gateways only: the Service's in-mesh callers do not go through it and
+   * reach every pod the Service selects, the canary's included, whatever the weight.
+   */
+  meshUnsteered?: true;
   header?: HeaderMatch;
   host?: string;
 }
+
+/** Bound to gateways and not to `mesh`: sidecars of in-mesh callers never see this VirtualService. */
+const gatewayOnly = (vs: VirtualService): boolean => {
+  const gateways = vs.spec?.gateways ?? [];
+  return gateways.length > 0 && !gateways.includes('mesh');
+};
 
 /** The share a route mirrors to `subset` (Istio mirrors all when `mirrorPercentage` is absent); 0: none. */
 const mirrorTo = (route: HttpRoute, subset: string): number =>
@@ -129,6 +140,7 @@ export function readCanaryWeight(
     canaryWeight: canary?.weight ?? 0,
     ...(mirror > 0 ? { mirror } : {}),
     ...(theirs !== undefined ? { mirroredElsewhere: theirs } : {}),
+    ...(gatewayOnly(vs) ? { meshUnsteered: true as const } : {}),
     ...(header ? { header } : {}),
     ...(host ? { host } : {}),
   };

@@ -46,7 +46,15 @@ export interface Observed {
    * where the router has them — or why it cannot be read or written.
    */
   routing:
-    | { ok: true; canaryWeight: number; mirror?: number; mirroredElsewhere?: string; header?: HeaderMatch }
+    | {
+        ok: true;
+        canaryWeight: number;
+        mirror?: number;
+        mirroredElsewhere?: string;
+        header?: HeaderMatch;
+        /** In-mesh callers of the Service bypass the route (bound to gateways only). */
+        meshUnsteered?: boolean;
+      }
     | { ok: false; error: string };
   backendsReady: boolean;
   /**
@@ -598,6 +606,24 @@ function unreadable(o: Observed): Action[] {
   return [{ ...event('Warning', 'InvalidStatus', message), once: true } as Action];
 }
 
+/**
+ * Said once a release: callers the route never sees reach the canary's pods through the Service
+ * as soon as they are Ready. weir steers the route it is given; this says what it does not cover.
+ */
+function unsteeredCallers(o: Observed): Action[] {
+  if (!o.routing.ok || !o.routing.meshUnsteered) return [];
+  const route = o.route ? `${o.route.kind} ${o.route.name}` : 'the steered route';
+  return [
+    event(
+      'Warning',
+      'MeshCallersUnsteered',
+      `${route} is bound to gateways only: in-mesh callers of the Service reach every pod it selects, ` +
+        "the canary's included, whatever the weight; bind the route to the mesh as well " +
+        '(a VirtualService: gateways [..., mesh] and the Service in hosts; an HTTPRoute: the Service as a parentRef)',
+    ),
+  ];
+}
+
 /** A revision with no record yet: a new release, or a newer canary superseding the running one. */
 function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
   const revision = o.canaryRevision ?? 'none';
@@ -616,7 +642,7 @@ function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weig
       );
   if (superseded && exposed(o))
     return [started, ...drain(o, start, now, 'restart', 'superseded: draining the previous canary')];
-  return [started, { kind: 'status', status: start }];
+  return [started, ...unsteeredCallers(o), { kind: 'status', status: start }];
 }
 
 function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Action[] {

@@ -31,6 +31,7 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
     switch (a.kind) {
       case 'setWeight':
         o.routing = {
+          ...(o.routing.ok && o.routing.meshUnsteered ? { meshUnsteered: true } : {}),
           ok: true,
           canaryWeight: a.weight,
           ...(a.mirror ? { mirror: a.mirror } : {}),

@@ -335,7 +335,7 @@ setInterval(() => {
  * One request on purpose, as a tester would send it (`/request?host=…&entry=mesh|gateway&path=/&header=name=value`):
  * routed and reported like the synthetic ones, and answered with where it went.
  */
-function testerRequest(url: string): { kind: Routed["kind"]; workload?: string; mirroredTo?: string } {
+function testerRequest(url: string): { kind: Routed['kind']; workload?: string; mirroredTo?: string } {
   const query = new URL(url, 'http://mesh').searchParams;
   const entry = query.get('entry') === 'gateway' ? 'gateway' : 'mesh';
   const headers = Object.fromEntries(

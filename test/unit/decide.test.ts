@@ -683,3 +683,15 @@ t.test(
     t.notOk(decide(plain, undefined, new Date(0)).some((a) => a.kind === 'event' && a.reason === 'RoutingError'));
   },
 );
+
+t.test('a release on a route bound to gateways only says, once, that in-mesh callers are not steered', async (t) => {
+  const o = releaseWorld(policy, { routing: { ok: true, canaryWeight: 0, meshUnsteered: true } });
+  const log: string[] = [];
+  run(o, 200, errorRate(0.01), log);
+  t.equal(log.filter((l) => l === 'event MeshCallersUnsteered').length, 1, 'once, at the start');
+  t.equal(o.phase, 'Stable', 'and the release runs as before');
+  const steered = releaseWorld(policy);
+  const quiet: string[] = [];
+  run(steered, 200, errorRate(0.01), quiet);
+  t.notOk(quiet.includes('event MeshCallersUnsteered'), 'not for a route the mesh goes through');
+});

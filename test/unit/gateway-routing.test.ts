@@ -77,8 +77,25 @@ t.test('the steered rule: by name; unnamed, the only rule or the one rule that s
 });
 
 t.test("reading the canary's share: relative weights, and what weir cannot steer", async (t) => {
-  t.same(readRuleWeight(userRoute([90, 10]), steered), { ok: true, canaryWeight: 10, host: 'myapp-canary' });
-  t.same(readRuleWeight(userRoute([3, 1]), steered), { ok: true, canaryWeight: 25, host: 'myapp-canary' });
+  t.same(readRuleWeight(userRoute([90, 10]), steered), {
+    ok: true,
+    canaryWeight: 10,
+    host: 'myapp-canary',
+    meshUnsteered: true,
+  });
+  t.same(readRuleWeight(userRoute([3, 1]), steered), {
+    ok: true,
+    canaryWeight: 25,
+    host: 'myapp-canary',
+    meshUnsteered: true,
+  });
+  const gamma = userRoute([90, 10]);
+  if (gamma.spec) gamma.spec.parentRefs = [{ group: '', kind: 'Service', name: 'myapp' }];
+  t.same(
+    readRuleWeight(gamma, steered),
+    { ok: true, canaryWeight: 10, host: 'myapp-canary' },
+    'a mesh route steers the mesh',
+  );
   const unset = userRoute();
   for (const b of unset.spec?.rules?.[1]?.backendRefs ?? []) delete b.weight;
   t.match(readRuleWeight(unset, steered), { ok: true, canaryWeight: 50 }, 'weight 1 each when unset');

@@ -229,7 +229,19 @@ t.test("the analyzer's weight patch is guarded, changes only the weights and the
     [90, 10],
   );
   t.same(out.metadata?.annotations, weightsAt10);
-  t.same(readWeight(out, target), { ok: true, canaryWeight: 10, host: 'myapp.shop.svc.cluster.local' });
+  t.same(readWeight(out, target), {
+    ok: true,
+    canaryWeight: 10,
+    host: 'myapp.shop.svc.cluster.local',
+    meshUnsteered: true,
+  });
+  const meshToo = structuredClone(out);
+  if (meshToo.spec) meshToo.spec.gateways = ['myapp-gateway', 'mesh'];
+  t.same(
+    readWeight(meshToo, target),
+    { ok: true, canaryWeight: 10, host },
+    'bound to the mesh too: in-mesh callers steered',
+  );
   const withoutCanary = seedVs();
   withoutCanary.spec?.http?.[0]?.route?.splice(1);
   const added = jsonPatch.applyPatch(
