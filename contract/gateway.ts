@@ -3,8 +3,8 @@
 // and nothing else. Both halves read this: the analyzer steers with it, the webhook keeps a
 // re-apply from undoing it (ADR 8). Pure: no I/O.
 import { labels } from './names.ts';
-import { parseWeights, routeKey, routingAnnotations } from './steering.ts';
-import type { RoutingMetadata, SteeredRoute, Track } from './steering.ts';
+import { headerRouteName, isHeaderRouteName, parseWeights, routeKey, routingAnnotations } from './steering.ts';
+import type { HeaderMatch, RoutingMetadata, SteeredRoute, Track } from './steering.ts';
 
 export const gatewayGroup = 'gateway.networking.k8s.io';
 export const gatewayVersion = 'v1';
@@ -18,8 +18,28 @@ export interface BackendRef {
   weight?: number;
   [key: string]: unknown;
 }
+export interface HTTPHeaderMatch {
+  type?: string;
+  name: string;
+  value: string;
+}
+export interface HTTPRouteMatch {
+  headers?: HTTPHeaderMatch[];
+  [key: string]: unknown;
+}
+export interface RouteFilter {
+  type?: string;
+  requestMirror?: {
+    backendRef?: BackendRef;
+    percent?: number;
+    fraction?: { numerator?: number; denominator?: number };
+  };
+  [key: string]: unknown;
+}
 export interface RouteRule {
   name?: string;
+  matches?: HTTPRouteMatch[];
+  filters?: RouteFilter[];
   backendRefs?: BackendRef[];
   [key: string]: unknown;
 }
@@ -70,16 +90,18 @@ export function findRule(
   const namespace = route.metadata?.namespace;
   const sendsToStable = (r: RouteRule): boolean =>
     (r.backendRefs ?? []).some((b) => serviceName(b, namespace) === stableService);
+  // weir's testers' rules are never the steered one.
+  const users = rules.flatMap((r, i) => (isHeaderRouteName(r.name) ? [] : [i]));
   let index: number;
-  if (rule !== undefined) index = rules.findIndex((r) => r.name === rule);
-  else if (rules.length === 1) index = 0;
+  if (rule !== undefined) index = rules.findIndex((r) => r.name === rule && !isHeaderRouteName(r.name));
+  else if (users.length === 1) index = users[0] ?? -1;
   else {
-    const candidates = rules.flatMap((r, i) => (sendsToStable(r) ? [i] : []));
+    const candidates = users.filter((i) => rules[i] !== undefined && sendsToStable(rules[i]));
     index = candidates.length === 1 ? (candidates[0] ?? -1) : -1;
     if (index < 0)
       return {
         error:
-          `${routeName(route)} has ${rules.length} rules and ${candidates.length} of them send to Service ` +
+          `${routeName(route)} has ${users.length} rules and ${candidates.length} of them send to Service ` +
           `${stableService}; name the rule to steer (its \`name\`) with weir.dev/route`,
       };
   }
@@ -130,12 +152,13 @@ function locate(
 }
 
 /** The canary's share of the rule, in percent (backend weights are relative; 1 when unset). */
-export function readRuleWeight(
-  route: HTTPRoute,
-  steered: SteeredRule,
-): { ok: true; canaryWeight: number; host?: string; meshUnsteered?: true } | { ok: false; error: string } {
+export function readRuleWeight(route: HTTPRoute, steered: SteeredRule): RuleReading | { ok: false; error: string } {
   const at = locate(route, steered);
   if ('error' in at) return { ok: false, error: at.error };
+  const rule = route.spec?.rules?.[at.index] ?? {};
+  const mirror = mirrorOf(rule, steered.canaryService);
+  const theirs = (rule.filters ?? []).find((f) => f.type === 'RequestMirror' && !mirrorsTo(f, steered.canaryService));
+  const header = readTestersRule(route, steered);
   // A route whose parents are all Gateways is north–south only; in-mesh callers need a Service parent (GAMMA).
   const meshUnsteered = !(route.spec?.parentRefs ?? []).some((p) => (p.group ?? '') === '' && p.kind === 'Service');
   const weightOf = (i: number): number => at.refs[i]?.weight ?? 1;
@@ -146,8 +169,54 @@ export function readRuleWeight(
     ok: true,
     canaryWeight: Math.round((100 * weightOf(at.canary)) / total),
     host: steered.canaryService,
+    ...(mirror > 0 ? { mirror } : {}),
+    ...(theirs ? { mirroredElsewhere: theirs.requestMirror?.backendRef?.name ?? '?' } : {}),
+    ...(header ? { header } : {}),
     ...(meshUnsteered ? { meshUnsteered: true as const } : {}),
   };
+}
+
+/** What the steered rule gives the canary now (the same shape as a VirtualService route's reading). */
+export interface RuleReading {
+  ok: true;
+  canaryWeight: number;
+  host?: string;
+  mirror?: number;
+  mirroredElsewhere?: string;
+  header?: HeaderMatch;
+  meshUnsteered?: true;
+}
+
+/** What weir gives the canary on a rule: a weight; a mirrored share and the testers' rule (issue 17). */
+export interface RuleTraffic {
+  weight: number;
+  mirror?: number;
+  header?: HeaderMatch;
+}
+
+/** A RequestMirror filter to the Service `service` (of the route's namespace). */
+const mirrorsTo = (f: RouteFilter, service: string): boolean =>
+  f.type === 'RequestMirror' &&
+  f.requestMirror?.backendRef?.name === service &&
+  (f.requestMirror.backendRef.group ?? '') === '' &&
+  (f.requestMirror.backendRef.kind ?? 'Service') === 'Service';
+
+/** The percent a rule mirrors to `service`: `percent`, else `fraction`, else all (the API's default); 0: none. */
+function mirrorOf(rule: RouteRule, service: string): number {
+  const m = (rule.filters ?? []).find((f) => mirrorsTo(f, service))?.requestMirror;
+  if (!m) return 0;
+  if (m.percent !== undefined) return m.percent;
+  const f = m.fraction;
+  return f?.numerator !== undefined ? Math.round((100 * f.numerator) / (f.denominator ?? 100)) : 100;
+}
+
+/** The header of weir's testers' rule for the steered rule, when it is there and sends to the canary only. */
+function readTestersRule(route: HTTPRoute, steered: SteeredRule): HeaderMatch | undefined {
+  const rule = (route.spec?.rules ?? []).find((r) => r.name === headerRouteName(steered.rule));
+  const refs = rule?.backendRefs ?? [];
+  if (refs.length !== 1 || refs[0]?.name !== steered.canaryService) return undefined;
+  const last = rule?.matches?.[0]?.headers?.at(-1);
+  return last && (last.type ?? 'Exact') === 'Exact' ? { name: last.name, value: last.value } : undefined;
 }
 
 /** A copy of the route whose steered rule gives `weight` % to the canary Service; all else as it was. */
@@ -156,19 +225,92 @@ export function steerRuleWeight(
   steered: SteeredRule,
   weight: number,
 ): { ok: true; route: HTTPRoute; index: number } | { ok: false; error: string } {
+  return steerRule(route, steered, { weight });
+}
+
+/**
+ * A copy of the route whose steered rule carries `traffic`: its two weights, weir's mirror to the
+ * canary Service (the shadow step; removed at 0), and weir's testers' rule just before it (removed
+ * without a header). A mirror of the user's own, to another backend, is never replaced.
+ */
+export function steerRule(
+  route: HTTPRoute,
+  steered: SteeredRule,
+  traffic: RuleTraffic,
+): { ok: true; route: HTTPRoute; index: number } | { ok: false; error: string } {
   const at = locate(route, steered);
   if ('error' in at) return { ok: false, error: at.error };
+  const { weight } = traffic;
   const refs = at.refs.map((b, i) =>
     i === at.stable ? { ...b, weight: 100 - weight } : i === at.canary ? { ...b, weight } : b,
   );
-  const rules = (route.spec?.rules ?? []).map((r, i) => (i === at.index ? { ...r, backendRefs: refs } : r));
-  return { ok: true, route: { ...route, spec: { ...route.spec, rules } }, index: at.index };
+  const rule = route.spec?.rules?.[at.index] ?? {};
+  // The canary's own backendRef as the user wrote it (group, kind, port), without its weight.
+  const canary: BackendRef = { ...at.refs[at.canary], name: steered.canaryService };
+  delete canary.weight;
+  const filters = (rule.filters ?? []).filter((f) => !mirrorsTo(f, steered.canaryService));
+  const mirror = traffic.mirror ?? 0;
+  if (mirror > 0 && filters.some((f) => f.type === 'RequestMirror'))
+    return {
+      ok: false,
+      error: `rule "${rule.name ?? at.index}" mirrors to another backend; a shadow step would replace that`,
+    };
+  if (mirror > 0) filters.push({ type: 'RequestMirror', requestMirror: { backendRef: canary, percent: mirror } });
+  const next: RouteRule = { ...rule, backendRefs: refs };
+  // Only weir's mirror comes and goes: a rule that had no filters but it has none again.
+  if (filters.length > 0) next.filters = filters;
+  else if ((rule.filters ?? []).length > 0) delete next.filters;
+  const rules = (route.spec?.rules ?? []).map((r, i) => (i === at.index ? next : r));
+  const steeredRules = testersRule(rules, steered, at.index, canary, traffic.header);
+  return { ok: true, route: { ...route, spec: { ...route.spec, rules: steeredRules } }, index: at.index };
 }
 
-/** The record entry of a steered rule: its key (`""` for the fallback) and the two Services with the weight. */
-export const ruleRecord = (steered: SteeredRule, weight: number): [string, SteeredRoute] => [
+/**
+ * The rules with weir's testers' rule just before the steered one when `header` is given: the
+ * steered rule's matches, each also requiring the header (a more specific match wins in the
+ * Gateway API's precedence too), its filters but weir's mirror, to the canary Service alone.
+ */
+function testersRule(
+  rules: RouteRule[],
+  steered: SteeredRule,
+  index: number,
+  canary: BackendRef,
+  header: HeaderMatch | undefined,
+): RouteRule[] {
+  const name = headerRouteName(steered.rule);
+  const target = rules[index];
+  const others = rules.filter((r) => r.name !== name);
+  if (!header || !target) return others;
+  const behaviour: RouteRule = { ...target };
+  for (const key of ['name', 'matches', 'backendRefs', 'filters'] as const) delete behaviour[key];
+  const theirFilters = (target.filters ?? []).filter((f) => f.type !== 'RequestMirror');
+  const testers: RouteRule = {
+    ...behaviour,
+    name,
+    matches: (target.matches ?? [{}]).map((m) => ({
+      ...m,
+      headers: [
+        ...(m.headers ?? []).filter((h) => h.name !== header.name),
+        { type: 'Exact', name: header.name, value: header.value },
+      ],
+    })),
+    ...(theirFilters.length > 0 ? { filters: theirFilters } : {}),
+    backendRefs: [canary],
+  };
+  const at = others.indexOf(target);
+  return [...others.slice(0, at), testers, ...others.slice(at)];
+}
+
+/** The record entry of a steered rule: its key (`""` for the fallback) and the two Services with the traffic. */
+export const ruleRecord = (steered: SteeredRule, traffic: RuleTraffic): [string, SteeredRoute] => [
   routeKey(steered.rule),
-  { stable: steered.stableService, canary: steered.canaryService, weight },
+  {
+    stable: steered.stableService,
+    canary: steered.canaryService,
+    weight: traffic.weight,
+    ...(traffic.mirror ? { mirror: traffic.mirror } : {}),
+    ...(traffic.header ? { header: traffic.header } : {}),
+  },
 ];
 
 /**
@@ -181,7 +323,7 @@ export function keepRuleWeights(route: HTTPRoute): HTTPRoute {
   let kept = route;
   for (const [key, s] of record) {
     const steered = { rule: key === '' ? undefined : key, stableService: s.stable, canaryService: s.canary };
-    const next = steerRuleWeight(kept, steered, s.weight);
+    const next = steerRule(kept, steered, s);
     if (next.ok) kept = next.route;
   }
   return kept;

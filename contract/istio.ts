@@ -2,7 +2,15 @@
 // on the objects themselves (ADR 8). Both halves read this: the analyzer steers with it, and the
 // webhook keeps a re-apply (kubectl, Flux, Argo CD) from undoing it. Pure: no I/O.
 import { labels, tracks } from './names.ts';
-import { isName, isObject, parseJson, parseWeights, routingAnnotations } from './steering.ts';
+import {
+  headerRouteName,
+  isHeaderRouteName,
+  isName,
+  isObject,
+  parseJson,
+  parseWeights,
+  routingAnnotations,
+} from './steering.ts';
 import type { HeaderMatch, RoutingMetadata, SteeredRoute, Track } from './steering.ts';
 
 export interface Destination {
@@ -50,12 +58,7 @@ export function formatSubsets(subsets: Map<string, Track>): string {
   return JSON.stringify(Object.fromEntries([...subsets.entries()].sort(([a], [b]) => a.localeCompare(b))));
 }
 
-/** Routes weir adds for testers (issue 17) are named with this prefix, a name users leave to weir. */
-export const headerRoutePrefix = 'weir-canary-header';
-/** The testers' route weir puts before the steered route `route` (by name; absent: the only route). */
-export const headerRouteName = (route: string | undefined): string =>
-  route === undefined ? headerRoutePrefix : `${headerRoutePrefix}-${route}`;
-const isWeirRoute = (r: HttpRoute): boolean => r.name?.startsWith(headerRoutePrefix) === true;
+const isWeirRoute = (r: HttpRoute): boolean => isHeaderRouteName(r.name);
 
 /** Finds the route weir steers: the named one, else the only one (weir's testers' routes aside). */
 export function findRoute(
@@ -219,10 +222,17 @@ function steerHeader(
   const others = http.filter((r) => r.name !== name);
   if (!header) return others;
   const steered = others.findIndex((r) => (routeName === undefined ? !isWeirRoute(r) : r.name === routeName));
-  const matches = others[steered]?.match ?? [{}];
+  const base = others[steered] ?? {};
+  // Testers get what everyone else gets from the route (rewrites, timeouts, retries…), but on the canary.
+  const behaviour = { ...base };
+  for (const key of ['name', 'match', 'route', 'mirror', 'mirrorPercentage'] as const) delete behaviour[key];
   const testers: HttpRoute = {
+    ...behaviour,
     name,
-    match: matches.map((m) => ({ ...m, headers: { ...m.headers, [header.name]: { exact: header.value } } })),
+    match: (base.match ?? [{}]).map((m) => ({
+      ...m,
+      headers: { ...m.headers, [header.name]: { exact: header.value } },
+    })),
     route: [{ destination: canary }],
   };
   return [...others.slice(0, steered), testers, ...others.slice(steered)];

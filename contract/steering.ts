@@ -99,6 +99,13 @@ export function formatWeights(routes: Map<string, SteeredRoute>): string {
   );
 }
 
+/** weir's testers' routes (VirtualService) and rules (HTTPRoute) are named with this prefix, left to weir. */
+export const headerRoutePrefix = 'weir-canary-header';
+/** The testers' route (rule) weir puts before the steered one, `route` by name (absent: the fallback). */
+export const headerRouteName = (route: string | undefined): string =>
+  route === undefined ? headerRoutePrefix : `${headerRoutePrefix}-${route}`;
+export const isHeaderRouteName = (name: string | undefined): boolean => name?.startsWith(headerRoutePrefix) === true;
+
 /** The record key of a route: its name, or `""` for "the only route". */
 export const routeKey = (name: string | undefined): string => name ?? '';
 

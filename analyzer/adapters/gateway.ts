@@ -15,7 +15,7 @@ import {
   readRuleWeight,
   ruleRecord,
   selectsTrack,
-  steerRuleWeight,
+  steerRule,
 } from '../../contract/gateway.ts';
 import type { HTTPRoute, SteeredRule } from '../../contract/gateway.ts';
 import { formatWeights, parseWeights, routingAnnotations, withAnnotation } from '../../contract/steering.ts';
@@ -36,13 +36,13 @@ const steeredOf = (target: GatewayTarget): SteeredRule => ({
  * The JSON Patch that sets the canary's share of the steered rule (stable gets the rest) and
  * records it in `weir.dev/weights` for the webhook to keep: two weights and that record only.
  */
-export function ruleWeightPatch(route: HTTPRoute, target: GatewayTarget, canaryWeight: number): PatchOp[] {
+export function ruleWeightPatch(route: HTTPRoute, target: GatewayTarget, traffic: Traffic): PatchOp[] {
   const steered = steeredOf(target);
-  const next = steerRuleWeight(route, steered, canaryWeight);
+  const next = steerRule(route, steered, traffic);
   if (!next.ok) throw new Error(next.error);
   const record =
     parseWeights(route.metadata?.annotations?.[routingAnnotations.weights]) ?? new Map<string, SteeredRoute>();
-  const [key, entry] = ruleRecord(steered, canaryWeight);
+  const [key, entry] = ruleRecord(steered, traffic);
   record.set(key, entry);
   const guard: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: route.metadata?.resourceVersion }];
   const name = route.spec?.rules?.[next.index]?.name;
@@ -129,8 +129,6 @@ export class GatewayRouter implements TrafficRouter {
 
   async steer(routeTarget: RouteTarget, traffic: Traffic): Promise<void> {
     const target = GatewayRouter.gateway(routeTarget);
-    // decide holds such a policy with a Warning first; this is the adapter's own guarantee.
-    if (traffic.mirror || traffic.header) throw new Error('on an HTTPRoute weir steers weights only');
     const route = await this.getRoute(target.namespace, target.httpRoute);
     if (!route) throw new Error(`HTTPRoute ${target.namespace}/${target.httpRoute} not found`);
     await this.custom.patchNamespacedCustomObject(
@@ -140,7 +138,7 @@ export class GatewayRouter implements TrafficRouter {
         plural,
         namespace: target.namespace,
         name: target.httpRoute,
-        body: ruleWeightPatch(route, target, traffic.weight),
+        body: ruleWeightPatch(route, target, traffic),
         fieldManager,
       },
       jsonPatch,
@@ -186,7 +184,7 @@ export class GatewayRouter implements TrafficRouter {
     const port = frontend.spec?.ports?.[0]?.port;
     if (port === undefined) throw new Error(`Service ${target.namespace}/${target.host ?? ''} has no port to route`);
     const steered = steeredOf(target);
-    const [key, entry] = ruleRecord(steered, 0);
+    const [key, entry] = ruleRecord(steered, { weight: 0 });
     const body: HTTPRoute = {
       apiVersion: `${group}/${version}`,
       kind: 'HTTPRoute',

@@ -555,10 +555,6 @@ function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | und
   return s.revision === o.canaryRevision ? finishDrain(o, s) : undefined;
 }
 
-const weightsOnly =
-  `invalid policy, holding: a shadow step (mirror in ${policyAnnotations.steps}) and ` +
-  `${policyAnnotations.canaryHeader} need the Istio router (a VirtualService); an HTTPRoute has weights only`;
-
 const mirrorTaken = (host: string): string =>
   `the steered route already mirrors to ${host}; a shadow step would replace the user's mirror, so it holds`;
 
@@ -578,15 +574,13 @@ function blocked(o: Observed, weight: number): Action[] | undefined {
         ? { reason: 'RoutingError', message: `routing: ${o.routing.error}`, text: o.routing.error }
         : !o.policy.ok
           ? { reason: 'InvalidPolicy', message: `invalid policy, holding: ${o.policy.errors.join('; ')}`, text: '' }
-          : o.route?.kind === 'HTTPRoute' && (o.policy.value.mirror || o.policy.value.canaryHeader)
-            ? { reason: 'InvalidPolicy', message: weightsOnly, text: '' }
-            : o.policy.value.mirror && o.routing.mirroredElsewhere !== undefined
-              ? {
-                  reason: 'RoutingError',
-                  message: `routing: ${mirrorTaken(o.routing.mirroredElsewhere)}`,
-                  text: mirrorTaken(o.routing.mirroredElsewhere),
-                }
-              : undefined;
+          : o.policy.value.mirror && o.routing.mirroredElsewhere !== undefined
+            ? {
+                reason: 'RoutingError',
+                message: `routing: ${mirrorTaken(o.routing.mirroredElsewhere)}`,
+                text: mirrorTaken(o.routing.mirroredElsewhere),
+              }
+            : undefined;
   if (!problem) return undefined;
   if (o.status?.message === problem.message) return [];
   const status = { ...(o.status ?? fresh(o.canaryRevision ?? 'none', weight)), message: problem.message };

@@ -284,6 +284,20 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       /in a user's HTTPRoute only the weights of backendRefs may change/,
     ],
     [
+      "a mirror of a user's HTTPRoute rule to a Service the rule does not send to",
+      'PATCH',
+      `/apis/gateway.networking.k8s.io/v1/namespaces/${app}/httproutes/web`,
+      [{ op: 'add', path: '/spec/rules/0/filters', value: [mirrorFilter('evil')] }],
+      /in a user's HTTPRoute only the weights of backendRefs may change/,
+    ],
+    [
+      "a testers' rule to a Service the HTTPRoute does not send to",
+      'PATCH',
+      `/apis/gateway.networking.k8s.io/v1/namespaces/${app}/httproutes/web`,
+      [{ op: 'add', path: '/spec/rules/0', value: testersRule('evil') }],
+      /a testers' rule \(weir-canary-header\*\) matches on a header/,
+    ],
+    [
       "a Service that is not weir's own backend",
       'POST',
       `/api/v1/namespaces/${app}/services`,
@@ -328,7 +342,36 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     { op: 'remove', path: '/spec/http/0/mirrorPercentage' },
   ]);
   t.equal(gone.code, 200, `and both may go again: ${gone.message}`);
+  const routePath = `/apis/gateway.networking.k8s.io/v1/namespaces/${app}/httproutes/web`;
+  const routeShadow = await asAnalyzer('PATCH', routePath, [
+    { op: 'add', path: '/spec/rules/0/filters', value: [mirrorFilter('web-canary')] },
+    { op: 'add', path: '/spec/rules/0', value: testersRule('web-canary') },
+  ]);
+  t.equal(
+    routeShadow.code,
+    200,
+    `on an HTTPRoute, a mirror to the rule's canary and a testers' rule: ${routeShadow.message}`,
+  );
+  const routeGone = await asAnalyzer('PATCH', routePath, [
+    { op: 'remove', path: '/spec/rules/0' },
+    { op: 'remove', path: '/spec/rules/0/filters' },
+  ]);
+  t.equal(routeGone.code, 200, `and both may go again: ${routeGone.message}`);
 });
+
+/** A RequestMirror filter as weir writes it for the shadow step. */
+function mirrorFilter(service: string): Record<string, unknown> {
+  return { type: 'RequestMirror', requestMirror: { backendRef: { name: service, port: 80 }, percent: 100 } };
+}
+
+/** A testers' rule as weir writes it on an HTTPRoute. */
+function testersRule(service: string): Record<string, unknown> {
+  return {
+    name: 'weir-canary-header-primary',
+    matches: [{ headers: [{ type: 'Exact', name: 'x-canary', value: 'always' }] }],
+    backendRefs: [{ name: service, port: 80 }],
+  };
+}
 
 /** A testers' route as weir writes it: a header match, one destination. */
 function testersRoute(destination: { host: string; subset?: string }): Record<string, unknown> {

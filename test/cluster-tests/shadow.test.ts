@@ -4,12 +4,20 @@
 import t from 'tap';
 import { request } from 'undici';
 import { apply, cluster, getJson, namespace, waitFor } from '../helpers/kube.ts';
-import { seedDeployment, seedMesh } from '../../demo/seed.ts';
+import { seedDeployment, seedGatewayMesh, seedGatewayRouting, seedMesh } from '../../demo/seed.ts';
 import { events, fast, releaseStatus, waitForPhase } from '../helpers/release.ts';
 import { analyze, weirCaused } from '../helpers/istio.ts';
 import type { VirtualService } from '../../contract/istio.ts';
+import type { HTTPRoute } from '../../contract/gateway.ts';
 
-const gatewayHost = 'myapp.apsissolutions.com';
+/**
+ * The seed's objects with a host of this namespace's own: the simulator's gateway picks the first
+ * route for a host, and other tests run the seed beside this one.
+ */
+function ownHost<T>(objects: T[], ns: string): T[] {
+  return JSON.parse(JSON.stringify(objects).replaceAll('myapp.apsissolutions.com', hostOf(ns))) as T[];
+}
+const hostOf = (ns: string): string => `${ns}.apsissolutions.com`;
 
 /**
  * Requests through the ingress gateway (the seed's route) that the canary's pods answered, as one
@@ -33,8 +41,8 @@ async function answered(ns: string, reporter: 'source' | 'destination'): Promise
 }
 
 /** One request as a tester sends it through the ingress gateway; the workload that answered. */
-async function testerRequest(header?: string): Promise<string | undefined> {
-  const query = new URLSearchParams({ entry: 'gateway', host: gatewayHost, path: '/' });
+async function testerRequest(ns: string, header?: string): Promise<string | undefined> {
+  const query = new URLSearchParams({ entry: 'gateway', host: hostOf(ns), path: '/' });
   if (header) query.append('header', header);
   const res = await request(`${(await cluster()).meshUrl}/request?${query.toString()}`);
   return ((await res.body.json()) as { workload?: string }).workload;
@@ -47,7 +55,7 @@ t.test(
   'a bad canary is rolled back in the shadow step: judged on mirrored requests, no caller ever reached it',
   async (t) => {
     const ns = await namespace(t, { optIn: true, mesh: true });
-    for (const manifest of seedMesh(ns)) await apply(ns, manifest);
+    for (const manifest of ownHost(seedMesh(ns), ns)) await apply(ns, manifest);
     const shadow = { ...fast, 'weir.dev/steps': 'mirror,50,100' };
     await apply(ns, seedDeployment('v1', shadow));
     await apply(ns, seedDeployment('v2', shadow, { 'sim.weir.dev/error-rate': '1' }));
@@ -83,7 +91,7 @@ t.test(
   "testers reach the canary with their header from the shadow step on; a user's re-apply keeps their route",
   async (t) => {
     const ns = await namespace(t, { optIn: true, mesh: true });
-    for (const manifest of seedMesh(ns)) await apply(ns, manifest);
+    for (const manifest of ownHost(seedMesh(ns), ns)) await apply(ns, manifest);
     const annotations = {
       ...fast,
       'weir.dev/step-pause': '15s',
@@ -101,14 +109,14 @@ t.test(
     // The mesh learns a new route within its propagation time, as Envoy does from istiod.
     await waitFor(
       'a tester with the header reaching the canary',
-      async () => (await testerRequest('x-canary=always')) === 'myapp-canary',
+      async () => (await testerRequest(ns, 'x-canary=always')) === 'myapp-canary',
       10_000,
       200,
     );
     t.pass('a tester with the header reaches the canary');
-    t.equal(await testerRequest(), 'myapp', 'everyone else reaches stable: no weight in the shadow step');
+    t.equal(await testerRequest(ns), 'myapp', 'everyone else reaches stable: no weight in the shadow step');
     // A GitOps re-apply of the seed's VirtualService, as in git: no mirror, no testers' route.
-    const mesh = seedMesh(ns).find((m) => m.kind === 'VirtualService');
+    const mesh = ownHost(seedMesh(ns), ns).find((m) => m.kind === 'VirtualService');
     await apply(ns, mesh);
     const kept = await routes(ns);
     t.same(
@@ -130,6 +138,67 @@ t.test(
       "the testers' route left with the release",
     );
     t.equal(over.spec?.http?.[0]?.mirror, undefined);
-    t.equal(await testerRequest('x-canary=always'), 'myapp', 'testers are back on the (promoted) stable half');
+    t.equal(await testerRequest(ns, 'x-canary=always'), 'myapp', 'testers are back on the (promoted) stable half');
+  },
+);
+
+t.test(
+  'on the Gateway API: the shadow step mirrors on the steered rule, testers have their rule, both leave after',
+  async (t) => {
+    const ns = await namespace(t, { optIn: true, mesh: true });
+    const objects = ownHost(seedGatewayMesh(), ns);
+    for (const manifest of objects) await apply(ns, manifest);
+    const annotations = {
+      ...fast,
+      'weir.dev/step-pause': '15s',
+      'weir.dev/steps': 'mirror,50,100',
+      'weir.dev/canary-header': 'x-canary=always',
+    };
+    await apply(ns, seedDeployment('v1', annotations, {}, seedGatewayRouting));
+    await apply(ns, seedDeployment('v2', annotations, {}, seedGatewayRouting));
+    await waitFor('the shadow step', async () => (await releaseStatus(ns, 'myapp'))?.mirror === 100, 120_000, 200);
+    const route = await getJson<HTTPRoute>(['get', 'httproute', 'myapp-route', '-n', ns, '-o', 'json']);
+    t.same(
+      route.spec?.rules?.map((r) => r.name),
+      ['weir-canary-header-primary', 'primary'],
+    );
+    t.same(route.spec?.rules?.[1]?.filters, [
+      {
+        type: 'RequestMirror',
+        requestMirror: { backendRef: { group: '', kind: 'Service', name: 'myapp-canary', port: 8080 }, percent: 100 },
+      },
+    ]);
+    await waitFor(
+      'a tester with the header reaching the canary',
+      async () => (await testerRequest(ns, 'x-canary=always')) === 'myapp-canary',
+      10_000,
+      200,
+    );
+    t.equal(await testerRequest(ns), 'myapp', 'everyone else reaches stable');
+    await waitFor(
+      'mirrored requests answered by the canary',
+      async () => (await answered(ns, 'destination')) > 0,
+      10_000,
+      200,
+    );
+    // The user's re-apply from git: the webhook keeps both.
+    await apply(
+      ns,
+      objects.find((o) => o.kind === 'HTTPRoute'),
+    );
+    const kept = await getJson<HTTPRoute>(['get', 'httproute', 'myapp-route', '-n', ns, '-o', 'json']);
+    t.same(
+      kept.spec?.rules?.map((r) => r.name),
+      ['weir-canary-header-primary', 'primary'],
+      'kept through a re-apply',
+    );
+    await waitForPhase(ns, 'myapp', 'Stable', 180_000);
+    const over = await getJson<HTTPRoute>(['get', 'httproute', 'myapp-route', '-n', ns, '-o', 'json']);
+    t.same(
+      over.spec?.rules?.map((r) => r.name),
+      ['primary'],
+      "the testers' rule left with the release",
+    );
+    t.equal(over.spec?.rules?.[0]?.filters, undefined, 'and the mirror');
   },
 );

@@ -81,8 +81,22 @@ export interface BackendRef {
   weight?: number;
 }
 
+export interface HTTPRouteMatch {
+  path?: { type?: string; value?: string };
+  headers?: { type?: string; name: string; value: string }[];
+}
+
 export interface HTTPRouteRule {
-  matches?: { path?: { type?: string; value?: string } }[];
+  name?: string;
+  matches?: HTTPRouteMatch[];
+  filters?: {
+    type?: string;
+    requestMirror?: {
+      backendRef?: BackendRef;
+      percent?: number;
+      fraction?: { numerator?: number; denominator?: number };
+    };
+  }[];
   backendRefs?: BackendRef[];
 }
 
@@ -248,33 +262,84 @@ function pathRank(match: { path?: { type?: string; value?: string } }, path: str
   return fits ? prefix.length : undefined;
 }
 
-/** The rule a request takes: the best path match across rules, the first such rule on a tie. */
-export function ruleFor(route: SimHTTPRoute, path: string): HTTPRouteRule | undefined {
-  let best: { rule: HTTPRouteRule; rank: number } | undefined;
+/** Every header condition holds (Exact, or RegularExpression on the whole value); names are case-insensitive. */
+function headersHold(m: HTTPRouteMatch, headers: Record<string, string> | undefined): boolean {
+  return (m.headers ?? []).every((h) => {
+    const value = headers?.[h.name.toLowerCase()];
+    if (value === undefined) return false;
+    return (h.type ?? 'Exact') === 'RegularExpression' ? new RegExp(`^(?:${h.value})$`).test(value) : value === h.value;
+  });
+}
+
+/**
+ * The rule a request takes, by the Gateway API's precedence: the best path match (Exact, then the
+ * longest prefix), then the most header matches; the first such rule on a tie.
+ */
+export function ruleFor(
+  route: SimHTTPRoute,
+  path: string,
+  headers?: Record<string, string>,
+): HTTPRouteRule | undefined {
+  let best: { rule: HTTPRouteRule; rank: number; headers: number } | undefined;
   for (const rule of route.rules) {
     const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [{}];
     for (const m of matches) {
       const rank = pathRank(m, path);
-      if (rank !== undefined && (best === undefined || rank > best.rank)) best = { rule, rank };
+      if (rank === undefined || !headersHold(m, headers)) continue;
+      const count = m.headers?.length ?? 0;
+      if (best === undefined || rank > best.rank || (rank === best.rank && count > best.headers))
+        best = { rule, rank, headers: count };
     }
   }
   return best?.rule;
 }
 
+/** The Service a core backendRef names, in the route's namespace unless it says another. */
+function backendService(
+  snapshot: MeshSnapshot,
+  route: SimHTTPRoute,
+  ref: BackendRef | undefined,
+): SimService | undefined {
+  const core = ref && (ref.group ?? '') === '' && (ref.kind ?? 'Service') === 'Service';
+  return core
+    ? snapshot.services.find((s) => s.name === ref.name && s.namespace === (ref.namespace ?? route.namespace))
+    : undefined;
+}
+
+/** The copy a rule's RequestMirror filter sends, if this request is in its share (`percent`, `fraction`, else all). */
+function mirrorOfRule(
+  snapshot: MeshSnapshot,
+  route: SimHTTPRoute,
+  rule: HTTPRouteRule,
+  random: () => number,
+): Routed | undefined {
+  const mirror = rule.filters?.find((f) => f.type === 'RequestMirror')?.requestMirror;
+  if (!mirror) return undefined;
+  const f = mirror.fraction;
+  const share = mirror.percent ?? (f?.numerator !== undefined ? (100 * f.numerator) / (f.denominator ?? 100) : 100);
+  if (random() * 100 >= share) return undefined;
+  const service = backendService(snapshot, route, mirror.backendRef);
+  return service ? pickEndpoint(snapshot, service, undefined, random) : undefined;
+}
+
 /** Routes by an HTTPRoute: a weighted backendRef (weight 1 when unset), then that Service's Ready endpoints. */
-function routeByHTTPRoute(snapshot: MeshSnapshot, route: SimHTTPRoute, path: string, random: () => number): Routed {
-  const rule = ruleFor(route, path);
-  if (!rule) return { kind: 'no-route' };
+function routeByHTTPRoute(
+  snapshot: MeshSnapshot,
+  route: SimHTTPRoute,
+  request: SimRequest,
+  random: () => number,
+): RoutedRequest {
+  const rule = ruleFor(route, request.path, request.headers);
+  if (!rule) return { routed: { kind: 'no-route' } };
   const refs = rule.backendRefs ?? [];
   const total = refs.reduce((sum, b) => sum + (b.weight ?? 1), 0);
-  if (total <= 0) return { kind: 'invalid-backend' };
+  if (total <= 0) return { routed: { kind: 'invalid-backend' } };
   let point = random() * total;
   const chosen = refs.find((b) => (point -= b.weight ?? 1) < 0) ?? refs[refs.length - 1];
-  const core = chosen && (chosen.group ?? '') === '' && (chosen.kind ?? 'Service') === 'Service';
-  const service = core
-    ? snapshot.services.find((s) => s.name === chosen.name && s.namespace === (chosen.namespace ?? route.namespace))
-    : undefined;
-  return service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'invalid-backend' };
+  const service = backendService(snapshot, route, chosen);
+  const routed: Routed = service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'invalid-backend' };
+  const mirrored = mirrorOfRule(snapshot, route, rule, random);
+  return mirrored ? { routed, mirrored } : { routed };
 }
 
 /** Routes one request for `host` entering at `entry`, the way Envoy would. */
@@ -318,7 +383,7 @@ export function routeRequest(
 ): RoutedRequest {
   const vs = virtualServiceFor(snapshot, entry, host);
   const gatewayRoute = vs ? undefined : httpRouteFor(snapshot, entry, host);
-  if (gatewayRoute) return { routed: routeByHTTPRoute(snapshot, gatewayRoute, request.path, random) };
+  if (gatewayRoute) return routeByHTTPRoute(snapshot, gatewayRoute, request, random);
   if (!vs) {
     const service = snapshot.services.find((s) => fqdn(s) === host);
     return { routed: service ? pickEndpoint(snapshot, service, undefined, random) : { kind: 'no-route' } };

@@ -649,22 +649,6 @@ t.test("a mirror or testers' route taken off the route mid-step is put back, and
   ]);
 });
 
-t.test("on an HTTPRoute a shadow step or a testers' header holds with a Warning that says why", async (t) => {
-  const route = { kind: 'HTTPRoute' as const, name: 'web', stableSubset: 'web-stable', canarySubset: 'web-canary' };
-  for (const extra of [{ mirror: 100 }, { canaryHeader: { name: 'x-canary', value: '1' } }]) {
-    const o = releaseWorld(
-      { ...policy, ...extra },
-      { route, status: { revision: 'c1', step: 0, weight: 0, failures: 0, checks: [], message: '' } },
-    );
-    const actions = decide(o, undefined, new Date(0));
-    t.match(actions, [{ kind: 'event', type: 'Warning', reason: 'InvalidPolicy', message: /need the Istio router/ }]);
-    t.notOk(
-      actions.some((a) => a.kind === 'ensureCanary' || a.kind === 'setWeight'),
-      'nothing moves',
-    );
-  }
-});
-
 t.test(
   "a shadow step on a route that mirrors elsewhere holds with a RoutingError: the user's mirror stays",
   async (t) => {

@@ -13,6 +13,7 @@ import {
   readRuleWeight,
   steerRuleWeight,
 } from '../../contract/gateway.ts';
+import { parseWeights } from '../../contract/steering.ts';
 import type { HTTPRoute } from '../../contract/gateway.ts';
 import { ruleWeightPatch } from '../../analyzer/adapters/gateway.ts';
 import type { GatewayTarget } from '../../analyzer/ports/router.ts';
@@ -114,7 +115,7 @@ t.test("reading the canary's share: relative weights, and what weir cannot steer
 
 t.test("the analyzer's patch: guarded, the two weights and weir's record, nothing else", async (t) => {
   const route = userRoute();
-  const patch = ruleWeightPatch(route, target, 10);
+  const patch = ruleWeightPatch(route, target, { weight: 10 });
   t.same(patch.slice(0, 2), [
     { op: 'test', path: '/metadata/resourceVersion', value: '11' },
     { op: 'test', path: '/spec/rules/1/name', value: 'primary' },
@@ -131,7 +132,7 @@ t.test("the analyzer's patch: guarded, the two weights and weir's record, nothin
   const withoutWeights = (r: HTTPRoute): unknown =>
     JSON.parse(JSON.stringify(r.spec, (k, v: unknown) => (k === 'weight' ? undefined : v)));
   t.same(withoutWeights(out), withoutWeights(route), 'every other field byte-identical');
-  t.throws(() => ruleWeightPatch(route, { ...target, route: 'gone' }, 10), /no rule named "gone"/);
+  t.throws(() => ruleWeightPatch(route, { ...target, route: 'gone' }, { weight: 10 }), /no rule named "gone"/);
 });
 
 const review = (operation: string, object: unknown, oldObject?: unknown): AdmissionInput => ({
@@ -244,3 +245,96 @@ t.test("an HTTPRoute's weight with no release in progress to own it is orphaned"
   t.equal(orphanedRoutes('HTTPRoute', route, [myapp('Stable')]).length, 1, 'a settled one does not');
   t.same(orphanedRoutes('HTTPRoute', userRoute(), []), [], 'a route weir never steered');
 });
+
+t.test(
+  'the shadow step on an HTTPRoute: a RequestMirror filter to the canary Service on the steered rule only',
+  async (t) => {
+    const route = userRoute();
+    const out = jsonPatch.applyPatch(
+      structuredClone(route),
+      ruleWeightPatch(route, target, { weight: 0, mirror: 25 }),
+      true,
+      false,
+    ).newDocument;
+    const rule = out.spec?.rules?.[1];
+    t.same(
+      rule?.filters,
+      [
+        { type: 'RequestHeaderModifier', requestHeaderModifier: { add: [{ name: 'x-via', value: 'gw' }] } },
+        { type: 'RequestMirror', requestMirror: { backendRef: { name: 'myapp-canary', port: 80 }, percent: 25 } },
+      ],
+      "the user's filters first, weir's mirror after",
+    );
+    t.same(out.spec?.rules?.[0], route.spec?.rules?.[0], 'other rules untouched');
+    t.match(readRuleWeight(out, steered), { ok: true, canaryWeight: 0, mirror: 25 });
+    t.match(parseWeights(out.metadata?.annotations?.['weir.dev/weights'])?.get('primary'), { weight: 0, mirror: 25 });
+    const next = jsonPatch.applyPatch(
+      structuredClone(out),
+      ruleWeightPatch(out, target, { weight: 10 }),
+      true,
+      false,
+    ).newDocument;
+    t.same(next.spec?.rules?.[1]?.filters, route.spec?.rules?.[1]?.filters, 'the next step takes only its mirror away');
+    // Re-applied from git mid-step: the webhook keeps the mirror from the record.
+    const applied = userRoute([100, 0], out.metadata?.annotations);
+    t.same(keepRuleWeights(applied).spec?.rules, out.spec?.rules, 'kept through a re-apply');
+    // The user's own mirror (to another backend) is theirs.
+    const theirs = userRoute();
+    theirs.spec?.rules?.[1]?.filters?.push({
+      type: 'RequestMirror',
+      requestMirror: { backendRef: { name: 'audit', port: 80 } },
+    });
+    t.match(readRuleWeight(theirs, steered), { ok: true, mirroredElsewhere: 'audit' });
+    t.throws(() => ruleWeightPatch(theirs, target, { weight: 0, mirror: 100 }), /mirrors to another backend/);
+    // The API's fraction form reads as a percent too.
+    const fraction = userRoute();
+    fraction.spec?.rules?.[1]?.filters?.push({
+      type: 'RequestMirror',
+      requestMirror: { backendRef: { name: 'myapp-canary', port: 80 }, fraction: { numerator: 1, denominator: 4 } },
+    });
+    t.match(readRuleWeight(fraction, steered), { mirror: 25 });
+  },
+);
+
+t.test(
+  "the testers' rule on an HTTPRoute: the steered rule's matches and filters, plus the header, to the canary",
+  async (t) => {
+    const route = userRoute();
+    const header = { name: 'x-canary', value: 'always' };
+    const out = jsonPatch.applyPatch(
+      structuredClone(route),
+      ruleWeightPatch(route, target, { weight: 10, header }),
+      true,
+      false,
+    ).newDocument;
+    t.same(
+      out.spec?.rules?.map((r) => r.name),
+      ['legacy', 'weir-canary-header-primary', 'primary'],
+    );
+    t.same(out.spec?.rules?.[1], {
+      name: 'weir-canary-header-primary',
+      matches: [
+        { path: { type: 'PathPrefix', value: '/' }, headers: [{ type: 'Exact', name: 'x-canary', value: 'always' }] },
+      ],
+      filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { add: [{ name: 'x-via', value: 'gw' }] } }],
+      backendRefs: [{ name: 'myapp-canary', port: 80 }],
+    });
+    t.match(readRuleWeight(out, steered), { ok: true, canaryWeight: 10, header });
+    t.same(
+      findRule(out, undefined, 'myapp-stable'),
+      { index: 2, rule: out.spec?.rules?.[2] },
+      "the fallback ignores weir's rule",
+    );
+    const over = jsonPatch.applyPatch(
+      structuredClone(out),
+      ruleWeightPatch(out, target, { weight: 0 }),
+      true,
+      false,
+    ).newDocument;
+    t.same(
+      over.spec?.rules?.map((r) => r.name),
+      ['legacy', 'primary'],
+      'gone with the drain',
+    );
+  },
+);

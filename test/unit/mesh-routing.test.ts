@@ -333,3 +333,72 @@ t.test("Istio's header matches and mirroring, as documented (VirtualService HTTP
   t.equal(workload(lost.routed), 'web');
   t.equal(lost.mirrored?.kind, 'no-healthy-upstream');
 });
+
+t.test(
+  'HTTPRoute header matches (the spec\'s "HTTP header matching" example) and precedence: more headers win a path tie',
+  async (t) => {
+    const s = routeSnapshot([
+      {
+        name: 'main',
+        matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+        backendRefs: [{ name: 'foo-v1', port: 8080 }],
+      },
+      {
+        name: 'testers',
+        matches: [
+          { path: { type: 'PathPrefix', value: '/' }, headers: [{ type: 'Exact', name: 'env', value: 'canary' }] },
+        ],
+        backendRefs: [{ name: 'foo-v2', port: 8080 }],
+      },
+      {
+        name: 'pattern',
+        matches: [
+          {
+            path: { type: 'Exact', value: '/x' },
+            headers: [{ type: 'RegularExpression', name: 'user', value: 'a.*' }],
+          },
+        ],
+        backendRefs: [{ name: 'foo-v2', port: 8080 }],
+      },
+    ]);
+    const random = seededRandom(3);
+    const to = (path: string, headers: Record<string, string>): string =>
+      workloadOf(routeRequest(s, 'gateway', 'foo.example.com', { path, headers }, random).routed);
+    t.equal(to('/', { env: 'canary' }), 'v2', 'the header rule wins a path tie, though written later');
+    t.equal(to('/', { env: 'stable' }), 'v1', 'exact value only');
+    t.equal(to('/', {}), 'v1');
+    t.equal(to('/x', { user: 'ann' }), 'v2', 'a regular expression on the whole value');
+    t.equal(to('/x', { user: 'bob' }), 'v1');
+  },
+);
+
+t.test(
+  'HTTPRoute RequestMirror: a copy to the mirror backend, in its percent; callers answered by the rule',
+  async (t) => {
+    const mirrorRule = (requestMirror: NonNullable<NonNullable<HTTPRouteRule['filters']>[number]['requestMirror']>) =>
+      routeSnapshot([
+        { backendRefs: [{ name: 'foo-v1', port: 8080 }], filters: [{ type: 'RequestMirror', requestMirror }] },
+      ]);
+    const random = seededRandom(5);
+    const send = (s: MeshSnapshot, n: number) =>
+      Array.from({ length: n }, () => routeRequest(s, 'gateway', 'foo.example.com', { path: '/' }, random));
+    const all = send(mirrorRule({ backendRef: { name: 'foo-v2', port: 8080 } }), 200);
+    t.ok(
+      all.every((r) => workloadOf(r.routed) === 'v1'),
+      'callers are answered by the rule',
+    );
+    t.ok(
+      all.every((r) => r.mirrored && workloadOf(r.mirrored) === 'v2'),
+      'no percent: every request copied',
+    );
+    const half = send(mirrorRule({ backendRef: { name: 'foo-v2', port: 8080 }, percent: 50 }), 4000).filter(
+      (r) => r.mirrored,
+    );
+    t.ok(Math.abs(half.length / 4000 - 0.5) < 0.03, `percent 50 (${half.length} of 4000)`);
+    const tenth = send(
+      mirrorRule({ backendRef: { name: 'foo-v2', port: 8080 }, fraction: { numerator: 1, denominator: 10 } }),
+      4000,
+    ).filter((r) => r.mirrored);
+    t.ok(Math.abs(tenth.length / 4000 - 0.1) < 0.02, `fraction 1/10 (${tenth.length} of 4000)`);
+  },
+);
