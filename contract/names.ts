@@ -94,6 +94,8 @@ export const policyAnnotations = {
   /** How much worse than stable matters to the sequential test: 0.5 is 1.5× stable's error rate. */
   margin: 'weir.dev/margin',
   drain: 'weir.dev/drain',
+  /** `true`: the stable half is scaled down as the canary's weight grows, and back up before weight returns. */
+  dynamicStableScale: 'weir.dev/dynamic-stable-scale',
   /** `<header>=<value>`: testers' requests with that header reach the canary for the whole release (issue 17). */
   canaryHeader: 'weir.dev/canary-header',
   /** `istio` (VirtualService, the default) or `gateway-api` (HTTPRoute); inferred from the object named. */

@@ -81,6 +81,17 @@ export interface ReleaseStatus {
   rollback?: Rollback;
   /** Under `analysis: sequential`: the counts and e-values so far in this release. */
   evidence?: Evidence;
+  /**
+   * Dynamic stable scale (issue 17, ADR 19): the replicas the user (or an HPA) wants in total, and
+   * the stable size weir last wrote to `spec.replicas`. A `spec.replicas` other than that is
+   * someone else's: the new total.
+   */
+  replicas?: number;
+  stableReplicas?: number;
+  /** Draining, but the stable half is scaled back up first: the weight waits until it can carry it. */
+  restoring?: boolean;
+  /** When the restored stable half was first seen whole and available: the mesh learns its endpoints. */
+  restoredAt?: string;
   /** When the promoted Deployment was first seen fully rolled out and available. */
   rolledOutAt?: string;
   /** The last few checks, newest last. */

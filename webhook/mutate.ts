@@ -6,6 +6,7 @@ import type { Operation } from 'fast-json-patch';
 import { annotations, labels, pointer, releaseAnnotations, tracks, isPhase, isWeirKey } from '../contract/names.ts';
 import type { Phase } from '../contract/names.ts';
 import { templateRevision } from '../contract/revision.ts';
+import { parseStatus } from '../contract/status.ts';
 import { guardRouting, routingKind } from './routing.ts';
 
 export interface AdmissionInput {
@@ -40,7 +41,7 @@ interface Metadata {
 
 interface Deployment {
   metadata?: Metadata;
-  spec?: { paused?: boolean; template?: { metadata?: Metadata } };
+  spec?: { paused?: boolean; replicas?: number; template?: { metadata?: Metadata } };
 }
 
 const skipped = (reason: string): Mutation => ({ outcome: 'skipped', reason, patch: [], warnings: [] });
@@ -210,11 +211,29 @@ function editableCopy(d: Deployment): Deployment {
  */
 function holdRelease(next: Deployment, old: Deployment): string {
   const phase = phaseOf(old);
+  const kept: string[] = [];
   if ((phase === 'Progressing' || phase === 'RolledBack') && old.spec?.paused === true && next.spec?.paused !== true) {
     next.spec = { ...next.spec, paused: true };
-    return `pod template unchanged; kept paused: the ${phase} release holds the stable half`;
+    kept.push(`kept paused: the ${phase} release holds the stable half`);
   }
-  return 'pod template unchanged: no release';
+  const size = keptStableSize(next, old, phase);
+  if (size !== undefined) {
+    next.spec = { ...next.spec, replicas: size };
+    kept.push(`kept the stable half at ${size} replicas (dynamic stable scale; the total stays as applied)`);
+  }
+  return kept.length > 0 ? `pod template unchanged; ${kept.join('; ')}` : 'pod template unchanged: no release';
+}
+
+/**
+ * Under dynamic stable scale (ADR 19) a re-apply of the same total is not a change: the stable
+ * size weir wrote stays. Another total is the user's (or an HPA's) and goes through as applied.
+ */
+function keptStableSize(next: Deployment, old: Deployment, phase: Phase): number | undefined {
+  if (phase !== 'Progressing') return undefined;
+  const status = parseStatus(old.metadata?.annotations?.[annotations.status]);
+  const size = status?.stableReplicas;
+  if (size === undefined || old.spec?.replicas !== size) return undefined;
+  return next.spec?.replicas === status?.replicas && next.spec?.replicas !== size ? size : undefined;
 }
 
 const field = (value: unknown, key: string): unknown =>
@@ -249,6 +268,7 @@ function patchOf(original: Deployment, next: Deployment): Operation[] {
   return [
     ...diffAt(original, next, ['metadata', 'annotations']),
     ...diffAt(original, next, ['spec', 'paused']),
+    ...diffAt(original, next, ['spec', 'replicas']),
     ...diffAt(original, next, ['spec', 'template', 'metadata', 'labels']),
   ];
 }

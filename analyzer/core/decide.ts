@@ -35,7 +35,10 @@ export interface Observed {
   stableRevision?: string;
   /** The namespace lost its label or the Deployment was annotated `weir.dev/canary: disabled`. */
   optedOut: boolean;
+  /** `spec.replicas`: the user's total, or the stable size weir wrote under dynamic stable scale. */
   replicas: number;
+  /** Available pods of the user's Deployment: the stable half (the canary is another Deployment). */
+  stableAvailable?: number;
   paused: boolean;
   /** The user's Deployment has rolled out its template and all of it is available. */
   rolledOut: boolean;
@@ -82,6 +85,8 @@ export type Action =
   | { kind: 'labelStablePods' }
   | { kind: 'ensureBackends' }
   | { kind: 'ensureCanary'; replicas: number }
+  /** `spec.replicas` of the user's Deployment: the stable half's size under dynamic stable scale. */
+  | { kind: 'scaleStable'; replicas: number }
   /** The route's traffic for the canary: a weight, a mirrored share and the testers' route (absent: none). */
   | { kind: 'setWeight'; weight: number; mirror?: number; header?: HeaderMatch }
   | { kind: 'deleteCanary' }
@@ -132,6 +137,38 @@ const stepText = (t: StepTraffic): string =>
   t.mirror > 0
     ? `shadow: ${t.mirror}% of requests mirrored to the canary, none of its answers reach callers`
     : `${t.weight}% to the canary`;
+
+/** Dynamic stable scale is on (ADR 19). */
+const scaling = (o: Observed): boolean => o.policy.ok && o.policy.value.dynamicStableScale === true;
+
+/**
+ * The replicas wanted in total: `spec.replicas`, unless it is the stable size weir itself wrote —
+ * then the total recorded beside it. A `kubectl scale`, an HPA or a git change is the new total.
+ */
+export function desiredReplicas(o: Observed, s: ReleaseStatus | undefined): number {
+  return s?.stableReplicas !== undefined && o.replicas === s.stableReplicas ? (s.replicas ?? o.replicas) : o.replicas;
+}
+
+/** Stable pods for the share of requests stable keeps; none at 100 %. */
+export const stableReplicas = (replicas: number, weight: number): number =>
+  weight >= 100 ? 0 : Math.max(1, Math.ceil((replicas * (100 - weight)) / 100));
+
+/** The longest a rollback waits for the stable half to be available again before moving traffic anyway. */
+export const restoreLimitMs = 60_000;
+
+/** The status without weir's scaling record: the Deployment has its total again. */
+const unscaled = (s: ReleaseStatus): ReleaseStatus => ({
+  ...s,
+  replicas: undefined,
+  stableReplicas: undefined,
+  restoring: undefined,
+  restoredAt: undefined,
+});
+
+/** Weir scaled stable in this release and it is short of the total: scale back before weight returns. */
+const mustRestore = (o: Observed, s: ReleaseStatus): boolean =>
+  s.stableReplicas !== undefined &&
+  (o.replicas < desiredReplicas(o, s) || (o.stableAvailable ?? 0) < desiredReplicas(o, s));
 
 /** The testers' header route, wanted whenever a release holds traffic on the route. */
 const testersHeader = (o: Observed): HeaderMatch | undefined => (o.policy.ok ? o.policy.value.canaryHeader : undefined);
@@ -202,7 +239,8 @@ export function wakeAt(o: Observed, now: Date): number | undefined {
   if (s.drainingSince) times.push(drainEndsAt(o, s));
   if (o.phase === 'Promoting' && s.rolledOutAt) times.push(ms(s.rolledOutAt) + settleMs);
   if (o.phase === 'Progressing' && o.policy.ok && s.stepStartedAt && !s.drainingSince)
-    times.push(checkAt(s, o.policy.value), pauseEndsAt(s, o.policy.value));
+    times.push(checkAt(s, o.policy.value), pauseEndsAt(s, o.policy.value), ...(scaling(o) ? [scaleDownAt(s)] : []));
+  if (s.restoring) times.push(ms(s.drainingSince) + restoreLimitMs, ms(s.restoredAt) + settleMs);
   const later = times.filter((t) => Number.isFinite(t) && t > now.getTime());
   return later.length > 0 ? Math.min(...later) : undefined;
 }
@@ -217,6 +255,14 @@ function drain(o: Observed, s: ReleaseStatus, now: Date, outcome: DrainOutcome, 
     outcome,
     message,
   };
+  if (mustRestore(o, s)) {
+    // Never move traffic onto a stable half that cannot carry it yet (Argo Rollouts #4828): scale first.
+    const total = desiredReplicas(o, s);
+    return [
+      { kind: 'status', status: { ...next, restoring: true, message: `${message}; stable back to ${total} first` } },
+      ...(o.replicas < total ? [{ kind: 'scaleStable', replicas: total } as Action] : []),
+    ];
+  }
   // The record first, then the route: a crash in between still drains (whileDraining sets 0).
   return [{ kind: 'status', status: next }, ...(exposed(o) ? [{ kind: 'setWeight', weight: 0 } as Action] : [])];
 }
@@ -403,7 +449,7 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date): Ac
   const steps = stepsOf(policy);
   const target = steps[s.step] ?? { weight: 100, mirror: 0 };
   // A mirrored share is load like a weight: the canary is sized for it.
-  const replicas = canaryReplicas(o.replicas, Math.max(target.weight, target.mirror));
+  const replicas = canaryReplicas(desiredReplicas(o, s), Math.max(target.weight, target.mirror));
   const canary = o.canary;
   if (!canary || canary.revision !== s.revision || canary.replicas !== replicas) {
     return [
@@ -441,8 +487,13 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date): Ac
 }
 
 function promote(o: Observed, s: ReleaseStatus): Action[] {
-  // The phase first: the webhook keeps a Progressing release paused.
+  // The total first, so the rollout makes every replica the user asked for; then the phase (the
+  // webhook keeps a Progressing release paused).
+  const total = desiredReplicas(o, s);
+  const restore: Action[] =
+    s.stableReplicas !== undefined && o.replicas !== total ? [{ kind: 'scaleStable', replicas: total }] : [];
   return [
+    ...restore,
     {
       kind: 'setPhase',
       phase: 'Promoting',
@@ -450,7 +501,7 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
     },
     { kind: 'unpause' },
     event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${s.revision}`),
-    { kind: 'status', status: { ...s, message: 'promoting: waiting for the Deployment to roll out' } },
+    { kind: 'status', status: { ...unscaled(s), message: 'promoting: waiting for the Deployment to roll out' } },
   ];
 }
 
@@ -502,6 +553,8 @@ function progressing(
   if (repair) return repair;
   if (!o.backendsReady) return [{ kind: 'ensureBackends' }];
   if (!holding) return enterStep(o, s, policy, now);
+  const resized = scaleDown(o, s, now);
+  if (resized) return resized;
   let status = s;
   const actions: Action[] = [];
   if (measured) {
@@ -526,6 +579,33 @@ function progressing(
   return measured ? [...actions, { kind: 'status', status }] : actions;
 }
 
+/** When the stable half may shrink for the step's weight: once the mesh has moved the weight off it. */
+const scaleDownAt = (s: ReleaseStatus): number => ms(s.stepStartedAt) + meshPropagationMs;
+
+/**
+ * Dynamic stable scale while a step holds its weight: stable sized for the share it keeps, only
+ * after the weight moved away from it (and the mesh had time to learn that).
+ */
+function scaleDown(o: Observed, s: ReleaseStatus, now: Date): Action[] | undefined {
+  // Turned off mid-release: the total back at once (growing stable is always safe).
+  if (!scaling(o) && s.stableReplicas !== undefined) {
+    const total = desiredReplicas(o, s);
+    return [
+      { kind: 'status', status: unscaled(s) },
+      ...(o.replicas !== total ? [{ kind: 'scaleStable', replicas: total } as Action] : []),
+    ];
+  }
+  if (!scaling(o) || s.weight <= 0 || s.mirror || now.getTime() < scaleDownAt(s)) return undefined;
+  const total = desiredReplicas(o, s);
+  const size = stableReplicas(total, s.weight);
+  if (o.replicas === size && s.stableReplicas === size && s.replicas === total) return undefined;
+  return [
+    { kind: 'status', status: { ...s, replicas: total, stableReplicas: size } },
+    ...(o.replicas !== size ? [{ kind: 'scaleStable', replicas: size } as Action] : []),
+    event('Normal', 'StableScaled', `stable scaled to ${size} of ${total} replicas for its ${100 - s.weight}% share`),
+  ];
+}
+
 /**
  * Phases Stable and RolledBack: no canary weight, no canary left behind, and — once weir has
  * steered this Deployment's backends, or before any release when they are weir's own — backends
@@ -535,6 +615,11 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
   const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
   if (exposed(o)) return drain(o, base, now, 'settle', `${o.phase}: traffic back to stable`);
   if (base.drainingSince) return [];
+  if (s?.stableReplicas !== undefined && o.replicas === s.stableReplicas && s.replicas !== undefined)
+    return [
+      { kind: 'scaleStable', replicas: s.replicas },
+      { kind: 'status', status: unscaled(s) },
+    ];
   if (!s && o.ownBackends && !o.backendsReady && !o.optedOut) {
     return [
       { kind: 'ensureBackends' },
@@ -549,6 +634,7 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
 
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
 function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | undefined {
+  if (s.restoring) return restoring(o, s, now);
   if (now.getTime() < drainEndsAt(o, s)) return exposed(o) ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
@@ -557,6 +643,33 @@ function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | und
 
 const mirrorTaken = (host: string): string =>
   `the steered route already mirrors to ${host}; a shadow step would replace the user's mirror, so it holds`;
+
+/**
+ * A drain waiting for the stable half to be back at its total: the weight moves once it is
+ * available, or after `restoreLimitMs` with a Warning; the drain time counts from the move.
+ */
+function restoring(o: Observed, s: ReleaseStatus, now: Date): Action[] {
+  const total = desiredReplicas(o, s);
+  const waited = now.getTime() - ms(s.drainingSince);
+  const ready = o.replicas >= total && (o.stableAvailable ?? 0) >= total;
+  if (!ready && waited < restoreLimitMs) return o.replicas < total ? [{ kind: 'scaleStable', replicas: total }] : [];
+  // Available is not yet known to the mesh: give it the time it takes to learn new endpoints.
+  if (ready && !s.restoredAt) return [{ kind: 'status', status: { ...s, restoredAt: now.toISOString() } }];
+  if (ready && now.getTime() < ms(s.restoredAt) + settleMs) return [];
+  const moved: ReleaseStatus = { ...unscaled(s), drainingSince: now.toISOString(), message: s.message };
+  return [
+    { kind: 'status', status: moved },
+    ...(exposed(o) ? [{ kind: 'setWeight', weight: 0 } as Action] : []),
+    ready
+      ? event('Normal', 'StableScaled', `stable back to ${total} replicas, all available; traffic returns to it`)
+      : event(
+          'Warning',
+          'StableScaled',
+          `stable has ${o.stableAvailable ?? 0}/${total} available replicas after ${restoreLimitMs / 1000} s; ` +
+            'traffic returns to it anyway',
+        ),
+  ];
+}
 
 /** Routing or policy that cannot be used: hold, with one Warning per distinct problem. */
 function blocked(o: Observed, weight: number): Action[] | undefined {
@@ -622,7 +735,12 @@ function unsteeredCallers(o: Observed): Action[] {
 function begin(o: Observed, previous: ReleaseStatus | undefined, now: Date, weight: number): Action[] {
   const revision = o.canaryRevision ?? 'none';
   const superseded = previous !== undefined && o.phase === 'Progressing' && (exposed(o) || o.canary !== undefined);
-  const start = fresh(revision, weight);
+  // A superseded release may have scaled stable: its record goes on, so the drain scales it back.
+  const scaled =
+    previous?.stableReplicas !== undefined
+      ? { replicas: previous.replicas, stableReplicas: previous.stableReplicas }
+      : {};
+  const start: ReleaseStatus = { ...fresh(revision, weight), ...scaled };
   const started = superseded
     ? event(
         'Normal',

@@ -27,6 +27,8 @@ export interface Policy {
   mirror?: number;
   /** Requests with this header reach the canary for the whole release (the testers' route). */
   canaryHeader?: HeaderMatch;
+  /** Scale the stable half down as the canary's weight grows (ADR 19). */
+  dynamicStableScale?: boolean;
   stepPauseMs: number;
   intervalMs: number;
   failureLimit: number;
@@ -150,6 +152,35 @@ function duration(f: Field, errors: string[]): number | undefined {
   return undefined;
 }
 
+/** The release's shape from annotations: its steps (and shadow step), the testers' header, dynamic stable scale. */
+function applyShape(policy: Policy, field: (key: string) => Field | undefined, errors: string[]): void {
+  const steps = field(policyAnnotations.steps);
+  if (steps) {
+    const parsed = parseSteps(steps.text);
+    if (parsed) {
+      policy.steps = parsed.steps;
+      if (parsed.mirror === undefined) delete policy.mirror;
+      else policy.mirror = parsed.mirror;
+    } else
+      errors.push(
+        `${steps.key}: "${steps.text}" must be rising percentages ending at 100, such as 10,50,100, ` +
+          'optionally after a shadow step: mirror,10,50,100 or mirror:25,10,50,100',
+      );
+  }
+  const dynamic = field(policyAnnotations.dynamicStableScale);
+  if (dynamic?.text === 'true' || dynamic?.text === 'false') policy.dynamicStableScale = dynamic.text === 'true';
+  else if (dynamic) errors.push(`${dynamic.key}: "${dynamic.text}" is not true or false`);
+  const header = field(policyAnnotations.canaryHeader);
+  if (header) {
+    const parsed = parseHeaderMatch(header.text);
+    if (parsed) policy.canaryHeader = parsed;
+    else
+      errors.push(
+        `${header.key}: "${header.text}" is not <header>=<value> with a lower-case header, such as x-canary=always`,
+      );
+  }
+}
+
 /** Applies the per-Deployment annotation overrides to a named policy. */
 export function resolvePolicy(annotations: Record<string, string>, policies: Record<string, Policy>): Parsed<Policy> {
   const errors: string[] = [];
@@ -164,28 +195,7 @@ export function resolvePolicy(annotations: Record<string, string>, policies: Rec
   const policy: Policy = structuredClone(base);
   const field = (key: string): Field | undefined =>
     annotations[key] === undefined ? undefined : { key, text: annotations[key] };
-  const steps = field(policyAnnotations.steps);
-  if (steps) {
-    const parsed = parseSteps(steps.text);
-    if (parsed) {
-      policy.steps = parsed.steps;
-      if (parsed.mirror === undefined) delete policy.mirror;
-      else policy.mirror = parsed.mirror;
-    } else
-      errors.push(
-        `${steps.key}: "${steps.text}" must be rising percentages ending at 100, such as 10,50,100, ` +
-          'optionally after a shadow step: mirror,10,50,100 or mirror:25,10,50,100',
-      );
-  }
-  const header = field(policyAnnotations.canaryHeader);
-  if (header) {
-    const parsed = parseHeaderMatch(header.text);
-    if (parsed) policy.canaryHeader = parsed;
-    else
-      errors.push(
-        `${header.key}: "${header.text}" is not <header>=<value> with a lower-case header, such as x-canary=always`,
-      );
-  }
+  applyShape(policy, field, errors);
   const set = <K extends keyof Policy>(key: K, value: Policy[K] | undefined): void => {
     if (value !== undefined) policy[key] = value;
   };
@@ -267,6 +277,7 @@ interface RawPolicy {
   margin?: unknown;
   steps?: unknown;
   canaryHeader?: unknown;
+  dynamicStableScale?: unknown;
   stepPause?: unknown;
   interval?: unknown;
   failureLimit?: unknown;
@@ -302,11 +313,12 @@ function readPolicy(name: string, raw: RawPolicy, errors: string[]): Policy {
     ['alpha', policyAnnotations.alpha],
     ['margin', policyAnnotations.margin],
     ['canaryHeader', policyAnnotations.canaryHeader],
+    ['dynamicStableScale', policyAnnotations.dynamicStableScale],
   ];
   for (const [field, key] of map) {
     const v = raw[field];
     if (Array.isArray(v)) annotationsLike[key] = v.map((x) => String(x as number | string)).join(',');
-    else if (typeof v === 'string' || typeof v === 'number') annotationsLike[key] = String(v);
+    else if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') annotationsLike[key] = String(v);
     else if (v !== undefined) errors.push(`policies.${name}.${field}: expected a string or number`);
   }
   const resolved = resolvePolicy(annotationsLike, { default: defaultPolicy });

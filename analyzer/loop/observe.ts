@@ -197,6 +197,16 @@ function canaryOf(edges: Edges, namespace: string, name: string): Promise<V1Depl
   return maybe(() => edges.apps.readNamespacedDeployment({ namespace, name: canaryName(name) }));
 }
 
+/** The user's Deployment as the stable half: its size, what of it is available, paused, rolled out. */
+function halfFields(d: V1Deployment): Pick<Observed, 'replicas' | 'stableAvailable' | 'paused' | 'rolledOut'> {
+  return {
+    replicas: d.spec?.replicas ?? 1,
+    stableAvailable: d.status?.availableReplicas ?? 0,
+    paused: d.spec?.paused === true,
+    rolledOut: rolledOut(d),
+  };
+}
+
 /** Reads one release: the Deployment, its canary, its pods and its routing. */
 export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | undefined): Promise<ReleaseView> {
   const namespace = d.metadata?.namespace ?? '';
@@ -222,9 +232,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     name,
     ...rec,
     optedOut: optedOut(d, ns, edges.optIn),
-    replicas: d.spec?.replicas ?? 1,
-    paused: d.spec?.paused === true,
-    rolledOut: rolledOut(d),
+    ...halfFields(d),
     routing,
     backendsReady,
     unlabelledStablePods: unlabelled.items.length,

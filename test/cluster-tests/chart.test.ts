@@ -239,7 +239,14 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       'PATCH',
       `/apis/apps/v1/namespaces/${app}/deployments/web`,
       [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil.example.com/x' }],
-      /on a user's Deployment only spec.paused and weir.dev\/\* annotations may change/,
+      /on a user's Deployment only spec.paused, weir.dev\/\* annotations and, while it stays paused/,
+    ],
+    [
+      "the replicas of a user's Deployment no release holds (not paused)",
+      'PATCH',
+      `/apis/apps/v1/namespaces/${app}/deployments/web`,
+      [{ op: 'replace', path: '/spec/replicas', value: 0 }],
+      /while it stays paused \(a release holds it\), spec.replicas may change/,
     ],
     [
       'a Deployment in a namespace without the opt-in label',

@@ -21,6 +21,7 @@ export function releaseWorld(policy: Policy, overrides: Partial<Observed> = {}):
     backendsReady: true,
     unlabelledStablePods: 0,
     policy: { ok: true, value: policy },
+    stableAvailable: overrides.replicas ?? 4,
     ...overrides,
   };
 }
@@ -47,6 +48,11 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
       case 'deleteCanary':
         o.canary = undefined;
         log.push('delete canary');
+        break;
+      case 'scaleStable':
+        o.replicas = a.replicas;
+        o.stableAvailable = a.replicas;
+        log.push(`stable ${a.replicas}`);
         break;
       case 'unpause':
         o.paused = false;

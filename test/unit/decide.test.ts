@@ -679,3 +679,103 @@ t.test('a release on a route bound to gateways only says, once, that in-mesh cal
   run(steered, 200, errorRate(0.01), quiet);
   t.notOk(quiet.includes('event MeshCallersUnsteered'), 'not for a route the mesh goes through');
 });
+
+t.test(
+  'dynamic stable scale: stable shrinks after the weight left it, and is back before weight returns',
+  async (t) => {
+    const scaled: Policy = { ...policy, dynamicStableScale: true };
+    const o = releaseWorld(scaled, { replicas: 10 });
+    const log: string[] = [];
+    run(o, 200, errorRate(0.01), log);
+    const moves = log.filter((l) => l.startsWith('weight') || l.startsWith('stable') || l === 'unpause');
+    t.same(moves, [
+      'weight 10',
+      'stable 9',
+      'weight 50',
+      'stable 5',
+      'weight 100',
+      'stable 0',
+      'stable 10',
+      'unpause',
+      'weight 0',
+    ]);
+    t.equal(o.phase, 'Stable');
+    t.equal(o.status?.stableReplicas, undefined, 'the scaling record is gone');
+
+    // A bad canary at 50 %: stable back to 10 and available before the weight leaves the canary.
+    const bad = releaseWorld(scaled, { replicas: 10 });
+    const rolled: string[] = [];
+    let s = run(bad, 45, errorRate(0.01), rolled);
+    t.equal(bad.replicas, 5, 'at 50 % stable holds 5 of 10');
+    bad.stableAvailable = 5;
+    const applyScale = (actions: Action[]): void => {
+      // The stable pods take a while: spec first, availability later.
+      for (const a of actions) if (a.kind === 'scaleStable') bad.replicas = a.replicas;
+      apply(
+        bad,
+        actions.filter((a) => a.kind !== 'scaleStable'),
+        rolled,
+      );
+      bad.stableAvailable = Math.min(bad.stableAvailable ?? 0, bad.replicas);
+    };
+    for (let i = 0; i < 40 && bad.status?.restoring !== true; i++, s++) {
+      const now = new Date(s * 1000);
+      applyScale(decide(bad, checkDue(bad, now) ? errorRate(0.6)() : undefined, now));
+    }
+    t.equal(bad.status?.restoring, true, 'rolling back: restoring stable first');
+    t.equal(bad.replicas, 10);
+    t.ok(bad.routing.ok && bad.routing.canaryWeight === 50, 'the weight waits while stable is short');
+    applyScale(decide(bad, undefined, new Date(++s * 1000)));
+    t.ok(bad.routing.ok && bad.routing.canaryWeight === 50, 'still waiting');
+    bad.stableAvailable = 10;
+    applyScale(decide(bad, undefined, new Date(++s * 1000)));
+    t.ok(bad.routing.ok && bad.routing.canaryWeight === 50, 'stable available: the mesh is given time to learn it');
+    s += 5;
+    applyScale(decide(bad, undefined, new Date(s * 1000)));
+    t.ok(bad.routing.ok && bad.routing.canaryWeight === 0, 'then the weight returns');
+    run(bad, 30, errorRate(0.6), rolled, s + 1);
+    t.equal(bad.phase, 'RolledBack');
+    t.equal(bad.replicas, 10, 'the Deployment has its replicas again');
+  },
+);
+
+t.test(
+  'dynamic stable scale: a kubectl scale (or an HPA) is the new total; a stuck stable holds a rollback only so long',
+  async (t) => {
+    const scaled: Policy = { ...policy, dynamicStableScale: true };
+    const o = releaseWorld(scaled, { replicas: 10 });
+    const log: string[] = [];
+    const s = run(o, 45, errorRate(0.01), log);
+    t.equal(o.replicas, 5);
+    o.replicas = 20; // kubectl scale --replicas=20
+    run(o, 3, errorRate(0.01), log, s);
+    t.equal(o.replicas, 10, 'stable is half of the new total at 50 %');
+    t.equal(o.status?.replicas, 20);
+
+    const stuck = releaseWorld(scaled, { replicas: 10 });
+    const out: string[] = [];
+    let at = run(stuck, 45, errorRate(0.01), out);
+    t.equal(stuck.replicas, 5);
+    apply(stuck, decide({ ...stuck, request: 'abort' }, undefined, new Date(at * 1000)), out);
+    t.equal(stuck.status?.restoring, true);
+    stuck.stableAvailable = 5; // the new stable pods never become available
+    const weightAfter = (seconds: number): number => {
+      for (let i = 0; i < seconds; i++) apply(stuck, decide(stuck, undefined, new Date(++at * 1000)), out);
+      return stuck.routing.ok ? stuck.routing.canaryWeight : -1;
+    };
+    t.equal(weightAfter(30), 50, 'half a minute on: still waiting for stable');
+    t.equal(weightAfter(35), 0, 'after the limit, traffic returns anyway');
+    t.equal(stuck.status?.restoring, undefined);
+  },
+);
+
+t.test('dynamic stable scale turned off mid-release: the stable half gets its total back at once', async (t) => {
+  const o = releaseWorld({ ...policy, dynamicStableScale: true }, { replicas: 10 });
+  const log: string[] = [];
+  const s = run(o, 45, errorRate(0.01), log);
+  t.equal(o.replicas, 5);
+  o.policy = { ok: true, value: policy };
+  run(o, 2, errorRate(0.01), log, s);
+  t.equal(o.replicas, 10);
+  t.equal(o.status?.stableReplicas, undefined);
+});

@@ -242,6 +242,39 @@ t.test('during a release, an apply that drops paused keeps it paused', async (t)
   t.same(mutate(promoting, { now }).patch, [], "the analyzer's resume at promotion goes through");
 });
 
+t.test(
+  'dynamic stable scale: a re-apply of the same total keeps the stable size; another total goes through',
+  async (t) => {
+    const input = fixture('update-image-during-release');
+    const reapply = structuredClone(input);
+    reapply.object = structuredClone(reapply.oldObject);
+    const old = dep(reapply.oldObject);
+    old.spec.replicas = 5;
+    old.metadata.annotations = {
+      ...old.metadata.annotations,
+      'weir.dev/phase': 'Progressing',
+      'weir.dev/status': JSON.stringify({
+        revision: 'r',
+        step: 1,
+        weight: 50,
+        failures: 0,
+        checks: [],
+        message: '',
+        replicas: 10,
+        stableReplicas: 5,
+      }),
+    };
+    dep(reapply.object).metadata.annotations = { ...old.metadata.annotations };
+    dep(reapply.object).spec.replicas = 10; // git says 10, as it always did
+    const m = mutate(reapply, { now });
+    t.same(m.patch, [{ op: 'replace', path: '/spec/replicas', value: 5 }]);
+    t.match(m.reason, /kept the stable half at 5 replicas/);
+    const scaled = structuredClone(reapply);
+    dep(scaled.object).spec.replicas = 12; // a new total: the user's
+    t.same(mutate(scaled, { now }).patch, [], 'a new total goes through; the analyzer takes it as the total');
+  },
+);
+
 t.test('the patch carries every change weir makes: applying it leaves nothing for a second look', async (t) => {
   const names = [
     'create',

@@ -186,3 +186,20 @@ t.test("a shadow step in weir.dev/steps, and the testers' header; bad ones name 
   const plain = resolvePolicy({ 'weir.dev/policy': 'shadow', 'weir.dev/steps': '50,100' }, named);
   t.equal(plain.ok && plain.value.mirror, undefined);
 });
+
+t.test('weir.dev/dynamic-stable-scale: true or false, from annotations or the policy file', async (t) => {
+  const on = resolvePolicy({ 'weir.dev/dynamic-stable-scale': 'true' }, { default: defaultPolicy });
+  t.equal(on.ok && on.value.dynamicStableScale, true);
+  t.equal(defaultPolicy.dynamicStableScale, undefined, 'off by default');
+  t.match(resolvePolicy({ 'weir.dev/dynamic-stable-scale': 'yes' }, { default: defaultPolicy }), {
+    ok: false,
+    errors: [/^weir.dev\/dynamic-stable-scale: "yes" is not true or false/],
+  });
+  const file = parsePolicyFile('policies:\n  lean:\n    dynamicStableScale: true\n');
+  t.match(file, { ok: true, value: { lean: { dynamicStableScale: true } } });
+  const off = resolvePolicy(
+    { 'weir.dev/policy': 'lean', 'weir.dev/dynamic-stable-scale': 'false' },
+    file.ok ? file.value : {},
+  );
+  t.equal(off.ok && off.value.dynamicStableScale, false, 'an annotation turns it off for one Deployment');
+});

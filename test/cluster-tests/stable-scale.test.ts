@@ -1,0 +1,74 @@
+// Issue 17 on the local cluster: dynamic stable scale (ADR 19) — the stable half shrinks as the
+// canary's weight grows, the user's total stays the source of truth (a re-apply keeps weir's
+// size, `kubectl scale` sets a new total), and traffic never returns to a stable half that cannot
+// carry it: the 503s at the end of Argo Rollouts' dynamicStableScale (#4828) are the test.
+import t from 'tap';
+import { apply, countUhFromNow, deployment, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
+import { events, fast, getDeployment, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
+
+const replicasOf = async (ns: string): Promise<number> => (await getDeployment(ns, 'web')).spec.replicas;
+
+/** A namespace with a Service at 100 requests/s and `web` under dynamic stable scale (steps 50, 100). */
+async function scaled(
+  t: { teardown(fn: () => unknown): void },
+  replicas: number,
+  extra: Record<string, string>,
+): Promise<{ ns: string; manifest: Record<string, unknown> }> {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps: 100 }));
+  const annotations = { ...fast, 'weir.dev/steps': '50,100', 'weir.dev/dynamic-stable-scale': 'true', ...extra };
+  const manifest = deployment('web', { replicas, image: 'example.com/web:v1', annotations });
+  await apply(ns, manifest);
+  return { ns, manifest };
+}
+
+t.test(
+  'stable shrinks after each weight; a re-apply keeps its size, kubectl scale sets a new total; whole at promotion',
+  async (t) => {
+    const { ns, manifest } = await scaled(t, 4, { 'weir.dev/step-pause': '20s' });
+    await setImage(ns, 'web', 'example.com/web:v2');
+    await waitFor('stable scaled to 2 of 4 at 50 %', async () => (await replicasOf(ns)) === 2, 60_000, 200);
+    t.match(await releaseStatus(ns, 'web'), { weight: 50, replicas: 4, stableReplicas: 2 });
+    // GitOps re-applies the folder: the same total, 4, is no change.
+    const reapplied = structuredClone(manifest) as {
+      spec: { template: { spec: { containers: { image: string }[] } } };
+    };
+    const container = reapplied.spec.template.spec.containers[0];
+    if (container) container.image = 'example.com/web:v2';
+    await apply(ns, reapplied);
+    t.equal(await replicasOf(ns), 2, "a re-apply of the same total keeps weir's stable size");
+    // A person scales the Deployment: that is the new total, split the same way.
+    await kubectl(['scale', 'deployment/web', '-n', ns, '--replicas=6']);
+    await waitFor('stable at 3 of the new 6', async () => (await replicasOf(ns)) === 3, 30_000, 200);
+    t.match(await releaseStatus(ns, 'web'), { replicas: 6, stableReplicas: 3 });
+    const d = await waitForPhase(ns, 'web', 'Stable', 180_000);
+    t.equal(d.spec.replicas, 6, 'promoted with the whole total');
+    const reasons = (await events(ns, 'web')).filter((e) => e.reason === 'StableScaled').map((e) => e.message);
+    t.ok(
+      reasons.some((m) => /stable scaled to 0 of 6 replicas/.test(m)),
+      `stable went to 0 at 100 %: ${reasons.join(' | ')}`,
+    );
+  },
+);
+
+t.test(
+  'rolled back from 100 % with stable at 0: stable is whole and available before any weight returns, not one 503',
+  async (t) => {
+    // Checks at 100 % are never conclusive: the unjudged limit rolls the release back there.
+    const { ns } = await scaled(t, 3, { 'weir.dev/min-requests': '100000000', 'weir.dev/unjudged-limit': '5' });
+    const uh = await countUhFromNow(ns);
+    await setImage(ns, 'web', 'example.com/web:v2');
+    await waitFor('the 50 % step', async () => (await releaseStatus(ns, 'web'))?.weight === 50, 60_000, 200);
+    await kubectl(['annotate', 'deployment/web', '-n', ns, 'weir.dev/request=promote', '--overwrite']);
+    await waitFor('stable at 0 behind 100 %', async () => (await replicasOf(ns)) === 0, 60_000, 200);
+    const d = await waitForPhase(ns, 'web', 'RolledBack', 120_000);
+    t.equal(d.spec.replicas, 3, 'stable has its replicas again');
+    t.equal(await uh(), 0, 'no request met a stable half without pods');
+    const evs = await events(ns, 'web');
+    const back = evs.findIndex(
+      (e) => e.reason === 'StableScaled' && /stable back to 3 replicas, all available/.test(e.message),
+    );
+    const rolled = evs.findIndex((e) => e.reason === 'RolledBack');
+    t.ok(back >= 0 && rolled > back, 'stable whole and available, then the canary went');
+  },
+);
