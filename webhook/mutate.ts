@@ -230,7 +230,8 @@ function holdRelease(next: Deployment, old: Deployment): string {
  */
 function keptStableSize(next: Deployment, old: Deployment, phase: Phase): number | undefined {
   if (phase !== 'Progressing') return undefined;
-  const status = parseStatus(old.metadata?.annotations?.[annotations.status]);
+  // The record as it will be: weir writes a new size with a record of it; a re-apply leaves it as it was.
+  const status = parseStatus(next.metadata?.annotations?.[annotations.status]);
   const size = status?.stableReplicas;
   if (size === undefined || old.spec?.replicas !== size) return undefined;
   return next.spec?.replicas === status?.replicas && next.spec?.replicas !== size ? size : undefined;

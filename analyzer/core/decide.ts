@@ -85,8 +85,12 @@ export type Action =
   | { kind: 'labelStablePods' }
   | { kind: 'ensureBackends' }
   | { kind: 'ensureCanary'; replicas: number }
-  /** `spec.replicas` of the user's Deployment: the stable half's size under dynamic stable scale. */
-  | { kind: 'scaleStable'; replicas: number }
+  /**
+   * `spec.replicas` of the user's Deployment (the stable half's size under dynamic stable scale),
+   * written in one patch with the record that says it is weir's: the webhook keeps a size only
+   * against a re-apply, never against weir's own next size.
+   */
+  | { kind: 'scaleStable'; replicas: number; status: ReleaseStatus }
   /** The route's traffic for the canary: a weight, a mirrored share and the testers' route (absent: none). */
   | { kind: 'setWeight'; weight: number; mirror?: number; header?: HeaderMatch }
   | { kind: 'deleteCanary' }
@@ -163,6 +167,13 @@ const unscaled = (s: ReleaseStatus): ReleaseStatus => ({
   stableReplicas: undefined,
   restoring: undefined,
   restoredAt: undefined,
+});
+
+/** Stable back to the total, recorded as weir's size until the release lets go of it. */
+const toTotal = (s: ReleaseStatus, total: number): Action => ({
+  kind: 'scaleStable',
+  replicas: total,
+  status: { ...s, replicas: total, stableReplicas: total },
 });
 
 /** Weir scaled stable in this release and it is short of the total: scale back before weight returns. */
@@ -258,10 +269,8 @@ function drain(o: Observed, s: ReleaseStatus, now: Date, outcome: DrainOutcome, 
   if (mustRestore(o, s)) {
     // Never move traffic onto a stable half that cannot carry it yet (Argo Rollouts #4828): scale first.
     const total = desiredReplicas(o, s);
-    return [
-      { kind: 'status', status: { ...next, restoring: true, message: `${message}; stable back to ${total} first` } },
-      ...(o.replicas < total ? [{ kind: 'scaleStable', replicas: total } as Action] : []),
-    ];
+    const restoring: ReleaseStatus = { ...next, restoring: true, message: `${message}; stable back to ${total} first` };
+    return [o.replicas < total ? toTotal(restoring, total) : { kind: 'status', status: restoring }];
   }
   // The record first, then the route: a crash in between still drains (whileDraining sets 0).
   return [{ kind: 'status', status: next }, ...(exposed(o) ? [{ kind: 'setWeight', weight: 0 } as Action] : [])];
@@ -491,7 +500,9 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
   // webhook keeps a Progressing release paused).
   const total = desiredReplicas(o, s);
   const restore: Action[] =
-    s.stableReplicas !== undefined && o.replicas !== total ? [{ kind: 'scaleStable', replicas: total }] : [];
+    s.stableReplicas !== undefined && o.replicas !== total
+      ? [{ kind: 'scaleStable', replicas: total, status: unscaled(s) }]
+      : [];
   return [
     ...restore,
     {
@@ -591,17 +602,18 @@ function scaleDown(o: Observed, s: ReleaseStatus, now: Date): Action[] | undefin
   if (!scaling(o) && s.stableReplicas !== undefined) {
     const total = desiredReplicas(o, s);
     return [
-      { kind: 'status', status: unscaled(s) },
-      ...(o.replicas !== total ? [{ kind: 'scaleStable', replicas: total } as Action] : []),
+      o.replicas !== total
+        ? { kind: 'scaleStable', replicas: total, status: unscaled(s) }
+        : { kind: 'status', status: unscaled(s) },
     ];
   }
   if (!scaling(o) || s.weight <= 0 || s.mirror || now.getTime() < scaleDownAt(s)) return undefined;
   const total = desiredReplicas(o, s);
   const size = stableReplicas(total, s.weight);
   if (o.replicas === size && s.stableReplicas === size && s.replicas === total) return undefined;
+  const status: ReleaseStatus = { ...s, replicas: total, stableReplicas: size };
   return [
-    { kind: 'status', status: { ...s, replicas: total, stableReplicas: size } },
-    ...(o.replicas !== size ? [{ kind: 'scaleStable', replicas: size } as Action] : []),
+    o.replicas !== size ? { kind: 'scaleStable', replicas: size, status } : { kind: 'status', status },
     event('Normal', 'StableScaled', `stable scaled to ${size} of ${total} replicas for its ${100 - s.weight}% share`),
   ];
 }
@@ -616,10 +628,7 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
   if (exposed(o)) return drain(o, base, now, 'settle', `${o.phase}: traffic back to stable`);
   if (base.drainingSince) return [];
   if (s?.stableReplicas !== undefined && o.replicas === s.stableReplicas && s.replicas !== undefined)
-    return [
-      { kind: 'scaleStable', replicas: s.replicas },
-      { kind: 'status', status: unscaled(s) },
-    ];
+    return [{ kind: 'scaleStable', replicas: s.replicas, status: unscaled(s) }];
   if (!s && o.ownBackends && !o.backendsReady && !o.optedOut) {
     return [
       { kind: 'ensureBackends' },
@@ -652,7 +661,7 @@ function restoring(o: Observed, s: ReleaseStatus, now: Date): Action[] {
   const total = desiredReplicas(o, s);
   const waited = now.getTime() - ms(s.drainingSince);
   const ready = o.replicas >= total && (o.stableAvailable ?? 0) >= total;
-  if (!ready && waited < restoreLimitMs) return o.replicas < total ? [{ kind: 'scaleStable', replicas: total }] : [];
+  if (!ready && waited < restoreLimitMs) return o.replicas < total ? [toTotal(s, total)] : [];
   // Available is not yet known to the mesh: give it the time it takes to learn new endpoints.
   if (ready && !s.restoredAt) return [{ kind: 'status', status: { ...s, restoredAt: now.toISOString() } }];
   if (ready && now.getTime() < ms(s.restoredAt) + settleMs) return [];
@@ -863,7 +872,9 @@ function described(o: Observed, actions: Action[]): Action[] {
     ...(o.policy.ok ? { steps: stepsOf(o.policy.value).map((t) => t.weight) } : {}),
     ...(o.route ? { route: o.route } : {}),
   };
-  return actions.map((a) => (a.kind === 'status' ? { ...a, status: { ...a.status, ...about } } : a));
+  return actions.map((a) =>
+    a.kind === 'status' || a.kind === 'scaleStable' ? { ...a, status: { ...a.status, ...about } } : a,
+  );
 }
 
 function next(o: Observed, measured: Measurement[] | undefined, now: Date): Action[] {

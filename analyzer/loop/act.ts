@@ -243,7 +243,10 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
       return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
     case 'scaleStable':
       // Fenced like every write: a `kubectl scale` in between is a conflict, read again next pass.
-      return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/replicas', value: action.replicas }]);
+      return patchDeployment(ctx, view, [
+        ...statusOps(view.deployment, { kind: 'status', status: action.status }),
+        { op: 'replace', path: '/spec/replicas', value: action.replicas },
+      ]);
     case 'setPhase':
       return patchDeployment(ctx, view, phaseOps(d, action));
     case 'status':

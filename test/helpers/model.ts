@@ -50,6 +50,7 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
         log.push('delete canary');
         break;
       case 'scaleStable':
+        o.status = a.status;
         o.replicas = a.replicas;
         o.stableAvailable = a.replicas;
         log.push(`stable ${a.replicas}`);

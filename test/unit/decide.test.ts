@@ -710,7 +710,11 @@ t.test(
     bad.stableAvailable = 5;
     const applyScale = (actions: Action[]): void => {
       // The stable pods take a while: spec first, availability later.
-      for (const a of actions) if (a.kind === 'scaleStable') bad.replicas = a.replicas;
+      for (const a of actions)
+        if (a.kind === 'scaleStable') {
+          bad.replicas = a.replicas;
+          bad.status = a.status;
+        }
       apply(
         bad,
         actions.filter((a) => a.kind !== 'scaleStable'),

@@ -272,6 +272,23 @@ t.test(
     const scaled = structuredClone(reapply);
     dep(scaled.object).spec.replicas = 12; // a new total: the user's
     t.same(mutate(scaled, { now }).patch, [], 'a new total goes through; the analyzer takes it as the total');
+    // weir's own write: the new size with its record, in one patch — never kept back.
+    const restore = structuredClone(reapply);
+    const record = {
+      revision: 'r',
+      step: 1,
+      weight: 0,
+      failures: 0,
+      checks: [],
+      message: '',
+      replicas: 10,
+      stableReplicas: 10,
+    };
+    dep(restore.object).metadata.annotations = {
+      ...old.metadata.annotations,
+      'weir.dev/status': JSON.stringify(record),
+    };
+    t.same(mutate(restore, { now }).patch, [], "weir's own restore to the total goes through");
   },
 );
 
