@@ -16,6 +16,10 @@ export interface ReleaseSummary {
   steps?: number;
   desiredWeight?: number;
   actualWeight?: number;
+  /** In the shadow step: the share of requests mirrored to the canary. */
+  mirror?: number;
+  /** Under dynamic stable scale: the total the stable half is a share of (its desired is the share). */
+  stableTotal?: number;
   stableRevision?: string;
   canaryRevision?: string;
   stableImages: string[];
@@ -43,7 +47,11 @@ export function replicaSetRevision(rs: V1ReplicaSet): string {
 
 /** Step, desired weight and time in step, while the record is about the release in progress. */
 function stepFields(status: ReleaseStatus, steps: number[] | undefined, now: Date): Partial<ReleaseSummary> {
-  const fields: Partial<ReleaseSummary> = { step: status.step + 1 };
+  const fields: Partial<ReleaseSummary> = {
+    step: status.step + 1,
+    ...(status.mirror ? { mirror: status.mirror } : {}),
+    ...(status.stableReplicas !== undefined && status.replicas !== undefined ? { stableTotal: status.replicas } : {}),
+  };
   if (steps) Object.assign(fields, { steps: steps.length, desiredWeight: steps[status.step] });
   if (status.stepStartedAt) {
     fields.stepStartedAt = status.stepStartedAt;
@@ -112,6 +120,11 @@ const pad = (rows: string[][]): string => {
 };
 
 const pct = (v: number | undefined): string => (v === undefined ? '-' : `${v}%`);
+/** The weight, and the mirrored share in the shadow step: `0% +mirror 100%`. */
+const weightText = (v: ReleaseSummary): string => `${pct(v.actualWeight)}${v.mirror ? ` +mirror ${v.mirror}%` : ''}`;
+/** Ready of desired pods, and the total a scaled stable half is a share of: `2/2 of 4`. */
+const stableText = (v: ReleaseSummary): string =>
+  `${v.stableReady.ready}/${v.stableReady.desired}${v.stableTotal !== undefined ? ` of ${v.stableTotal}` : ''}`;
 const stepText = (v: ReleaseSummary): string => (v.step !== undefined ? `${v.step}/${v.steps ?? '?'}` : '-');
 
 export function renderTable(views: ReleaseSummary[], allNamespaces: boolean): string {
@@ -121,8 +134,8 @@ export function renderTable(views: ReleaseSummary[], allNamespaces: boolean): st
     v.name,
     v.unguardedRevision ? `${v.phase} (unguarded)` : v.phase,
     stepText(v),
-    pct(v.actualWeight),
-    `${v.stableReady.ready}/${v.stableReady.desired}`,
+    weightText(v),
+    stableText(v),
     `${v.canaryReady.ready}/${v.canaryReady.desired}`,
   ]);
   return pad([head, ...rows]);
@@ -140,9 +153,9 @@ export function renderDetail(v: ReleaseSummary): string {
     `Phase:       ${v.phase}`,
     `Policy:      ${v.policy ?? '-'}`,
     `Step:        ${stepText(v)}`,
-    `Weight:      desired ${pct(v.desiredWeight)}   actual ${pct(v.actualWeight)}   ${bar(v.actualWeight)}`,
+    `Weight:      desired ${pct(v.desiredWeight)}   actual ${weightText(v)}   ${bar(v.actualWeight)}`,
     `Stable:      ${v.stableImages.join(', ') || '-'}  (revision ${v.stableRevision ?? '-'})  ` +
-      `ready ${v.stableReady.ready}/${v.stableReady.desired}`,
+      `ready ${stableText(v)}`,
     `Canary:      ${v.canaryImages.join(', ') || '-'}  (revision ${v.canaryRevision ?? '-'})  ` +
       `ready ${v.canaryReady.ready}/${v.canaryReady.desired}`,
     `In step:     ${v.secondsInStep === undefined ? '-' : `${v.secondsInStep}s`}`,

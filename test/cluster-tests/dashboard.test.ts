@@ -42,9 +42,14 @@ t.test('the dashboard follows a release, aborts it, and shows a refusal', async 
   await apply(
     ns,
     deployment('web', {
-      replicas: 2,
+      replicas: 10,
       image: 'example.com/web:v1',
-      annotations: { ...fast, 'weir.dev/step-pause': '1h' },
+      annotations: {
+        ...fast,
+        'weir.dev/step-pause': '1h',
+        'weir.dev/steps': 'mirror,10,50,100',
+        'weir.dev/dynamic-stable-scale': 'true',
+      },
     }),
   );
   const url = await startDashboard(t);
@@ -69,13 +74,18 @@ t.test('the dashboard follows a release, aborts it, and shows a refusal', async 
   const page = browser.pages()[0] ?? (await browser.newPage());
   await page.goto(url);
   await setImage(ns, 'web', 'example.com/web:v2');
-  await waitForWeight(ns, 'web', 10);
   const row = page.locator(`tr[data-key="${ns}/web"]`);
+  await row.locator('td', { hasText: 'mirror 100%' }).waitFor({ timeout: 60_000 });
+  t.pass('the shadow step: a mirrored share, no weight');
+  await row.click();
+  await page.locator('#detail-title', { hasText: `${ns}/web — Progressing` }).waitFor();
+  await page.getByRole('button', { name: 'Promote', exact: true }).click();
+  await waitForWeight(ns, 'web', 10);
   await row.locator('td.phase-Progressing').waitFor({ timeout: 30_000 });
   await row.locator('td[data-weight="10"]').waitFor({ timeout: 30_000 });
   t.pass('the list shows the release in progress, at 10 %, pushed without a reload');
-  await row.click();
-  await page.locator('#detail-title', { hasText: `${ns}/web — Progressing` }).waitFor();
+  await row.locator('td', { hasText: '9/9 of 10' }).waitFor({ timeout: 30_000 });
+  t.pass('the stable half, scaled to its 90 % share of 10');
   await page.locator('#chart path').waitFor();
   // The picture docs/dashboard.png is: WEIR_DASHBOARD_SCREENSHOT=docs/dashboard.png refreshes it.
   const shot = process.env.WEIR_DASHBOARD_SCREENSHOT ?? join(profile, 'release-midway.png');

@@ -3,10 +3,40 @@
 // size, `kubectl scale` sets a new total), and traffic never returns to a stable half that cannot
 // carry it: the 503s at the end of Argo Rollouts' dynamicStableScale (#4828) are the test.
 import t from 'tap';
-import { apply, countUhFromNow, deployment, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
+import { setTimeout as delay } from 'node:timers/promises';
+import { apply, countUhFromNow, deployment, getJson, kubectl, namespace, service, waitFor } from '../helpers/kube.ts';
 import { events, fast, getDeployment, releaseStatus, setImage, waitForPhase } from '../helpers/release.ts';
 
 const replicasOf = async (ns: string): Promise<number> => (await getDeployment(ns, 'web')).spec.replicas;
+
+/** Samples the pods of both halves (not being deleted) every 200 ms until stopped; the most seen at once. */
+function podPeak(ns: string): { stop: () => Promise<number> } {
+  let running = true;
+  let most = 0;
+  const sampling = (async () => {
+    while (running) {
+      const pods = await getJson<{ items: { metadata: { deletionTimestamp?: string } }[] }>([
+        'get',
+        'pods',
+        '-n',
+        ns,
+        '-l',
+        'app=web',
+        '-o',
+        'json',
+      ]);
+      most = Math.max(most, pods.items.filter((p) => !p.metadata.deletionTimestamp).length);
+      await delay(200);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await sampling;
+      return most;
+    },
+  };
+}
 
 /** A namespace with a Service at 100 requests/s and `web` under dynamic stable scale (steps 50, 100). */
 async function scaled(
@@ -26,8 +56,12 @@ t.test(
   'stable shrinks after each weight; a re-apply keeps its size, kubectl scale sets a new total; whole at promotion',
   async (t) => {
     const { ns, manifest } = await scaled(t, 4, { 'weir.dev/step-pause': '20s' });
+    const uh = await countUhFromNow(ns);
+    const peak = podPeak(ns);
     await setImage(ns, 'web', 'example.com/web:v2');
     await waitFor('stable scaled to 2 of 4 at 50 %', async () => (await replicasOf(ns)) === 2, 60_000, 200);
+    const most = await peak.stop();
+    t.ok(most <= 4 + 2, `both halves together: at most the 4 replicas and one step of the canary, 2 (saw ${most})`);
     t.match(await releaseStatus(ns, 'web'), { weight: 50, replicas: 4, stableReplicas: 2 });
     // GitOps re-applies the folder: the same total, 4, is no change.
     const reapplied = structuredClone(manifest) as {
@@ -43,6 +77,7 @@ t.test(
     t.match(await releaseStatus(ns, 'web'), { replicas: 6, stableReplicas: 3 });
     const d = await waitForPhase(ns, 'web', 'Stable', 180_000);
     t.equal(d.spec.replicas, 6, 'promoted with the whole total');
+    t.equal(await uh(), 0, 'not one request met a half without pods');
     const reasons = (await events(ns, 'web')).filter((e) => e.reason === 'StableScaled').map((e) => e.message);
     // The last step promotes at its first passing check, before stable would shrink for it: no pointless 0.
     t.same(reasons.sort(), [

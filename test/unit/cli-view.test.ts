@@ -79,3 +79,26 @@ t.test('a record from before steps were recorded shows the step without a total'
   t.equal(summary.steps, undefined);
   t.match(renderTable([summary], false), /2\/\?/);
 });
+
+t.test(
+  'the shadow step and a scaled stable half show in weir get (and the dashboard, from the same summary)',
+  async (t) => {
+    const shadow: ReleaseStatus = { ...record, steps: [0, 10, 100], step: 0, weight: 0, mirror: 100 };
+    const first = buildSummary(deployment(shadow), undefined, [], 0, now);
+    t.equal(first.mirror, 100);
+    t.match(renderTable([first], false), /web\s+Progressing\s+1\/3\s+0% \+mirror 100%/);
+    t.match(renderDetail(first), /actual 0% \+mirror 100%/);
+    const scaled: ReleaseStatus = { ...record, replicas: 8, stableReplicas: 6 };
+    const d = deployment(scaled);
+    if (d.spec) d.spec.replicas = 6;
+    const summary = buildSummary(d, undefined, [], 25, now);
+    t.equal(summary.stableTotal, 8);
+    t.match(renderTable([summary], false), /4\/6 of 8/);
+    t.match(renderDetail(summary), /ready 4\/6 of 8/);
+    t.equal(
+      buildSummary(deployment(record), undefined, [], 25, now).stableTotal,
+      undefined,
+      'not scaled: no total shown',
+    );
+  },
+);
