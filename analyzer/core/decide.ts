@@ -16,6 +16,17 @@ import { combine, judge, judgeSequential } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
 import type { HeaderMatch } from '../../contract/steering.ts';
+import {
+  desiredReplicas,
+  mustRestore,
+  restoreLimitMs,
+  restoring,
+  scaleDown,
+  scaleDownAt,
+  scaling,
+  toTotal,
+  unscaled,
+} from './stable-scale.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
 
 export interface CanaryObserved {
@@ -141,45 +152,6 @@ const stepText = (t: StepTraffic): string =>
   t.mirror > 0
     ? `shadow: ${t.mirror}% of requests mirrored to the canary, none of its answers reach callers`
     : `${t.weight}% to the canary`;
-
-/** Dynamic stable scale is on (ADR 19). */
-const scaling = (o: Observed): boolean => o.policy.ok && o.policy.value.dynamicStableScale === true;
-
-/**
- * The replicas wanted in total: `spec.replicas`, unless it is the stable size weir itself wrote —
- * then the total recorded beside it. A `kubectl scale`, an HPA or a git change is the new total.
- */
-export function desiredReplicas(o: Observed, s: ReleaseStatus | undefined): number {
-  return s?.stableReplicas !== undefined && o.replicas === s.stableReplicas ? (s.replicas ?? o.replicas) : o.replicas;
-}
-
-/** Stable pods for the share of requests stable keeps; none at 100 %. */
-export const stableReplicas = (replicas: number, weight: number): number =>
-  weight >= 100 ? 0 : Math.max(1, Math.ceil((replicas * (100 - weight)) / 100));
-
-/** The longest a rollback waits for the stable half to be available again before moving traffic anyway. */
-export const restoreLimitMs = 60_000;
-
-/** The status without weir's scaling record: the Deployment has its total again. */
-const unscaled = (s: ReleaseStatus): ReleaseStatus => ({
-  ...s,
-  replicas: undefined,
-  stableReplicas: undefined,
-  restoring: undefined,
-  restoredAt: undefined,
-});
-
-/** Stable back to the total, recorded as weir's size until the release lets go of it. */
-const toTotal = (s: ReleaseStatus, total: number): Action => ({
-  kind: 'scaleStable',
-  replicas: total,
-  status: { ...s, replicas: total, stableReplicas: total },
-});
-
-/** Weir scaled stable in this release and it is short of the total: scale back before weight returns. */
-const mustRestore = (o: Observed, s: ReleaseStatus): boolean =>
-  s.stableReplicas !== undefined &&
-  (o.replicas < desiredReplicas(o, s) || (o.stableAvailable ?? 0) < desiredReplicas(o, s));
 
 /** The testers' header route, wanted whenever a release holds traffic on the route. */
 const testersHeader = (o: Observed): HeaderMatch | undefined => (o.policy.ok ? o.policy.value.canaryHeader : undefined);
@@ -590,34 +562,6 @@ function progressing(
   return measured ? [...actions, { kind: 'status', status }] : actions;
 }
 
-/** When the stable half may shrink for the step's weight: once the mesh has moved the weight off it. */
-const scaleDownAt = (s: ReleaseStatus): number => ms(s.stepStartedAt) + meshPropagationMs;
-
-/**
- * Dynamic stable scale while a step holds its weight: stable sized for the share it keeps, only
- * after the weight moved away from it (and the mesh had time to learn that).
- */
-function scaleDown(o: Observed, s: ReleaseStatus, now: Date): Action[] | undefined {
-  // Turned off mid-release: the total back at once (growing stable is always safe).
-  if (!scaling(o) && s.stableReplicas !== undefined) {
-    const total = desiredReplicas(o, s);
-    return [
-      o.replicas !== total
-        ? { kind: 'scaleStable', replicas: total, status: unscaled(s) }
-        : { kind: 'status', status: unscaled(s) },
-    ];
-  }
-  if (!scaling(o) || s.weight <= 0 || s.mirror || now.getTime() < scaleDownAt(s)) return undefined;
-  const total = desiredReplicas(o, s);
-  const size = stableReplicas(total, s.weight);
-  if (o.replicas === size && s.stableReplicas === size && s.replicas === total) return undefined;
-  const status: ReleaseStatus = { ...s, replicas: total, stableReplicas: size };
-  return [
-    o.replicas !== size ? { kind: 'scaleStable', replicas: size, status } : { kind: 'status', status },
-    event('Normal', 'StableScaled', `stable scaled to ${size} of ${total} replicas for its ${100 - s.weight}% share`),
-  ];
-}
-
 /**
  * Phases Stable and RolledBack: no canary weight, no canary left behind, and — once weir has
  * steered this Deployment's backends, or before any release when they are weir's own — backends
@@ -643,7 +587,7 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
 
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
 function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | undefined {
-  if (s.restoring) return restoring(o, s, now);
+  if (s.restoring) return restoring(o, s, now, exposed(o));
   if (now.getTime() < drainEndsAt(o, s)) return exposed(o) ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
   if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
@@ -652,33 +596,6 @@ function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | und
 
 const mirrorTaken = (host: string): string =>
   `the steered route already mirrors to ${host}; a shadow step would replace the user's mirror, so it holds`;
-
-/**
- * A drain waiting for the stable half to be back at its total: the weight moves once it is
- * available, or after `restoreLimitMs` with a Warning; the drain time counts from the move.
- */
-function restoring(o: Observed, s: ReleaseStatus, now: Date): Action[] {
-  const total = desiredReplicas(o, s);
-  const waited = now.getTime() - ms(s.drainingSince);
-  const ready = o.replicas >= total && (o.stableAvailable ?? 0) >= total;
-  if (!ready && waited < restoreLimitMs) return o.replicas < total ? [toTotal(s, total)] : [];
-  // Available is not yet known to the mesh: give it the time it takes to learn new endpoints.
-  if (ready && !s.restoredAt) return [{ kind: 'status', status: { ...s, restoredAt: now.toISOString() } }];
-  if (ready && now.getTime() < ms(s.restoredAt) + settleMs) return [];
-  const moved: ReleaseStatus = { ...unscaled(s), drainingSince: now.toISOString(), message: s.message };
-  return [
-    { kind: 'status', status: moved },
-    ...(exposed(o) ? [{ kind: 'setWeight', weight: 0 } as Action] : []),
-    ready
-      ? event('Normal', 'StableScaled', `stable back to ${total} replicas, all available; traffic returns to it`)
-      : event(
-          'Warning',
-          'StableScaled',
-          `stable has ${o.stableAvailable ?? 0}/${total} available replicas after ${restoreLimitMs / 1000} s; ` +
-            'traffic returns to it anyway',
-        ),
-  ];
-}
 
 /** Routing or policy that cannot be used: hold, with one Warning per distinct problem. */
 function blocked(o: Observed, weight: number): Action[] | undefined {
