@@ -219,15 +219,6 @@ function readTestersRule(route: HTTPRoute, steered: SteeredRule): HeaderMatch | 
   return last && (last.type ?? 'Exact') === 'Exact' ? { name: last.name, value: last.value } : undefined;
 }
 
-/** A copy of the route whose steered rule gives `weight` % to the canary Service; all else as it was. */
-export function steerRuleWeight(
-  route: HTTPRoute,
-  steered: SteeredRule,
-  weight: number,
-): { ok: true; route: HTTPRoute; index: number } | { ok: false; error: string } {
-  return steerRule(route, steered, { weight });
-}
-
 /**
  * A copy of the route whose steered rule carries `traffic`: its two weights, weir's mirror to the
  * canary Service (the shadow step; removed at 0), and weir's testers' rule just before it (removed

@@ -3,7 +3,7 @@
 // the seed's own VirtualService, judged by istioctl and kept through a user's re-apply.
 import t from 'tap';
 import { request } from 'undici';
-import { apply, cluster, getJson, namespace, waitFor } from '../helpers/kube.ts';
+import { apply, cluster, getJson, meshRequests, namespace, waitFor } from '../helpers/kube.ts';
 import { seedDeployment, seedGatewayMesh, seedGatewayRouting, seedMesh } from '../../demo/seed.ts';
 import { events, fast, releaseStatus, waitForPhase } from '../helpers/release.ts';
 import { analyze, weirCaused } from '../helpers/istio.ts';
@@ -25,20 +25,13 @@ const hostOf = (ns: string): string => `${ns}.apsissolutions.com`;
  * not counted: its VirtualService is bound to the gateway only, so they reach every pod the
  * Service selects, as in any mesh — weir steers the route it is given.
  */
-async function answered(ns: string, reporter: 'source' | 'destination'): Promise<number> {
-  const text = await (await request(`${(await cluster()).meshUrl}/metrics`)).body.text();
-  return text
-    .split('\n')
-    .filter(
-      (l) =>
-        l.startsWith('istio_requests_total{') &&
-        l.includes(`destination_workload_namespace="${ns}"`) &&
-        l.includes('destination_workload="myapp-canary"') &&
-        l.includes('source_workload="istio-ingressgateway"') &&
-        l.includes(`reporter="${reporter}"`),
-    )
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
+const answered = (ns: string, reporter: 'source' | 'destination'): Promise<number> =>
+  meshRequests({
+    destination_workload_namespace: ns,
+    destination_workload: 'myapp-canary',
+    source_workload: 'istio-ingressgateway',
+    reporter,
+  });
 
 /** One request as a tester sends it through the ingress gateway; the workload that answered. */
 async function testerRequest(ns: string, header?: string): Promise<string | undefined> {

@@ -159,16 +159,16 @@ export async function readyPods(namespace: string, selector: string): Promise<nu
  * Requests the mesh simulator has answered for a namespace's services with these Envoy response
  * flags (`UH`, or `-` for a normal answer), read from its own counters: exact, with no scrape lag.
  */
-export async function meshCount(ns: string, flags: string): Promise<number> {
+export const meshCount = (ns: string, flags: string): Promise<number> =>
+  meshRequests({ destination_service_namespace: ns, response_flags: flags });
+
+/** Requests the mesh simulator counted (`istio_requests_total`) with all of these label values. */
+export async function meshRequests(labels: Record<string, string>): Promise<number> {
   const text = await (await request(`${(await cluster()).meshUrl}/metrics`)).body.text();
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   return text
     .split('\n')
-    .filter(
-      (l) =>
-        l.startsWith('istio_requests_total{') &&
-        l.includes(`destination_service_namespace="${ns}"`) &&
-        l.includes(`response_flags="${flags}"`),
-    )
+    .filter((l) => l.startsWith('istio_requests_total{') && wanted.every((w) => l.includes(w)))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 

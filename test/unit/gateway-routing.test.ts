@@ -11,7 +11,7 @@ import {
   keepRuleWeights,
   ownedRouteSpec,
   readRuleWeight,
-  steerRuleWeight,
+  steerRule,
 } from '../../contract/gateway.ts';
 import { parseWeights } from '../../contract/steering.ts';
 import type { HTTPRoute } from '../../contract/gateway.ts';
@@ -144,7 +144,7 @@ const review = (operation: string, object: unknown, oldObject?: unknown): Admiss
 });
 
 t.test('a re-apply of the HTTPRoute keeps the weights weir recorded; a real edit goes through', async (t) => {
-  const stored = steerRuleWeight(userRoute([100, 0], weightsAt10), steered, 10);
+  const stored = steerRule(userRoute([100, 0], weightsAt10), steered, { weight: 10 });
   if (!stored.ok) return t.fail(stored.error);
   const applied = userRoute([100, 0], weightsAt10);
   applied.spec?.hostnames?.push('www.myapp.example.com');

@@ -111,13 +111,17 @@ t.test('the summary says what a person needs: both rates, the requests, the conf
   t.match(describeVerdict(decideSequential(noEvidence(), policy), policy), /not yet decided/);
 });
 
+/** The built-in error rate under the seed's numbers, and the sequential test's defaults. */
+const metric = { name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 };
+const analysis = { alpha: 0.01, margin: 0.5 };
+
+/** A check's counter totals of both halves, as Prometheus gives them. */
+const totals = (cr: number, ce: number, sr: number, se: number): Measurement => ({
+  metric: 'error-rate',
+  totals: { canary: { requests: cr, errors: ce }, stable: { requests: sr, errors: se } },
+});
+
 t.test('judging one check: a baseline first, differences next, a reset starts anew, the ceiling stays', async (t) => {
-  const metric = { name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 };
-  const analysis = { alpha: 0.01, margin: 0.5 };
-  const totals = (cr: number, ce: number, sr: number, se: number): Measurement => ({
-    metric: 'error-rate',
-    totals: { canary: { requests: cr, errors: ce }, stable: { requests: sr, errors: se } },
-  });
   const first = judgeSequential(metric, totals(100, 1, 900, 9), undefined, analysis);
   t.match(first.judgement, { verdict: 'inconclusive', progressed: true, reason: 'baseline taken' });
   t.equal(first.evidence?.canary.requests, 0, 'what came before the first check is not evidence');
@@ -138,12 +142,7 @@ t.test('judging one check: a baseline first, differences next, a reset starts an
 });
 
 t.test('"not worse" holds once reached; at 100 % a canary stable cannot be compared with is waiting', async (t) => {
-  const metric = { name: 'error-rate', query: 'error-rate', max: 0.05, ceiling: 0.5 };
-  const analysis = { alpha: 0.01, margin: 0.5 };
-  const at = (cr: number, ce: number, sr: number, se: number): Measurement => ({
-    metric: 'error-rate',
-    totals: { canary: { requests: cr, errors: ce }, stable: { requests: sr, errors: se } },
-  });
+  const at = totals;
   // Both halves at 10 % errors, 50 % weight: enough windows for "not worse".
   let step = judgeSequential(metric, at(0, 0, 0, 0), undefined, analysis);
   let canary = { requests: 0, errors: 0 };
