@@ -1,6 +1,6 @@
 // Turning measurements into a verdict. Pure. No data is never a pass and never a failure.
-import type { MetricPolicy } from './policy.ts';
-import type { Evidence, HalfCounts, Verdict } from '../../contract/status.ts';
+import type { MetricPolicy, Policy } from './policy.ts';
+import type { Evidence, HalfCounts, ReleaseStatus, Verdict } from '../../contract/status.ts';
 import { accumulate, decideSequential, describeVerdict, gained, latch, noEvidence } from './sequential.ts';
 
 /** One metric measured for one release in one window. */
@@ -12,6 +12,8 @@ export interface Measurement {
   stable?: number;
   /** Canary requests in the window, when the metric knows it. */
   requests?: number;
+  /** The window's length in seconds, when it was asked for one. */
+  windowSeconds?: number;
   /** The built-in error rate's counter totals of both halves now, for the sequential test. */
   totals?: { canary: HalfCounts; stable: HalfCounts };
   /** Prometheus could not be asked: unreachable, timed out, or answered with an error. */
@@ -36,6 +38,16 @@ const pct = (v: number): string => `${(v * 100).toFixed(2)}%`;
 const show = (metric: MetricPolicy, v: number): string =>
   metric.query === 'error-rate' ? pct(v) : String(Number(v.toPrecision(6)));
 
+/**
+ * How far back a check looks: one interval, and one more for each check in a row that gave no
+ * verdict. A quiet service's requests add up until there are enough to judge, instead of each
+ * window falling short on its own and the release ending at the unjudged limit (issue 14); the
+ * windows of judged checks never overlap, and after an outage of Prometheus the first answer
+ * covers the time it could not see.
+ */
+export const lookBackMs = (policy: Pick<Policy, 'intervalMs' | 'unjudgedLimit'>, s?: ReleaseStatus): number =>
+  policy.intervalMs * (1 + Math.min(s?.unjudged ?? 0, policy.unjudgedLimit));
+
 /** Judges one metric's measurement against its policy. */
 export function judge(metric: MetricPolicy, m: Measurement, minRequests: number): Judgement {
   const base = { metric: metric.name, hard: false, threshold: metric.max };
@@ -48,7 +60,10 @@ export function judge(metric: MetricPolicy, m: Measurement, minRequests: number)
       ...base,
       value,
       verdict: 'inconclusive',
-      reason: `${Math.round(m.requests)} canary requests in the window, fewer than the ${minRequests} needed`,
+      reason:
+        `${Math.round(m.requests)} canary requests in ` +
+        `${m.windowSeconds === undefined ? 'the window' : `the last ${m.windowSeconds} s`}, ` +
+        `fewer than the ${minRequests} needed`,
     };
   }
   if (metric.ceiling !== undefined && value >= metric.ceiling) {

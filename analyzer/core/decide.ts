@@ -12,7 +12,7 @@ import type {
   RouteRecord,
   Verdict,
 } from '../../contract/status.ts';
-import { combine, judge, judgeSequential } from './analysis.ts';
+import { combine, judge, judgeSequential, lookBackMs } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
 import type { HeaderMatch } from '../../contract/steering.ts';
@@ -389,7 +389,11 @@ function onCheck(
   const eventFor: Record<typeof verdict, Action> = {
     pass: event('Normal', 'CheckPassed', `at ${s.weight}%: ${text}`),
     fail: event('Warning', 'CheckFailed', `at ${s.weight}% (${failures}/${policy.failureLimit} failures): ${text}`),
-    inconclusive: event('Warning', 'CheckInconclusive', `at ${s.weight}%, holding: ${text}`),
+    inconclusive: event(
+      'Warning',
+      'CheckInconclusive',
+      `at ${s.weight}%, holding: ${text}${lookingBack(policy, status)}`,
+    ),
     error: event(
       'Warning',
       'MetricsUnavailable',
@@ -404,6 +408,12 @@ function onCheck(
     actions: [checked, eventFor[verdict]],
   };
 }
+
+/** What the next check of a threshold release will look at, once this one gave no verdict. */
+const lookingBack = (policy: Policy, s: ReleaseStatus): string =>
+  policy.analysis.kind === 'threshold'
+    ? `; the next check looks back ${Math.round(lookBackMs(policy, s) / policy.intervalMs)} intervals`
+    : '';
 
 /** Whether this check ends the release, and why; undefined while it carries on. */
 function rollbackFor(

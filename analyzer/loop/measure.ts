@@ -2,13 +2,19 @@
 // the built-in error rate of every threshold release, one of counter totals for every sequential
 // release, one per custom metric per release.
 import { canaryName } from '../../contract/names.ts';
+import { lookBackMs } from '../core/analysis.ts';
 import type { Measurement } from '../core/analysis.ts';
 import type { Observed } from '../core/decide.ts';
+import type { Policy } from '../core/policy.ts';
+import type { ReleaseStatus } from '../../contract/status.ts';
 import type { MetricsProvider, RequestCounts } from '../ports/metrics.ts';
 import { workloadKey } from '../ports/metrics.ts';
 
-/** The query window: one interval, but never under 10 s so a rate has samples to work with. */
-export const windowSeconds = (intervalMs: number): number => Math.max(10, Math.round(intervalMs / 1000));
+/** A query window of `ms`, but never under 10 s so a rate has samples to work with. */
+export const windowSeconds = (ms: number): number => Math.max(10, Math.round(ms / 1000));
+
+/** The window a release's check asks for: back to its last judged check (core's `lookBackMs`). */
+const windowOf = (policy: Policy, s?: ReleaseStatus): number => windowSeconds(lookBackMs(policy, s));
 
 const builtIn = (o: Observed): boolean => o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate');
 const sequential = (o: Observed): boolean => o.policy.ok && o.policy.value.analysis.kind === 'sequential';
@@ -67,7 +73,7 @@ function errorRate(
 export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
   // Only releases judged by the built-in error rate need the counts query.
   const windows = new Set(
-    due.flatMap((o) => (o.policy.ok && builtIn(o) && !sequential(o) ? [windowSeconds(o.policy.value.intervalMs)] : [])),
+    due.flatMap((o) => (o.policy.ok && builtIn(o) && !sequential(o) ? [windowOf(o.policy.value, o.status)] : [])),
   );
   const counts = new Map<number, Counted | Error>();
   const totals = due.some((o) => builtIn(o) && sequential(o))
@@ -81,7 +87,7 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
   await Promise.all(
     due.map(async (o) => {
       if (!o.policy.ok) return;
-      const w = windowSeconds(o.policy.value.intervalMs);
+      const w = windowOf(o.policy.value, o.status);
       const canary = canaryName(o.name);
       const measurements = await Promise.all(
         o.policy.value.metrics.map(async (metric): Promise<Measurement> => {
@@ -103,6 +109,7 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
             return {
               metric: metric.name,
               requests: ofCanary.requests,
+              windowSeconds: w,
               ...(ofCanary.value !== undefined ? { canary: ofCanary.value } : {}),
               ...(ofStable.value !== undefined ? { stable: ofStable.value } : {}),
             };

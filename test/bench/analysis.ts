@@ -5,6 +5,7 @@
 // error rate, as the simulator's pods do. Seeded: every run draws the same requests.
 import { decide, checkDue } from '../../analyzer/core/decide.ts';
 import type { Action, Observed } from '../../analyzer/core/decide.ts';
+import { lookBackMs } from '../../analyzer/core/analysis.ts';
 import type { Measurement } from '../../analyzer/core/analysis.ts';
 import { defaultPolicy, sequentialDefaults } from '../../analyzer/core/policy.ts';
 import type { Policy } from '../../analyzer/core/policy.ts';
@@ -87,7 +88,7 @@ function snapshot(o: Observed, stableRate: number, canaryRate: number): MeshSnap
 /**
  * One release, a second at a time for at most `horizonS`: the gateway sends `rps` requests a
  * second, the routing picks a pod, the pod fails at its rate; a due check is measured as the
- * analyzer measures it (the canary's ratio over the last interval, and both halves' counters).
+ * analyzer measures it (the canary's ratio since the last judged check, and both halves' counters).
  */
 export function runRelease(
   policy: Policy,
@@ -100,7 +101,6 @@ export function runRelease(
   const o = releaseWorld(policy);
   const totals = { canary: { requests: 0, errors: 0 }, stable: { requests: 0, errors: 0 } };
   const perSecond: Half[] = [];
-  const windowS = Math.round(policy.intervalMs / 1000);
   let firstCanaryS: number | undefined;
   let rollbackAfterS: number | undefined;
   let owed = 0;
@@ -123,6 +123,7 @@ export function runRelease(
     perSecond.push(canary);
     if (canary.requests > 0) firstCanaryS ??= s;
     const now = new Date(s * 1000);
+    const windowS = Math.round(lookBackMs(policy, o.status) / 1000);
     const actions: Action[] = decide(o, checkDue(o, now) ? measure(perSecond, windowS, totals) : undefined, now);
     applyActions(o, actions, ignored);
     ignored.length = 0;

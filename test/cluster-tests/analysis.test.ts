@@ -90,6 +90,32 @@ t.test(
 );
 
 t.test(
+  'a low-traffic service (2 requests/s) finishes under the seed threshold: a check with too few requests looks back',
+  async (t) => {
+    // About 2 canary requests a 10 s window at 10 %, 10 needed: no window alone has enough (one in
+    // 20,000 would), so before checks looked back this release ended at the unjudged limit.
+    const quiet = {
+      'weir.dev/steps': '10,100',
+      'weir.dev/analysis-interval': '10s',
+      'weir.dev/min-requests': '10',
+      'weir.dev/unjudged-limit': '15',
+    };
+    const ns = await release(t, quiet, 0, 0, 2);
+    const d = await waitForPhase(ns, 'web', 'Stable', 400_000);
+    t.match(d.metadata.annotations?.['weir.dev/reason'], /^Promoted/, 'promoted, not rolled back as unjudged');
+    const evs = await events(ns, 'web');
+    const held = evs.findIndex((e) => e.reason === 'CheckInconclusive' && e.message.startsWith('at 10%'));
+    const passed = evs.findIndex((e) => e.reason === 'CheckPassed' && e.message.startsWith('at 10%'));
+    t.match(
+      evs[held]?.message,
+      /canary requests in the last 10 s, fewer than the 10 needed; the next check looks back 2 intervals/,
+      'the event says why it holds and how far the next check looks',
+    );
+    t.ok(held >= 0 && passed > held, 'then a check over the requests added up passed the 10 % step');
+  },
+);
+
+t.test(
   'a canary callers cannot reach (503 UF, which no pod reports) is out of traffic within two checks',
   async (t) => {
     const ns = await namespace(t, { optIn: true });

@@ -3,6 +3,7 @@
 import t from 'tap';
 import { decide, checkDue, canaryReplicas, isFinding, wakeAt } from '../../analyzer/core/decide.ts';
 import type { Action, Observed } from '../../analyzer/core/decide.ts';
+import { lookBackMs } from '../../analyzer/core/analysis.ts';
 import type { Measurement } from '../../analyzer/core/analysis.ts';
 import { defaultPolicy } from '../../analyzer/core/policy.ts';
 import type { Policy } from '../../analyzer/core/policy.ts';
@@ -123,6 +124,30 @@ t.test(
     t.ok(log.includes('event MetricsUnavailable'));
     run(o, 200, errorRate(0), log, end);
     t.equal(o.phase, 'Stable', 'Prometheus back within the limit: the release completes');
+  },
+);
+
+t.test(
+  "a quiet canary's requests add up: a check with too few looks back further, and the release finishes",
+  async (t) => {
+    const o = world();
+    const log: string[] = [];
+    const windows: number[] = [];
+    const said: string[] = [];
+    // 12 canary requests an interval, 20 needed: one window alone never has enough.
+    for (let s = 0; s < 400; s++) {
+      const now = new Date(s * 1000);
+      const intervals = lookBackMs(policy, o.status) / policy.intervalMs;
+      if (checkDue(o, now)) windows.push(intervals);
+      const actions = decide(o, checkDue(o, now) ? errorRate(0, 12 * intervals)() : undefined, now);
+      for (const a of actions) if (a.kind === 'event' && a.reason === 'CheckInconclusive') said.push(a.message);
+      apply(o, actions, log);
+    }
+    t.equal(o.phase, 'Stable', 'promoted, not rolled back at the unjudged limit');
+    t.same(weights(log), ['weight 10', 'weight 50', 'weight 100', 'weight 0']);
+    t.same([...new Set(windows)].sort(), [1, 2], 'one interval, then two; back to one after each verdict');
+    t.match(said[0], /12 canary requests .*fewer than the 20 needed; the next check looks back 2 intervals/);
+    t.equal(o.status?.unjudged, 0);
   },
 );
 

@@ -132,10 +132,31 @@ t.test('measureAll: one count query per window for every release, canary and sta
   const measured = await measureAll(provider, [a, b, c]);
   t.same(provider.windows.sort(), [10, 60], 'two windows, two queries, for three releases');
   t.equal(windowSeconds(5_000), 10, 'never under 10 s');
-  t.same(measured.get(a), [{ metric: 'error-rate', requests: 100, canary: 0.05, stable: 0.01 }]);
-  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0 }], 'no requests: no value, never 0');
-  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0 }], 'no series at all: the same');
+  t.same(measured.get(a), [{ metric: 'error-rate', requests: 100, windowSeconds: 60, canary: 0.05, stable: 0.01 }]);
+  t.same(measured.get(b), [{ metric: 'error-rate', requests: 0, windowSeconds: 60 }], 'no requests: no value, never 0');
+  t.same(measured.get(c), [{ metric: 'error-rate', requests: 0, windowSeconds: 10 }], 'no series at all: the same');
   t.same(provider.totalsAsked, [], 'no totals query without a sequential release');
+});
+
+t.test('measureAll: a check after checks with no verdict looks back to the last judged one', async (t) => {
+  const provider = new TableProvider(new Map([['ns/a-canary', { requests: 12, errors: 0 }]]), {
+    'p99{w="a-canary",i="180s"}': 0.3,
+  });
+  const custom = { name: 'latency', query: 'p99{w="{{canary}}",i="{{interval}}"}', max: 0.5 };
+  const held = (name: string, unjudged: number, metrics = defaultPolicy.metrics): Observed => ({
+    ...due(name, 60_000, metrics),
+    status: { revision: 'r', step: 0, weight: 10, failures: 0, checks: [], unjudged, message: '' },
+  });
+  const a = held('a', 2);
+  const b = held('b', 2);
+  const c = held('c', 0);
+  const never = held('d', 99);
+  const latency = held('a', 2, [custom]);
+  const measured = await measureAll(provider, [a, b, c, never, latency]);
+  t.same(provider.windows.sort(), [180, 360, 60], 'one query per look-back, shared by the releases that have it');
+  t.same(measured.get(a), [{ metric: 'error-rate', requests: 12, windowSeconds: 180, canary: 0 }], 'three intervals');
+  t.equal(measured.get(never)?.[0]?.windowSeconds, 360, 'never further back than the unjudged limit allows');
+  t.same(measured.get(latency), [{ metric: 'latency', canary: 0.3 }], "a custom metric's {{interval}} looks back too");
 });
 
 t.test('measureAll: an unreachable Prometheus and a failing query are error measurements, never a throw', async (t) => {
@@ -196,12 +217,12 @@ t.test("measureAll: callers' failures to reach the release's Service count again
   provider.callers = new Map([['ns/web', 100]]);
   const a = { ...due('a', 60_000), service: { namespace: 'ns', name: 'web' } };
   t.same((await measureAll(provider, [a])).get(a), [
-    { metric: 'error-rate', requests: 200, canary: 0.5, stable: 0.01 },
+    { metric: 'error-rate', requests: 200, windowSeconds: 60, canary: 0.5, stable: 0.01 },
   ]);
   const other = { ...due('a', 60_000), service: { namespace: 'ns', name: 'api' } };
   t.same(
     (await measureAll(provider, [other])).get(other),
-    [{ metric: 'error-rate', requests: 100, canary: 0, stable: 0.01 }],
+    [{ metric: 'error-rate', requests: 100, windowSeconds: 60, canary: 0, stable: 0.01 }],
     "another Service's failures are not this canary's",
   );
   const sequentialPolicy = { kind: 'sequential' as const, alpha: 0.01, margin: 0.5 };
