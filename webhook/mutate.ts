@@ -229,7 +229,8 @@ function holdRelease(next: Deployment, old: Deployment): string {
  * size weir wrote stays. Another total is the user's (or an HPA's) and goes through as applied.
  */
 function keptStableSize(next: Deployment, old: Deployment, phase: Phase): number | undefined {
-  if (phase !== 'Progressing') return undefined;
+  // Promoting too: the new revision's stable pods grow step by step as the canary hands over.
+  if (phase !== 'Progressing' && phase !== 'Promoting') return undefined;
   // The record as it will be: weir writes a new size with a record of it; a re-apply leaves it as it was.
   const status = parseStatus(next.metadata?.annotations?.[annotations.status]);
   const size = status?.stableReplicas;

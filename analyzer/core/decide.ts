@@ -17,6 +17,7 @@ import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
 import type { HeaderMatch } from '../../contract/steering.ts';
 import {
+  canaryReplicas,
   desiredReplicas,
   mustRestore,
   restoreLimitMs,
@@ -24,6 +25,7 @@ import {
   scaleDown,
   scaleDownAt,
   scaling,
+  stableReplicas,
   toTotal,
   unscaled,
 } from './stable-scale.ts';
@@ -128,10 +130,7 @@ const event = (type: 'Normal' | 'Warning', reason: string, message: string): Act
   message,
 });
 
-/** Canary pods for a weight: its share of the Deployment's replicas, at least one. */
-export function canaryReplicas(replicas: number, weight: number): number {
-  return Math.max(1, Math.ceil((replicas * weight) / 100));
-}
+export { canaryReplicas } from './stable-scale.ts';
 
 /** What the canary gets in one step: a share of the requests, or (the shadow step) a copy of a share. */
 export interface StepTraffic {
@@ -221,6 +220,9 @@ export function wakeAt(o: Observed, now: Date): number | undefined {
   const times: number[] = [];
   if (s.drainingSince) times.push(drainEndsAt(o, s));
   if (o.phase === 'Promoting' && s.rolledOutAt) times.push(ms(s.rolledOutAt) + settleMs);
+  // The hand-over (handOver): the canary shrinks, or the weight moves, once the mesh knows.
+  if (o.phase === 'Promoting' && s.stableReplicas !== undefined)
+    times.push(scaleDownAt(s), ms(s.restoredAt) + meshPropagationMs);
   if (o.phase === 'Progressing' && o.policy.ok && s.stepStartedAt && !s.drainingSince)
     times.push(checkAt(s, o.policy.value), pauseEndsAt(s, o.policy.value), ...(scaling(o) ? [scaleDownAt(s)] : []));
   if (s.restoring) times.push(ms(s.drainingSince) + restoreLimitMs, ms(s.restoredAt) + settleMs);
@@ -478,11 +480,19 @@ function enterStep(o: Observed, s: ReleaseStatus, policy: Policy, now: Date): Ac
 }
 
 function promote(o: Observed, s: ReleaseStatus): Action[] {
-  // The total first, so the rollout makes every replica the user asked for; then the phase (the
-  // webhook keeps a Progressing release paused).
+  if (handsOver(o, s)) {
+    // The old stable pods go first (scaleDown does it once the mesh moved the weight off them), so the
+    // rollout of the new revision starts from none and grows only as the canary shrinks (handOver).
+    if (o.replicas > 0) {
+      const message = 'promoting once the old stable pods are gone: the new revision then takes over step by step';
+      return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
+    }
+  }
+  // Otherwise the total first, so the rollout makes every replica the user asked for; then the
+  // phase (the webhook keeps a Progressing release paused).
   const total = desiredReplicas(o, s);
   const restore: Action[] =
-    s.stableReplicas !== undefined && o.replicas !== total
+    s.stableReplicas !== undefined && o.replicas !== total && !handsOver(o, s)
       ? [{ kind: 'scaleStable', replicas: total, status: unscaled(s) }]
       : [];
   return [
@@ -494,7 +504,9 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
     },
     { kind: 'unpause' },
     event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${s.revision}`),
-    { kind: 'status', status: { ...unscaled(s), message: 'promoting: waiting for the Deployment to roll out' } },
+    handsOver(o, s)
+      ? { kind: 'status', status: { ...s, message: 'promoting: the new revision takes over from the canary' } }
+      : { kind: 'status', status: { ...unscaled(s), message: 'promoting: waiting for the Deployment to roll out' } },
   ];
 }
 
@@ -697,6 +709,7 @@ function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Ac
   const repair = repairRouting(o, s, now, weight);
   if (repair) return repair;
   if (o.paused) return [{ kind: 'unpause' }];
+  if (s.stableReplicas !== undefined) return handOver(o, s, now);
   if (o.rolledOut && !s.rolledOutAt)
     return [
       {
@@ -714,6 +727,52 @@ function promoting(o: Observed, s: ReleaseStatus, now: Date, weight: number): Ac
   const message = 'promoting: waiting for the Deployment to roll out';
   return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
 }
+
+/**
+ * Promotion under dynamic stable scale (issue 17): the new revision's stable pods take the canary's
+ * share back a step at a time — stable grows to the next lower step's share, is available and known
+ * to the mesh, then the weight moves and, once the mesh has that too, the canary shrinks — so both
+ * halves together never hold more than the total and one step's worth. At stable's whole total the
+ * record lets go and the plain promotion (settle, drain) finishes.
+ */
+function handOver(o: Observed, s: ReleaseStatus, now: Date): Action[] {
+  const total = desiredReplicas(o, s);
+  const share = canaryReplicas(total, s.weight);
+  // The canary gives up its pods once the mesh has moved the weight off them; stable grows after.
+  if (o.canary && o.canary.replicas > share)
+    return now.getTime() >= scaleDownAt(s) ? [{ kind: 'ensureCanary', replicas: share }] : [];
+  const next = [...(s.steps ?? [])].reverse().find((w) => w < s.weight) ?? 0;
+  const size = next > 0 && scaling(o) ? stableReplicas(total, next) : total;
+  if (o.replicas < size) {
+    const status: ReleaseStatus = { ...s, replicas: total, stableReplicas: size, restoredAt: undefined };
+    return [
+      { kind: 'scaleStable', replicas: size, status: { ...status, message: `promoting: stable grows to ${size}` } },
+      event('Normal', 'StableScaled', `promotion: stable (revision ${s.revision}) grows to ${size} of ${total}`),
+    ];
+  }
+  if (!o.rolledOut) {
+    const message = `promoting: waiting for ${o.replicas} stable pods of revision ${s.revision} to be available`;
+    return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
+  }
+  if (!s.restoredAt) return [{ kind: 'status', status: { ...s, restoredAt: now.toISOString() } }];
+  if (now.getTime() < ms(s.restoredAt) + meshPropagationMs) return [];
+  if (size >= total) return [{ kind: 'status', status: { ...unscaled(s), message: 'promoting: stable is whole' } }];
+  const moved: ReleaseStatus = {
+    ...s,
+    weight: next,
+    stepStartedAt: now.toISOString(),
+    restoredAt: undefined,
+    message: `promoting: canary ${next}%, stable ${size} of ${total}`,
+  };
+  return [
+    { kind: 'status', status: moved },
+    steerTo(o, next, 0),
+    event('Normal', 'HandedOver', `promotion: canary weight ${next}% as stable holds ${size} of ${total} replicas`),
+  ];
+}
+
+/** Promotion hands over step by step: dynamic stable scale shrank stable in this release (ADR 19). */
+const handsOver = (o: Observed, s: ReleaseStatus): boolean => scaling(o) && s.stableReplicas !== undefined;
 
 /** A person's request: carried out now when it applies, refused with a Warning when it does not; always cleared. */
 function onRequest(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: number): Action[] | undefined {

@@ -24,6 +24,11 @@ export function desiredReplicas(o: Observed, s: ReleaseStatus | undefined): numb
   return s?.stableReplicas !== undefined && o.replicas === s.stableReplicas ? (s.replicas ?? o.replicas) : o.replicas;
 }
 
+/** Canary pods for a weight: its share of the Deployment's replicas, at least one. */
+export function canaryReplicas(replicas: number, weight: number): number {
+  return Math.max(1, Math.ceil((replicas * weight) / 100));
+}
+
 /** Stable pods for the share of requests stable keeps; none at 100 %. */
 export const stableReplicas = (replicas: number, weight: number): number =>
   weight >= 100 ? 0 : Math.max(1, Math.ceil((replicas * (100 - weight)) / 100));

@@ -66,9 +66,10 @@ function rolledOut(d: V1Deployment): boolean {
   return (
     !d.spec?.paused &&
     (s?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
-    s?.updatedReplicas === want &&
-    s.replicas === want &&
-    s.availableReplicas === want
+    // The API leaves counts of 0 out: a Deployment rolled out at 0 replicas (a promotion's hand-over) has none.
+    (s?.updatedReplicas ?? 0) === want &&
+    (s?.replicas ?? 0) === want &&
+    (s?.availableReplicas ?? 0) === want
   );
 }
 

@@ -239,14 +239,14 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
       'PATCH',
       `/apis/apps/v1/namespaces/${app}/deployments/web`,
       [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil.example.com/x' }],
-      /on a user's Deployment only spec.paused, weir.dev\/\* annotations and, while it stays paused/,
+      /on a user's Deployment only spec.paused, weir.dev\/\* annotations and spec.replicas while it stays paused/,
     ],
     [
       "the replicas of a user's Deployment no release holds (not paused)",
       'PATCH',
       `/apis/apps/v1/namespaces/${app}/deployments/web`,
       [{ op: 'replace', path: '/spec/replicas', value: 0 }],
-      /while it stays paused \(a release holds it\), spec.replicas may change/,
+      /spec.replicas while it stays paused \(a release holds it\) or grows while Promoting may change/,
     ],
     [
       'a Deployment in a namespace without the opt-in label',
@@ -364,6 +364,20 @@ t.test('install, then upgrade keeps the CA bundle; RBAC is least privilege and s
     { op: 'remove', path: '/spec/rules/0/filters' },
   ]);
   t.equal(routeGone.code, 200, `and both may go again: ${routeGone.message}`);
+  // A promotion's hand-over (dynamic stable scale): replicas may grow, and only grow, while Promoting.
+  const deploymentPath = `/apis/apps/v1/namespaces/${app}/deployments/web`;
+  await kubectl(['annotate', 'deployment/web', '-n', app, 'weir.dev/phase=Promoting']);
+  const replicas = (value: number): unknown[] => [{ op: 'replace', path: '/spec/replicas', value }];
+  const shrink = await asAnalyzer('PATCH', deploymentPath, replicas(0));
+  t.equal(shrink.code, 403, 'an unpaused Deployment shrunk while Promoting: denied');
+  t.match(shrink.message, /or grows while Promoting may change/);
+  const grow = await asAnalyzer('PATCH', deploymentPath, replicas(2));
+  t.equal(grow.code, 200, `grown while Promoting: allowed (${grow.message})`);
+  const leaving = await asAnalyzer('PATCH', deploymentPath, [
+    ...replicas(3),
+    { op: 'replace', path: '/metadata/annotations/weir.dev~1phase', value: 'Stable' },
+  ]);
+  t.equal(leaving.code, 403, 'grown in the write that ends Promoting: denied');
 });
 
 /** A RequestMirror filter as weir writes it for the shadow step. */

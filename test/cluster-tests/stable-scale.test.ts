@@ -53,7 +53,8 @@ async function scaled(
 }
 
 t.test(
-  'stable shrinks after each weight; a re-apply keeps its size, kubectl scale sets a new total; whole at promotion',
+  'stable shrinks after each weight; a re-apply keeps its size, kubectl scale sets a new total; ' +
+    'promotion hands over a step at a time',
   async (t) => {
     const { ns, manifest } = await scaled(t, 4, { 'weir.dev/step-pause': '20s' });
     const uh = await countUhFromNow(ns);
@@ -62,6 +63,7 @@ t.test(
     await waitFor('stable scaled to 2 of 4 at 50 %', async () => (await replicasOf(ns)) === 2, 60_000, 200);
     const most = await peak.stop();
     t.ok(most <= 4 + 2, `both halves together: at most the 4 replicas and one step of the canary, 2 (saw ${most})`);
+    const promotion = podPeak(ns);
     t.match(await releaseStatus(ns, 'web'), { weight: 50, replicas: 4, stableReplicas: 2 });
     // GitOps re-applies the folder: the same total, 4, is no change.
     const reapplied = structuredClone(manifest) as {
@@ -76,14 +78,26 @@ t.test(
     await waitFor('stable at 3 of the new 6', async () => (await replicasOf(ns)) === 3, 30_000, 200);
     t.match(await releaseStatus(ns, 'web'), { replicas: 6, stableReplicas: 3 });
     const d = await waitForPhase(ns, 'web', 'Stable', 180_000);
+    const most6 = await promotion.stop();
+    t.ok(most6 <= 6 + 3, `to the end of the promotion: at most the 6 replicas and one step, 3 (saw ${most6})`);
     t.equal(d.spec.replicas, 6, 'promoted with the whole total');
     t.equal(await uh(), 0, 'not one request met a half without pods');
-    const reasons = (await events(ns, 'web')).filter((e) => e.reason === 'StableScaled').map((e) => e.message);
-    // The last step promotes at its first passing check, before stable would shrink for it: no pointless 0.
-    t.same(reasons.sort(), [
+    const evs = await events(ns, 'web');
+    const reasons = evs.filter((e) => e.reason === 'StableScaled').map((e) => e.message);
+    // The old stable pods go before the promotion's rollout, which then grows as the canary shrinks.
+    t.same(reasons.filter((r) => r.startsWith('stable scaled')).sort(), [
+      'stable scaled to 0 of 6 replicas for its 0% share',
       'stable scaled to 2 of 4 replicas for its 50% share',
       'stable scaled to 3 of 6 replicas for its 50% share',
     ]);
+    t.same(
+      reasons.filter((r) => r.startsWith('promotion')).map((r) => r.replace(/revision \S+/, 'revision v2')),
+      ['promotion: stable (revision v2) grows to 3 of 6', 'promotion: stable (revision v2) grows to 6 of 6'],
+    );
+    t.same(
+      evs.filter((e) => e.reason === 'HandedOver').map((e) => e.message),
+      ['promotion: canary weight 50% as stable holds 3 of 6 replicas'],
+    );
   },
 );
 

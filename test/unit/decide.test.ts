@@ -711,7 +711,11 @@ t.test(
     const scaled: Policy = { ...policy, dynamicStableScale: true };
     const o = releaseWorld(scaled, { replicas: 10 });
     const log: string[] = [];
-    run(o, 200, errorRate(0.01), log);
+    let peak = 0;
+    for (let s = 0; s < 200; s++) {
+      run(o, 1, errorRate(0.01), log, s);
+      peak = Math.max(peak, o.replicas + (o.canary?.replicas ?? 0));
+    }
     const moves = log.filter((l) => l.startsWith('weight') || l.startsWith('stable') || l === 'unpause');
     t.same(moves, [
       'weight 10',
@@ -720,10 +724,16 @@ t.test(
       'stable 5',
       'weight 100',
       'stable 0',
-      'stable 10',
+      // Promotion hands over: the new stable pods grow a step before the canary's weight shrinks.
       'unpause',
+      'stable 5',
+      'weight 50',
+      'stable 9',
+      'weight 10',
+      'stable 10',
       'weight 0',
     ]);
+    t.equal(peak, 15, 'both halves together: never more than the 10 replicas and the largest step, 5');
     t.equal(o.phase, 'Stable');
     t.equal(o.status?.stableReplicas, undefined, 'the scaling record is gone');
 

@@ -289,6 +289,17 @@ t.test(
       'weir.dev/status': JSON.stringify(record),
     };
     t.same(mutate(restore, { now }).patch, [], "weir's own restore to the total goes through");
+    // During a promotion's hand-over too: a re-apply does not jump the new stable pods to the total.
+    const promoting = structuredClone(reapply);
+    for (const d of [dep(promoting.oldObject), dep(promoting.object)]) {
+      d.metadata.annotations = { ...d.metadata.annotations, 'weir.dev/phase': 'Promoting' };
+      d.spec.paused = false;
+    }
+    t.same(mutate(promoting, { now }).patch, [{ op: 'replace', path: '/spec/replicas', value: 5 }]);
+    const stable = structuredClone(promoting);
+    for (const d of [dep(stable.oldObject), dep(stable.object)])
+      d.metadata.annotations = { ...d.metadata.annotations, 'weir.dev/phase': 'Stable' };
+    t.same(mutate(stable, { now }).patch, [], 'no release, nothing kept');
   },
 );
 
