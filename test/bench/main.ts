@@ -58,9 +58,16 @@ const readingNotes = `## Reading these numbers
   false rollbacks of an equal canary stay near α (0.01). Its price is time to *promote*: showing
   that a canary is not 50 % worse than a stable at 1 % errors takes hundreds of errors, so at
   20 requests/s about half of the equal canaries are still held at 10 % after an hour, and at
-  2 requests/s almost all are (never rolled back: the threshold policy rolls back 98 % of them as
-  unjudged). That is why the seed's threshold stays the default and \`analysis: sequential\` is
-  the choice for services with the traffic to afford it (docs/design.md, "Sequential analysis").
+  2 requests/s almost all are (held, never rolled back). That is why the seed's threshold stays the
+  default and \`analysis: sequential\` is the choice for services with the traffic to afford it
+  (docs/design.md, "Sequential analysis"). "Not worse" is final once reached (a rerun before and
+  after that change was the same within sampling error).
+- **A quiet service under the threshold.** At 2 requests/s a 10 % canary gets about 12 requests a
+  minute, fewer than \`min-requests\` (20). Before checks looked back (ADR 20) every window fell short
+  and 98 % of equal canaries were rolled back at the unjudged limit; now a check without a verdict
+  makes the next one look back an interval further, the requests add up, and all 500 are promoted.
+  The price: a bad canary there reaches 0 % about a minute later (p50 297 → 359 s), its failures
+  being judged on enough requests rather than on each short window.
 - **Analyzer** above is from 2026-11-26, before the analyzer read from watches and a work queue
   (ADR 14, 16). A rerun on 2026-11-29 had not finished its 10 releases after four minutes and
   was stopped, not yet investigated (a guess to check: at 10 % of 4 requests/s, 2 s windows are
