@@ -39,14 +39,14 @@ const show = (metric: MetricPolicy, v: number): string =>
   metric.query === 'error-rate' ? pct(v) : String(Number(v.toPrecision(6)));
 
 /**
- * How far back a check looks: one interval, and one more for each check in a row that gave no
- * verdict. A quiet service's requests add up until there are enough to judge, instead of each
- * window falling short on its own and the release ending at the unjudged limit (issue 14); the
- * windows of judged checks never overlap, and after an outage of Prometheus the first answer
- * covers the time it could not see.
+ * How far back a check looks: after n checks in a row that gave no verdict, the n + 1 intervals
+ * since the last one that did, rounded down to a power of two (1, 2, 4, 8 …). A quiet service's
+ * requests add up until there are enough to judge, instead of each window falling short on its
+ * own and the release ending at the unjudged limit (issue 14, ADR 20); judged windows never
+ * overlap; and releases share a handful of windows, each one Prometheus query for all of them.
  */
 export const lookBackMs = (policy: Pick<Policy, 'intervalMs' | 'unjudgedLimit'>, s?: ReleaseStatus): number =>
-  policy.intervalMs * (1 + Math.min(s?.unjudged ?? 0, policy.unjudgedLimit));
+  policy.intervalMs * 2 ** Math.floor(Math.log2(1 + Math.min(s?.unjudged ?? 0, policy.unjudgedLimit)));
 
 /** Judges one metric's measurement against its policy. */
 export function judge(metric: MetricPolicy, m: Measurement, minRequests: number): Judgement {

@@ -115,25 +115,29 @@ t.test(
   },
 );
 
-t.test(
-  'a canary callers cannot reach (503 UF, which no pod reports) is out of traffic within two checks',
-  async (t) => {
-    const ns = await namespace(t, { optIn: true });
-    await apply(ns, service('web', { rps: 100 }));
-    await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
-    // The canary's pods refuse connections: only the callers' proxies see it, as 503 with flag UF.
-    await setImage(ns, 'web', 'example.com/web:v2', { 'sim.weir.dev/refuse-connections': 'true' });
-    await waitForPhase(ns, 'web', 'RolledBack', 120_000);
-    const evs = await events(ns, 'web');
-    const rollingBack = evs.findIndex((e) => e.reason === 'RollingBack');
-    const checks = evs
-      .slice(0, rollingBack)
-      .filter((e) => ['CheckPassed', 'CheckFailed', 'CheckInconclusive', 'MetricsUnavailable'].includes(e.reason));
-    t.ok(rollingBack >= 0, 'rolled back');
-    t.ok(checks.length <= 1, `judged on the callers' errors: ${checks.length} check(s) before the rollback, then it`);
-    t.match(evs[rollingBack]?.message, /error-rate: 100\.00% is at or above the hard ceiling/);
-  },
-);
+for (const [flag, annotation, why] of [
+  ['UF', 'sim.weir.dev/refuse-connections', 'its pods refuse connections'],
+  ['UH', 'sim.weir.dev/ejected', "the callers' proxies ejected every pod of its subset"],
+] as const)
+  t.test(
+    `a canary callers cannot reach (503 ${flag}: ${why}, which no pod reports) is out of traffic within two checks`,
+    async (t) => {
+      const ns = await namespace(t, { optIn: true });
+      await apply(ns, service('web', { rps: 100 }));
+      await apply(ns, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
+      // Only the callers' proxies see it, as 503 with the flag; no pod reports a request.
+      await setImage(ns, 'web', 'example.com/web:v2', { [annotation]: 'true' });
+      await waitForPhase(ns, 'web', 'RolledBack', 120_000);
+      const evs = await events(ns, 'web');
+      const rollingBack = evs.findIndex((e) => e.reason === 'RollingBack');
+      const checks = evs
+        .slice(0, rollingBack)
+        .filter((e) => ['CheckPassed', 'CheckFailed', 'CheckInconclusive', 'MetricsUnavailable'].includes(e.reason));
+      t.ok(rollingBack >= 0, 'rolled back');
+      t.ok(checks.length <= 1, `judged on the callers' errors: ${checks.length} check(s) before the rollback, then it`);
+      t.match(evs[rollingBack]?.message, /error-rate: 100\.00% is at or above the hard ceiling/);
+    },
+  );
 
 t.test(
   "the seed's manifests applied as written in default: a healthy version promoted, a bad one rolled back",

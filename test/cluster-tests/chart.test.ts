@@ -565,7 +565,12 @@ t.test("the analyzer's opt-in is the webhook's namespaceSelector, custom selecto
 t.test("the pod's readiness is the webhook's alone; replicas spread across nodes", async (t) => {
   const r = await helm(['template', 'r', chart, '-n', 'weir-system']);
   t.equal(r.code, 0, r.stderr);
-  type Container = { name: string; readinessProbe?: unknown; livenessProbe?: unknown };
+  type Container = {
+    name: string;
+    readinessProbe?: unknown;
+    livenessProbe?: unknown;
+    env?: { name: string; value?: string }[];
+  };
   const pod = parseAllDocuments(r.stdout)
     .map(
       (d) =>
@@ -585,6 +590,15 @@ t.test("the pod's readiness is the webhook's alone; replicas spread across nodes
   );
   t.ok(byName('analyzer')?.livenessProbe, 'a wedged analyzer is restarted by its liveness probe');
   t.equal(pod?.topologySpreadConstraints?.[0]?.topologyKey, 'kubernetes.io/hostname');
+  t.equal(
+    byName('analyzer')?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value,
+    '--max-semi-space-size=4',
+    "the analyzer runs with the chart's Node options (tests and benches read the same value)",
+  );
+  t.notOk(
+    byName('webhook')?.env?.some((e) => e.name === 'NODE_OPTIONS'),
+    "the webhook's throughput keeps Node's defaults",
+  );
 });
 
 t.test(

@@ -10,6 +10,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
+import { parse as parseYaml } from 'yaml';
 import { createAuthority, issue } from '../../certs/pki.ts';
 import { writeWebhookCerts } from '../../certs/main.ts';
 import { webhookConfiguration } from '../../webhook/registration.ts';
@@ -371,6 +372,7 @@ async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise
   const analyzerPort = await freePort();
   start('weir-analyzer', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
     ...process.env,
+    NODE_OPTIONS: await analyzerNodeOptions(),
     KUBECONFIG: state.kubeconfig,
     WEIR_PROMETHEUS_URL: state.prometheusUrl,
     WEIR_NAMESPACE: 'weir-system',
@@ -410,6 +412,17 @@ async function saveState(state: ClusterState): Promise<void> {
     '',
   ];
   await writeFile(join(clusterDir, 'env'), env.map((l) => (l ? `export ${l}` : l)).join('\n'));
+}
+
+/**
+ * NODE_OPTIONS for an analyzer started here: the chart's `analyzer.nodeOptions`, so tests and
+ * benches run it as shipped, after whatever this process was given (tap's coverage hook).
+ */
+export async function analyzerNodeOptions(): Promise<string> {
+  const values = parseYaml(await readFile(join(repoRoot, 'charts/weir/values.yaml'), 'utf8')) as {
+    analyzer?: { nodeOptions?: string };
+  };
+  return [process.env.NODE_OPTIONS, values.analyzer?.nodeOptions].filter(Boolean).join(' ');
 }
 
 /** Starts the whole local cluster and returns once every part answers. */

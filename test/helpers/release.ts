@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
-import { clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
+import { analyzerNodeOptions, clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
 import { openSync } from 'node:fs';
 import { cluster, getJson, kubectl, kubectlRaw } from './kube.ts';
 import { annotations, policyAnnotations } from '../../contract/names.ts';
@@ -199,6 +199,7 @@ export async function startAnalyzer(options: {
   const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
     env: {
       ...process.env,
+      NODE_OPTIONS: await analyzerNodeOptions(),
       KUBECONFIG: options.kubeconfig ?? state.kubeconfig,
       WEIR_PROMETHEUS_URL: options.prometheusUrl ?? state.prometheusUrl,
       WEIR_NAMESPACE: options.leaseNamespace ?? 'weir-system',

@@ -92,8 +92,10 @@ function toPod(pod: V1Pod): SimPod {
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
     labels,
+    // An ejected pod is Ready to Kubernetes, but the callers' proxies (outlier detection) send it nothing.
     ready:
       !pod.metadata?.deletionTimestamp &&
+      annotations['sim.weir.dev/ejected'] !== 'true' &&
       (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     workload,
     errorRate: Math.min(1, Math.max(0, num(annotations['sim.weir.dev/error-rate'], 0))),

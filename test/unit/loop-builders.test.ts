@@ -140,22 +140,24 @@ t.test('measureAll: one count query per window for every release, canary and sta
 
 t.test('measureAll: a check after checks with no verdict looks back to the last judged one', async (t) => {
   const provider = new TableProvider(new Map([['ns/a-canary', { requests: 12, errors: 0 }]]), {
-    'p99{w="a-canary",i="180s"}': 0.3,
+    'p99{w="a-canary",i="240s"}': 0.3,
   });
   const custom = { name: 'latency', query: 'p99{w="{{canary}}",i="{{interval}}"}', max: 0.5 };
   const held = (name: string, unjudged: number, metrics = defaultPolicy.metrics): Observed => ({
     ...due(name, 60_000, metrics),
     status: { revision: 'r', step: 0, weight: 10, failures: 0, checks: [], unjudged, message: '' },
   });
-  const a = held('a', 2);
-  const b = held('b', 2);
+  const a = held('a', 3);
+  const b = held('b', 3);
   const c = held('c', 0);
+  const two = held('e', 2);
   const never = held('d', 99);
-  const latency = held('a', 2, [custom]);
-  const measured = await measureAll(provider, [a, b, c, never, latency]);
-  t.same(provider.windows.sort(), [180, 360, 60], 'one query per look-back, shared by the releases that have it');
-  t.same(measured.get(a), [{ metric: 'error-rate', requests: 12, windowSeconds: 180, canary: 0 }], 'three intervals');
-  t.equal(measured.get(never)?.[0]?.windowSeconds, 360, 'never further back than the unjudged limit allows');
+  const latency = held('a', 3, [custom]);
+  const measured = await measureAll(provider, [a, b, c, two, never, latency]);
+  t.same(provider.windows.sort(), [120, 240, 60], 'one query per look-back, shared by the releases that have it');
+  t.same(measured.get(a), [{ metric: 'error-rate', requests: 12, windowSeconds: 240, canary: 0 }], 'four intervals');
+  t.equal(measured.get(two)?.[0]?.windowSeconds, 120, 'three intervals since a verdict: two, a power of two');
+  t.equal(measured.get(never)?.[0]?.windowSeconds, 240, 'never further back than the unjudged limit allows');
   t.same(measured.get(latency), [{ metric: 'latency', canary: 0.3 }], "a custom metric's {{interval}} looks back too");
 });
 
