@@ -73,16 +73,21 @@ const readingNotes = `## Reading these numbers
   was stopped, not yet investigated (a guess to check: at 10 % of 4 requests/s, 2 s windows are
   often unjudged). It stays as measured then; the Scale section measures the design as it is.
 - **Scale.** The analyzer's memory floor is the runtime and its libraries, not the releases:
-  measured on this machine, bare Node 42 MiB, after importing client-node 127 MiB, after importing
-  weir's composition root 164–170 MiB (type stripping is about 18 of it). What releases add is the
+  measured on this machine, bare Node 42 MiB, after importing client-node 124 MiB, after importing
+  weir's composition root 164 MiB (type stripping is about 18 of it). What releases add is the
   difference from the idle row. An allocation profile at 100 releases found client-node opening a
   new TLS connection for every request; one shared pool took RSS at 100 releases from 640 to
-  367 MiB in the same setup. Reads while holding count GETs and LISTs outside the watches; writes
-  (the check records) are not reads. Prometheus queries per interval follow the passes in which
-  checks fall due together, not the releases (14 per 10 s for 100 releases, one per pass); checks of
-  releases started seconds apart stay seconds apart, so aligning them to shared instants is the next
-  step. Lag at 10 → 50 % includes waiting for a passing check (a quiet canary at 10 % of 2 requests/s
-  is often unjudged); at 50 → 100 % it is the loop's own.
+  367 MiB in the same setup. V8 then grew its young generation to tens of MiB under the
+  releases' short-lived garbage; the chart's \`analyzer.nodeOptions\` (\`--max-semi-space-size=4\`,
+  read by the local cluster, the tests and this bench) took idle RSS from 187 to 157 MiB and the
+  peak at 100 releases from 363 to 264–274 MiB (two runs). Reads while holding count GETs and LISTs
+  outside the watches; writes (the check records) are not reads. Prometheus queries per interval
+  follow the passes in which checks fall due together, and the distinct look-back windows among
+  them (ADR 20: 1, 2, 4 … intervals), not the releases: 14 per 10 s for 100 releases before checks
+  looked back, 23 with one window per silent check, 20 with windows doubling. Checks of releases
+  started seconds apart stay seconds apart, so aligning them to shared instants is the next step.
+  Lag at 10 → 50 % includes waiting for a passing check (a quiet canary at 10 % of 2 requests/s is
+  often unjudged, and the next check looks back further); at 50 → 100 % it is the loop's own.
 - **The 10,000-Deployment run** (\`--scale-deployments 10000 --scale-guarded 1000 --scale-releases
   100,500,1000\`) builds its cluster in about nine minutes here; its 100-release row ran, and the
   figures above are from a smaller cluster because the 500 row of that run stopped on a benchmark
