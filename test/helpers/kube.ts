@@ -174,10 +174,12 @@ export async function meshRequests(labels: Record<string, string>): Promise<numb
 
 /**
  * Counts `503 UH` from now on. Before a Service's first pods are Ready any mesh answers UH, so
- * this waits for the first request answered in the namespace and counts from there.
+ * this waits for a request answered in the namespace from now on (not one answered before: a
+ * namespace such as `default` keeps its counters across test runs) and counts from there.
  */
 export async function countUhFromNow(ns: string): Promise<() => Promise<number>> {
-  await waitFor(`the mesh answering requests in ${ns}`, async () => (await meshCount(ns, '-')) > 0, 30_000, 200);
+  const answered = await meshCount(ns, '-');
+  await waitFor(`the mesh answering requests in ${ns}`, async () => (await meshCount(ns, '-')) > answered, 30_000, 200);
   const before = await meshCount(ns, 'UH');
   return async () => (await meshCount(ns, 'UH')) - before;
 }

@@ -9,7 +9,7 @@ import { request } from 'undici';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { analyzerNodeOptions, clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
 import { openSync } from 'node:fs';
-import { cluster, getJson, kubectl, kubectlRaw } from './kube.ts';
+import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service } from './kube.ts';
 import { annotations, policyAnnotations } from '../../contract/names.ts';
 import { parseStatus } from '../../contract/status.ts';
 import type { ReleaseStatus } from '../../contract/status.ts';
@@ -358,4 +358,32 @@ export async function runWeir(args: string[], env: NodeJS.ProcessEnv = {}, timeo
         resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
     );
   });
+}
+
+const errorRate = (rate: number): Record<string, string> => ({ 'sim.weir.dev/error-rate': String(rate) });
+
+/**
+ * A guarded `web` (2 replicas, `fast` plus `annotations`, a Service at `rps`) whose stable half
+ * fails at `stableRate`, then a release of a canary that fails at `canaryRate`; its namespace.
+ */
+export async function guardedRelease(
+  t: { teardown(fn: () => unknown): void },
+  annotations: Record<string, string>,
+  stableRate: number,
+  canaryRate: number,
+  rps: number,
+): Promise<string> {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps }));
+  await apply(
+    ns,
+    deployment('web', {
+      replicas: 2,
+      image: 'example.com/web:v1',
+      annotations: { ...fast, ...annotations },
+      podAnnotations: errorRate(stableRate),
+    }),
+  );
+  await setImage(ns, 'web', 'example.com/web:v2', errorRate(canaryRate));
+  return ns;
 }
