@@ -1,11 +1,11 @@
 // Issue 4's acceptance, unhealthy releases: rolled back with stable first, judged fairly when
 // both halves suffer, held when there is nothing to judge.
 import t from 'tap';
-import { apply, deployment, kubectl, namespace, service } from '../helpers/kube.ts';
+import { kubectl } from '../helpers/kube.ts';
 import {
   events,
-  fast,
   getDeployment,
+  guardedWeb,
   releaseStatus,
   images,
   recordWeights,
@@ -15,25 +15,12 @@ import {
 } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
-async function guarded(
+const guarded = (
   t: { teardown(fn: () => unknown): void },
   annotations: Record<string, string> = {},
   podAnnotations: Record<string, string> = {},
   rps = 150,
-): Promise<string> {
-  const ns = await namespace(t, { optIn: true });
-  await apply(ns, service('web', { rps }));
-  await apply(
-    ns,
-    deployment('web', {
-      replicas: 3,
-      image: 'example.com/web:v1',
-      annotations: { ...fast, ...annotations },
-      podAnnotations,
-    }),
-  );
-  return ns;
-}
+): Promise<string> => guardedWeb(t, { replicas: 3, rps, annotations, podAnnotations });
 
 t.test('a bad version (20 % 5xx) is rolled back after the failure limit', async (t) => {
   // Enough canary requests per window that a 20 % canary neither passes a check by luck (5 % or

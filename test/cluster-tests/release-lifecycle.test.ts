@@ -2,7 +2,7 @@
 // mid-release, and deleting the Deployment mid-release.
 import t from 'tap';
 import { apply, countUhFromNow, deployment, getJson, kubectl, namespace, readyPods, service } from '../helpers/kube.ts';
-import { fast, getDeployment, images, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
+import { fast, getDeployment, guardedWeb, images, setImage, waitForPhase, waitForWeight } from '../helpers/release.ts';
 import { waitFor } from '../cluster/cluster.ts';
 
 interface Pods {
@@ -41,16 +41,7 @@ t.test('a Deployment from before the opt-in: its first release is protected, no 
 
 /** A release held at its first step (long pauses), for tests that interrupt it. */
 async function atFirstStep(t: { teardown(fn: () => unknown): void }, rps: number): Promise<string> {
-  const ns = await namespace(t, { optIn: true });
-  await apply(ns, service('web', { rps }));
-  await apply(
-    ns,
-    deployment('web', {
-      replicas: 2,
-      image: 'example.com/web:v1',
-      annotations: { ...fast, 'weir.dev/step-pause': '30s' },
-    }),
-  );
+  const ns = await guardedWeb(t, { replicas: 2, rps, annotations: { 'weir.dev/step-pause': '30s' } });
   await setImage(ns, 'web', 'example.com/web:v2');
   await waitForWeight(ns, 'web', 10, 60_000);
   return ns;

@@ -362,6 +362,25 @@ export async function runWeir(args: string[], env: NodeJS.ProcessEnv = {}, timeo
 
 const errorRate = (rate: number): Record<string, string> => ({ 'sim.weir.dev/error-rate': String(rate) });
 
+/** `web` in a namespace of its own that opted in: a Service at `rps`, a v1 Deployment with `fast` and `annotations`. */
+export async function guardedWeb(
+  t: { teardown(fn: () => unknown): void },
+  o: { replicas: number; rps: number; annotations?: Record<string, string>; podAnnotations?: Record<string, string> },
+): Promise<string> {
+  const ns = await namespace(t, { optIn: true });
+  await apply(ns, service('web', { rps: o.rps }));
+  await apply(
+    ns,
+    deployment('web', {
+      replicas: o.replicas,
+      image: 'example.com/web:v1',
+      annotations: { ...fast, ...o.annotations },
+      podAnnotations: o.podAnnotations ?? {},
+    }),
+  );
+  return ns;
+}
+
 /**
  * A guarded `web` (2 replicas, `fast` plus `annotations`, a Service at `rps`) whose stable half
  * fails at `stableRate`, then a release of a canary that fails at `canaryRate`; its namespace.
@@ -373,17 +392,7 @@ export async function guardedRelease(
   canaryRate: number,
   rps: number,
 ): Promise<string> {
-  const ns = await namespace(t, { optIn: true });
-  await apply(ns, service('web', { rps }));
-  await apply(
-    ns,
-    deployment('web', {
-      replicas: 2,
-      image: 'example.com/web:v1',
-      annotations: { ...fast, ...annotations },
-      podAnnotations: errorRate(stableRate),
-    }),
-  );
+  const ns = await guardedWeb(t, { replicas: 2, rps, annotations, podAnnotations: errorRate(stableRate) });
   await setImage(ns, 'web', 'example.com/web:v2', errorRate(canaryRate));
   return ns;
 }
