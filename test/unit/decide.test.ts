@@ -779,6 +779,35 @@ t.test(
 );
 
 t.test(
+  'dynamic stable scale: the hand-over waits for the new stable pods, and turned off it takes the total',
+  async (t) => {
+    const scaled: Policy = { ...policy, dynamicStableScale: true };
+    const o = releaseWorld(scaled, { replicas: 10 });
+    const log: string[] = [];
+    let s = 0;
+    for (; s < 200 && o.phase !== 'Promoting'; s++) run(o, 1, errorRate(0.01), log, s);
+    t.equal(o.replicas, 0, 'unpaused with no old stable pods');
+    // The new revision's pods come up slowly: the Deployment is not rolled out until they are available.
+    const slow = (actions: Action[]): void => {
+      apply(o, actions, log);
+      if (actions.some((a) => a.kind === 'scaleStable')) o.rolledOut = false;
+    };
+    for (let i = 0; i < 3; i++, s++) slow(decide(o, undefined, new Date(s * 1000)));
+    t.equal(o.replicas, 5, 'stable grows to the 50 % share');
+    for (let i = 0; i < 20; i++, s++) slow(decide(o, undefined, new Date(s * 1000)));
+    t.ok(o.routing.ok && o.routing.canaryWeight === 100, 'no weight moves to stable pods that are not available');
+    t.match(o.status?.message, /waiting for 5 stable pods/);
+    o.rolledOut = true;
+    o.policy = { ok: true, value: { ...scaled, dynamicStableScale: false } };
+    for (let i = 0; i < 10; i++, s++) apply(o, decide(o, undefined, new Date(s * 1000)), log);
+    t.equal(o.replicas, 10, 'dynamic scale turned off mid-hand-over: stable takes the whole total next');
+    run(o, 60, errorRate(0.01), log, s);
+    t.equal(o.phase, 'Stable');
+    t.equal(o.status?.stableReplicas, undefined);
+  },
+);
+
+t.test(
   'dynamic stable scale: a kubectl scale (or an HPA) is the new total; a stuck stable holds a rollback only so long',
   async (t) => {
     const scaled: Policy = { ...policy, dynamicStableScale: true };
