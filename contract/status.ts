@@ -90,7 +90,10 @@ export interface ReleaseStatus {
   stableReplicas?: number;
   /** Draining, but the stable half is scaled back up first: the weight waits until it can carry it. */
   restoring?: boolean;
-  /** When the restored stable half was first seen whole and available: the mesh learns its endpoints. */
+  /**
+   * When the stable half was first seen at its size and available — restored for a drain, or grown
+   * for a promotion's hand-over step: from then the mesh is given time to learn its endpoints.
+   */
   restoredAt?: string;
   /** When the promoted Deployment was first seen fully rolled out and available. */
   rolledOutAt?: string;

@@ -26,6 +26,7 @@ import {
   scaleDownAt,
   scaling,
   stableReplicas,
+  stableScaled,
   toTotal,
   unscaled,
 } from './stable-scale.ts';
@@ -487,26 +488,32 @@ function promote(o: Observed, s: ReleaseStatus): Action[] {
       const message = 'promoting once the old stable pods are gone: the new revision then takes over step by step';
       return s.message === message ? [] : [{ kind: 'status', status: { ...s, message } }];
     }
+    return unpaused(o, { ...s, message: 'promoting: the new revision takes over from the canary' });
   }
   // Otherwise the total first, so the rollout makes every replica the user asked for; then the
   // phase (the webhook keeps a Progressing release paused).
   const total = desiredReplicas(o, s);
-  const restore: Action[] =
-    s.stableReplicas !== undefined && o.replicas !== total && !handsOver(o, s)
-      ? [{ kind: 'scaleStable', replicas: total, status: unscaled(s) }]
-      : [];
   return [
-    ...restore,
+    ...(s.stableReplicas !== undefined && o.replicas !== total
+      ? [{ kind: 'scaleStable', replicas: total, status: unscaled(s) } as Action]
+      : []),
+    ...unpaused(o, { ...unscaled(s), message: 'promoting: waiting for the Deployment to roll out' }),
+  ];
+}
+
+/** Phase Promoting and the Deployment unpaused: it rolls out the canary's revision; `status` follows. */
+function unpaused(o: Observed, status: ReleaseStatus): Action[] {
+  return [
     {
       kind: 'setPhase',
       phase: 'Promoting',
-      reason: `Promoting: every step passed; the Deployment rolls out revision ${s.revision} while the canary serves`,
+      reason:
+        `Promoting: every step passed; the Deployment rolls out revision ${status.revision} ` +
+        'while the canary serves',
     },
     { kind: 'unpause' },
-    event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${s.revision}`),
-    handsOver(o, s)
-      ? { kind: 'status', status: { ...s, message: 'promoting: the new revision takes over from the canary' } }
-      : { kind: 'status', status: { ...unscaled(s), message: 'promoting: waiting for the Deployment to roll out' } },
+    event('Normal', 'Promoting', `every step passed; ${o.name} rolls out revision ${status.revision}`),
+    { kind: 'status', status },
   ];
 }
 
@@ -747,7 +754,7 @@ function handOver(o: Observed, s: ReleaseStatus, now: Date): Action[] {
     const status: ReleaseStatus = { ...s, replicas: total, stableReplicas: size, restoredAt: undefined };
     return [
       { kind: 'scaleStable', replicas: size, status: { ...status, message: `promoting: stable grows to ${size}` } },
-      event('Normal', 'StableScaled', `promotion: stable (revision ${s.revision}) grows to ${size} of ${total}`),
+      stableScaled('Normal', `promotion: stable (revision ${s.revision}) grows to ${size} of ${total}`),
     ];
   }
   if (!o.rolledOut) {

@@ -6,7 +6,8 @@ import { meshPropagationMs } from '../../contract/timing.ts';
 import type { Action, Observed } from './decide.ts';
 
 const ms = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
-const event = (type: 'Normal' | 'Warning', message: string): Action => ({
+/** The event every size weir gives the stable half is told by. */
+export const stableScaled = (type: 'Normal' | 'Warning', message: string): Action => ({
   kind: 'event',
   type,
   reason: 'StableScaled',
@@ -81,7 +82,7 @@ export function scaleDown(o: Observed, s: ReleaseStatus, now: Date): Action[] | 
   const status: ReleaseStatus = { ...s, replicas: total, stableReplicas: size };
   return [
     o.replicas !== size ? { kind: 'scaleStable', replicas: size, status } : { kind: 'status', status },
-    event('Normal', `stable scaled to ${size} of ${total} replicas for its ${100 - s.weight}% share`),
+    stableScaled('Normal', `stable scaled to ${size} of ${total} replicas for its ${100 - s.weight}% share`),
   ];
 }
 
@@ -102,8 +103,8 @@ export function restoring(o: Observed, s: ReleaseStatus, now: Date, exposed: boo
     { kind: 'status', status: moved },
     ...(exposed ? [{ kind: 'setWeight', weight: 0 } as Action] : []),
     ready
-      ? event('Normal', `stable back to ${total} replicas, all available; traffic returns to it`)
-      : event(
+      ? stableScaled('Normal', `stable back to ${total} replicas, all available; traffic returns to it`)
+      : stableScaled(
           'Warning',
           `stable has ${o.stableAvailable ?? 0}/${total} available replicas after ${restoreLimitMs / 1000} s; ` +
             'traffic returns to it anyway',

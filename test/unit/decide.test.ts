@@ -11,6 +11,8 @@ import { applyActions, releaseWorld } from '../helpers/model.ts';
 
 const policy: Policy = { ...defaultPolicy, stepPauseMs: 30_000, intervalMs: 10_000, drainMs: 5_000 };
 
+/** The same policy under dynamic stable scale (ADR 19). */
+const scaled: Policy = { ...policy, dynamicStableScale: true };
 const world = (overrides: Partial<Observed> = {}): Observed => releaseWorld(policy, overrides);
 const apply = applyActions;
 
@@ -708,7 +710,6 @@ t.test('a release on a route bound to gateways only says, once, that in-mesh cal
 t.test(
   'dynamic stable scale: stable shrinks after the weight left it, and is back before weight returns',
   async (t) => {
-    const scaled: Policy = { ...policy, dynamicStableScale: true };
     const o = releaseWorld(scaled, { replicas: 10 });
     const log: string[] = [];
     let peak = 0;
@@ -781,7 +782,6 @@ t.test(
 t.test(
   'dynamic stable scale: the hand-over waits for the new stable pods, and turned off it takes the total',
   async (t) => {
-    const scaled: Policy = { ...policy, dynamicStableScale: true };
     const o = releaseWorld(scaled, { replicas: 10 });
     const log: string[] = [];
     let s = 0;
@@ -810,7 +810,6 @@ t.test(
 t.test(
   'dynamic stable scale: a kubectl scale (or an HPA) is the new total; a stuck stable holds a rollback only so long',
   async (t) => {
-    const scaled: Policy = { ...policy, dynamicStableScale: true };
     const o = releaseWorld(scaled, { replicas: 10 });
     const log: string[] = [];
     const s = run(o, 45, errorRate(0.01), log);
