@@ -36,7 +36,11 @@ t.test(
     const passed = evs.findIndex((e) => e.reason === 'CheckPassed' && e.message.startsWith('at 10%'));
     t.match(
       evs[held]?.message,
-      /canary requests in the last 10 s, fewer than the 10 needed; the next check looks back 2 intervals/,
+      // About one first window in eight has no canary request at all: "no data" rather than "too few".
+      new RegExp(
+        '(canary requests in the last 10 s, fewer than the 10 needed|no data for the canary in the window); ' +
+          'the next check looks back 2 intervals',
+      ),
       'the event says why it holds and how far the next check looks',
     );
     t.ok(held >= 0 && passed > held, 'then a check over the requests added up passed the 10 % step');
