@@ -154,15 +154,49 @@ fetch_gateway_api_crds() {
 
 # Istio's own CLI, to let Istio's analyzers judge every routing object weir writes (issue 15).
 build_istioctl() {
-  local out="$cache/bin/istioctl-$ISTIOCTL_VERSION"
+  local out="$cache/bin/istioctl-$ISTIO_VERSION"
   [ -x "$out/istioctl" ] && return 0
-  log "istioctl $ISTIOCTL_VERSION"
+  log "istioctl $ISTIO_VERSION"
   mkdir -p "$out.tmp"
-  GOBIN="$out.tmp" go install -ldflags "-s -w" "istio.io/istio/istioctl/cmd/istioctl@$ISTIOCTL_VERSION"
+  GOBIN="$out.tmp" go install -ldflags "-s -w" "istio.io/istio/istioctl/cmd/istioctl@$ISTIO_VERSION"
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
-parts=${*:-etcd kwok istio gateway-api kubernetes helm flux istioctl lua-health}
+# istiod, the mesh simulator's xDS source (issue 18), and the control plane's ConfigMaps from
+# Istio's own chart (mesh config; the gateway template its Gateway API deployment controller renders).
+build_istiod() {
+  local out="$cache/bin/istiod-$ISTIO_VERSION"
+  [ -x "$out/pilot-discovery" ] && [ -f "$out/control-plane.yaml" ] && return 0
+  log "istiod $ISTIO_VERSION"
+  mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" go install -ldflags "-s -w" "istio.io/istio/pilot/cmd/pilot-discovery@$ISTIO_VERSION"
+  local dir chart
+  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  chart="$out.tmp/istio-discovery"
+  cp -r "$dir/manifests/charts/istio-control/istio-discovery" "$chart" && chmod -R u+w "$chart"
+  # Only the ConfigMaps: istiod itself runs out of cluster, from the cluster scripts.
+  "$cache/bin/helm-$HELM_VERSION/helm" template istiod "$chart" -n istio-system \
+    | awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} /(^|\n)kind: ConfigMap\n/' > "$out.tmp/control-plane.yaml"
+  grep -q 'name: istio-sidecar-injector' "$out.tmp/control-plane.yaml"
+  rm -rf "$chart" "$out" && mv "$out.tmp" "$out"
+}
+
+# The mesh simulator's xDS client: a small command of ours over Envoy's Go API.
+build_xds_view() {
+  local recipe out
+  recipe=$(sha256sum "$here/xds-view/main.go" | cut -c1-12)
+  out="$cache/bin/xds-view-$GO_CONTROL_PLANE_VERSION-$recipe"
+  [ -x "$out/xds-view" ] && return 0
+  log "xds-view (envoyproxy/go-control-plane $GO_CONTROL_PLANE_VERSION)"
+  local dir="$cache/src/xds-view-$GO_CONTROL_PLANE_VERSION"
+  wrapper "$dir" github.com/envoyproxy/go-control-plane/envoy "$GO_CONTROL_PLANE_VERSION"
+  cp "$here/xds-view/main.go" "$dir/main.go"
+  (cd "$dir" && go mod edit -require="google.golang.org/grpc@$GRPC_VERSION" && GOFLAGS=-mod=mod go mod tidy >/dev/null \
+    && mkdir -p "$out.tmp" && go build -ldflags "-s -w" -o "$out.tmp/xds-view" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+parts=${*:-etcd kwok istio gateway-api kubernetes helm flux istioctl istiod xds-view lua-health}
 for part in $parts; do
   case $part in
     kubernetes) (build_kubernetes) ;;
@@ -173,6 +207,8 @@ for part in $parts; do
     gateway-api) (fetch_gateway_api_crds) ;;
     flux) (build_flux_apply) ;;
     istioctl) (build_istioctl) ;;
+    istiod) (build_helm && build_istiod) ;;
+    xds-view) (build_xds_view) ;;
     lua-health) (build_lua_health) ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac

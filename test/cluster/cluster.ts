@@ -1,5 +1,5 @@
 // The local throwaway cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-// KWOK fake nodes, Prometheus and the mesh simulator, all on 127.0.0.1 and free ports.
+// KWOK fake nodes, istiod, Prometheus and the mesh simulator, all on 127.0.0.1 and free ports.
 // Its state lives in `.cluster/`; `env` there is shell-sourceable, `state.json` lists PIDs.
 import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -34,6 +34,23 @@ export interface ClusterState {
   commands?: Record<string, { command: string; args: string[] }>;
   prometheusBin?: string;
   prometheusConfig?: string;
+  /** How the simulator routes: by istiod's xDS (the default), or by its own reading of the objects. */
+  meshRouting?: MeshRouting;
+  /** istiod's debug HTTP address, when it runs. */
+  istiodUrl?: string;
+}
+
+export type MeshRouting = 'istiod' | 'local';
+
+/**
+ * The simulator routes by what istiod pushes over xDS unless `WEIR_MESH_ROUTING=local` asks for
+ * its own reading of the routing objects (no istiod: a faster start, less CPU).
+ */
+export function meshRouting(env: NodeJS.ProcessEnv = process.env): MeshRouting {
+  const value = env.WEIR_MESH_ROUTING ?? 'istiod';
+  if (value !== 'istiod' && value !== 'local')
+    throw new Error(`WEIR_MESH_ROUTING must be istiod or local, not ${value}`);
+  return value;
 }
 
 export interface UpOptions {
@@ -76,12 +93,15 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
     kwok: at('kwok', v.KWOK_VERSION, 'kwok'),
     kwokStages: at('kwok', v.KWOK_VERSION, 'stage'),
     helm: at('helm', v.HELM_VERSION, 'helm'),
-    istioctl: at('istioctl', v.ISTIOCTL_VERSION, 'istioctl'),
+    istioctl: at('istioctl', v.ISTIO_VERSION, 'istioctl'),
+    istiod: at('istiod', v.ISTIO_VERSION, 'pilot-discovery'),
+    istioControlPlane: at('istiod', v.ISTIO_VERSION, 'control-plane.yaml'),
     istioCrds: join(cacheDir, `istio-api-${v.ISTIO_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
     gatewayCrds: join(cacheDir, `gateway-api-${v.GATEWAY_API_VERSION ?? 'unknown'}`, 'crds.yaml'),
     // These two keys hold their source's hash too, as build.sh computes it: a changed program is rebuilt.
     fluxApply: at('flux-apply', `${v.FLUX_SSA_VERSION ?? 'unknown'}-${await recipe('flux-apply')}`, 'flux-apply'),
     luaHealth: at('lua-health', `${v.GOPHER_LUA_VERSION ?? 'unknown'}-${await recipe('lua-health')}`, 'lua-health'),
+    xdsView: at('xds-view', `${v.GO_CONTROL_PLANE_VERSION ?? 'unknown'}-${await recipe('xds-view')}`, 'xds-view'),
   };
   const missing = await Promise.all(
     Object.values(bins).map((p) =>
@@ -390,6 +410,48 @@ async function startWeir(state: ClusterState, k: Kubectl, start: Start): Promise
   );
 }
 
+/**
+ * Runs istiod out of cluster against the local API server: its control-plane ConfigMaps from
+ * Istio's chart first (build.sh renders them), no CA, no webhooks to patch. Returns its plaintext
+ * xDS address once it is ready.
+ */
+async function startIstiod(
+  state: ClusterState,
+  bins: Record<string, string>,
+  k: Kubectl,
+  start: Start,
+): Promise<string> {
+  await k(['apply', '--server-side', '-f', bins.istioControlPlane ?? '']);
+  const [http, grpc, https, monitoring] = await Promise.all(Array.from({ length: 4 }, () => freePort()));
+  start(
+    'istiod',
+    bins.istiod ?? '',
+    [
+      'discovery',
+      `--kubeconfig=${state.kubeconfig}`,
+      `--httpAddr=127.0.0.1:${http}`,
+      `--grpcAddr=127.0.0.1:${grpc}`,
+      '--secureGRPCAddr=',
+      `--httpsAddr=127.0.0.1:${https}`,
+      `--monitoringAddr=127.0.0.1:${monitoring}`,
+      '--ctrlz_port=0',
+    ],
+    {
+      ...process.env,
+      POD_NAMESPACE: 'istio-system',
+      POD_NAME: 'istiod-local',
+      // Out of cluster: no workload certificates to sign, no webhook configurations of ours to patch.
+      ENABLE_CA_SERVER: 'false',
+      VALIDATION_WEBHOOK_CONFIG_NAME: '',
+      INJECTION_WEBHOOK_CONFIG_NAME: '',
+    },
+  );
+  state.istiodUrl = `http://127.0.0.1:${http}`;
+  await saveState(state);
+  await waitFor('istiod /ready', async () => (await request(`${state.istiodUrl}/ready`)).statusCode === 200, 90_000);
+  return `127.0.0.1:${grpc}`;
+}
+
 /** Namespaces with this label are left to an analyzer a test runs itself (kill and failover tests). */
 export const analyzerScopeLabel = 'weir.dev/test-analyzer';
 
@@ -564,13 +626,15 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     // What Istio's analyzers expect of a mesh: its ingress gateway's pods, and the Gateway API class.
     await k(['apply', '--server-side', '-f', '-'], meshInfrastructure());
 
-    log('starting the mesh simulator and Prometheus');
-    start(
-      'mesh',
-      join(repoRoot, 'node_modules/.bin/node'),
-      [join(repoRoot, 'test/mesh/main.ts'), `--port=${meshPort}`],
-      { ...process.env, KUBECONFIG: kubeconfig },
-    );
+    state.meshRouting = meshRouting();
+    const meshArgs = [join(repoRoot, 'test/mesh/main.ts'), `--port=${meshPort}`];
+    if (state.meshRouting === 'istiod') {
+      log('starting istiod');
+      const grpc = await startIstiod(state, bins, k, start);
+      meshArgs.push(`--istiod=${grpc}`, `--xds-view=${bins.xdsView ?? ''}`);
+    }
+    log(`starting the mesh simulator (routing by ${state.meshRouting}) and Prometheus`);
+    start('mesh', join(repoRoot, 'node_modules/.bin/node'), meshArgs, { ...process.env, KUBECONFIG: kubeconfig });
     const promConfig = join(clusterDir, 'prometheus.yml');
     const scrape = options.scrapeInterval ?? '1s';
     await writeFile(

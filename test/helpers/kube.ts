@@ -173,15 +173,18 @@ export async function meshRequests(labels: Record<string, string>): Promise<numb
 }
 
 /**
- * Counts `503 UH` from now on. Before a Service's first pods are Ready any mesh answers UH, so
- * this waits for a request answered in the namespace from now on (not one answered before: a
- * namespace such as `default` keeps its counters across test runs) and counts from there.
+ * Counts the 503s of a mesh with nowhere to send a request from now on: `UH` (no healthy endpoint)
+ * and `NC` (a route naming a cluster the proxy was not sent yet: a subset istiod has not pushed).
+ * Before a Service's first pods are Ready any mesh answers UH, so this waits for a request
+ * answered in the namespace from now on (not one answered before: a namespace such as `default`
+ * keeps its counters across test runs) and counts from there.
  */
 export async function countUhFromNow(ns: string): Promise<() => Promise<number>> {
   const answered = await meshCount(ns, '-');
   await waitFor(`the mesh answering requests in ${ns}`, async () => (await meshCount(ns, '-')) > answered, 30_000, 200);
-  const before = await meshCount(ns, 'UH');
-  return async () => (await meshCount(ns, 'UH')) - before;
+  const unrouted = async (): Promise<number> => (await meshCount(ns, 'UH')) + (await meshCount(ns, 'NC'));
+  const before = await unrouted();
+  return async () => (await unrouted()) - before;
 }
 
 /** Runs an npm script from the repository with extra environment; never throws. */

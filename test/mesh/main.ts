@@ -1,18 +1,25 @@
-// The mesh simulator: the one simulated part, standing in for Envoy. It reads the live
-// Services, Pods, VirtualServices, DestinationRules and HTTPRoutes, sends synthetic requests the
-// way the mesh would route them, and exports Istio's standard metrics for Prometheus to scrape.
+// The mesh simulator: the one simulated part, standing in for Envoy. It sends synthetic requests
+// the way the mesh would route them and exports Istio's standard metrics for Prometheus to scrape.
+// With `--istiod`, requests are routed by what istiod pushes to the simulator's proxies over xDS
+// (test/cluster/xds-view, read by envoy.ts); without it, by its own reading of the live
+// VirtualServices, DestinationRules and HTTPRoutes (routing.ts), the fast path.
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { KubeConfig, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { routeRequest, fqdn } from './routing.ts';
+import { routeByProxies } from './envoy.ts';
+import type { ProxyView } from './envoy.ts';
 import type {
   MeshSnapshot,
   SimPod,
   SimVirtualService,
   SimDestinationRule,
   SimHTTPRoute,
+  SimRequest,
   HttpRoute,
   Routed,
   RoutedRequest,
@@ -24,6 +31,10 @@ const { values: args } = parseArgs({
     'mesh-rps': { type: 'string', default: '20' },
     'gateway-rps': { type: 'string', default: '20' },
     'poll-ms': { type: 'string', default: '500' },
+    /** istiod's plaintext xDS address: route by what it pushes. */
+    istiod: { type: 'string' },
+    /** The xds-view program (test/cluster/xds-view), the simulator's proxies' xDS client. */
+    'xds-view': { type: 'string' },
   },
 });
 
@@ -88,14 +99,17 @@ function toPod(pod: V1Pod): SimPod {
     owner?.kind === 'ReplicaSet' && hash && owner.name.endsWith(`-${hash}`)
       ? owner.name.slice(0, -hash.length - 1)
       : (owner?.name ?? pod.metadata?.name ?? 'unknown');
+  const ejected = annotations['sim.weir.dev/ejected'] === 'true';
   return {
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
     labels,
+    ip: pod.status?.podIP,
+    ejected,
     // An ejected pod is Ready to Kubernetes, but the callers' proxies (outlier detection) send it nothing.
     ready:
       !pod.metadata?.deletionTimestamp &&
-      annotations['sim.weir.dev/ejected'] !== 'true' &&
+      !ejected &&
       (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     workload,
     errorRate: Math.min(1, Math.max(0, num(annotations['sim.weir.dev/error-rate'], 0))),
@@ -163,10 +177,13 @@ async function refresh(): Promise<void> {
         namespace: s.metadata?.namespace ?? '',
         name: s.metadata?.name ?? '',
         selector: s.spec?.selector ?? {},
+        ports: (s.spec?.ports ?? []).map((p) => p.port),
       };
-      // A Service that selects one half (weir.dev/track) stands behind the Service callers address.
+      // A Service that selects one half (weir.dev/track) stands behind the Service callers address;
+      // one Istio made for a Gateway API Gateway's proxies is where north-south traffic enters.
       const half = s.spec?.selector?.['weir.dev/track'] !== undefined;
-      if (!half) serviceRps.set(fqdn(svc), num(s.metadata?.annotations?.['sim.weir.dev/rps'], meshDefault));
+      const gateway = s.metadata?.labels?.[gatewayNameLabel] !== undefined;
+      if (!half && !gateway) serviceRps.set(fqdn(svc), num(s.metadata?.annotations?.['sim.weir.dev/rps'], meshDefault));
       return svc;
     });
   const virtualServices: SimVirtualService[] = vss.map((vs) => {
@@ -210,7 +227,89 @@ async function refresh(): Promise<void> {
         if ((ref.group ?? '') === '' && (ref.kind ?? 'Service') === 'Service')
           serviceRps.delete(fqdn({ name: ref.name, namespace: ref.namespace ?? route.namespace }));
   snapshot = { services: simServices, pods: pods.items.map(toPod), virtualServices, destinationRules, httpRoutes };
+  podsByIp = new Map(snapshot.pods.flatMap((p) => (p.ip ? [[p.ip, p] as const] : [])));
+  if (xds) followRouters(pods.items);
   synced = true;
+}
+
+// Routing by istiod (--istiod): what each of the simulator's proxies was last sent, by entry.
+const gatewayNameLabel = 'gateway.networking.k8s.io/gateway-name';
+const xds = args.istiod !== undefined && args['xds-view'] !== undefined ? startXdsView() : undefined;
+const views = new Map<string, ProxyView>();
+/** When each cluster a proxy holds first reached it, by entry then cluster: the push a test awaits. */
+const clustersSeen = new Map<string, Map<string, number>>();
+let podsByIp = new Map<string, SimPod>();
+
+/** Runs the simulator's xDS client; its stdin takes the gateway proxies to follow, its stdout brings their config. */
+function startXdsView(): { routers: (line: string) => void } {
+  let child: ReturnType<typeof spawn> | undefined;
+  let last = '';
+  const begin = (): void => {
+    const c = spawn(args['xds-view'] ?? '', ['--istiod', args.istiod ?? ''], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child = c;
+    if (last) c.stdin?.write(`${last}\n`);
+    createInterface({ input: c.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      try {
+        received(JSON.parse(line) as ProxyView);
+      } catch (error) {
+        process.stderr.write(`mesh: unreadable xds-view line: ${String(error)}\n`);
+      }
+    });
+    c.on('exit', (code) => {
+      process.stderr.write(`mesh: xds-view exited (${String(code)}); restarting\n`);
+      setTimeout(begin, 1000);
+    });
+  };
+  begin();
+  process.on('exit', () => child?.kill());
+  return {
+    routers: (line: string): void => {
+      if (line === last) return;
+      last = line;
+      child?.stdin?.write(`${line}\n`);
+    },
+  };
+}
+
+function received(view: ProxyView): void {
+  if (view.gone) {
+    views.delete(view.entry);
+    clustersSeen.delete(view.entry);
+    return;
+  }
+  views.set(view.entry, view);
+  const seen = clustersSeen.get(view.entry) ?? new Map<string, number>();
+  const now = new Set(view.clusters ?? []);
+  for (const name of now) if (!seen.has(name)) seen.set(name, view.pushedAt);
+  for (const name of seen.keys()) if (!now.has(name)) seen.delete(name);
+  clustersSeen.set(view.entry, seen);
+}
+
+/**
+ * The gateway proxies: one per gateway workload with a Ready pod (the ingress gateway, and each
+ * Deployment Istio made for a Gateway API Gateway), identified to istiod as that pod.
+ */
+function followRouters(pods: V1Pod[]): void {
+  const routers = new Map<string, { key: string; id: string; namespace: string; labels: Record<string, string> }>();
+  for (const pod of pods) {
+    const labels = pod.metadata?.labels ?? {};
+    const ip = pod.status?.podIP;
+    const ns = pod.metadata?.namespace ?? '';
+    const workload = labels[gatewayNameLabel] ?? (labels.istio === 'ingressgateway' ? labels.app : undefined);
+    if (!workload || !ip || pod.metadata?.deletionTimestamp) continue;
+    const key = `${ns}/${workload}`;
+    if (routers.has(key)) continue;
+    const id = `router~${ip}~${pod.metadata?.name ?? workload}.${ns}~${ns}.svc.cluster.local`;
+    routers.set(key, { key, id, namespace: ns, labels });
+  }
+  xds?.routers(JSON.stringify({ routers: [...routers.values()].sort((a, b) => a.key.localeCompare(b.key)) }));
+}
+
+/** Routes one request by istiod's config or by the simulator's own reading of the objects. */
+function routeOne(entry: 'mesh' | 'gateway', host: string, request: SimRequest): RoutedRequest {
+  return xds
+    ? routeByProxies(views, snapshot, podsByIp, entry, host, request, Math.random)
+    : routeRequest(snapshot, entry, host, request, Math.random);
 }
 
 const callers = {
@@ -251,9 +350,10 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
     request_protocol: 'http',
   };
   const refused = routed.kind === 'pod' && routed.pod.refuses === true;
-  if (routed.kind === 'no-healthy-upstream' || refused) {
+  if (routed.kind === 'no-healthy-upstream' || routed.kind === 'no-cluster' || refused) {
     // No upstream answered, so only the source side reports, as in a real mesh: UH when there was
-    // no healthy endpoint, UF when the chosen one refused the connection.
+    // no healthy endpoint, NC when the route named a cluster the proxy lacks, UF when the chosen
+    // endpoint refused the connection.
     const labels: MetricLabels = {
       ...base,
       reporter: 'source',
@@ -263,7 +363,7 @@ function record(entry: 'mesh' | 'gateway', routed: Routed): void {
       destination_app: 'unknown',
       destination_canonical_service: 'unknown',
       response_code: '503',
-      response_flags: refused ? 'UF' : 'UH',
+      response_flags: refused ? 'UF' : routed.kind === 'no-cluster' ? 'NC' : 'UH',
     };
     requests.inc(labels);
     duration.observe(labels, 0.2);
@@ -324,7 +424,7 @@ const owed = new Map<string, number>();
 function send(entry: 'mesh' | 'gateway', host: string, rps: number): void {
   const key = `${entry}|${host}`;
   let due = (owed.get(key) ?? 0) + (rps * tickMs) / 1000;
-  for (; due >= 1; due--) sendOne(entry, routeRequest(snapshot, entry, host, { path: '/' }, Math.random));
+  for (; due >= 1; due--) sendOne(entry, routeOne(entry, host, { path: '/' }));
   owed.set(key, due);
 }
 
@@ -343,13 +443,7 @@ function testerRequest(url: string): { kind: Routed['kind']; workload?: string; 
   const headers = Object.fromEntries(
     query.getAll('header').map((h) => [h.slice(0, h.indexOf('=')).toLowerCase(), h.slice(h.indexOf('=') + 1)]),
   );
-  const sent = routeRequest(
-    snapshot,
-    entry,
-    query.get('host') ?? '',
-    { path: query.get('path') ?? '/', headers },
-    Math.random,
-  );
+  const sent = routeOne(entry, query.get('host') ?? '', { path: query.get('path') ?? '/', headers });
   sendOne(entry, sent);
   const routed = sent.routed;
   const mirrored = sent.mirrored?.kind === 'pod' ? { mirroredTo: sent.mirrored.pod.workload } : {};
@@ -378,7 +472,22 @@ const server = createServer((req, res) => {
       (error: unknown) => res.writeHead(500).end(String(error)),
     );
   } else if (req.url === '/healthz') {
-    res.writeHead(synced ? 200 : 503).end(synced ? 'ok' : 'not synced');
+    // Routing by istiod waits for the mesh client's first push too.
+    const ready = synced && (!xds || views.has('mesh'));
+    res.writeHead(ready ? 200 : 503).end(ready ? 'ok' : 'not synced');
+  } else if (req.url?.startsWith('/xds?entry=')) {
+    // One proxy's whole config, as the simulator routes by it: for a person debugging a route.
+    const view = views.get(new URL(req.url, 'http://mesh').searchParams.get('entry') ?? '');
+    res.writeHead(view ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(view ?? null));
+  } else if (req.url === '/xds') {
+    // Each proxy's last push and when each of its clusters first reached it (ms since the epoch).
+    const body = Object.fromEntries(
+      [...views].map(([entry, v]) => [
+        entry,
+        { pushedAt: v.pushedAt, clusters: Object.fromEntries(clustersSeen.get(entry) ?? []) },
+      ]),
+    );
+    res.writeHead(xds ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   } else if (req.url?.startsWith('/request?')) {
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(testerRequest(req.url)));
   } else {

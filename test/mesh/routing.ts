@@ -15,12 +15,18 @@ export interface SimPod {
   latencyMs: number;
   /** Refuses connections (a wrong port, a crashed listener): callers see 503 UF, the pod reports nothing. */
   refuses?: boolean;
+  /** The pod's address, by which an endpoint istiod sends is found. */
+  ip?: string;
+  /** Ready to Kubernetes, but the callers' proxies (outlier detection) send it nothing. */
+  ejected?: boolean;
 }
 
 export interface SimService {
   namespace: string;
   name: string;
   selector: Labels;
+  /** The Service's ports, in order: a mesh caller addresses the first. */
+  ports?: number[];
 }
 
 export interface HttpDestination {
@@ -120,6 +126,8 @@ export interface MeshSnapshot {
 export type Routed =
   | { kind: 'pod'; service: SimService; pod: SimPod }
   | { kind: 'no-healthy-upstream'; service: SimService | undefined }
+  /** A route names a cluster the proxy was not sent (a subset istiod has not pushed yet): Envoy's 503 NC. */
+  | { kind: 'no-cluster'; service: SimService | undefined }
   /** A backendRef that resolves to no Service (or every weight 0): the Gateway API's 500. */
   | { kind: 'invalid-backend' }
   | { kind: 'no-route' };
