@@ -749,7 +749,8 @@ function handOver(o: Observed, s: ReleaseStatus, now: Date): Action[] {
   if (o.canary && o.canary.replicas > share)
     return now.getTime() >= scaleDownAt(s) ? [{ kind: 'ensureCanary', replicas: share }] : [];
   const next = [...(s.steps ?? [])].reverse().find((w) => w < s.weight) ?? 0;
-  const size = next > 0 && scaling(o) ? stableReplicas(total, next) : total;
+  // A canary deleted by hand has nothing left to hand over: stable grows whole before weight leaves it.
+  const size = next > 0 && scaling(o) && o.canary ? stableReplicas(total, next) : total;
   if (o.replicas < size) {
     const status: ReleaseStatus = { ...s, replicas: total, stableReplicas: size, restoredAt: undefined };
     return [

@@ -807,6 +807,20 @@ t.test(
   },
 );
 
+t.test('dynamic stable scale: a canary deleted mid-promotion gets no weight handed down to it', async (t) => {
+  const o = releaseWorld(scaled, { replicas: 10 });
+  const log: string[] = [];
+  let s = 0;
+  for (; s < 200 && o.phase !== 'Promoting'; s++) run(o, 1, errorRate(0.01), log, s);
+  t.equal(o.replicas, 0, 'unpaused with no old stable pods');
+  o.canary = undefined;
+  const from = log.length;
+  run(o, 60, errorRate(0.01), log, s);
+  const moves = log.slice(from).filter((l) => l.startsWith('weight') || l.startsWith('stable'));
+  t.same(moves, ['stable 10', 'weight 0'], 'stable grows whole, then the weight goes to it in one move');
+  t.equal(o.phase, 'Stable');
+});
+
 t.test(
   'dynamic stable scale: a kubectl scale (or an HPA) is the new total; a stuck stable holds a rollback only so long',
   async (t) => {
