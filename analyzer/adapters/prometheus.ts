@@ -78,7 +78,7 @@ export class PrometheusProvider implements MetricsProvider {
   }
 
   async callerFailures(windowSeconds?: number): Promise<Map<string, number>> {
-    const selection = 'istio_requests_total{reporter="source",response_flags=~"UH|UF|URX|NR"}';
+    const selection = 'istio_requests_total{reporter="source",response_flags=~"UH|UF|URX|NR|NC"}';
     const data = await this.query(
       'sum by (destination_service_namespace, destination_service_name) ' +
         (windowSeconds === undefined

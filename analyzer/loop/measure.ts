@@ -49,7 +49,7 @@ async function asked(
 
 /**
  * The canary's counts with the requests callers sent to the release's Service that never reached a
- * healthy pod (UH, UF, URX, NR): checks run only while the canary holds weight, and weir keeps the
+ * healthy pod (UH, UF, URX, NR, NC): checks run only while the canary holds weight, and weir keeps the
  * stable subset selecting the running pods, so such failures are the canary's (issue 14).
  */
 function withCallers(c: RequestCounts, counted: Counted, o: Observed): RequestCounts {

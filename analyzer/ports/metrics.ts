@@ -16,7 +16,7 @@ export interface MetricsProvider {
    */
   requestTotals(): Promise<Map<string, RequestCounts>>;
   /**
-   * Requests callers sent to a Service that never reached a healthy pod (Envoy's UH, UF, URX, NR,
+   * Requests callers sent to a Service that never reached a healthy pod (Envoy's UH, UF, URX, NR, NC,
    * reported by the source side only), per `namespace/service`: over the window, or since each
    * series began when no window is given.
    */

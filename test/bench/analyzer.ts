@@ -1,7 +1,7 @@
 // Analyzer benchmark: N releases at once on a local cluster of its own, driven by one analyzer.
 import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { jsonPatch } from '../../contract/api.ts';
-import { down, up, waitFor } from '../cluster/cluster.ts';
+import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, service } from '../helpers/kube.ts';
 import { analyzerMetric as metric } from '../helpers/release.ts';
@@ -201,7 +201,7 @@ async function badToZero(state: ClusterState, kc: KubeConfig): Promise<number> {
 }
 
 export async function benchAnalyzer(sizes: number[]): Promise<AnalyzerResult[]> {
-  const state = await up({ log: (l) => process.stderr.write(`[cluster] ${l}\n`) });
+  const state = await up({ log: (l) => process.stderr.write(`[cluster] ${l}\n`), meshRouting: benchRouting() });
   try {
     const kc = new KubeConfig();
     kc.loadFromFile(state.kubeconfig);

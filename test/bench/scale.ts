@@ -5,7 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 import { jsonPatch } from '../../contract/api.ts';
-import { down, up, waitFor } from '../cluster/cluster.ts';
+import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, service } from '../helpers/kube.ts';
 import { analyzerMetric as metric, apiReads, startAnalyzer } from '../helpers/release.ts';
@@ -279,7 +279,12 @@ async function pollingReads(kc: KubeConfig, n: number, round: number, log: (l: s
 
 export async function benchScale(o: ScaleOptions, log: (l: string) => void): Promise<ScaleResult> {
   const pods = o.guarded * 2 + 100;
-  const state = await up({ nodes: Math.max(2, Math.ceil(pods / 450)), scrapeInterval: '2s', log });
+  const state = await up({
+    nodes: Math.max(2, Math.ceil(pods / 450)),
+    scrapeInterval: '2s',
+    log,
+    meshRouting: benchRouting(),
+  });
   try {
     const kc = new KubeConfig();
     kc.loadFromFile(state.kubeconfig);

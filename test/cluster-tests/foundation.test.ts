@@ -1,8 +1,10 @@
 // Issue 2's acceptance: the local cluster behaves like a real one, and the mesh simulator
-// routes by the live Istio config and reports Istio's metrics.
+// routes by the live Istio config (as istiod pushes it, by default) and reports Istio's metrics.
 import t from 'tap';
+import { request } from 'undici';
 import {
   apply,
+  cluster,
   deployment,
   getJson,
   kubectl,
@@ -145,4 +147,43 @@ t.test('a subset with no Ready pod answers 503 with response_flags UH', async (t
   t.equal(ok.length, 0, 'no request reached a pod');
   t.pass('the no-healthy-upstream 503s are reported with UH');
   await kubectl(['delete', 'virtualservice', 'web', '-n', ns]);
+});
+
+t.test('the first matching route wins: path and header matches, in the order written', async (t) => {
+  const ns = await namespace(t);
+  for (const track of ['a', 'b', 'c'])
+    await apply(
+      ns,
+      deployment(`web-${track}`, { replicas: 1, labels: { app: 'web', track }, selector: { app: 'web', track } }),
+    );
+  await apply(ns, destinationRule({ a: { track: 'a' }, b: { track: 'b' }, c: { track: 'c' } }));
+  const to = (subset: string): Record<string, unknown>[] => [{ destination: { host: 'web', subset } }];
+  await apply(ns, {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web' },
+    spec: {
+      hosts: ['web'],
+      http: [
+        { name: 'testers', match: [{ headers: { 'x-tester': { exact: 'yes' } } }], route: to('c') },
+        { name: 'admin', match: [{ uri: { prefix: '/admin' } }], route: to('b') },
+        // Never reached by /admin: the route above matches first.
+        { name: 'admin-shadowed', match: [{ uri: { exact: '/admin/x' } }], route: to('c') },
+        { name: 'rest', route: to('a') },
+      ],
+    },
+  });
+  await waitFor('3 Ready pods', async () => (await readyPods(ns, 'app=web')) === 3, 60_000);
+  await apply(ns, service('web', { rps: 0 }));
+  const host = `web.${ns}.svc.cluster.local`;
+  const send = async (path: string, header?: string): Promise<string | undefined> => {
+    const query = new URLSearchParams({ host, path, ...(header ? { header } : {}) });
+    const res = await request(`${(await cluster()).meshUrl}/request?${query.toString()}`);
+    return ((await res.body.json()) as { workload?: string }).workload;
+  };
+  // The proxies learn the route a moment after the apply: wait until the catch-all answers.
+  await waitFor('the route at the proxy', async () => (await send('/')) === 'web-a', 30_000, 200);
+  t.equal(await send('/admin/x'), 'web-b', 'the prefix route before the exact one takes /admin/x');
+  t.equal(await send('/admin/x', 'x-tester=yes'), 'web-c', 'the header route, written first, wins over the path');
+  t.equal(await send('/other'), 'web-a', 'the route without a match takes the rest');
 });

@@ -238,6 +238,8 @@ const xds = args.istiod !== undefined && args['xds-view'] !== undefined ? startX
 const views = new Map<string, ProxyView>();
 /** When each cluster a proxy holds first reached it, by entry then cluster: the push a test awaits. */
 const clustersSeen = new Map<string, Map<string, number>>();
+/** When a route of the proxy first sent requests to each cluster (a weight above 0, a mirror). */
+const clustersRouted = new Map<string, Map<string, number>>();
 let podsByIp = new Map<string, SimPod>();
 
 /** Runs the simulator's xDS client; its stdin takes the gateway proxies to follow, its stdout brings their config. */
@@ -275,14 +277,31 @@ function received(view: ProxyView): void {
   if (view.gone) {
     views.delete(view.entry);
     clustersSeen.delete(view.entry);
+    clustersRouted.delete(view.entry);
     return;
   }
   views.set(view.entry, view);
-  const seen = clustersSeen.get(view.entry) ?? new Map<string, number>();
-  const now = new Set(view.clusters ?? []);
-  for (const name of now) if (!seen.has(name)) seen.set(name, view.pushedAt);
-  for (const name of seen.keys()) if (!now.has(name)) seen.delete(name);
-  clustersSeen.set(view.entry, seen);
+  track(clustersSeen, view, new Set(view.clusters ?? []));
+  track(clustersRouted, view, routedClusters(view));
+}
+
+/** Keeps, per cluster present now, the push it first arrived with; forgets those gone. */
+function track(times: Map<string, Map<string, number>>, view: ProxyView, now: Set<string>): void {
+  const since = times.get(view.entry) ?? new Map<string, number>();
+  for (const name of now) if (!since.has(name)) since.set(name, view.pushedAt);
+  for (const name of since.keys()) if (!now.has(name)) since.delete(name);
+  times.set(view.entry, since);
+}
+
+function routedClusters(view: ProxyView): Set<string> {
+  const routes = (view.routes ?? []).flatMap((c) => (c.virtualHosts ?? []).flatMap((vh) => vh.routes ?? []));
+  return new Set(
+    routes.flatMap((r) => [
+      ...(r.cluster ? [r.cluster] : []),
+      ...(r.weightedClusters ?? []).filter((c) => c.weight > 0).map((c) => c.name),
+      ...(r.mirrors ?? []).filter((m) => m.percent > 0).map((m) => m.cluster),
+    ]),
+  );
 }
 
 /**
@@ -480,11 +499,16 @@ const server = createServer((req, res) => {
     const view = views.get(new URL(req.url, 'http://mesh').searchParams.get('entry') ?? '');
     res.writeHead(view ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(view ?? null));
   } else if (req.url === '/xds') {
-    // Each proxy's last push and when each of its clusters first reached it (ms since the epoch).
+    // Each proxy's last push, when each of its clusters first reached it, and when a route first
+    // sent requests to each (ms since the epoch).
     const body = Object.fromEntries(
       [...views].map(([entry, v]) => [
         entry,
-        { pushedAt: v.pushedAt, clusters: Object.fromEntries(clustersSeen.get(entry) ?? []) },
+        {
+          pushedAt: v.pushedAt,
+          clusters: Object.fromEntries(clustersSeen.get(entry) ?? []),
+          routed: Object.fromEntries(clustersRouted.get(entry) ?? []),
+        },
       ]),
     );
     res.writeHead(xds ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(body));
