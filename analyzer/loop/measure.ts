@@ -16,6 +16,18 @@ export const windowSeconds = (ms: number): number => Math.max(10, Math.round(ms 
 /** The window a release's check asks for: back to its last judged check (core's `lookBackMs`). */
 const windowOf = (policy: Policy, s?: ReleaseStatus): number => windowSeconds(lookBackMs(policy, s));
 
+/**
+ * The callers' failures a check counts: those of its window, but never from before the step began.
+ * A 503 while the Service had no Ready pod yet, or while the last step drained, is not this
+ * canary's doing, and the window's 10 s floor reaches past a step younger than that.
+ */
+export function callersWindowOf(w: number, s: ReleaseStatus | undefined, now: Date): number {
+  const started = s?.stepStartedAt ? Date.parse(s.stepStartedAt) : NaN;
+  if (!Number.isFinite(started)) return w;
+  // Two seconds at least: a range needs two scrapes for `increase` to answer.
+  return Math.max(2, Math.min(w, Math.ceil((now.getTime() - started) / 1000)));
+}
+
 const builtIn = (o: Observed): boolean => o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate');
 const sequential = (o: Observed): boolean => o.policy.ok && o.policy.value.analysis.kind === 'sequential';
 
@@ -69,18 +81,54 @@ function errorRate(
   return { value: c.errors / c.requests, requests: c.requests };
 }
 
-/** Measures every due release; a failed query becomes an `error` measurement, never a throw. */
-export async function measureAll(provider: MetricsProvider, due: Observed[]): Promise<Map<Observed, Measurement[]>> {
-  // Only releases judged by the built-in error rate need the counts query.
-  const windows = new Set(
-    due.flatMap((o) => (o.policy.ok && builtIn(o) && !sequential(o) ? [windowOf(o.policy.value, o.status)] : [])),
+/** One query per distinct window of counts and of callers' failures, keyed `<window>/<callers' window>`. */
+async function countsByWindow(
+  provider: MetricsProvider,
+  windows: { w: number; callers: number }[],
+): Promise<Map<string, Counted | Error>> {
+  const once = <T>(asks: Map<number, Promise<T>>, w: number, ask: (w: number) => Promise<T>): Promise<T> => {
+    const known = asks.get(w);
+    if (known) return known;
+    const asking = ask(w);
+    asks.set(w, asking);
+    return asking;
+  };
+  const workloads = new Map<number, Promise<Map<string, RequestCounts>>>();
+  const callers = new Map<number, Promise<Map<string, number>>>();
+  const keys = new Map(windows.map((x) => [`${x.w}/${x.callers}`, x]));
+  const counted = await Promise.all(
+    [...keys].map(
+      async ([key, x]) =>
+        [
+          key,
+          await asked(
+            once(workloads, x.w, (w) => provider.requestCounts(w)),
+            once(callers, x.callers, (w) => provider.callerFailures(w)),
+          ),
+        ] as const,
+    ),
   );
-  const counts = new Map<number, Counted | Error>();
+  return new Map(counted);
+}
+
+/** Measures every due release; a failed query becomes an `error` measurement, never a throw. */
+export async function measureAll(
+  provider: MetricsProvider,
+  due: Observed[],
+  now: Date = new Date(),
+): Promise<Map<Observed, Measurement[]>> {
+  // Only releases judged by the built-in error rate need the counts queries: one per window.
+  const windowsOf = (o: Observed): { w: number; callers: number } | undefined => {
+    if (!o.policy.ok || !builtIn(o) || sequential(o)) return undefined;
+    const w = windowOf(o.policy.value, o.status);
+    return { w, callers: callersWindowOf(w, o.status, now) };
+  };
   const totals = due.some((o) => builtIn(o) && sequential(o))
     ? asked(provider.requestTotals(), provider.callerFailures())
     : undefined;
-  await Promise.all(
-    [...windows].map(async (w) => counts.set(w, await asked(provider.requestCounts(w), provider.callerFailures(w)))),
+  const counts = await countsByWindow(
+    provider,
+    due.flatMap((o) => windowsOf(o) ?? []),
   );
   const totalsNow = await totals;
   const out = new Map<Observed, Measurement[]>();
@@ -102,7 +150,7 @@ export async function measureAll(provider: MetricsProvider, due: Observed[]): Pr
             };
           }
           if (metric.query === 'error-rate') {
-            const c = counts.get(w);
+            const c = counts.get(`${w}/${windowsOf(o)?.callers ?? w}`);
             if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
             const ofCanary = errorRate(c, o.namespace, canary, o);
             const ofStable = errorRate(c, o.namespace, o.name);

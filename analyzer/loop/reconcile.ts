@@ -128,7 +128,7 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
   });
   const now = deps.ctx.now();
   const due = views.filter((v) => checkDue(v.observed, now)).map((v) => v.observed);
-  const measured = due.length > 0 ? await measureAll(deps.provider, due) : new Map<Observed, never>();
+  const measured = due.length > 0 ? await measureAll(deps.provider, due, now) : new Map<Observed, never>();
   await inBatches(views, concurrency, async (view) => {
     const o = view.observed;
     deps.telemetry.setPhase(o.namespace, o.name, o.phase);

@@ -4,7 +4,7 @@
 import t from 'tap';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { active } from '../../analyzer/loop/reconcile.ts';
-import { measureAll, windowSeconds } from '../../analyzer/loop/measure.ts';
+import { callersWindowOf, measureAll, windowSeconds } from '../../analyzer/loop/measure.ts';
 import { parseScope } from '../../analyzer/core/scope.ts';
 import { defaultPolicy } from '../../analyzer/core/policy.ts';
 import { judge } from '../../analyzer/core/analysis.ts';
@@ -12,6 +12,7 @@ import type { Observed } from '../../analyzer/core/decide.ts';
 import type { MetricsProvider, RequestCounts } from '../../analyzer/ports/metrics.ts';
 import { annotations, labels } from '../../contract/names.ts';
 import { formatStatus } from '../../contract/status.ts';
+import type { ReleaseStatus } from '../../contract/status.ts';
 
 const d = (name: string, a: Record<string, string>, extra: Partial<V1Deployment['metadata']> = {}): V1Deployment => ({
   metadata: { name, namespace: 'ns', annotations: a, ...extra },
@@ -80,7 +81,9 @@ class TableProvider implements MetricsProvider {
   }
   readonly totalsAsked: number[] = [];
   callers = new Map<string, number>();
-  async callerFailures(): Promise<Map<string, number>> {
+  readonly callerWindows: (number | undefined)[] = [];
+  async callerFailures(windowSeconds?: number): Promise<Map<string, number>> {
+    this.callerWindows.push(windowSeconds);
     if (this.counts instanceof Error) throw this.counts;
     return this.callers;
   }
@@ -136,6 +139,32 @@ t.test('measureAll: one count query per window for every release, canary and sta
   t.same(measured.get(b), [{ metric: 'error-rate', requests: 0, windowSeconds: 60 }], 'no requests: no value, never 0');
   t.same(measured.get(c), [{ metric: 'error-rate', requests: 0, windowSeconds: 10 }], 'no series at all: the same');
   t.same(provider.totalsAsked, [], 'no totals query without a sequential release');
+});
+
+t.test("measureAll: callers' failures from before the step began are not the canary's", async (t) => {
+  const provider = new TableProvider(new Map([['ns/a-canary', { requests: 40, errors: 0 }]]));
+  provider.callers.set('ns/web', 40);
+  const now = new Date('2026-11-29T12:00:10Z');
+  const status = (startedSecondsAgo: number): ReleaseStatus => ({
+    revision: 'r',
+    step: 0,
+    weight: 10,
+    failures: 0,
+    checks: [],
+    message: '',
+    stepStartedAt: new Date(now.getTime() - startedSecondsAgo * 1000).toISOString(),
+  });
+  const young = { ...due('a', 2_000), status: status(3) };
+  const old = { ...due('b', 2_000), status: status(30) };
+  await measureAll(provider, [young, old], now);
+  t.same(provider.windows, [10], 'one count query: both look back 10 s');
+  t.same(
+    provider.callerWindows.sort((x, y) => (x ?? 0) - (y ?? 0)),
+    [3, 10],
+    "a step 3 s old counts the callers' failures of its 3 s only; an older one its whole window",
+  );
+  t.equal(callersWindowOf(10, status(0.2), now), 2, 'never under two seconds, so a range holds two scrapes');
+  t.equal(callersWindowOf(10, undefined, now), 10, 'no step: the window');
 });
 
 t.test('measureAll: a check after checks with no verdict looks back to the last judged one', async (t) => {
