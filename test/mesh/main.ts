@@ -249,6 +249,8 @@ function startXdsView(): { routers: (line: string) => void } {
   const begin = (): void => {
     const c = spawn(args['xds-view'] ?? '', ['--istiod', args.istiod ?? ''], { stdio: ['pipe', 'pipe', 'inherit'] });
     child = c;
+    // A write to a client that just exited is lost, not fatal: the restarted one is sent the list.
+    c.stdin?.on('error', () => undefined);
     if (last) c.stdin?.write(`${last}\n`);
     createInterface({ input: c.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       try {
