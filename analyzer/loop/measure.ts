@@ -81,11 +81,15 @@ function errorRate(
   return { value: c.errors / c.requests, requests: c.requests };
 }
 
-/** One query per distinct window of counts and of callers' failures, keyed `<window>/<callers' window>`. */
-async function countsByWindow(
-  provider: MetricsProvider,
-  windows: { w: number; callers: number }[],
-): Promise<Map<string, Counted | Error>> {
+/** A check's two windows: of the workloads' counts, and of the callers' failures. */
+interface Windows {
+  w: number;
+  callers: number;
+}
+const countsKey = (x: Windows): string => `${x.w}/${x.callers}`;
+
+/** One query per distinct window of counts and of callers' failures, keyed by `countsKey`. */
+async function countsByWindow(provider: MetricsProvider, windows: Windows[]): Promise<Map<string, Counted | Error>> {
   const once = <T>(asks: Map<number, Promise<T>>, w: number, ask: (w: number) => Promise<T>): Promise<T> => {
     const known = asks.get(w);
     if (known) return known;
@@ -95,7 +99,7 @@ async function countsByWindow(
   };
   const workloads = new Map<number, Promise<Map<string, RequestCounts>>>();
   const callers = new Map<number, Promise<Map<string, number>>>();
-  const keys = new Map(windows.map((x) => [`${x.w}/${x.callers}`, x]));
+  const keys = new Map(windows.map((x) => [countsKey(x), x]));
   const counted = await Promise.all(
     [...keys].map(
       async ([key, x]) =>
@@ -118,7 +122,7 @@ export async function measureAll(
   now: Date = new Date(),
 ): Promise<Map<Observed, Measurement[]>> {
   // Only releases judged by the built-in error rate need the counts queries: one per window.
-  const windowsOf = (o: Observed): { w: number; callers: number } | undefined => {
+  const windowsOf = (o: Observed): Windows | undefined => {
     if (!o.policy.ok || !builtIn(o) || sequential(o)) return undefined;
     const w = windowOf(o.policy.value, o.status);
     return { w, callers: callersWindowOf(w, o.status, now) };
@@ -150,7 +154,8 @@ export async function measureAll(
             };
           }
           if (metric.query === 'error-rate') {
-            const c = counts.get(`${w}/${windowsOf(o)?.callers ?? w}`);
+            const windows = windowsOf(o);
+            const c = windows && counts.get(countsKey(windows));
             if (!c || c instanceof Error) return { metric: metric.name, error: c?.message ?? 'no answer' };
             const ofCanary = errorRate(c, o.namespace, canary, o);
             const ofStable = errorRate(c, o.namespace, o.name);

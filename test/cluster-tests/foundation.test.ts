@@ -55,20 +55,21 @@ function destinationRule(subsets: Record<string, Record<string, string>>): Recor
   };
 }
 
-const splitVs = (weights: Record<string, number>): Record<string, unknown> => ({
+/** The VirtualService `web` for host `web`, with these HTTP routes. */
+const webVs = (http: Record<string, unknown>[]): Record<string, unknown> => ({
   apiVersion: 'networking.istio.io/v1',
   kind: 'VirtualService',
   metadata: { name: 'web' },
-  spec: {
-    hosts: ['web'],
-    http: [
-      {
-        name: 'primary',
-        route: Object.entries(weights).map(([subset, weight]) => ({ destination: { host: 'web', subset }, weight })),
-      },
-    ],
-  },
+  spec: { hosts: ['web'], http },
 });
+
+const splitVs = (weights: Record<string, number>): Record<string, unknown> =>
+  webVs([
+    {
+      name: 'primary',
+      route: Object.entries(weights).map(([subset, weight]) => ({ destination: { host: 'web', subset }, weight })),
+    },
+  ]);
 
 t.test('the mesh splits traffic by VirtualService weights and reports 5xx per workload', async (t) => {
   const ns = await namespace(t);
@@ -158,21 +159,16 @@ t.test('the first matching route wins: path and header matches, in the order wri
     );
   await apply(ns, destinationRule({ a: { track: 'a' }, b: { track: 'b' }, c: { track: 'c' } }));
   const to = (subset: string): Record<string, unknown>[] => [{ destination: { host: 'web', subset } }];
-  await apply(ns, {
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'VirtualService',
-    metadata: { name: 'web' },
-    spec: {
-      hosts: ['web'],
-      http: [
-        { name: 'testers', match: [{ headers: { 'x-tester': { exact: 'yes' } } }], route: to('c') },
-        { name: 'admin', match: [{ uri: { prefix: '/admin' } }], route: to('b') },
-        // Never reached by /admin: the route above matches first.
-        { name: 'admin-shadowed', match: [{ uri: { exact: '/admin/x' } }], route: to('c') },
-        { name: 'rest', route: to('a') },
-      ],
-    },
-  });
+  await apply(
+    ns,
+    webVs([
+      { name: 'testers', match: [{ headers: { 'x-tester': { exact: 'yes' } } }], route: to('c') },
+      { name: 'admin', match: [{ uri: { prefix: '/admin' } }], route: to('b') },
+      // Never reached by /admin: the route above matches first.
+      { name: 'admin-shadowed', match: [{ uri: { exact: '/admin/x' } }], route: to('c') },
+      { name: 'rest', route: to('a') },
+    ]),
+  );
   await waitFor('3 Ready pods', async () => (await readyPods(ns, 'app=web')) === 3, 60_000);
   await apply(ns, service('web', { rps: 0 }));
   const host = `web.${ns}.svc.cluster.local`;

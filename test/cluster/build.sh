@@ -9,6 +9,11 @@ cache=${WEIR_CACHE:-$HOME/.cache/weir}
 export CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
 log() { printf '[build] %s\n' "$*" >&2; }
 
+# The directory of module $1 in Go's module cache (downloaded first when missing).
+module_dir() {
+  (cd /tmp && GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+}
+
 # Creates a throwaway wrapper module in $1 requiring module $2 at version $3.
 wrapper() {
   local dir=$1 module=$2 version=$3
@@ -132,7 +137,7 @@ fetch_istio_crds() {
   [ -f "$out/crds.yaml" ] && return 0
   log "istio CRDs $ISTIO_API_VERSION"
   local dir
-  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "istio.io/api@$ISTIO_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  dir=$(module_dir "istio.io/api@$ISTIO_API_VERSION")
   mkdir -p "$out" && cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$out/crds.yaml" && chmod u+w "$out/crds.yaml"
 }
 
@@ -142,7 +147,7 @@ fetch_gateway_api_crds() {
   [ -f "$out/crds.yaml" ] && return 0
   log "Gateway API CRDs $GATEWAY_API_VERSION"
   local dir
-  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  dir=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
   mkdir -p "$out.tmp"
   # The CRDs only: the channel's safe-upgrades ValidatingAdmissionPolicy is a cluster operator's choice.
   for f in "$dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
@@ -171,7 +176,7 @@ build_istiod() {
   mkdir -p "$out.tmp"
   GOBIN="$out.tmp" go install -ldflags "-s -w" "istio.io/istio/pilot/cmd/pilot-discovery@$ISTIO_VERSION"
   local dir chart
-  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  dir=$(module_dir "istio.io/istio@$ISTIO_VERSION")
   chart="$out.tmp/istio-discovery"
   cp -r "$dir/manifests/charts/istio-control/istio-discovery" "$chart" && chmod -R u+w "$chart"
   # Only the ConfigMaps: istiod itself runs out of cluster, from the cluster scripts.

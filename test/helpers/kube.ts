@@ -162,13 +162,16 @@ export async function readyPods(namespace: string, selector: string): Promise<nu
 export const meshCount = (ns: string, flags: string): Promise<number> =>
   meshRequests({ destination_service_namespace: ns, response_flags: flags });
 
-/** Requests the mesh simulator counted (`istio_requests_total`) with all of these label values. */
-export async function meshRequests(labels: Record<string, string>): Promise<number> {
+/**
+ * Requests the mesh simulator counted (`istio_requests_total`) with all of these label values
+ * (a list: any of them), from one read of its counters.
+ */
+export async function meshRequests(labels: Record<string, string | string[]>): Promise<number> {
   const text = await (await request(`${(await cluster()).meshUrl}/metrics`)).body.text();
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  const wanted = Object.entries(labels).map(([k, v]) => (Array.isArray(v) ? v : [v]).map((one) => `${k}="${one}"`));
   return text
     .split('\n')
-    .filter((l) => l.startsWith('istio_requests_total{') && wanted.every((w) => l.includes(w)))
+    .filter((l) => l.startsWith('istio_requests_total{') && wanted.every((any) => any.some((w) => l.includes(w))))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
@@ -182,7 +185,8 @@ export async function meshRequests(labels: Record<string, string>): Promise<numb
 export async function countUhFromNow(ns: string): Promise<() => Promise<number>> {
   const answered = await meshCount(ns, '-');
   await waitFor(`the mesh answering requests in ${ns}`, async () => (await meshCount(ns, '-')) > answered, 30_000, 200);
-  const unrouted = async (): Promise<number> => (await meshCount(ns, 'UH')) + (await meshCount(ns, 'NC'));
+  const unrouted = (): Promise<number> =>
+    meshRequests({ destination_service_namespace: ns, response_flags: ['UH', 'NC'] });
   const before = await unrouted();
   return async () => (await unrouted()) - before;
 }
