@@ -77,6 +77,11 @@ export interface ReleaseStatus {
   /** Set while weight is 0 and the canary waits to be removed; `outcome` says what follows. */
   drainingSince?: string;
   outcome?: DrainOutcome;
+  /**
+   * When the release's routing was retired: what only that route named (weir's own backend
+   * Services) goes once the mesh can have forgotten the route, never in the same breath.
+   */
+  retiredAt?: string;
   /** Set when the release rolls back (outcome `rollback`). */
   rollback?: Rollback;
   /** Under `analysis: sequential`: the counts and e-values so far in this release. */

@@ -203,24 +203,35 @@ export class GatewayRouter implements TrafficRouter {
     });
   }
 
-  /** A weir-owned mesh route and its Services go once the release has settled: nothing of weir stays. */
+  /** A weir-owned mesh route goes once the release has settled; its Services wait (retireBackends). */
   async retire(routeTarget: RouteTarget): Promise<void> {
     const target = GatewayRouter.gateway(routeTarget);
     if (!target.owned) return;
     const route = await this.lookRoute(target.namespace, target.httpRoute);
-    if (route && ownedBy(route, target.owned)) {
-      const uid = (route.metadata as { uid?: string } | undefined)?.uid;
-      await maybe(() =>
-        this.custom.deleteNamespacedCustomObject({
-          group,
-          version,
-          plural,
-          namespace: target.namespace,
-          name: target.httpRoute,
-          body: { preconditions: { uid } },
-        }),
-      );
-    }
+    if (!route || !ownedBy(route, target.owned)) return;
+    const uid = (route.metadata as { uid?: string } | undefined)?.uid;
+    await maybe(() =>
+      this.custom.deleteNamespacedCustomObject({
+        group,
+        version,
+        plural,
+        namespace: target.namespace,
+        name: target.httpRoute,
+        body: { preconditions: { uid } },
+      }),
+    );
+  }
+
+  /**
+   * The Services weir made for its own mesh route, once that route is out of the mesh: deleted in
+   * the same breath, a proxy could hold a route to a cluster that is gone and answer 503 NC.
+   */
+  async retireBackends(routeTarget: RouteTarget): Promise<void> {
+    const target = GatewayRouter.gateway(routeTarget);
+    if (!target.owned) return;
+    // A route back (a new release began) names them again: they stay.
+    const route = await this.lookRoute(target.namespace, target.httpRoute);
+    if (route) return;
     for (const name of [target.canaryService, target.stableService]) {
       const service = await this.lookService(target.namespace, name);
       if (!service || !ownedBy(service, target.ownedServices)) continue;

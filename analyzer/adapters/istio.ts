@@ -198,6 +198,11 @@ export class IstioRouter implements TrafficRouter {
     if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
   }
 
+  /** The subsets stay between releases (the route names them): nothing to remove. */
+  retireBackends(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** With no VirtualService named, weir creates and owns one pair for the Service. */
   private async createOwned(target: MeshTarget): Promise<void> {
     const owner = target.owned?.owner;

@@ -110,6 +110,8 @@ export type Action =
   | { kind: 'deleteCanary' }
   /** The release is over: routing takes its between-releases shape (the router says what that is). */
   | { kind: 'retireRouting' }
+  /** The retired route is out of the mesh: what only it named goes (the router says what that is). */
+  | { kind: 'retireBackends' }
   | { kind: 'unpause' }
   | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string; once?: true }
@@ -192,6 +194,9 @@ const pauseEndsAt = (s: ReleaseStatus, policy: Policy): number =>
 const drainEndsAt = (o: Observed, s: ReleaseStatus): number =>
   ms(s.drainingSince) + Math.max(o.policy.ok ? o.policy.value.drainMs : 10_000, meshPropagationMs);
 
+/** A retired route's backends go once the mesh can have stopped routing by it. */
+const backendsRetireAt = (s: ReleaseStatus): number => ms(s.retiredAt) + meshPropagationMs;
+
 /** Is a check due? Only while a step's weight is set and nothing is draining. */
 export function checkDue(o: Observed, now: Date): boolean {
   const s = o.status;
@@ -227,6 +232,7 @@ export function wakeAt(o: Observed, now: Date): number | undefined {
   if (o.phase === 'Progressing' && o.policy.ok && s.stepStartedAt && !s.drainingSince)
     times.push(checkAt(s, o.policy.value), pauseEndsAt(s, o.policy.value), ...(scaling(o) ? [scaleDownAt(s)] : []));
   if (s.restoring) times.push(ms(s.drainingSince) + restoreLimitMs, ms(s.restoredAt) + settleMs);
+  if ((o.phase === 'Stable' || o.phase === 'RolledBack') && s.retiredAt) times.push(backendsRetireAt(s));
   const later = times.filter((t) => Number.isFinite(t) && t > now.getTime());
   return later.length > 0 ? Math.min(...later) : undefined;
 }
@@ -256,13 +262,14 @@ function rollBack(o: Observed, s: ReleaseStatus, now: Date, rollback: Rollback):
   return drain(o, { ...s, rollback }, now, 'rollback', `RolledBack: ${rollback.detail}`);
 }
 
-function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
+function finishDrain(o: Observed, s: ReleaseStatus, now: Date): Action[] {
+  const retiredAt = now.toISOString();
   const done = (phase: Phase, reason: string, extra: Action[] = [], promotedRevision?: string): Action[] => [
     ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
     { kind: 'retireRouting' },
     { kind: 'setPhase', phase, reason, ...(promotedRevision ? { promotedRevision } : {}) },
     ...extra,
-    { kind: 'status', status: { ...s, drainingSince: undefined, message: reason } },
+    { kind: 'status', status: { ...s, drainingSince: undefined, retiredAt, message: reason } },
   ];
   switch (s.outcome) {
     case 'promote':
@@ -295,7 +302,7 @@ function finishDrain(o: Observed, s: ReleaseStatus): Action[] {
       return [
         ...(o.canary ? [{ kind: 'deleteCanary' } as Action] : []),
         { kind: 'retireRouting' },
-        { kind: 'status', status: { ...s, drainingSince: undefined } },
+        { kind: 'status', status: { ...s, drainingSince: undefined, retiredAt } },
       ];
     default:
       return [
@@ -600,18 +607,23 @@ function settled(o: Observed, s: ReleaseStatus | undefined, now: Date, weight: n
   const base = s ?? fresh(o.canaryRevision ?? o.stableRevision ?? 'none', weight);
   if (exposed(o)) return drain(o, base, now, 'settle', `${o.phase}: traffic back to stable`);
   if (base.drainingSince) return [];
+  // Break after make's mirror image: a route the mesh may still hold must not name a gone backend.
+  if (s?.retiredAt && now.getTime() >= backendsRetireAt(s))
+    return [{ kind: 'retireBackends' }, { kind: 'status', status: { ...s, retiredAt: undefined } }];
   if (s?.stableReplicas !== undefined && o.replicas === s.stableReplicas && s.replicas !== undefined)
     return [{ kind: 'scaleStable', replicas: s.replicas, status: unscaled(s) }];
-  if (!s && o.ownBackends && !o.backendsReady && !o.optedOut) {
+  return settledBackends(o, s) ?? (o.canary ? [{ kind: 'deleteCanary' }] : []);
+}
+
+/** Between releases: weir's own backends made before the first release, or lost ones put back. */
+function settledBackends(o: Observed, s: ReleaseStatus | undefined): Action[] | undefined {
+  if (o.backendsReady || o.optedOut) return undefined;
+  if (!s && o.ownBackends)
     return [
       { kind: 'ensureBackends' },
       event('Normal', 'BackendsCreated', 'created the backend Services the route names, one for each half'),
     ];
-  }
-  if (s && !o.backendsReady && !o.optedOut) {
-    return [{ kind: 'ensureBackends' }, event('Warning', 'RoutingRepaired', backendsLost)];
-  }
-  return o.canary ? [{ kind: 'deleteCanary' }] : [];
+  return s ? [{ kind: 'ensureBackends' }, event('Warning', 'RoutingRepaired', backendsLost)] : undefined;
 }
 
 /** While weight is 0 and the canary waits to go; undefined when not draining or a new revision arrived. */
@@ -619,8 +631,8 @@ function whileDraining(o: Observed, s: ReleaseStatus, now: Date): Action[] | und
   if (s.restoring) return restoring(o, s, now, exposed(o));
   if (now.getTime() < drainEndsAt(o, s)) return exposed(o) ? [{ kind: 'setWeight', weight: 0 }] : [];
   // A revert (phase set by the webhook) mid-drain only needs the canary gone.
-  if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' });
-  return s.revision === o.canaryRevision ? finishDrain(o, s) : undefined;
+  if (o.phase === 'Stable' || o.phase === 'RolledBack') return finishDrain(o, { ...s, outcome: 'settle' }, now);
+  return s.revision === o.canaryRevision ? finishDrain(o, s, now) : undefined;
 }
 
 const mirrorTaken = (host: string): string =>

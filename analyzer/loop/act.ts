@@ -223,18 +223,34 @@ async function recordEvent(
 /** A release is in flight: its routing has the shape of a release, not of the time between. */
 export const inFlight = (phase: string): boolean => phase === 'Progressing' || phase === 'Promoting';
 
+type RoutingAction = Extract<Action, { kind: 'ensureBackends' | 'retireRouting' | 'retireBackends' | 'setWeight' }>;
+
+/** What goes through the traffic router; nothing when the release has no route to steer. */
+function route(ctx: ActContext, view: ReleaseView, action: RoutingAction): Promise<void> | undefined {
+  const target = view.target;
+  if (!target) return undefined;
+  switch (action.kind) {
+    case 'ensureBackends':
+      return ctx.router.ensureBackends(target, inFlight(view.observed.phase));
+    case 'retireRouting':
+      return ctx.router.retire(target);
+    case 'retireBackends':
+      return ctx.router.retireBackends(target);
+    case 'setWeight':
+      return ctx.router.steer(target, trafficOf(action));
+  }
+}
+
 async function perform(ctx: ActContext, view: ReleaseView, action: Action): Promise<void> {
   const d = view.deployment;
-  const target = view.target;
   switch (action.kind) {
     case 'labelStablePods':
       return labelStablePods(ctx, d);
     case 'ensureBackends':
-      return target ? ctx.router.ensureBackends(target, inFlight(view.observed.phase)) : undefined;
     case 'retireRouting':
-      return target ? ctx.router.retire(target) : undefined;
+    case 'retireBackends':
     case 'setWeight':
-      return target ? ctx.router.steer(target, trafficOf(action)) : undefined;
+      return route(ctx, view, action);
     case 'ensureCanary':
       return ensureCanary(ctx, d, action.replicas);
     case 'deleteCanary':

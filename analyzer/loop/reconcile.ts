@@ -58,7 +58,9 @@ export function active(all: readonly V1Deployment[], touched: ReadonlySet<string
     if (!a[annotations.phase]) return false;
     if (inRelease(a) || canaryOwners.has(id)) return true;
     if (a[annotations.status] !== undefined && touched.has(id)) return true;
-    return parseStatus(a[annotations.status])?.drainingSince !== undefined;
+    // Draining, or a retired route's backends still to go: the release's work is not over.
+    const status = parseStatus(a[annotations.status]);
+    return status?.drainingSince !== undefined || status?.retiredAt !== undefined;
   });
 }
 

@@ -69,8 +69,13 @@ export interface TrafficRouter {
   backendsReady(target: RouteTarget, inFlight: boolean): Promise<boolean>;
   /** Gives the backends that shape, creating weir-owned objects when none are named. */
   ensureBackends(target: RouteTarget, inFlight: boolean): Promise<void>;
-  /** The release is over (weight 0): the settled shape, and nothing left that only a release needs. */
+  /** The release is over (weight 0): the route takes its settled shape. */
   retire(target: RouteTarget): Promise<void>;
+  /**
+   * Called once the mesh can have forgotten the retired route (decide waits for it): what only
+   * that route named goes, so nothing of a release is left and no live route names a gone backend.
+   */
+  retireBackends(target: RouteTarget): Promise<void>;
 }
 
 /** One router over both adapters: each target goes to the adapter of its kind. */
@@ -95,5 +100,8 @@ export class RouterByKind implements TrafficRouter {
   }
   retire(target: RouteTarget): Promise<void> {
     return this.adapters[target.kind].retire(target);
+  }
+  retireBackends(target: RouteTarget): Promise<void> {
+    return this.adapters[target.kind].retireBackends(target);
   }
 }

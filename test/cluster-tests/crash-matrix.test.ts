@@ -84,6 +84,7 @@ t.test(
         'unpause',
         'deleteCanary',
         'retireRouting',
+        'retireBackends',
       ],
       {
         // The owned VirtualService exists once the subsets are made: record from then on.

@@ -180,10 +180,13 @@ t.test('a mesh route (GAMMA) weir creates when none is named: promoted, and noth
   await waitForPhase(ns, 'web', 'Stable');
   for (const v of await verdicts) t.same(v.caused, [], `istioctl analyze at ${v.at}: nothing about weir's objects`);
   await waitFor('the route retired', async () => !(await exists(ns, 'httproute', 'weir-web')), 60_000);
+  // Break after make: the Services wait until the mesh can have forgotten the route (5 s).
+  t.ok(await exists(ns, 'service', 'web-stable'), 'the Services outlive the route they back');
   await recorder.stop();
   t.same(recorder.weights, [0, 10, 50, 100, 0], 'weights went 10 → 50 → 100, then back to stable');
-  t.notOk(await exists(ns, 'service', 'web-canary'), 'no canary Service left');
-  t.notOk(await exists(ns, 'service', 'web-stable'), 'no stable Service left: the Service routes as before');
+  await waitFor('the canary Service retired', async () => !(await exists(ns, 'service', 'web-canary')), 60_000);
+  await waitFor('the stable Service retired', async () => !(await exists(ns, 'service', 'web-stable')), 60_000);
+  t.pass('no Service of weir left: the Service routes as before');
   t.same(await images(ns, 'app=web'), ['example.com/web:v2', 'example.com/web:v2']);
   t.equal(await uh(), 0, 'no 503 UH from the first request to the end');
 });

@@ -73,6 +73,10 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
         log.push('label stable pods');
         break;
       case 'retireRouting':
+        log.push('retire routing');
+        break;
+      case 'retireBackends':
+        log.push('retire backends');
         break;
       case 'ensureBackends':
         o.backendsReady = true;

@@ -8,6 +8,7 @@ import type { Measurement } from '../../analyzer/core/analysis.ts';
 import { defaultPolicy } from '../../analyzer/core/policy.ts';
 import type { Policy } from '../../analyzer/core/policy.ts';
 import { applyActions, releaseWorld } from '../helpers/model.ts';
+import { meshPropagationMs } from '../../contract/timing.ts';
 
 const policy: Policy = { ...defaultPolicy, stepPauseMs: 30_000, intervalMs: 10_000, drainMs: 5_000 };
 
@@ -620,6 +621,33 @@ t.test('wakeAt: the next pause end, check or drain end, strictly later; nothing 
   t.equal(wakeAt(draining, new Date(101_000)), 100_000 + policy.drainMs, 'the drain ends');
   t.equal(wakeAt(draining, new Date(200_000)), undefined, 'a drain already over is not a wake-up');
   t.equal(wakeAt(world({ phase: 'Stable' }), new Date(0)), undefined, 'no record: only a change can wake it');
+});
+
+t.test("a retired route's backends go only once the mesh can have forgotten the route", async (t) => {
+  for (const [name, measure] of [
+    ['promoted', errorRate(0.01)],
+    ['rolled back', errorRate(0.3)],
+  ] as const) {
+    const o = world();
+    const at = new Map<string, number>();
+    for (let s = 0; s < 300; s++) {
+      const now = new Date(s * 1000);
+      const log: string[] = [];
+      apply(o, decide(o, checkDue(o, now) ? measure() : undefined, now), log);
+      for (const entry of log) if (!at.has(entry)) at.set(entry, s);
+    }
+    const routing = at.get('retire routing');
+    const backends = at.get('retire backends');
+    t.ok(routing !== undefined && backends !== undefined, `${name}: both retired (${routing}, ${backends})`);
+    t.ok(
+      routing !== undefined && backends !== undefined && (backends - routing) * 1000 >= meshPropagationMs,
+      `${name}: backends ${(backends ?? NaN) - (routing ?? NaN)} s after the route, not before ${meshPropagationMs} ms`,
+    );
+    t.equal(o.status?.retiredAt, undefined, `${name}: nothing left to retire`);
+    const quiet = decide(o, undefined, new Date(400_000));
+    t.same(quiet, [], `${name}: then nothing to do`);
+    t.equal(wakeAt(o, new Date(400_000)), undefined, `${name}: and nothing to wake for`);
+  }
 });
 
 t.test('a shadow step: the canary is judged on mirrored requests before any user request reaches it', async (t) => {
