@@ -3,27 +3,14 @@
 // reads the settings and handles signals; nothing here reads the environment.
 import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
-import {
-  AdmissionregistrationV1Api,
-  ApisApi,
-  AppsV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-} from '@kubernetes/client-node';
 import { keepCertificates } from './loop/certificates.ts';
-import type {
-  KubeConfig,
-  KubernetesListObject,
-  KubernetesObject,
-  V1Deployment,
-  V1Namespace,
-  V1Service,
-} from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment, V1Namespace, V1Service } from '@kubernetes/client-node';
 import { labels, ownedRoutingName } from '../contract/names.ts';
 import { unguardedRevision } from '../contract/revision.ts';
 import type { ActContext } from './loop/act.ts';
-import { apiClient, eventRecorder } from './loop/kube.ts';
+import { eventRecorder } from './loop/kube.ts';
+import { Rest, admissionApi, appsApi, coreApi, customApi, groupsApi, leaseApi } from './loop/rest.ts';
+import type { CoreApi, GroupsApi, KubeAccess } from './loop/rest.ts';
 import type { EventRecorder } from './loop/kube.ts';
 import { describeError } from '../contract/api.ts';
 import { LeaderElector, safetyMarginMs } from './loop/leader.ts';
@@ -72,20 +59,6 @@ export function steeredBy(all: readonly V1Deployment[], object: KubernetesObject
       );
     })
     .map((d) => `${namespace}/${d.metadata?.name ?? ''}`);
-}
-
-async function listCustom(
-  custom: CustomObjectsApi,
-  group: string,
-  plural: string,
-  namespace: string,
-): Promise<KubernetesListObject<KubernetesObject>> {
-  return (await custom.listNamespacedCustomObject({
-    group,
-    version: 'v1',
-    namespace,
-    plural,
-  })) as KubernetesListObject<KubernetesObject>;
 }
 
 /**
@@ -149,44 +122,43 @@ function unguardedReporter(deps: {
 }
 
 interface Edges {
-  kc: KubeConfig;
+  access: KubeAccess;
   ctx: ActContext;
   notifier?: Notifier;
-  core: CoreV1Api;
+  core: CoreApi;
   router: TrafficRouter;
   routers: { istio: IstioRouter; gateway: GatewayRouter };
-  lists: { apps: AppsV1Api; core: CoreV1Api; custom: CustomObjectsApi; apis: ApisApi };
+  /** The watches' own requests: their lists may take longer on a big cluster, and are not reads of a release. */
+  watches: Rest;
+  groups: GroupsApi;
   telemetry: Telemetry;
   provider: PrometheusProvider;
   leader: LeaderElector;
 }
 
 /** API clients, router, metrics provider and leader election. */
-function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges {
+function buildEdges(access: KubeAccess, settings: AnalyzerSettings, log: Log): Edges {
   // Requests that read or write one release end within the lease's safety margin; the watches'
   // lists of whole kinds may take longer on a big cluster.
   const margin = safetyMarginMs(settings.leaseSeconds);
   const telemetry = new Telemetry();
   // Every request outside the watches is counted: steady state should send none (ADR 14).
   const counted = (method: string, resource: string): void => telemetry.apiRequests.inc({ method, resource });
-  const apps = apiClient(kc, AppsV1Api, margin, counted);
-  const core = apiClient(kc, CoreV1Api, margin, counted);
-  const custom = apiClient(kc, CustomObjectsApi, margin, counted);
+  const rest = new Rest(access, { timeoutMs: margin, onRequest: counted });
+  const apps = appsApi(rest);
+  const core = coreApi(rest);
+  const custom = customApi(rest);
   const routers = { istio: new IstioRouter(custom), gateway: new GatewayRouter(custom, core) };
   const router = new RouterByKind({ VirtualService: routers.istio, HTTPRoute: routers.gateway });
   // The watches' own lists (a relist is part of a watch, not a read of a release).
-  const lists = {
-    apps: apiClient(kc, AppsV1Api, 60_000),
-    core: apiClient(kc, CoreV1Api, 60_000),
-    custom: apiClient(kc, CustomObjectsApi, 60_000),
-    apis: apiClient(kc, ApisApi, 10_000),
-  };
+  const watches = new Rest(access, { timeoutMs: 60_000 });
+  const groups = groupsApi(new Rest(access, { timeoutMs: 10_000 }));
   const clock: Clock = { wall: () => Date.now() + settings.clockOffsetMs, monotonic: () => performance.now() };
   const provider = new PrometheusProvider({
     ...settings.prometheus,
     observe: (s, ok) => telemetry.queryDuration.observe({ result: ok ? 'ok' : 'error' }, s),
   });
-  const leader = new LeaderElector(apiClient(kc, CoordinationV1Api, margin, counted), {
+  const leader = new LeaderElector(leaseApi(rest), {
     namespace: settings.namespace,
     name: settings.leaseName,
     identity: settings.identity,
@@ -229,7 +201,19 @@ function buildEdges(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Edges
       if (action.kind === settings.crashAfter) process.kill(process.pid, 'SIGKILL');
     },
   };
-  return { kc, ctx, core, router, routers, lists, telemetry, provider, leader, ...(notifier ? { notifier } : {}) };
+  return {
+    access,
+    ctx,
+    core,
+    router,
+    routers,
+    watches,
+    groups,
+    telemetry,
+    provider,
+    leader,
+    ...(notifier ? { notifier } : {}),
+  };
 }
 
 interface Watches {
@@ -312,7 +296,7 @@ function deploymentHandlers(
 
 /** The watches the loop reads, with the handlers that queue the releases a change concerns. */
 function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches {
-  const { kc, lists } = edges;
+  const { watches: rest } = edges;
   // Routes that changed, by kind, for the orphaned-weight check.
   const touched = { VirtualService: new Set<string>(), HTTPRoute: new Set<string>() };
   const touch = (kind: RouteKind, key: string): void => {
@@ -321,19 +305,17 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
   };
   const onDeployment = deploymentHandlers(edges, scope, log, wake, (name) => namespaces.get(name), touch);
   const deployments = namespacedWatch<V1Deployment>(
-    kc,
+    rest,
     (namespace) => `/apis/apps/v1/namespaces/${namespace}/deployments`,
-    (namespace) => lists.apps.listNamespacedDeployment({ namespace }),
     { ...onDeployment, log },
   );
   // A Service decides which routes a release steers (and may be a backend): every release of its namespace looks again.
   const onService = (svc: V1Service): void => wake.namespace(svc.metadata?.namespace ?? '');
-  const services = namespacedWatch<V1Service>(
-    kc,
-    (namespace) => `/api/v1/namespaces/${namespace}/services`,
-    (namespace) => lists.core.listNamespacedService({ namespace }),
-    { change: onService, remove: onService, log },
-  );
+  const services = namespacedWatch<V1Service>(rest, (namespace) => `/api/v1/namespaces/${namespace}/services`, {
+    change: onService,
+    remove: onService,
+    log,
+  });
   // A routing object that changes — a person's edit mid-step, or after the release — wakes its releases.
   const onRoutingChange = (object: KubernetesObject): void => {
     // Routing objects steer Deployments of their own namespace only.
@@ -350,16 +332,15 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     plural: string,
     change: (o: KubernetesObject) => void,
   ): NamespacedWatch<KubernetesObject> =>
-    namespacedWatch<KubernetesObject>(
-      kc,
-      (namespace) => `/apis/${group}/v1/namespaces/${namespace}/${plural}`,
-      (namespace) => listCustom(lists.custom, group, plural, namespace),
-      { change, remove: onRoutingChange, log },
-    );
+    namespacedWatch<KubernetesObject>(rest, (namespace) => `/apis/${group}/v1/namespaces/${namespace}/${plural}`, {
+      change,
+      remove: onRoutingChange,
+      log,
+    });
   const virtualServices = routing('networking.istio.io', 'virtualservices', onRoute('VirtualService'));
   const destinationRules = routing('networking.istio.io', 'destinationrules', onRoutingChange);
   const httpRoutes = routing(gatewayGroup, 'httproutes', onRoute('HTTPRoute'));
-  const gatewayApi = gatewayApiServed(lists.apis, log);
+  const gatewayApi = gatewayApiServed(edges.groups, log);
   const served = (labels: Record<string, string>): boolean => selects(edges.ctx.optIn, labels) && scope(labels);
   const follow = (): void => {
     // Until every namespace is known, "not served" cannot be told from "not seen yet".
@@ -374,7 +355,7 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
     follow();
     wake.namespace(ns.metadata?.name ?? '');
   };
-  const namespaces = watch<V1Namespace>(kc, '/api/v1/namespaces', () => lists.core.listNamespace(), {
+  const namespaces = watch<V1Namespace>(rest, '/api/v1/namespaces', {
     change: onNamespace,
     remove: onNamespace,
     log,
@@ -398,7 +379,7 @@ function startWatches(edges: Edges, scope: Scope, log: Log, wake: Wake): Watches
  * Whether the cluster serves HTTPRoute (`gateway.networking.k8s.io/v1`), asked once at start until
  * an answer comes: without it, no HTTPRoute is watched, and a Deployment naming one hears why.
  */
-function gatewayApiServed(apis: ApisApi, log: Log): { served: () => boolean; known: Promise<void> } {
+function gatewayApiServed(apis: GroupsApi, log: Log): { served: () => boolean; known: Promise<void> } {
   let served = false;
   const ask = async (delayMs: number): Promise<void> => {
     try {
@@ -417,12 +398,13 @@ function gatewayApiServed(apis: ApisApi, log: Log): { served: () => boolean; kno
 
 /** Runtime TLS (ADR 13): a step every second while one is due, else a look every 15 s or less; leader only. */
 function certificateKeeper(
-  kc: KubeConfig,
+  access: KubeAccess,
   s: NonNullable<AnalyzerSettings['certificates']> & { namespace: string },
   edges: Pick<Edges, 'leader' | 'telemetry'>,
   log: Log,
 ): { start: () => void; stop: () => void } {
-  const apis = { core: apiClient(kc, CoreV1Api, 10_000), admission: apiClient(kc, AdmissionregistrationV1Api, 10_000) };
+  const rest = new Rest(access, { timeoutMs: 10_000 });
+  const apis = { core: coreApi(rest), admission: admissionApi(rest) };
   const settings = {
     namespace: s.namespace,
     secret: s.secret,
@@ -524,8 +506,8 @@ export interface Analyzer {
 }
 
 /** The analyzer, built and not yet started. */
-export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: Log): Analyzer {
-  const edges = buildEdges(kc, settings, log);
+export function buildAnalyzer(access: KubeAccess, settings: AnalyzerSettings, log: Log): Analyzer {
+  const edges = buildEdges(access, settings, log);
   const { ctx, telemetry, provider, leader } = edges;
   const scope = parseScope(settings.scope);
   const queue = new WorkQueue({ baseDelayMs: settings.tickMs, maxDelayMs: 30_000 });
@@ -576,7 +558,7 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
     log,
   });
   const certificates = settings.certificates
-    ? certificateKeeper(kc, { namespace: settings.namespace, ...settings.certificates }, edges, log)
+    ? certificateKeeper(access, { namespace: settings.namespace, ...settings.certificates }, edges, log)
     : undefined;
   return {
     start: () => {
@@ -591,6 +573,7 @@ export function buildAnalyzer(kc: KubeConfig, settings: AnalyzerSettings, log: L
       const watches = [w.deployments, w.namespaces, w.virtualServices, w.destinationRules, w.httpRoutes, w.services];
       await Promise.allSettled([leader.stop(), ...watches.map((x) => x.stop()), provider.close()]);
       await new Promise((resolve) => server.close(resolve));
+      await Rest.close(access);
     },
   };
 }

@@ -1,7 +1,7 @@
 // The analyzer process: settings from the environment (settings.ts), then the composition root
 // (compose.ts) started, and stopped on a signal.
-import { KubeConfig } from '@kubernetes/client-node';
 import { buildAnalyzer } from './compose.ts';
+import { loadAccess } from './loop/rest.ts';
 import { settingsFromEnv } from './settings.ts';
 
 const log = (message: string, fields: Record<string, unknown> = {}): void => {
@@ -12,9 +12,7 @@ const log = (message: string, fields: Record<string, unknown> = {}): void => {
 
 async function main(): Promise<void> {
   const settings = settingsFromEnv(process.env);
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const analyzer = buildAnalyzer(kc, settings, log);
+  const analyzer = buildAnalyzer(loadAccess(), settings, log);
   analyzer.start();
   log('analyzer started', {
     identity: settings.identity,

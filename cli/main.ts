@@ -1,12 +1,12 @@
 // `weir` (also `kubectl weir`): watch releases, and ask the analyzer to promote, abort or retry.
 // Requests are annotations on the Deployment; the analyzer carries them out and records an event.
 import { parseArgs } from 'node:util';
-import { AppsV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import { annotations, canaryName, labels, pointer } from '../contract/names.ts';
 import type { Request } from '../contract/names.ts';
-import { describeError, isNotFound, jsonPatch, maybe } from '../contract/api.ts';
+import { describeError, isNotFound, maybe } from '../contract/api.ts';
 import { readCanaryWeight } from '../contract/istio.ts';
 import type { VirtualService } from '../contract/istio.ts';
 import { gatewayGroup, gatewayVersion, readRuleWeight } from '../contract/gateway.ts';
@@ -15,6 +15,8 @@ import { parseStatus } from '../contract/status.ts';
 import { buildSummary, renderDetail, renderTable } from './view.ts';
 import type { ReleaseSummary } from './view.ts';
 import { serveDashboard } from './dashboard.ts';
+
+const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
 /** Exit codes, documented in the README. */
 export const exitCodes = { ok: 0, error: 1, usage: 2, notFound: 3, notApplicable: 4 } as const;

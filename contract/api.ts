@@ -1,19 +1,27 @@
-// The Kubernetes API helpers every weir process shares (analyzer, CLI, tests): JSON Patch with its
-// content type set explicitly, 404 as undefined, and API errors in a line a person can read.
-import { ApiException, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+// The Kubernetes API helpers every weir process shares (analyzer, CLI, tests): 404 as undefined,
+// conflicts, and API errors in a line a person can read. They read the error's shape, not its
+// class: client-node's ApiException (CLI, tests) and the analyzer's KubeError both carry `code`
+// and `body`, and the analyzer never loads client-node at run time (ADR 22).
 import type { Operation } from 'fast-json-patch';
-
-export const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
 export type PatchOp = Operation;
 
 /** The one field manager of every write weir makes, so `managedFields` attributes weir's fields to weir. */
 export const fieldManager = 'weir';
 
-/** JSON Pointer escaping of one key ("/" → "~1", "~" → "~0"). */
-export const isNotFound = (error: unknown): boolean => error instanceof ApiException && error.code === 404;
+interface ApiFailure {
+  code: number;
+  body?: unknown;
+  message: string;
+}
+
+/** An answer of the API server other than 2xx, from either client. */
+const isApiFailure = (error: unknown): error is ApiFailure =>
+  error instanceof Error && typeof (error as { code?: unknown }).code === 'number';
+
+export const isNotFound = (error: unknown): boolean => isApiFailure(error) && error.code === 404;
 export const isConflict = (error: unknown): boolean =>
-  error instanceof ApiException && (error.code === 409 || error.code === 422);
+  isApiFailure(error) && (error.code === 409 || error.code === 422);
 
 /** Reads an object, with 404 as undefined. */
 export async function maybe<T>(read: () => Promise<T>): Promise<T | undefined> {
@@ -27,7 +35,7 @@ export async function maybe<T>(read: () => Promise<T>): Promise<T | undefined> {
 
 /** A short description of an API error for logs and events. */
 export function describeError(error: unknown): string {
-  if (error instanceof ApiException) {
+  if (isApiFailure(error)) {
     const body = error.body as { message?: string } | string | undefined;
     const message =
       typeof body === 'object' && body?.message

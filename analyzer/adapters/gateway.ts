@@ -3,7 +3,8 @@
 // - the two backend Services (one per half) and the mesh route, when weir creates them because
 //   the user named none — owned by the Deployment, removed once the release has settled.
 // Writes to the user's route are JSON Patches guarded by resourceVersion and the rule's name.
-import type { CoreV1Api, CustomObjectsApi, V1Service } from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
+import type { CoreApi, CustomApi } from '../loop/rest.ts';
 import jsonPatchLib from 'fast-json-patch';
 import { policyAnnotations, tracks } from '../../contract/names.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
@@ -20,7 +21,7 @@ import {
 import type { HTTPRoute, SteeredRule } from '../../contract/gateway.ts';
 import { formatWeights, parseWeights, routingAnnotations, withAnnotation } from '../../contract/steering.ts';
 import type { SteeredRoute, Track } from '../../contract/steering.ts';
-import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
+import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import type { GatewayTarget, RouteOwner, RouteRead, RouteTarget, Traffic, TrafficRouter } from '../ports/router.ts';
 
@@ -73,11 +74,11 @@ const nameConflict = (kind: string, namespace: string, name: string): string =>
 const managedBy = { 'app.kubernetes.io/managed-by': 'weir' };
 
 export class GatewayRouter implements TrafficRouter {
-  private readonly custom: CustomObjectsApi;
-  private readonly core: CoreV1Api;
+  private readonly custom: CustomApi;
+  private readonly core: CoreApi;
   private cache: GatewayCache | undefined;
 
-  constructor(custom: CustomObjectsApi, core: CoreV1Api) {
+  constructor(custom: CustomApi, core: CoreApi) {
     this.custom = custom;
     this.core = core;
   }
@@ -141,7 +142,6 @@ export class GatewayRouter implements TrafficRouter {
         body: ruleWeightPatch(route, target, traffic),
         fieldManager,
       },
-      jsonPatch,
     );
   }
 

@@ -4,7 +4,7 @@
 // - in the DestinationRule, the `labels` of the stable and canary subsets (adding them when missing).
 // Every write is a JSON Patch guarded by `test` ops on resourceVersion and the route's name, so a
 // concurrent edit is a conflict, retried on the next reconcile, never a silent overwrite.
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { CustomApi } from '../loop/rest.ts';
 import jsonPatchLib from 'fast-json-patch';
 import { policyAnnotations, tracks } from '../../contract/names.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
@@ -21,7 +21,7 @@ import {
 import type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 import { formatWeights, parseWeights, routeKey, routingAnnotations, withAnnotation } from '../../contract/steering.ts';
 import type { SteeredRoute, Track } from '../../contract/steering.ts';
-import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
+import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import type { MeshTarget, RouteRead, RouteTarget, Traffic, TrafficRouter } from '../ports/router.ts';
 
@@ -109,10 +109,10 @@ export type RoutingCache = (
 ) => object | undefined | 'unknown';
 
 export class IstioRouter implements TrafficRouter {
-  private readonly api: CustomObjectsApi;
+  private readonly api: CustomApi;
   private cache: RoutingCache | undefined;
 
-  constructor(api: CustomObjectsApi) {
+  constructor(api: CustomApi) {
     this.api = api;
   }
 
@@ -139,7 +139,6 @@ export class IstioRouter implements TrafficRouter {
   private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
     await this.api.patchNamespacedCustomObject(
       { group, version, plural, namespace, name, body, fieldManager },
-      jsonPatch,
     );
   }
 

@@ -6,7 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
-import nodemailer from 'nodemailer';
 import { emailPayload, httpPayload, receiversFor } from '../core/notifications.ts';
 import type { Notice, Notifications, Receiver } from '../core/notifications.ts';
 
@@ -155,6 +154,8 @@ export class Notifier {
     const user = e.usernameKey ? this.secret(receiver, e.usernameKey) : undefined;
     const pass = e.passwordKey ? this.secret(receiver, e.passwordKey) : undefined;
     const { timeoutMs } = this.options;
+    // Loaded on the first email: most installs send none, and it is a fifth of an idle analyzer's memory.
+    const { default: nodemailer } = await import('nodemailer');
     const transport = nodemailer.createTransport({
       host: e.host,
       port: e.port,

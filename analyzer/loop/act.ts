@@ -5,7 +5,7 @@ import { annotations, canaryName, labels, pointer, tracks } from '../../contract
 import { formatStatus } from '../../contract/status.ts';
 import { isFinding } from '../core/decide.ts';
 import type { Action } from '../core/decide.ts';
-import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
+import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import { isOurCanary, unlabelledStablePods } from './observe.ts';
 import { selectorQuery } from './selector.ts';
@@ -90,7 +90,6 @@ async function patchDeployment(ctx: ActContext, view: ReleaseView, ops: PatchOp[
   const name = d.metadata?.name ?? '';
   view.deployment = await ctx.apps.patchNamespacedDeployment(
     { namespace, name, body: [...fence(d), ...ops], fieldManager },
-    jsonPatch,
   );
 }
 
@@ -130,7 +129,6 @@ async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number):
         { op: 'replace', path: '/spec/replicas', value: replicas },
       ],
     },
-    jsonPatch,
   );
 }
 
@@ -152,7 +150,6 @@ async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> 
         body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }],
         fieldManager,
       },
-      jsonPatch,
     );
   }
   // Only pods of the Deployment's own ReplicaSets: a bystander that matches the selector keeps its labels.
@@ -160,7 +157,6 @@ async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> 
   for (const pod of pods.items) {
     await ctx.core.patchNamespacedPod(
       { namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager },
-      jsonPatch,
     );
   }
 }

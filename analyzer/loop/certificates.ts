@@ -2,9 +2,10 @@
 // certificate in a Secret the webhook container mounts, and the webhook configuration's caBundle
 // in step with them. Nothing is rendered by Helm, so `helm template`, Argo CD and Flux render the
 // same objects every time. One step per call, decided by core/certificates.ts.
-import type { AdmissionregistrationV1Api, CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
+import type { AdmissionApi, CoreApi } from './rest.ts';
 import { createAuthority, certificateFacts, issue, loadAuthority, signedBy } from '../../certs/pki.ts';
-import { fieldManager, jsonPatch, maybe } from '../../contract/api.ts';
+import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import { nextCertificateStep } from '../core/certificates.ts';
 import type { CertificatePolicy, CertificateStep, HeldCertificates } from '../core/certificates.ts';
@@ -19,8 +20,8 @@ export interface CertificateSettings {
 }
 
 export interface CertificateApis {
-  core: CoreV1Api;
-  admission: AdmissionregistrationV1Api;
+  core: CoreApi;
+  admission: AdmissionApi;
 }
 
 const keys = { ca: 'ca.crt', caKey: 'ca.key', previousCa: 'ca-previous.crt', cert: 'tls.crt', key: 'tls.key' } as const;
@@ -103,7 +104,6 @@ async function trust(
     ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encode(bundle) });
   await apis.admission.patchMutatingWebhookConfiguration(
     { name: s.webhookConfiguration, body: ops, fieldManager },
-    jsonPatch,
   );
 }
 

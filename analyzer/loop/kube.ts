@@ -1,77 +1,8 @@
-// The analyzer's own API plumbing: clients whose requests time out within the leader's safety
-// margin, and Events that `kubectl describe` shows. Shared helpers are in contract/api.ts.
-import { ServerConfiguration, createConfiguration } from '@kubernetes/client-node';
-import type {
-  ApiType,
-  Configuration,
-  CoreV1Api,
-  KubeConfig,
-  RequestContext,
-  SecurityAuthentication,
-  V1ObjectReference,
-} from '@kubernetes/client-node';
+// Events that `kubectl describe` shows, recorded by the analyzer. Its API client is rest.ts;
+// shared helpers are in contract/api.ts.
+import type { V1ObjectReference } from '@kubernetes/client-node';
 import { reportingComponent } from '../../contract/names.ts';
-
-/** The resource a request is about, from its URL: `deployments`, `virtualservices`, `leases`, … */
-export function resourceOf(url: string): string {
-  const path = new URL(url).pathname.split('/').filter(Boolean);
-  const rest = path[0] === 'api' ? path.slice(2) : path.slice(3);
-  return (rest[0] === 'namespaces' && rest.length >= 3 ? rest[2] : rest[0]) ?? 'unknown';
-}
-
-const shared = new WeakMap<KubeConfig, SecurityAuthentication>();
-
-/**
- * The kubeconfig's authentication with one connection pool for every request. client-node gives
- * each request a dispatcher of its own — a new TLS connection and handshake per request, measured
- * as the analyzer's largest source of garbage at 100 releases. Headers (tokens, which rotate) are
- * still applied per request; the TLS material is read once, as client-go's transport cache does.
- */
-function pooled(kc: KubeConfig): SecurityAuthentication {
-  const known = shared.get(kc);
-  if (known) return known;
-  let dispatcher: ReturnType<RequestContext['getDispatcher']>;
-  const auth: SecurityAuthentication = {
-    getName: () => 'kubeconfig, one connection pool',
-    applySecurityAuthentication: async (context) => {
-      await kc.applySecurityAuthentication(context);
-      dispatcher ??= context.getDispatcher();
-      if (dispatcher) context.setDispatcher(dispatcher);
-    },
-  };
-  shared.set(kc, auth);
-  return auth;
-}
-
-/**
- * An API client like `kc.makeApiClient`, whose every request is abandoned after `timeoutMs`: a
- * write the leader started can never land after its lease could have passed to another (ADR 10).
- */
-export function apiClient<T extends ApiType>(
-  kc: KubeConfig,
-  api: new (config: Configuration) => T,
-  timeoutMs: number,
-  onRequest?: (method: string, resource: string) => void,
-): T {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error('the kubeconfig names no current cluster');
-  const config = createConfiguration({
-    baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: pooled(kc) },
-    promiseMiddleware: [
-      {
-        pre: (context) => {
-          context.setSignal(AbortSignal.timeout(timeoutMs));
-          onRequest?.(context.getHttpMethod(), resourceOf(context.getUrl()));
-          context.setHeaderParam('User-Agent', 'weir-analyzer');
-          return Promise.resolve(context);
-        },
-        post: (response) => Promise.resolve(response),
-      },
-    ],
-  });
-  return new api(config);
-}
+import type { CoreApi } from './rest.ts';
 
 /** Events recorded with `once`, by object, reason and message: a hold repeated every tick is one event. */
 const recent = new Map<string, number>();
@@ -101,7 +32,7 @@ export type EventRecorder = (
 ) => Promise<boolean>;
 
 /** The Event recorder of one analyzer process; `instance` names it in every Event (the pod's name). */
-export function eventRecorder(core: CoreV1Api, instance: string): EventRecorder {
+export function eventRecorder(core: Pick<CoreApi, 'createNamespacedEvent'>, instance: string): EventRecorder {
   return async (involved, type, reason, message, now, once = false) => {
     if (once && repeated(`${involved.uid ?? involved.name ?? ''}|${reason}|${message}`, now)) return false;
     const namespace = involved.namespace ?? 'default';

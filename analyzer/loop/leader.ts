@@ -3,11 +3,18 @@
 // clock), never by comparing that host's renewTime with our wall clock, so clock skew cannot make
 // two leaders. A leader that cannot renew stops writing (mayWrite turns false) a safety margin
 // before anyone else may take over; every API request is abandoned within that margin.
-import { V1MicroTime } from '@kubernetes/client-node';
-import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import type { V1Lease } from '@kubernetes/client-node';
+import type { LeaseApi } from './rest.ts';
 import { describeError, isConflict, maybe } from '../../contract/api.ts';
 import { systemClock } from '../ports/clock.ts';
 import type { Clock } from '../ports/clock.ts';
+
+/** A Lease's time: the API server parses it with six fractional digits (metav1.MicroTime), not three. */
+class MicroTime extends Date {
+  override toISOString(): string {
+    return `${super.toISOString().slice(0, -1)}000Z`;
+  }
+}
 
 export interface LeaderOptions {
   namespace: string;
@@ -25,7 +32,7 @@ export const safetyMarginMs = (leaseSeconds: number): number =>
   Math.max(1500, Math.min(2000, (leaseSeconds * 1000) / 5));
 
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
+  private readonly api: LeaseApi;
   private readonly options: LeaderOptions;
   private readonly clock: Clock;
   private validUntil = 0;
@@ -34,7 +41,7 @@ export class LeaderElector {
   /** The other holder's lease record as last seen, and when (monotonic) it last changed. */
   private observed: { record: string; at: number } | undefined;
 
-  constructor(api: CoordinationV1Api, options: LeaderOptions) {
+  constructor(api: LeaseApi, options: LeaderOptions) {
     this.api = api;
     this.options = options;
     this.clock = options.clock ?? systemClock;
@@ -84,7 +91,7 @@ export class LeaderElector {
     const started = this.clock.monotonic();
     try {
       const lease = await maybe(() => this.api.readNamespacedLease({ namespace, name }));
-      const now = new V1MicroTime(this.clock.wall());
+      const now = new MicroTime(this.clock.wall());
       if (!lease) {
         await this.api.createNamespacedLease({
           namespace,

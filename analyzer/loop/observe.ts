@@ -1,5 +1,6 @@
 // observe: read everything that matters about one release into one plain value for decide.
-import type { AppsV1Api, CoreV1Api, V1Deployment, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Deployment, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { AppsApi, CoreApi } from './rest.ts';
 import { annotations, canaryName, isPhase, isRequest, labels } from '../../contract/names.ts';
 import { selects } from '../../contract/selector.ts';
 import type { LabelSelector } from '../../contract/selector.ts';
@@ -17,8 +18,8 @@ import { routeTarget } from '../core/target.ts';
 import type { RouteTarget, TrafficRouter } from '../ports/router.ts';
 
 export interface Edges {
-  apps: AppsV1Api;
-  core: CoreV1Api;
+  apps: AppsApi;
+  core: CoreApi;
   router: TrafficRouter;
   policies: Record<string, Policy>;
   /** Records the Events `kubectl describe` shows. */

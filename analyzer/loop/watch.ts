@@ -1,17 +1,13 @@
-// Watches that heal themselves: a client-node informer stops for good on any error but 410, so
-// each one is restarted with backoff. Handlers must be idempotent (a relist replays adds).
-// Cached objects keep only what the analyzer reads: managedFields and kubectl's last-applied copy
-// are dropped as they arrive. Kinds weir only needs in opted-in namespaces are watched per
-// namespace (`namespacedWatch`), so memory follows weir's namespaces, not the cluster (ADR 14).
-import { makeInformer } from '@kubernetes/client-node';
-import type {
-  Informer,
-  KubeConfig,
-  KubernetesListObject,
-  KubernetesObject,
-  ObjectCache,
-} from '@kubernetes/client-node';
+// Watches that heal themselves: list, then watch from the list's resourceVersion; a watch the
+// server ends is resumed from the last version seen, one that expired (410) or failed lists again
+// after a backoff. Handlers must be idempotent (a relist replays changes). Cached objects keep
+// only what the analyzer reads: managedFields and kubectl's last-applied copy are dropped as they
+// arrive. Kinds weir only needs in opted-in namespaces are watched per namespace
+// (`namespacedWatch`), so memory follows weir's namespaces, not the cluster (ADR 14).
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { describeError } from '../../contract/api.ts';
+import { listAll } from './rest.ts';
+import type { Rest } from './rest.ts';
 
 export interface Watch<T extends KubernetesObject> {
   list(): readonly T[];
@@ -30,58 +26,112 @@ function slim(object: KubernetesObject): void {
   if (metadata.annotations && lastApplied in metadata.annotations) delete metadata.annotations[lastApplied];
 }
 
+/** The server says the version a watch resumes from is gone: list again. */
+class Expired extends Error {}
+
+/** An ERROR event's Status: 410 means the version is gone (list again), anything else a failure. */
+function watchError(object: unknown): Error {
+  const status = object as { code?: number; message?: string };
+  return status.code === 410
+    ? new Expired(status.message ?? 'resourceVersion too old')
+    : new Error(`watch error ${status.code ?? ''}: ${status.message ?? ''}`);
+}
+
+const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+const versionOf = (o: KubernetesObject): string | undefined => o.metadata?.resourceVersion;
+
+/** Caches an object, lean; true when it is news (a relist replays every object). */
+function store<T extends KubernetesObject>(cache: Map<string, T>, object: T): boolean {
+  slim(object);
+  const known = cache.get(keyOf(object));
+  cache.set(keyOf(object), object);
+  return !known || versionOf(known) !== versionOf(object);
+}
+
+/** A whole list in place of the cache: what changed, and what is gone since. */
+function replaceAll<T extends KubernetesObject>(cache: Map<string, T>, items: T[]): { changed: T[]; gone: T[] } {
+  const seen = new Set(items.map(keyOf));
+  const changed = items.filter((object) => store(cache, object));
+  const gone = [...cache].filter(([key]) => !seen.has(key)).map(([, object]) => object);
+  for (const object of gone) cache.delete(keyOf(object));
+  return { changed, gone };
+}
+
 export function watch<T extends KubernetesObject>(
-  kc: KubeConfig,
+  rest: Rest,
   path: string,
-  list: () => Promise<KubernetesListObject<T>>,
   handlers: {
     change?: (obj: T) => void;
     remove?: (obj: T) => void;
     log: (message: string, fields?: Record<string, unknown>) => void;
   },
 ): Watch<T> {
-  const informer: Informer<T> & ObjectCache<T> = makeInformer(kc, path, list);
-  // First of the callbacks, on the very object the cache holds: it is stored lean.
-  informer.on('add', slim);
-  informer.on('update', slim);
+  const cache = new Map<string, T>();
   let synced = false;
   let stopped = false;
   let backoffMs = 500;
   let restart: NodeJS.Timeout | undefined;
-  informer.on('add', (o) => handlers.change?.(o));
-  informer.on('update', (o) => handlers.change?.(o));
-  informer.on('delete', (o) => handlers.remove?.(o));
-  informer.on('connect', () => {
+  let abort = new AbortController();
+
+  const put = (object: T): void => {
+    if (store(cache, object)) handlers.change?.(object);
+  };
+  const drop = (object: T): void => {
+    cache.delete(keyOf(object));
+    handlers.remove?.(object);
+  };
+
+  // The handlers hear of a relist once the cache is complete: one that waits for `synced()` is
+  // never told before it would act.
+  const relist = async (): Promise<string> => {
+    const list = await listAll<T>(rest, path);
+    const { changed, gone } = replaceAll(cache, list.items);
     synced = true;
-    backoffMs = 500;
-  });
-  informer.on('error', (error: unknown) => {
-    synced = false;
-    if (stopped) return;
-    handlers.log('watch failed; restarting', { path, error: describeError(error), inMs: backoffMs });
-    restart = setTimeout(() => void begin(), backoffMs);
-    backoffMs = Math.min(backoffMs * 2, 30_000);
-  });
+    for (const object of changed) handlers.change?.(object);
+    for (const object of gone) handlers.remove?.(object);
+    return list.metadata?.resourceVersion ?? '';
+  };
+
+  const follow = async (from: string): Promise<void> => {
+    let version = from;
+    while (!stopped) {
+      for await (const event of rest.watch<T>(path, version, abort.signal)) {
+        if (event.type === 'ERROR') throw watchError(event.object);
+        if (event.type === 'ADDED' || event.type === 'MODIFIED') put(event.object);
+        else if (event.type === 'DELETED') drop(event.object);
+        version = versionOf(event.object) ?? version;
+      }
+    }
+  };
+
   const begin = async (): Promise<void> => {
     try {
-      await informer.start();
-      synced = true;
+      const version = await relist();
+      backoffMs = 500;
+      await follow(version);
     } catch (error) {
+      synced = false;
       if (stopped) return;
-      handlers.log('watch could not start; retrying', { path, error: describeError(error), inMs: backoffMs });
-      restart = setTimeout(() => void begin(), backoffMs);
-      backoffMs = Math.min(backoffMs * 2, 30_000);
+      // An expired version is routine (the watch was away too long): list again at once.
+      const inMs = error instanceof Expired ? 0 : backoffMs;
+      if (!(error instanceof Expired)) {
+        handlers.log('watch failed; listing again', { path, error: describeError(error), inMs });
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+      }
+      abort = new AbortController();
+      restart = setTimeout(() => void begin(), inMs);
     }
   };
   void begin();
   return {
-    list: () => informer.list(),
-    get: (name, namespace) => informer.get(name, namespace),
+    list: () => [...cache.values()],
+    get: (name, namespace) => cache.get(`${namespace ?? ''}/${name}`),
     synced: () => synced,
-    stop: async () => {
+    stop: () => {
       stopped = true;
       if (restart) clearTimeout(restart);
-      await informer.stop();
+      abort.abort();
+      return Promise.resolve();
     },
   };
 }
@@ -99,10 +149,9 @@ export interface NamespacedWatch<T extends KubernetesObject> extends Watch<T> {
 
 /** One healing watch per namespace followed, presented as one watch. */
 export function namespacedWatch<T extends KubernetesObject>(
-  kc: KubeConfig,
+  rest: Rest,
   path: (namespace: string) => string,
-  list: (namespace: string) => Promise<KubernetesListObject<T>>,
-  handlers: Parameters<typeof watch<T>>[3],
+  handlers: Parameters<typeof watch<T>>[2],
 ): NamespacedWatch<T> {
   const watches = new Map<string, Watch<T>>();
   let following = false;
@@ -115,11 +164,7 @@ export function namespacedWatch<T extends KubernetesObject>(
           void w.stop();
         }
       for (const namespace of namespaces)
-        if (!watches.has(namespace))
-          watches.set(
-            namespace,
-            watch(kc, path(namespace), () => list(namespace), handlers),
-          );
+        if (!watches.has(namespace)) watches.set(namespace, watch(rest, path(namespace), handlers));
     },
     watched: () => watches.size,
     in: (namespace) => watches.get(namespace)?.list() ?? [],

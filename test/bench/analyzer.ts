@@ -1,9 +1,8 @@
 // Analyzer benchmark: N releases at once on a local cluster of its own, driven by one analyzer.
 import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
-import { jsonPatch } from '../../contract/api.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
-import { deployment, service } from '../helpers/kube.ts';
+import { deployment, jsonPatch, service } from '../helpers/kube.ts';
 import { analyzerMetric as metric } from '../helpers/release.ts';
 
 export interface AnalyzerResult {

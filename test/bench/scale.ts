@@ -4,10 +4,9 @@
 // own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
 import { readFile, writeFile } from 'node:fs/promises';
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
-import { jsonPatch } from '../../contract/api.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
-import { deployment, service } from '../helpers/kube.ts';
+import { deployment, jsonPatch, service } from '../helpers/kube.ts';
 import { analyzerMetric as metric, apiReads, startAnalyzer } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
 import { kubectlApply, percentile, watchWeights } from './analyzer.ts';

@@ -3,10 +3,14 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { readState, repoRoot, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 
 export { waitFor };
+
+/** client-node's option for a JSON Patch body (it would send a merge patch's content type otherwise). */
+export const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
 export async function cluster(): Promise<ClusterState> {
   const state = await readState();
