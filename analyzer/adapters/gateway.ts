@@ -132,17 +132,15 @@ export class GatewayRouter implements TrafficRouter {
     const target = GatewayRouter.gateway(routeTarget);
     const route = await this.getRoute(target.namespace, target.httpRoute);
     if (!route) throw new Error(`HTTPRoute ${target.namespace}/${target.httpRoute} not found`);
-    await this.custom.patchNamespacedCustomObject(
-      {
-        group,
-        version,
-        plural,
-        namespace: target.namespace,
-        name: target.httpRoute,
-        body: ruleWeightPatch(route, target, traffic),
-        fieldManager,
-      },
-    );
+    await this.custom.patchNamespacedCustomObject({
+      group,
+      version,
+      plural,
+      namespace: target.namespace,
+      name: target.httpRoute,
+      body: ruleWeightPatch(route, target, traffic),
+      fieldManager,
+    });
   }
 
   /** Both backend Services select their half (and weir's own route exists, when weir owns it). */

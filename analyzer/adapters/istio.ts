@@ -137,9 +137,7 @@ export class IstioRouter implements TrafficRouter {
   }
 
   private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
-    await this.api.patchNamespacedCustomObject(
-      { group, version, plural, namespace, name, body, fieldManager },
-    );
+    await this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body, fieldManager });
   }
 
   private static mesh(target: RouteTarget): MeshTarget {

@@ -88,9 +88,12 @@ async function patchDeployment(ctx: ActContext, view: ReleaseView, ops: PatchOp[
   const d = view.deployment;
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
-  view.deployment = await ctx.apps.patchNamespacedDeployment(
-    { namespace, name, body: [...fence(d), ...ops], fieldManager },
-  );
+  view.deployment = await ctx.apps.patchNamespacedDeployment({
+    namespace,
+    name,
+    body: [...fence(d), ...ops],
+    fieldManager,
+  });
 }
 
 function annotationOps(values: Record<string, string | undefined>, current: Record<string, string>): PatchOp[] {
@@ -118,18 +121,16 @@ async function ensureCanary(ctx: ActContext, d: V1Deployment, replicas: number):
   if (!isOurCanary(existing, d))
     throw new Error(`Deployment ${namespace}/${existing.metadata?.name ?? ''} is not weir's canary; not changed`);
   // The canary is weir's own: fenced by its resourceVersion alone.
-  await ctx.apps.patchNamespacedDeployment(
-    {
-      namespace,
-      name: existing.metadata?.name ?? '',
-      fieldManager,
-      body: [
-        { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
-        { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
-        { op: 'replace', path: '/spec/replicas', value: replicas },
-      ],
-    },
-  );
+  await ctx.apps.patchNamespacedDeployment({
+    namespace,
+    name: existing.metadata?.name ?? '',
+    fieldManager,
+    body: [
+      { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata?.resourceVersion },
+      { op: 'replace', path: '/spec/template', value: wantedCanary.spec?.template },
+      { op: 'replace', path: '/spec/replicas', value: replicas },
+    ],
+  });
 }
 
 /** Stable pods from before the opt-in get the track label in place: no restart. */
@@ -143,21 +144,17 @@ async function labelStablePods(ctx: ActContext, d: V1Deployment): Promise<void> 
     const owned = rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid);
     if (!owned || rs.spec?.template?.metadata?.labels?.[labels.track]) continue;
     // Pods the ReplicaSet makes from now on (a restart, a lost node) carry the label too.
-    await ctx.apps.patchNamespacedReplicaSet(
-      {
-        namespace,
-        name: rs.metadata?.name ?? '',
-        body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }],
-        fieldManager,
-      },
-    );
+    await ctx.apps.patchNamespacedReplicaSet({
+      namespace,
+      name: rs.metadata?.name ?? '',
+      body: [{ ...add, path: `/spec/template/metadata/labels/${pointer(labels.track)}` }],
+      fieldManager,
+    });
   }
   // Only pods of the Deployment's own ReplicaSets: a bystander that matches the selector keeps its labels.
   const pods = await unlabelledStablePods(ctx, d);
   for (const pod of pods.items) {
-    await ctx.core.patchNamespacedPod(
-      { namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager },
-    );
+    await ctx.core.patchNamespacedPod({ namespace, name: pod.metadata?.name ?? '', body: [add], fieldManager });
   }
 }
 

@@ -102,9 +102,7 @@ async function trust(
   const ops: PatchOp[] = [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }];
   for (let i = 0; i < count; i++)
     ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encode(bundle) });
-  await apis.admission.patchMutatingWebhookConfiguration(
-    { name: s.webhookConfiguration, body: ops, fieldManager },
-  );
+  await apis.admission.patchMutatingWebhookConfiguration({ name: s.webhookConfiguration, body: ops, fieldManager });
 }
 
 /**

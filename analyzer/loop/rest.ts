@@ -283,7 +283,6 @@ const at = (name: string): string => `/${encodeURIComponent(name)}`;
 export type AppsApi = Pick<
   AppsV1Api,
   | 'readNamespacedDeployment'
-  | 'listNamespacedDeployment'
   | 'createNamespacedDeployment'
   | 'patchNamespacedDeployment'
   | 'deleteNamespacedDeployment'
@@ -292,7 +291,6 @@ export type AppsApi = Pick<
 >;
 export type CoreApi = Pick<
   CoreV1Api,
-  | 'listNamespace'
   | 'listNamespacedPod'
   | 'patchNamespacedPod'
   | 'readNamespacedService'
@@ -308,7 +306,6 @@ export type CoreApi = Pick<
 export type CustomApi = Pick<
   CustomObjectsApi,
   | 'getNamespacedCustomObject'
-  | 'listNamespacedCustomObject'
   | 'createNamespacedCustomObject'
   | 'patchNamespacedCustomObject'
   | 'deleteNamespacedCustomObject'
@@ -328,7 +325,6 @@ export function appsApi(rest: Rest): AppsApi {
   const replicaSets = (namespace: string): string => `${apps}${ns(namespace)}/replicasets`;
   return {
     readNamespacedDeployment: ({ namespace, name }) => rest.get(deployments(namespace) + at(name)),
-    listNamespacedDeployment: ({ namespace, labelSelector }) => rest.get(deployments(namespace), { labelSelector }),
     createNamespacedDeployment: ({ namespace, body, fieldManager }) =>
       rest.call('POST', deployments(namespace), { fieldManager }, body),
     patchNamespacedDeployment: ({ namespace, name, body, fieldManager }) =>
@@ -344,7 +340,6 @@ export function appsApi(rest: Rest): AppsApi {
 export function coreApi(rest: Rest): CoreApi {
   const of = (namespace: string, plural: string): string => `${core}${ns(namespace)}/${plural}`;
   return {
-    listNamespace: (param) => rest.get(`${core}/namespaces`, { labelSelector: param?.labelSelector }),
     listNamespacedPod: ({ namespace, labelSelector }) => rest.get(of(namespace, 'pods'), { labelSelector }),
     patchNamespacedPod: ({ namespace, name, body, fieldManager }) =>
       rest.call('PATCH', of(namespace, 'pods') + at(name), { fieldManager }, body),
@@ -371,8 +366,6 @@ export function customApi(rest: Rest): CustomApi {
   return {
     getNamespacedCustomObject: ({ group, version, namespace, plural, name }) =>
       rest.get(of(group, version, namespace, plural) + at(name)),
-    listNamespacedCustomObject: ({ group, version, namespace, plural, labelSelector }) =>
-      rest.get(of(group, version, namespace, plural), { labelSelector }),
     createNamespacedCustomObject: ({ group, version, namespace, plural, body, fieldManager }) =>
       rest.call('POST', of(group, version, namespace, plural), { fieldManager }, body),
     patchNamespacedCustomObject: ({ group, version, namespace, plural, name, body, fieldManager }) =>
