@@ -6,7 +6,7 @@
 // (`namespacedWatch`), so memory follows weir's namespaces, not the cluster (ADR 14).
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describeError } from '../../contract/api.ts';
-import { listAll } from './rest.ts';
+import { KubeError, listAll } from './rest.ts';
 import type { Rest } from './rest.ts';
 
 export interface Watch<T extends KubernetesObject> {
@@ -95,12 +95,17 @@ export function watch<T extends KubernetesObject>(
   const follow = async (from: string): Promise<void> => {
     let version = from;
     while (!stopped) {
+      const started = Date.now();
+      let events = 0;
       for await (const event of rest.watch<T>(path, version, abort.signal)) {
+        events++;
         if (event.type === 'ERROR') throw watchError(event.object);
         if (event.type === 'ADDED' || event.type === 'MODIFIED') put(event.object);
         else if (event.type === 'DELETED') drop(event.object);
         version = versionOf(event.object) ?? version;
       }
+      // A watch the server ends at once, again and again, goes through the backoff, not a tight loop.
+      if (events === 0 && Date.now() - started < 1000) throw new Error('the watch ended as soon as it began');
     }
   };
 
@@ -113,8 +118,9 @@ export function watch<T extends KubernetesObject>(
       synced = false;
       if (stopped) return;
       // An expired version is routine (the watch was away too long): list again at once.
-      const inMs = error instanceof Expired ? 0 : backoffMs;
-      if (!(error instanceof Expired)) {
+      const expired = error instanceof Expired || (error instanceof KubeError && error.code === 410);
+      const inMs = expired ? 0 : backoffMs;
+      if (!expired) {
         handlers.log('watch failed; listing again', { path, error: describeError(error), inMs });
         backoffMs = Math.min(backoffMs * 2, 30_000);
       }
