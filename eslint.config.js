@@ -59,6 +59,24 @@ export default tseslint.config(
     },
   },
   {
+    // The analyzer loads no client-node code (ADR 22): its types are free, its generated clients cost ~75 MiB.
+    files: ['analyzer/**/*.ts', 'contract/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@kubernetes/client-node',
+              allowTypeImports: true,
+              message: 'the analyzer speaks REST itself (analyzer/loop/rest.ts); import client-node types only',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // The analyzer's pure core decides from plain values: no adapter, no loop, no API client.
     files: ['analyzer/core/**/*.ts'],
     rules: {
