@@ -73,8 +73,10 @@ const readingNotes = `## Reading these numbers
   was stopped, not yet investigated (a guess to check: at 10 % of 4 requests/s, 2 s windows are
   often unjudged). It stays as measured then; the Scale section measures the design as it is.
 - **Scale.** The analyzer's memory floor is the runtime and its libraries, not the releases:
-  measured on this machine, bare Node 42 MiB, after importing client-node 124 MiB, after importing
-  weir's composition root 164 MiB (type stripping is about 18 of it). What releases add is the
+  measured on this machine, bare Node 41 MiB, after importing client-node alone 117 MiB. Since the
+  analyzer speaks REST itself (ADR 22) it loads no client-node code: its composition root imports
+  in 110 MiB instead of 147, and in this benchmark idle RSS went from 157 to 120 MiB and the peak at
+  100 releases from 264–274 to 205 MiB (same setup, one run each). What releases add is the
   difference from the idle row. An allocation profile at 100 releases found client-node opening a
   new TLS connection for every request; one shared pool took RSS at 100 releases from 640 to
   367 MiB in the same setup. V8 then grew its young generation to tens of MiB under the
@@ -88,6 +90,9 @@ const readingNotes = `## Reading these numbers
   started seconds apart stay seconds apart, so aligning them to shared instants is the next step.
   Lag at 10 → 50 % includes waiting for a passing check (a quiet canary at 10 % of 2 requests/s is
   often unjudged, and the next check looks back further); at 50 → 100 % it is the loop's own.
+  Twice the releases (200) added 21 MiB to the peak (226 MiB, 26 over the target) and took the
+  loop's own lag at 50 → 100 % to a p99 of 5.6 s (target 2 s): 200 pauses ending within seconds of
+  each other are acted on 16 releases at a time; where that time goes is not yet profiled.
 - **The 10,000-Deployment run** (\`--scale-deployments 10000 --scale-guarded 1000 --scale-releases
   100,500,1000\`) builds its cluster in about nine minutes here; its 100-release row ran, and the
   figures above are from a smaller cluster because the 500 row of that run stopped on a benchmark
