@@ -189,6 +189,25 @@ export interface WatchEvent<T> {
   object: T;
 }
 
+/**
+ * A watch's body as events: one JSON object per line, lines and characters split anywhere across
+ * the chunks the network delivers.
+ */
+export async function* events<T>(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<WatchEvent<T>> {
+  let pending = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of chunks) {
+    pending += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    let end = pending.indexOf('\n');
+    while (end >= 0) {
+      const line = pending.slice(0, end).trim();
+      pending = pending.slice(end + 1);
+      if (line !== '') yield JSON.parse(line) as WatchEvent<T>;
+      end = pending.indexOf('\n');
+    }
+  }
+}
+
 /** JSON requests to the API server; every write weir makes is a JSON Patch, a create, a replace or a delete. */
 export class Rest {
   private readonly access: KubeAccess;
@@ -248,22 +267,12 @@ export class Rest {
       path: this.prefix + withQuery(path, { watch: true, resourceVersion, allowWatchBookmarks: true, timeoutSeconds }),
       headers: this.headers(),
       signal,
-      // Bookmarks arrive about once a minute: a silent minute more than the watch lasts is a dead connection.
+      // The server ends the watch after timeoutSeconds: silence for longer than that is a dead connection.
       bodyTimeout: (timeoutSeconds + 60) * 1000,
     });
     if (response.statusCode !== 200)
       throw new KubeError(response.statusCode, parseAnswer(await response.body.text()), `watch ${path}`);
-    let pending = '';
-    for await (const chunk of response.body) {
-      pending += typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8');
-      let end = pending.indexOf('\n');
-      while (end >= 0) {
-        const line = pending.slice(0, end).trim();
-        pending = pending.slice(end + 1);
-        if (line !== '') yield JSON.parse(line) as WatchEvent<T>;
-        end = pending.indexOf('\n');
-      }
-    }
+    yield* events<T>(response.body);
   }
 
   /** Closes the shared pool: the process is stopping. */

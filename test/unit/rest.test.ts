@@ -6,7 +6,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { KubeError, accessFromKubeconfig, loadAccess, resourceOf } from '../../analyzer/loop/rest.ts';
+import { KubeError, accessFromKubeconfig, events, loadAccess, resourceOf } from '../../analyzer/loop/rest.ts';
+import type { WatchEvent } from '../../analyzer/loop/rest.ts';
 import { describeError, isConflict, isNotFound, maybe } from '../../contract/api.ts';
 
 const b64 = (text: string): string => Buffer.from(text).toString('base64');
@@ -109,4 +110,21 @@ t.test("the API server's errors read the same as client-node's to every shared h
     'other errors pass',
   );
   t.notOk(isNotFound(new Error('404')), 'a plain error is not an API answer');
+});
+
+t.test('a watch body: events one per line, whatever the chunks split — a line, or a character', async (t) => {
+  const sent: WatchEvent<{ metadata: { name: string; annotations: Record<string, string> } }>[] = [
+    { type: 'ADDED', object: { metadata: { name: 'web', annotations: { note: 'grüße, 金丝雀 🐤' } } } },
+    { type: 'MODIFIED', object: { metadata: { name: 'web', annotations: { note: 'zweite' } } } },
+    { type: 'BOOKMARK', object: { metadata: { name: '', annotations: {} } } },
+  ];
+  const bytes = Buffer.from(sent.map((e) => JSON.stringify(e)).join('\n') + '\n');
+  for (const size of [1, 2, 3, 5, 7, 64, bytes.length]) {
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+    }
+    const got: unknown[] = [];
+    for await (const e of events(chunks())) got.push(e);
+    t.same(got, sent, `chunks of ${size} bytes`);
+  }
 });
