@@ -144,7 +144,11 @@ function buildEdges(access: KubeAccess, settings: AnalyzerSettings, log: Log): E
   const telemetry = new Telemetry();
   // Every request outside the watches is counted: steady state should send none (ADR 14).
   const counted = (method: string, resource: string): void => telemetry.apiRequests.inc({ method, resource });
-  const rest = new Rest(access, { timeoutMs: margin, onRequest: counted });
+  const rest = new Rest(access, {
+    timeoutMs: margin,
+    onRequest: counted,
+    onDone: (method, resource, seconds) => telemetry.apiDuration.observe({ method, resource }, seconds),
+  });
   const apps = appsApi(rest);
   const core = coreApi(rest);
   const custom = customApi(rest);

@@ -143,6 +143,8 @@ export interface RestOptions {
   timeoutMs: number;
   /** Counts a request (not a watch) as it is sent. */
   onRequest?: (method: string, resource: string) => void;
+  /** Times a request (not a watch), from sent to answered, failed or abandoned. */
+  onDone?: (method: string, resource: string, seconds: number) => void;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -237,19 +239,25 @@ export class Rest {
     query?: Query,
     body?: unknown,
   ): Promise<T> {
-    this.options.onRequest?.(method, resourceOf(path));
+    const resource = resourceOf(path);
+    this.options.onRequest?.(method, resource);
+    const started = performance.now();
     const contentType =
       body === undefined ? undefined : method === 'PATCH' ? 'application/json-patch+json' : 'application/json';
-    const response = await poolOf(this.access).request({
-      method,
-      path: this.prefix + withQuery(path, query),
-      headers: this.headers(contentType),
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(this.options.timeoutMs),
-    });
-    const parsed = parseAnswer(await response.body.text());
-    if (response.statusCode >= 200 && response.statusCode < 300) return parsed as T;
-    throw new KubeError(response.statusCode, parsed, `${method} ${path}`);
+    try {
+      const response = await poolOf(this.access).request({
+        method,
+        path: this.prefix + withQuery(path, query),
+        headers: this.headers(contentType),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+      const parsed = parseAnswer(await response.body.text());
+      if (response.statusCode >= 200 && response.statusCode < 300) return parsed as T;
+      throw new KubeError(response.statusCode, parsed, `${method} ${path}`);
+    } finally {
+      this.options.onDone?.(method, resource, (performance.now() - started) / 1000);
+    }
   }
 
   get<T>(path: string, query?: Query): Promise<T> {

@@ -53,6 +53,13 @@ export class Telemetry {
     buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
     registers: [this.registry],
   });
+  readonly apiDuration = new Histogram({
+    name: 'weir_api_request_duration_seconds',
+    help: 'Time the Kubernetes API took to answer a request outside the watches',
+    labelNames: ['method', 'resource'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
   readonly apiWrites = new Counter({
     name: 'weir_api_writes_total',
     help: 'Writes to the Kubernetes API, by action',

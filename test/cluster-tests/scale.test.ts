@@ -2,6 +2,7 @@
 // holding a step costs no API reads — everything it decides on comes from its watches.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
 import { apply, deployment, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
 import {
   apiReads as reads,
@@ -53,6 +54,29 @@ t.test('only served namespaces are cached; a release holding a step sends no API
     30_000,
   );
   t.same(await reads(analyzer.url), before, 'no GET or LIST of any release object while the step holds');
+  // Every request counted is timed too: in one scrape (no write in flight), its duration histogram
+  // counts the same writes.
+  const patches = async (): Promise<{ sent?: number; timed?: number }> => {
+    const lines = (await (await request(`${analyzer.url}/metrics`)).body.text()).split('\n');
+    const value = (name: string): number | undefined => {
+      const line = lines.find(
+        (l) => l.startsWith(`${name}{`) && l.includes('method="PATCH"') && l.includes('resource="deployments"'),
+      );
+      return line === undefined ? undefined : Number(line.split(' ').pop());
+    };
+    return { sent: value('weir_api_requests_total'), timed: value('weir_api_request_duration_seconds_count') };
+  };
+  let last: { sent?: number; timed?: number } = {};
+  await waitFor(
+    'each write timed',
+    async () => {
+      last = await patches();
+      return (last.sent ?? 0) > 0 && last.timed === last.sent;
+    },
+    10_000,
+  ).catch(() => undefined);
+  t.ok((last.sent ?? 0) > 0, `the release's record was written (${last.sent ?? 0} PATCHes)`);
+  t.equal(last.timed, last.sent, 'and each of those writes was timed');
   t.equal((await releaseStatus(served, 'web'))?.weight, 10, 'still holding the step');
 });
 
