@@ -122,7 +122,6 @@ function unguardedReporter(deps: {
 }
 
 interface Edges {
-  access: KubeAccess;
   ctx: ActContext;
   notifier?: Notifier;
   core: CoreApi;
@@ -206,7 +205,6 @@ function buildEdges(access: KubeAccess, settings: AnalyzerSettings, log: Log): E
     },
   };
   return {
-    access,
     ctx,
     core,
     router,

@@ -138,7 +138,7 @@ export function resourceOf(path: string): string {
   return (rest[0] === 'namespaces' && rest.length >= 3 ? rest[2] : rest[0]) ?? 'unknown';
 }
 
-export interface RestOptions {
+interface RestOptions {
   /** Every request is abandoned after this: a write the leader started can never land after its lease (ADR 10). */
   timeoutMs: number;
   /** Counts a request (not a watch) as it is sent. */
