@@ -48,6 +48,51 @@ const show = (metric: MetricPolicy, v: number): string =>
 export const lookBackMs = (policy: Pick<Policy, 'intervalMs' | 'unjudgedLimit'>, s?: ReleaseStatus): number =>
   policy.intervalMs * 2 ** Math.floor(Math.log2(1 + Math.min(s?.unjudged ?? 0, policy.unjudgedLimit)));
 
+type Timed = Pick<ReleaseStatus, 'lastCheckAt' | 'stepStartedAt'>;
+
+/**
+ * Checks fall on shared instants, every half interval counted from the epoch (ADR 23): releases
+ * that began their steps at different moments are checked in the same passes with the same
+ * windows, so Prometheus is asked once per window however many releases are in flight. Half an
+ * interval keeps a step's first check within 1.5 intervals of its start.
+ */
+export const checkSlotMs = (policy: Pick<Policy, 'intervalMs'>): number => policy.intervalMs / 2;
+const slotFloor = (t: number, slot: number): number => Math.floor(t / slot) * slot;
+const slotCeil = (t: number, slot: number): number => Math.ceil(t / slot) * slot;
+const minWindowMs = 10_000;
+const parsed = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
+
+/** When a step's next check is due (epoch ms): an interval after the last check's slot, or a slot an interval in. */
+export function nextCheckAt(policy: Pick<Policy, 'intervalMs'>, s: Timed): number {
+  const slot = checkSlotMs(policy);
+  if (s.lastCheckAt !== undefined) return slotFloor(parsed(s.lastCheckAt), slot) + policy.intervalMs;
+  return slotCeil(parsed(s.stepStartedAt) + policy.intervalMs, slot);
+}
+
+/**
+ * A check's two look-backs (ms), both whole slots so that releases share them. `counts` (the
+ * halves' requests and errors) reaches back to the last check, or to the step's start (up to a
+ * slot before it: the same canary's traffic), and no less than `lookBackMs`. `callers` (requests
+ * that reached no pod) never reaches before the step began: failures while the last step drained
+ * are not this canary's doing. `counts` is never under 10 s, so a rate has samples to work with;
+ * `callers` never under two seconds, so a range holds two scrapes.
+ */
+export function checkWindows(
+  policy: Pick<Policy, 'intervalMs' | 'unjudgedLimit'>,
+  s: ReleaseStatus | undefined,
+  now: Date,
+): { counts: number; callers: number } {
+  const slot = checkSlotMs(policy);
+  const lookBack = lookBackMs(policy, s);
+  const started = parsed(s?.stepStartedAt);
+  if (!s || !Number.isFinite(started)) return { counts: Math.max(minWindowMs, lookBack), callers: lookBack };
+  const since = s.lastCheckAt !== undefined ? slotFloor(parsed(s.lastCheckAt), slot) : started;
+  const span = slotCeil(slotFloor(now.getTime(), slot) - since, slot);
+  const counts = Math.max(minWindowMs, lookBack, Number.isFinite(span) ? span : 0);
+  const age = slotFloor(now.getTime() - started, slot);
+  return { counts, callers: Math.max(2000, Math.min(counts, age)) };
+}
+
 /** Judges one metric's measurement against its policy. */
 export function judge(metric: MetricPolicy, m: Measurement, minRequests: number): Judgement {
   const base = { metric: metric.name, hard: false, threshold: metric.max };

@@ -12,7 +12,7 @@ import type {
   RouteRecord,
   Verdict,
 } from '../../contract/status.ts';
-import { combine, judge, judgeSequential, lookBackMs } from './analysis.ts';
+import { combine, judge, judgeSequential, lookBackMs, nextCheckAt } from './analysis.ts';
 import type { Judgement, Measurement } from './analysis.ts';
 import type { Policy } from './policy.ts';
 import type { HeaderMatch } from '../../contract/steering.ts';
@@ -186,7 +186,7 @@ function fresh(revision: string, weight: number): ReleaseStatus {
 }
 
 // When each timed wait ends (epoch ms). decide compares them with now; wakeAt sleeps until them.
-const checkAt = (s: ReleaseStatus, policy: Policy): number => ms(s.lastCheckAt ?? s.stepStartedAt) + policy.intervalMs;
+const checkAt = (s: ReleaseStatus, policy: Policy): number => nextCheckAt(policy, s);
 /** The last step holds no pause: it promotes at its first passing check. */
 const pauseEndsAt = (s: ReleaseStatus, policy: Policy): number =>
   ms(s.stepStartedAt) + (s.step >= stepsOf(policy).length - 1 ? 0 : policy.stepPauseMs);

@@ -2,31 +2,14 @@
 // the built-in error rate of every threshold release, one of counter totals for every sequential
 // release, one per custom metric per release.
 import { canaryName } from '../../contract/names.ts';
-import { lookBackMs } from '../core/analysis.ts';
+import { checkWindows } from '../core/analysis.ts';
 import type { Measurement } from '../core/analysis.ts';
 import type { Observed } from '../core/decide.ts';
-import type { Policy } from '../core/policy.ts';
-import type { ReleaseStatus } from '../../contract/status.ts';
 import type { MetricsProvider, RequestCounts } from '../ports/metrics.ts';
 import { workloadKey } from '../ports/metrics.ts';
 
-/** A query window of `ms`, but never under 10 s so a rate has samples to work with. */
-export const windowSeconds = (ms: number): number => Math.max(10, Math.round(ms / 1000));
-
-/** The window a release's check asks for: back to its last judged check (core's `lookBackMs`). */
-const windowOf = (policy: Policy, s?: ReleaseStatus): number => windowSeconds(lookBackMs(policy, s));
-
-/**
- * The callers' failures a check counts: those of its window, but never from before the step began.
- * A 503 while the Service had no Ready pod yet, or while the last step drained, is not this
- * canary's doing, and the window's 10 s floor reaches past a step younger than that.
- */
-export function callersWindowOf(w: number, s: ReleaseStatus | undefined, now: Date): number {
-  const started = s?.stepStartedAt ? Date.parse(s.stepStartedAt) : NaN;
-  if (!Number.isFinite(started)) return w;
-  // Two seconds at least: a range needs two scrapes for `increase` to answer.
-  return Math.max(2, Math.min(w, Math.ceil((now.getTime() - started) / 1000)));
-}
+/** Prometheus ranges are asked in whole seconds. */
+const seconds = (ms: number): number => Math.round(ms / 1000);
 
 const builtIn = (o: Observed): boolean => o.policy.ok && o.policy.value.metrics.some((m) => m.query === 'error-rate');
 const sequential = (o: Observed): boolean => o.policy.ok && o.policy.value.analysis.kind === 'sequential';
@@ -124,8 +107,8 @@ export async function measureAll(
   // Only releases judged by the built-in error rate need the counts queries: one per window.
   const windowsOf = (o: Observed): Windows | undefined => {
     if (!o.policy.ok || !builtIn(o) || sequential(o)) return undefined;
-    const w = windowOf(o.policy.value, o.status);
-    return { w, callers: callersWindowOf(w, o.status, now) };
+    const w = checkWindows(o.policy.value, o.status, now);
+    return { w: seconds(w.counts), callers: seconds(w.callers) };
   };
   const totals = due.some((o) => builtIn(o) && sequential(o))
     ? asked(provider.requestTotals(), provider.callerFailures())
@@ -139,7 +122,7 @@ export async function measureAll(
   await Promise.all(
     due.map(async (o) => {
       if (!o.policy.ok) return;
-      const w = windowOf(o.policy.value, o.status);
+      const w = seconds(checkWindows(o.policy.value, o.status, now).counts);
       const canary = canaryName(o.name);
       const measurements = await Promise.all(
         o.policy.value.metrics.map(async (metric): Promise<Measurement> => {

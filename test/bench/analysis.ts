@@ -5,7 +5,7 @@
 // error rate, as the simulator's pods do. Seeded: every run draws the same requests.
 import { decide, checkDue } from '../../analyzer/core/decide.ts';
 import type { Action, Observed } from '../../analyzer/core/decide.ts';
-import { lookBackMs } from '../../analyzer/core/analysis.ts';
+import { checkWindows } from '../../analyzer/core/analysis.ts';
 import type { Measurement } from '../../analyzer/core/analysis.ts';
 import { defaultPolicy, sequentialDefaults } from '../../analyzer/core/policy.ts';
 import type { Policy } from '../../analyzer/core/policy.ts';
@@ -123,7 +123,7 @@ export function runRelease(
     perSecond.push(canary);
     if (canary.requests > 0) firstCanaryS ??= s;
     const now = new Date(s * 1000);
-    const windowS = Math.round(lookBackMs(policy, o.status) / 1000);
+    const windowS = Math.round(checkWindows(policy, o.status, now).counts / 1000);
     const actions: Action[] = decide(o, checkDue(o, now) ? measure(perSecond, windowS, totals) : undefined, now);
     applyActions(o, actions, ignored);
     ignored.length = 0;

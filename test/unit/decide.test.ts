@@ -301,8 +301,9 @@ t.test('requests that do not apply are refused with a Warning and cleared', asyn
 t.test("weights changed behind weir's back mid-step are put back at once, and the step is judged afresh", async (t) => {
   const o = world();
   const log: string[] = [];
-  const at = run(o, 15, errorRate(0.01), log);
+  const at = run(o, 16, errorRate(0.01), log);
   t.equal(o.status?.weight, 10, 'holding step 1');
+  t.ok(o.status?.lastCheckAt, 'and checked at it');
   const checksBefore = o.status?.lastCheckAt;
   // A re-apply that bypassed the webhook put the route back to 100/0.
   o.routing = { ok: true, canaryWeight: 0 };
@@ -694,8 +695,9 @@ t.test("the testers' header route rides with every step's write and leaves with 
 t.test("a mirror or testers' route taken off the route mid-step is put back, and the checks start again", async (t) => {
   const o = releaseWorld({ ...policy, mirror: 100 });
   const log: string[] = [];
-  run(o, 15, errorRate(0), log);
+  run(o, 16, errorRate(0), log);
   t.equal(o.routing.ok && o.routing.mirror, 100);
+  t.ok(o.status?.lastCheckAt, 'checked at the step');
   o.routing = { ok: true, canaryWeight: 0 };
   const repair = decide(o, undefined, new Date(16_000));
   t.match(repair, [
