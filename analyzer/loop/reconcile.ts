@@ -83,8 +83,14 @@ function count(deps: LoopDeps, actions: Action[]): void {
   }
 }
 
-async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
+/** Runs `fn` over `items`, at most `limit` at once; the next starts as one ends (no batch waits for its slowest). */
+export async function pooled<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  // One iterator shared by the workers: each takes the next item when it is free.
+  const queue = items.values();
+  const worker = async (): Promise<void> => {
+    for (const item of queue) await fn(item);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
 /**
@@ -115,7 +121,7 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
     const canary = deps.deployments.get(canaryName(name), namespace);
     return d ? [d, ...(canary ? [canary] : [])] : [];
   });
-  await inBatches(active(candidates, keys).filter(inScope), concurrency, async (d) => {
+  await pooled(active(candidates, keys).filter(inScope), concurrency, async (d) => {
     try {
       views.push(await observe(deps.ctx, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
     } catch (error) {
@@ -131,7 +137,7 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
   const now = deps.ctx.now();
   const due = views.filter((v) => checkDue(v.observed, now)).map((v) => v.observed);
   const measured = due.length > 0 ? await measureAll(deps.provider, due, now) : new Map<Observed, never>();
-  await inBatches(views, concurrency, async (view) => {
+  await pooled(views, concurrency, async (view) => {
     const o = view.observed;
     deps.telemetry.setPhase(o.namespace, o.name, o.phase);
     deps.telemetry.weight.set(

@@ -1,7 +1,7 @@
 // The release work queue and how a pass's outcomes requeue releases: pure, on a given clock.
 import t from 'tap';
 import { WorkQueue } from '../../analyzer/loop/queue.ts';
-import { requeue } from '../../analyzer/loop/reconcile.ts';
+import { pooled, requeue } from '../../analyzer/loop/reconcile.ts';
 import type { Outcome } from '../../analyzer/loop/reconcile.ts';
 
 const queue = (): WorkQueue => new WorkQueue({ baseDelayMs: 1000, maxDelayMs: 8000 });
@@ -53,4 +53,28 @@ t.test('requeue: worked soon, idle at its wake-up or dropped, failed after its b
   q.take(Infinity);
   requeue(q, new Map([['ns/failed', { kind: 'failed' }]]), 40_000, 1000);
   t.equal(q.nextDue(), 41_000, 'a success resets the backoff');
+});
+
+t.test('pooled: at most `limit` at once, and a slow release holds up no one but itself', async (t) => {
+  const order: string[] = [];
+  let running = 0;
+  let most = 0;
+  let release = (): void => undefined;
+  const slow = new Promise<void>((resolve) => (release = resolve));
+  const done = pooled(['slow', 'a', 'b', 'c', 'd'], 2, async (item) => {
+    running++;
+    most = Math.max(most, running);
+    if (item === 'slow') await slow;
+    else await Promise.resolve();
+    order.push(item);
+    running--;
+  });
+  // Let the other worker run through the rest while `slow` waits.
+  for (let turn = 0; turn < 100 && order.length < 4; turn++) await new Promise((resolve) => setImmediate(resolve));
+  t.same(order, ['a', 'b', 'c', 'd'], 'the other worker took every other item while one waited');
+  release();
+  await done;
+  t.same(order, ['a', 'b', 'c', 'd', 'slow']);
+  t.equal(most, 2, 'never more than two at once');
+  await pooled([], 4, () => Promise.reject(new Error('never called')));
 });
