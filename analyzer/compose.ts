@@ -460,6 +460,7 @@ function releasePass(p: {
   const { ctx, telemetry } = loopDeps;
   let lastResync = -Infinity;
   let leading = false;
+  let orphansRunning = false;
   const resync = (now: number): void => {
     lastResync = now;
     w.follow();
@@ -490,14 +491,24 @@ function releasePass(p: {
     leading = true;
     const keys = queue.take(now);
     if (keys.length > 0) {
-      requeue(queue, await tick(loopDeps, new Set(keys)), ctx.now().getTime(), settings.tickMs);
+      try {
+        requeue(queue, await tick(loopDeps, new Set(keys)), ctx.now().getTime(), settings.tickMs);
+      } finally {
+        for (const key of keys) queue.done(key);
+      }
       gauges();
     }
     // Every cache the check reads must be complete: a namespace not yet seen is not "out of scope".
-    if (!w.deployments.synced() || !w.namespaces.synced()) return;
-    for (const touched of w.touched) {
-      if (touched.keys.size === 0 || !touched.watch.synced()) continue;
-      await unweightOrphans({ ...ctx, log: p.log }, touched, w.deployments.list(), namespaceInScope);
+    if (orphansRunning || !w.deployments.synced() || !w.namespaces.synced()) return;
+    // One pass at a time looks for orphaned routes; passes may overlap.
+    orphansRunning = true;
+    try {
+      for (const touched of w.touched) {
+        if (touched.keys.size === 0 || !touched.watch.synced()) continue;
+        await unweightOrphans({ ...ctx, log: p.log }, touched, w.deployments.list(), namespaceInScope);
+      }
+    } finally {
+      orphansRunning = false;
     }
   };
 }

@@ -1,7 +1,9 @@
 // The work queue of releases, keyed `namespace/name`, as controllers keep one: a key is queued
 // once however often it is added, is due now (a watch saw a change), at a time (a pause or check
-// ends), or after a backoff that doubles with each failure in a row. No timers inside: the
-// caller asks when the next key is due and takes the due ones, so the queue is tested without I/O.
+// ends), or after a backoff that doubles with each failure in a row. A key taken is in process
+// until `done`: added again meanwhile, it waits, so two passes never work on one release at once.
+// No timers inside: the caller asks when the next key is due and takes the due ones, so the queue
+// is tested without I/O.
 
 export interface QueueOptions {
   /** The first retry's delay after a failure; doubled for each failure in a row. */
@@ -14,6 +16,8 @@ export class WorkQueue {
   /** When each queued key is due (epoch ms); a key is queued at most once, at its earliest time. */
   private readonly due = new Map<string, number>();
   private readonly failures = new Map<string, number>();
+  /** Keys taken and not yet done. */
+  private readonly processing = new Set<string>();
   private readonly options: QueueOptions;
 
   constructor(options: QueueOptions) {
@@ -45,18 +49,27 @@ export class WorkQueue {
     this.failures.delete(key);
   }
 
-  /** Removes and returns every key due at `now`. */
+  /** Removes and returns every key due at `now` that is not in process; they are in process until `done`. */
   take(now: number): string[] {
     const taken: string[] = [];
-    for (const [key, at] of this.due) if (at <= now) taken.push(key);
-    for (const key of taken) this.due.delete(key);
+    for (const [key, at] of this.due) if (at <= now && !this.processing.has(key)) taken.push(key);
+    for (const key of taken) {
+      this.due.delete(key);
+      this.processing.add(key);
+    }
     return taken;
   }
 
-  /** The earliest time a key is due, or undefined when nothing is queued. */
+  /** The pass that took `key` is over: if it was queued again meanwhile, it can be taken. */
+  done(key: string): void {
+    this.processing.delete(key);
+  }
+
+  /** The earliest time a key not in process is due, or undefined when there is none. */
   nextDue(): number | undefined {
     let earliest: number | undefined;
-    for (const at of this.due.values()) if (earliest === undefined || at < earliest) earliest = at;
+    for (const [key, at] of this.due)
+      if (!this.processing.has(key) && (earliest === undefined || at < earliest)) earliest = at;
     return earliest;
   }
 

@@ -43,16 +43,36 @@ t.test('requeue: worked soon, idle at its wake-up or dropped, failed after its b
     ['ns/failed', { kind: 'failed' }],
   ]);
   requeue(q, outcomes, 10_000, 1000);
-  t.same(q.take(11_000).sort(), ['ns/failed', 'ns/worked'], 'worked one tick later; failed after 1 s of backoff');
-  t.same(q.take(59_999), []);
-  t.same(q.take(60_000), ['ns/waiting'], 'idle until its pause or check ends');
+  // A pass takes its keys and is done with them once it has requeued them.
+  const pass = (now: number): string[] => {
+    const keys = q.take(now);
+    for (const key of keys) q.done(key);
+    return keys;
+  };
+  t.same(pass(11_000).sort(), ['ns/failed', 'ns/worked'], 'worked one tick later; failed after 1 s of backoff');
+  t.same(pass(59_999), []);
+  t.same(pass(60_000), ['ns/waiting'], 'idle until its pause or check ends');
   t.equal(q.size, 0, 'a settled release with nothing to wait for is not queued');
   requeue(q, new Map([['ns/failed', { kind: 'failed' }]]), 20_000, 1000);
   t.equal(q.nextDue(), 22_000, 'a second failure in a row waits twice as long');
   requeue(q, new Map([['ns/failed', { kind: 'worked' }]]), 30_000, 1000);
-  q.take(Infinity);
+  pass(Infinity);
   requeue(q, new Map([['ns/failed', { kind: 'failed' }]]), 40_000, 1000);
   t.equal(q.nextDue(), 41_000, 'a success resets the backoff');
+});
+
+t.test('a release in process is never taken by a second pass; queued again meanwhile, it waits for done', async (t) => {
+  const q = queue();
+  q.add('ns/web', 0);
+  q.add('ns/api', 0);
+  t.same(q.take(0).sort(), ['ns/api', 'ns/web'], 'the first pass takes both');
+  q.add('ns/web', 100);
+  q.addAt('ns/new', 500);
+  t.equal(q.nextDue(), 500, 'web, in process, is not due for anyone else');
+  t.same(q.take(1000), ['ns/new'], 'a second pass takes only what is not in process');
+  q.done('ns/web');
+  t.equal(q.nextDue(), 100, 'done: its change seen meanwhile is due again');
+  t.same(q.take(1000), ['ns/web']);
 });
 
 t.test('pooled: at most `limit` at once, and a slow release holds up no one but itself', async (t) => {
