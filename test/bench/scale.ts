@@ -3,7 +3,9 @@
 // cost — memory, API reads, Prometheus queries, step lag — against the same run's baselines: its
 // own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
 import { readFile, writeFile } from 'node:fs/promises';
-import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import type { V1Deployment } from '@kubernetes/client-node';
+import { parseStatus } from '../../contract/status.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, jsonPatch, service } from '../helpers/kube.ts';
@@ -28,6 +30,9 @@ export interface ScaleRow {
   /** End of a pause to the next weight, at 10 → 50 % (after a check at 10 %) and at 50 → 100 %. */
   lag10: { p50: number; p99: number };
   lag50: { p50: number; p99: number };
+  /** The loop's own part: from the moment a step could advance (pause over, latest check passed) to its next weight. */
+  loop10: { p50: number; p99: number };
+  loop50: { p50: number; p99: number };
   /** The analyzer's largest RSS seen during the run. */
   peakMiB: number;
   /** A canary failing every request, started while the N releases hold: first weight to 0 %. */
@@ -157,6 +162,63 @@ function lags(watches: Weights[], from: number): { p50: number; p99: number } {
   return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) };
 }
 
+/** The checks each release recorded (the records in its status annotation), by Deployment name, in order. */
+type Checks = Map<string, { at: number; verdict: string }[]>;
+
+async function watchChecks(kc: KubeConfig, ns: string): Promise<{ checks: Checks; stop: () => void }> {
+  const checks: Checks = new Map();
+  let request: AbortController | undefined;
+  let stopped = false;
+  const start = async (): Promise<void> => {
+    if (stopped) return;
+    request = await new Watch(kc).watch(
+      `/apis/apps/v1/namespaces/${ns}/deployments`,
+      {},
+      (_type, d: V1Deployment) => {
+        // The records ride along in every status write, so a check that advanced its step is seen too.
+        const records = parseStatus(d.metadata?.annotations?.['weir.dev/status'])?.checks ?? [];
+        const list = checks.get(d.metadata?.name ?? '') ?? [];
+        for (const r of records) {
+          const at = Date.parse(r.at);
+          if (!list.some((c) => c.at === at)) list.push({ at, verdict: r.verdict });
+        }
+        list.sort((x, y) => x.at - y.at);
+        checks.set(d.metadata?.name ?? '', list);
+      },
+      () => void start().catch(() => undefined),
+    );
+  };
+  await start();
+  return { checks, stop: () => ((stopped = true), request?.abort()) };
+}
+
+/**
+ * The loop's own lag: a step advances once its pause is over and its latest check passed; a quiet
+ * canary's inconclusive checks make it wait for a passing one (the analysis, by design). From the
+ * later of the two moments to the next weight.
+ */
+function loopLags(watches: Weights[], checks: Checks[], from: number): { p50: number; p99: number } {
+  const all = new Map(checks.flatMap((c) => [...c]));
+  const xs: number[] = [];
+  for (const w of watches)
+    for (const [route, list] of w.changes) {
+      const recorded = all.get(route.replace(/^weir-/, '')) ?? [];
+      for (let i = 1; i < list.length; i++) {
+        const prev = list[i - 1];
+        const cur = list[i];
+        if (!prev || !cur || prev.weight !== from || cur.weight <= prev.weight) continue;
+        const pauseEnd = prev.at + pauseMs;
+        // The step's checks: after its weight was set (the one that set it came before), up to the next.
+        const step = recorded.filter((c) => c.at > prev.at && c.at <= cur.at);
+        const before = step.filter((c) => c.at <= pauseEnd).at(-1);
+        const ready =
+          before?.verdict === 'pass' ? pauseEnd : step.find((c) => c.at > pauseEnd && c.verdict === 'pass')?.at;
+        if (ready !== undefined) xs.push((cur.at - ready) / 1000);
+      }
+    }
+  return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) };
+}
+
 /** Routes whose canary weight is now `weight`, having changed since the watch began. */
 const count = (watches: Weights[], test: (list: { weight: number }[]) => boolean): number =>
   watches.reduce((sum, w) => sum + [...w.changes.values()].filter(test).length, 0);
@@ -226,6 +288,7 @@ async function run(
   const apps = kc.makeApiClient(AppsV1Api);
   const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
   const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
+  const recorded = await Promise.all(namespaces.map((ns) => watchChecks(kc, ns)));
   await resetPeak(a);
   await release(apps, n, `example.com/app:r${round}`);
   await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
@@ -242,7 +305,8 @@ async function run(
     (e: unknown) => log(String(e)),
   );
   const promoted = count(watches, finished);
-  for (const w of watches) w.stop();
+  for (const w of [...watches, ...recorded]) w.stop();
+  const checks = recorded.map((r) => r.checks);
   return {
     releases: n,
     readsPerSecond: (reads1 - reads0) / (windowMs / 1000),
@@ -250,6 +314,8 @@ async function run(
     queriesPerInterval: (queries1 - queries0) / (windowMs / scaleIntervalMs),
     lag10: lags(watches, 10),
     lag50: lags(watches, 50),
+    loop10: loopLags(watches, checks, 10),
+    loop50: loopLags(watches, checks, 50),
     peakMiB: await memory(a, 'VmHWM'),
     badToZeroSeconds,
     promoted,

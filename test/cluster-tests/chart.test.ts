@@ -592,7 +592,7 @@ t.test("the pod's readiness is the webhook's alone; replicas spread across nodes
   t.equal(pod?.topologySpreadConstraints?.[0]?.topologyKey, 'kubernetes.io/hostname');
   t.equal(
     byName('analyzer')?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value,
-    '--max-semi-space-size=4',
+    '--max-semi-space-size=4 --max-old-space-size=256',
     "the analyzer runs with the chart's Node options (tests and benches read the same value)",
   );
   t.notOk(
