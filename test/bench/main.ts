@@ -257,7 +257,7 @@ ${rows.join('\n')}
 ${baseline}
 
 Targets: ${targets}.
-`;
+${r.notCarried ? `\n${f(r.notCarried.releases)} releases did not finish on this machine: ${r.notCarried.why}.\n` : ''}`;
 }
 
 if (!values.only || values.only === 'analysis') {

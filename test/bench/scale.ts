@@ -48,6 +48,8 @@ export interface ScaleResult {
   cachedDeployments: number;
   rows: ScaleRow[];
   polling?: { releases: number; readsPerSecond: number; newReadsPerSecond: number };
+  /** The first N whose run did not finish on this machine, and why. */
+  notCarried?: { releases: number; why: string };
 }
 
 const pauseMs = 60_000;
@@ -367,9 +369,17 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
     log(`idle with ${o.deployments} Deployments: ${idleFullMiB.toFixed(0)} MiB, ${cachedDeployments} cached`);
     const rows: ScaleRow[] = [];
     let round = 1;
+    let notCarried: ScaleResult['notCarried'];
     for (const n of o.releases) {
       log(`${n} releases`);
-      rows.push(await run(state, kc, a, Math.min(n, o.guarded), round++, log));
+      try {
+        rows.push(await run(state, kc, a, Math.min(n, o.guarded), round++, log));
+      } catch (error) {
+        // The rows so far stand; what the machine did not carry is reported, not lost with them.
+        notCarried = { releases: n, why: error instanceof Error ? error.message : String(error) };
+        log(`${n} releases not carried: ${notCarried.why}`);
+        break;
+      }
     }
     await a.kill();
     const smallest = Math.min(...o.releases, o.guarded);
@@ -382,6 +392,7 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
       cachedDeployments,
       rows,
       polling: { releases: smallest, readsPerSecond, newReadsPerSecond },
+      ...(notCarried ? { notCarried } : {}),
     };
   } finally {
     await down();
