@@ -210,6 +210,20 @@ function scaleSection(r: ScaleResult): string {
       `${x.promoted} / ${x.releases}`,
     ),
   );
+  const partNames = [...new Set(r.rows.flatMap((x) => Object.keys(x.cores)))].sort((a, b) =>
+    a === 'analyzer' ? -1 : b === 'analyzer' ? 1 : a.localeCompare(b),
+  );
+  const cpuRows = r.rows.map((x) =>
+    cells(
+      x.releases,
+      ...partNames.map((name) => f(x.cores[name] ?? 0, 2)),
+      f(
+        Object.values(x.cores).reduce((sum, c) => sum + c, 0),
+        2,
+      ),
+      f(x.writeMs),
+    ),
+  );
   const ratio = r.idleFullMiB / r.idleEmptyMiB;
   const twoIntervals = (2 * scaleIntervalMs) / 1000;
   const x = r.rows.at(-1);
@@ -253,6 +267,13 @@ ${cells(
 )}
 ${cells(...Array<string>(10).fill('---:'))}
 ${rows.join('\n')}
+
+Where the machine's ${cpus().length} cores went over each run (cores kept busy on average, from /proc), and the
+API server's mean answer time to the analyzer's writes:
+
+${cells('releases', ...partNames, 'all', 'write answered in (ms)')}
+${cells(...Array<string>(partNames.length + 3).fill('---:'))}
+${cpuRows.join('\n')}
 
 ${baseline}
 

@@ -2,7 +2,7 @@
 // releases at once, driven by one analyzer of the working tree. What is measured is the analyzer's
 // cost — memory, API reads, Prometheus queries, step lag — against the same run's baselines: its
 // own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { parseStatus } from '../../contract/status.ts';
@@ -39,6 +39,10 @@ export interface ScaleRow {
   badToZeroSeconds: number;
   /** Releases that reached Stable within the run's time limit. */
   promoted: number;
+  /** Cores kept busy, on average over the run, by the analyzer and by each part of the cluster. */
+  cores: Record<string, number>;
+  /** The API server's mean answer time to the analyzer's writes over the run (ms). */
+  writeMs: number;
 }
 
 export interface ScaleResult {
@@ -279,6 +283,47 @@ async function badToZero(state: ClusterState, kc: KubeConfig, round: number): Pr
   return first && zero ? (zero.at - first.at) / 1000 : NaN;
 }
 
+/** The parts of the local cluster whose CPU time is counted, by their command line. */
+const parts: [string, RegExp][] = [
+  ['kube-apiserver', /kube-apiserver/],
+  ['etcd', /\/etcd\b/],
+  ['mesh simulator', /test\/mesh\/main\.ts/],
+  ['prometheus', /\/prometheus\b/],
+  ['controllers, scheduler, kwok', /kube-controller-manager|kube-scheduler|kwok/],
+];
+
+/** CPU seconds used so far by the measured analyzer and by each part of the cluster (Linux /proc, 100 ticks/s). */
+async function cpuSeconds(analyzerPid: number): Promise<Map<string, number>> {
+  const used = new Map<string, number>();
+  for (const pid of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const [cmdline, stat] = await Promise.all([
+      readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+      readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''),
+    ]);
+    const name = Number(pid) === analyzerPid ? 'analyzer' : parts.find(([, re]) => re.test(cmdline))?.[0];
+    // utime and stime: fields 14 and 15, counted after the command's closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (!name) continue;
+    used.set(name, (used.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+  }
+  return used;
+}
+
+/** Cores each part kept busy between two readings. */
+const coresBetween = (a: Map<string, number>, b: Map<string, number>, seconds: number): Record<string, number> =>
+  Object.fromEntries([...b].map(([name, s]) => [name, (s - (a.get(name) ?? 0)) / seconds]));
+
+/** The API server's mean answer time to the analyzer's writes (PATCH and POST), from its histogram. */
+async function writeSeconds(url: string): Promise<{ sum: number; count: number }> {
+  const sum = async (name: string): Promise<number> =>
+    (await metric(url, `${name}{method="PATCH"`)) + (await metric(url, `${name}{method="POST"`));
+  return {
+    sum: await sum('weir_api_request_duration_seconds_sum'),
+    count: await sum('weir_api_request_duration_seconds_count'),
+  };
+}
+
 async function run(
   state: ClusterState,
   kc: KubeConfig,
@@ -291,7 +336,30 @@ async function run(
   const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
   const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
   const recorded = await Promise.all(namespaces.map((ns) => watchChecks(kc, ns)));
+  try {
+    return await measureRun(state, kc, a, n, round, log, { apps, namespaces, watches, recorded });
+  } finally {
+    for (const w of [...watches, ...recorded]) w.stop();
+  }
+}
+
+async function measureRun(
+  state: ClusterState,
+  kc: KubeConfig,
+  a: Analyzer,
+  n: number,
+  round: number,
+  log: (l: string) => void,
+  w: {
+    apps: AppsV1Api;
+    namespaces: string[];
+    watches: Weights[];
+    recorded: Awaited<ReturnType<typeof watchChecks>>[];
+  },
+): Promise<ScaleRow> {
+  const { apps, namespaces, watches, recorded } = w;
   await resetPeak(a);
+  const [cpu0, writes0, begun] = [await cpuSeconds(a.process.pid ?? 0), await writeSeconds(a.url), Date.now()];
   await release(apps, n, `example.com/app:r${round}`);
   await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
   log(`${n} releases hold at 10 %`);
@@ -307,7 +375,7 @@ async function run(
     (e: unknown) => log(String(e)),
   );
   const promoted = count(watches, finished);
-  for (const w of [...watches, ...recorded]) w.stop();
+  const [cpu1, writes1] = [await cpuSeconds(a.process.pid ?? 0), await writeSeconds(a.url)];
   const checks = recorded.map((r) => r.checks);
   return {
     releases: n,
@@ -321,6 +389,8 @@ async function run(
     peakMiB: await memory(a, 'VmHWM'),
     badToZeroSeconds,
     promoted,
+    cores: coresBetween(cpu0, cpu1, (Date.now() - begun) / 1000),
+    writeMs: ((writes1.sum - writes0.sum) / Math.max(1, writes1.count - writes0.count)) * 1000,
   };
 }
 
@@ -378,6 +448,12 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
         // The rows so far stand; what the machine did not carry is reported, not lost with them.
         notCarried = { releases: n, why: error instanceof Error ? error.message : String(error) };
         log(`${n} releases not carried: ${notCarried.why}`);
+        // The polling seam below must find only its own releases in flight.
+        const started = [...new Set(Array.from({ length: Math.min(n, o.guarded) }, (_, i) => guardedNamespace(i)))];
+        const apps = kc.makeApiClient(AppsV1Api);
+        await waitFor('the releases over', async () => (await settled(apps, started)) >= n, 900_000, 5000).catch(
+          (e: unknown) => log(String(e)),
+        );
         break;
       }
     }
