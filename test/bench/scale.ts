@@ -324,40 +324,33 @@ async function writeSeconds(url: string): Promise<{ sum: number; count: number }
   };
 }
 
-async function run(
-  state: ClusterState,
-  kc: KubeConfig,
-  a: Analyzer,
-  n: number,
-  round: number,
-  log: (l: string) => void,
-): Promise<ScaleRow> {
-  const apps = kc.makeApiClient(AppsV1Api);
-  const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
-  const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
-  const recorded = await Promise.all(namespaces.map((ns) => watchChecks(kc, ns)));
+/** One row's run: N releases on the cluster, measured through analyzer `a`. */
+interface Run {
+  state: ClusterState;
+  kc: KubeConfig;
+  a: Analyzer;
+  n: number;
+  round: number;
+  log: (l: string) => void;
+}
+
+async function run(r: Run): Promise<ScaleRow> {
+  const namespaces = [...new Set(Array.from({ length: r.n }, (_, i) => guardedNamespace(i)))];
+  const watches = await Promise.all(namespaces.map((ns) => watchWeights(r.kc, ns)));
+  const recorded = await Promise.all(namespaces.map((ns) => watchChecks(r.kc, ns)));
   try {
-    return await measureRun(state, kc, a, n, round, log, { apps, namespaces, watches, recorded });
+    return await measureRun(r, { namespaces, watches, recorded });
   } finally {
     for (const w of [...watches, ...recorded]) w.stop();
   }
 }
 
 async function measureRun(
-  state: ClusterState,
-  kc: KubeConfig,
-  a: Analyzer,
-  n: number,
-  round: number,
-  log: (l: string) => void,
-  w: {
-    apps: AppsV1Api;
-    namespaces: string[];
-    watches: Weights[];
-    recorded: Awaited<ReturnType<typeof watchChecks>>[];
-  },
+  { state, kc, a, n, round, log }: Run,
+  w: { namespaces: string[]; watches: Weights[]; recorded: Awaited<ReturnType<typeof watchChecks>>[] },
 ): Promise<ScaleRow> {
-  const { apps, namespaces, watches, recorded } = w;
+  const { namespaces, watches, recorded } = w;
+  const apps = kc.makeApiClient(AppsV1Api);
   await resetPeak(a);
   const [cpu0, writes0, begun] = [await cpuSeconds(a.process.pid ?? 0), await writeSeconds(a.url), Date.now()];
   await release(apps, n, `example.com/app:r${round}`);
@@ -443,7 +436,7 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
     for (const n of o.releases) {
       log(`${n} releases`);
       try {
-        rows.push(await run(state, kc, a, Math.min(n, o.guarded), round++, log));
+        rows.push(await run({ state, kc, a, n: Math.min(n, o.guarded), round: round++, log }));
       } catch (error) {
         // The rows so far stand; what the machine did not carry is reported, not lost with them.
         notCarried = { releases: n, why: error instanceof Error ? error.message : String(error) };
