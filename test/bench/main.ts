@@ -73,30 +73,42 @@ const readingNotes = `## Reading these numbers
   was stopped, not yet investigated (a guess to check: at 10 % of 4 requests/s, 2 s windows are
   often unjudged). It stays as measured then; the Scale section measures the design as it is.
 - **Scale.** The analyzer's memory floor is the runtime and its libraries, not the releases:
-  measured on this machine, bare Node 41 MiB, after importing client-node alone 117 MiB. Since the
-  analyzer speaks REST itself (ADR 22) it loads no client-node code: its composition root imports
-  in 110 MiB instead of 147, and in this benchmark idle RSS went from 157 to 120 MiB and the peak at
-  100 releases from 264–274 to 205 MiB (same setup, one run each). What releases add is the
-  difference from the idle row. An allocation profile at 100 releases found client-node opening a
-  new TLS connection for every request; one shared pool took RSS at 100 releases from 640 to
-  367 MiB in the same setup. V8 then grew its young generation to tens of MiB under the
-  releases' short-lived garbage; the chart's \`analyzer.nodeOptions\` (\`--max-semi-space-size=4\`,
-  read by the local cluster, the tests and this bench) took idle RSS from 187 to 157 MiB and the
-  peak at 100 releases from 363 to 264–274 MiB (two runs). Reads while holding count GETs and LISTs
-  outside the watches; writes (the check records) are not reads. Prometheus queries per interval
-  follow the passes in which checks fall due together, and the distinct look-back windows among
-  them (ADR 20: 1, 2, 4 … intervals), not the releases: 14 per 10 s for 100 releases before checks
-  looked back, 23 with one window per silent check, 20 with windows doubling. Checks of releases
-  started seconds apart stay seconds apart, so aligning them to shared instants is the next step.
-  Lag at 10 → 50 % includes waiting for a passing check (a quiet canary at 10 % of 2 requests/s is
-  often unjudged, and the next check looks back further); at 50 → 100 % it is the loop's own.
-  Twice the releases (200) added 21 MiB to the peak (226 MiB, 26 over the target) and took the
-  loop's own lag at 50 → 100 % to a p99 of 5.6 s (target 2 s): 200 pauses ending within seconds of
-  each other are acted on 16 releases at a time; where that time goes is not yet profiled.
-- **The 10,000-Deployment run** (\`--scale-deployments 10000 --scale-guarded 1000 --scale-releases
-  100,500,1000\`) builds its cluster in about nine minutes here; its 100-release row ran, and the
-  figures above are from a smaller cluster because the 500 row of that run stopped on a benchmark
-  bug (it waited for all 500 routes at 10 % at once), fixed since, with no time left to run it again.
+  measured on this machine, bare Node 41 MiB, with type stripping 58, after importing client-node
+  alone 117 MiB. Since the analyzer speaks REST itself (ADR 22) it loads no client-node code and
+  idles at about 120 MiB. What releases add is the difference from the idle row, and most of it was
+  V8's, not weir's: at 200 releases the heap in use at the peak was 103 MB and 30 MB once the
+  releases were over — garbage V8 let accumulate because, on a 24 GiB machine, it sizes the old
+  generation for gigabytes and grows it by up to 4× what is live. The chart's
+  \`analyzer.nodeOptions\` now limit the old generation to half the container's memory limit
+  (\`--max-old-space-size=256\`, read by the local cluster, the tests and this bench; with the
+  earlier \`--max-semi-space-size=4\`): peak RSS at 200 releases 230 → 154 MiB (one run each, same
+  setup); in a pod V8 would size itself from the cgroup limit anyway, so the bench now measures what
+  a pod does. Reads while holding count GETs and LISTs outside the watches (the bad canary's own
+  release, started in the window, among them); writes (the check records) are not reads.
+- **Scale: Prometheus queries per interval** no longer follow the releases: checks fall on shared slots
+  every half interval (ADR 23), so a slot's checks share one pass and a handful of windows —
+  7.5 per 10 s interval at 500 releases, 6.5 at 100, against 20 at 100 and 10 at 200 before.
+- **Scale: step lag.** At 10 → 50 % most of it is the analysis: a 10 % canary of a Service at 2 requests/s
+  is often unjudged in a 10 s window, and the step waits for a passing check (the columns "of it
+  the loop's" count from when the step could advance). At 50 → 100 % it is the loop's own. One
+  pass at a time, 16 releases in lock-step, made a step whose pause ended during a pass of 200
+  check records wait for all of it: p99 5.6 s at 200 releases. A CPU profile of that run showed the
+  analyzer 92 % idle, waiting on the API server (mean PATCH of a Deployment 113 ms): passes now
+  overlap and work through their releases as a pool, and the p99 at 200 was 0.84 s, at 100 0.37 s.
+- **Scale at 500 releases: the machine, not the analyzer.** At 500 the two cores were busy 1.88 of 2 on
+  average; the analyzer used 0.12 of that, the API server 0.73 and the mesh simulator (Envoy's
+  stand-in, one process for all 1,000 Services) 0.61. The API server then answered writes in
+  220 ms on average (130 at 100), and 500 steps ending within seconds of each other queue behind
+  the check records the other releases write every 10 s (a status and an Event each, 100 writes/s
+  at 500 — at the seed's 60 s interval it would be 17): the loop's lag p99 was 19 s at 10 → 50 %
+  and 37 s at 50 → 100 %, a bad canary took 21.3 s to 0 % (1.5 intervals to its first check on
+  the slots, plus the queue), and reads while holding were 5.85/s. The largest N this machine
+  carries is 100: there the targets are met (RSS 162 MiB, reads 1.8/s, queries 6.5 per interval,
+  the loop's lag p99 0.89 s, a bad canary at 0 % in 13 s) but the lag from the end of a pause at
+  10 → 50 % (p99 13.7 s: the analysis waiting for a passing check, above). A run with 1,000
+  releases the same day did not finish: its bad canary was not back at 0 % within 5 minutes, with
+  the machine's cores already full at 500; the scenario stays runnable
+  (\`--scale-releases 100,500,1000\`) for a bigger machine.
 `;
 
 const cpu = cpus()[0]?.model.trim() ?? 'cpu';
