@@ -356,11 +356,21 @@ async function measureRun(
   await release(apps, n, `example.com/app:r${round}`);
   await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
   log(`${n} releases hold at 10 %`);
-  const [reads0, queries0] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
+  const [reads0, queries0] = [
+    await apiReads(a.url),
+    await metric(a.url, 'weir_prometheus_query_duration_seconds_count'),
+  ];
   const windowMs = 20_000;
   const bad = badToZero(state, kc, round);
   await new Promise((resolve) => setTimeout(resolve, windowMs));
-  const [reads1, queries1] = [await reads(a.url), await metric(a.url, 'weir_prometheus_query_duration_seconds_count')];
+  const [reads1, queries1] = [
+    await apiReads(a.url),
+    await metric(a.url, 'weir_prometheus_query_duration_seconds_count'),
+  ];
+  const readsBy = Object.entries(reads1).map(
+    ([resource, count]) => [resource, count - (reads0[resource] ?? 0)] as const,
+  );
+  log(`reads while holding, by resource: ${readsBy.map(([r, c]) => `${r} ${c}`).join(', ')}`);
   const badToZeroSeconds = await bad;
   // Over when every Deployment is Stable or RolledBack and drained (read from the API, not from
   // the watches, which only time the steps).
@@ -372,7 +382,7 @@ async function measureRun(
   const checks = recorded.map((r) => r.checks);
   return {
     releases: n,
-    readsPerSecond: (reads1 - reads0) / (windowMs / 1000),
+    readsPerSecond: readsBy.reduce((sum, [, c]) => sum + c, 0) / (windowMs / 1000),
     // The bad release's own queries ride along with the others' (one query per metric and window).
     queriesPerInterval: (queries1 - queries0) / (windowMs / scaleIntervalMs),
     lag10: lags(watches, 10),
