@@ -48,7 +48,7 @@ const show = (metric: MetricPolicy, v: number): string =>
 export const lookBackMs = (policy: Pick<Policy, 'intervalMs' | 'unjudgedLimit'>, s?: ReleaseStatus): number =>
   policy.intervalMs * 2 ** Math.floor(Math.log2(1 + Math.min(s?.unjudged ?? 0, policy.unjudgedLimit)));
 
-type Timed = Pick<ReleaseStatus, 'lastCheckAt' | 'stepStartedAt'>;
+type Timed = Pick<ReleaseStatus, 'lastCheckAt' | 'lastVerdict' | 'stepStartedAt'>;
 
 /**
  * Checks fall on shared instants, every half interval counted from the epoch (ADR 23): releases
@@ -62,20 +62,31 @@ const slotCeil = (t: number, slot: number): number => Math.ceil(t / slot) * slot
 const minWindowMs = 10_000;
 const parsed = (iso: string | undefined): number => (iso ? Date.parse(iso) : NaN);
 
+/** A check was made in this step: a check time with its verdict. */
+const checked = (s: Timed): boolean => s.lastCheckAt !== undefined && s.lastVerdict !== undefined;
+
+/**
+ * Where the step's analysis (re)started: its start, or a routing repair — a check time with no
+ * verdict (decide's `repairRouting`), after which only traffic on the repaired route is judged.
+ */
+const analysisStart = (s: Timed): number =>
+  s.lastCheckAt !== undefined && s.lastVerdict === undefined ? parsed(s.lastCheckAt) : parsed(s.stepStartedAt);
+
 /** When a step's next check is due (epoch ms): an interval after the last check's slot, or a slot an interval in. */
 export function nextCheckAt(policy: Pick<Policy, 'intervalMs'>, s: Timed): number {
   const slot = checkSlotMs(policy);
-  if (s.lastCheckAt !== undefined) return slotFloor(parsed(s.lastCheckAt), slot) + policy.intervalMs;
-  return slotCeil(parsed(s.stepStartedAt) + policy.intervalMs, slot);
+  if (checked(s)) return slotFloor(parsed(s.lastCheckAt), slot) + policy.intervalMs;
+  return slotCeil(analysisStart(s) + policy.intervalMs, slot);
 }
 
 /**
  * A check's two look-backs (ms), both whole slots so that releases share them. `counts` (the
- * halves' requests and errors) reaches back to the last check, or to the step's start (up to a
- * slot before it: the same canary's traffic), and no less than `lookBackMs`. `callers` (requests
- * that reached no pod) never reaches before the step began: failures while the last step drained
- * are not this canary's doing. `counts` is never under 10 s, so a rate has samples to work with;
- * `callers` never under two seconds, so a range holds two scrapes.
+ * halves' requests and errors) reaches back to the last check, or to where the analysis started
+ * (up to a slot before it: the same canary's traffic), and no less than `lookBackMs`. `callers`
+ * (requests that reached no pod) never reaches before the analysis started: failures while the
+ * last step drained, or while the route was broken before a repair, are not this canary's doing.
+ * `counts` is never under 10 s, so a rate has samples to work with; `callers` never under two
+ * seconds, so a range holds two scrapes.
  */
 export function checkWindows(
   policy: Pick<Policy, 'intervalMs' | 'unjudgedLimit'>,
@@ -84,9 +95,9 @@ export function checkWindows(
 ): { counts: number; callers: number } {
   const slot = checkSlotMs(policy);
   const lookBack = lookBackMs(policy, s);
-  const started = parsed(s?.stepStartedAt);
+  const started = s ? analysisStart(s) : NaN;
   if (!s || !Number.isFinite(started)) return { counts: Math.max(minWindowMs, lookBack), callers: lookBack };
-  const since = s.lastCheckAt !== undefined ? slotFloor(parsed(s.lastCheckAt), slot) : started;
+  const since = checked(s) ? slotFloor(parsed(s.lastCheckAt), slot) : started;
   const span = slotCeil(slotFloor(now.getTime(), slot) - since, slot);
   const counts = Math.max(minWindowMs, lookBack, Number.isFinite(span) ? span : 0);
   const age = slotFloor(now.getTime() - started, slot);

@@ -40,11 +40,11 @@ t.test('a step that began between slots is first checked on the slot an interval
 t.test('later checks come an interval after the slot of the last one, however late its pass ran', async (t) => {
   const started = '2026-11-29T12:00:07Z';
   t.equal(
-    nextCheckAt(policy, { stepStartedAt: started, lastCheckAt: '2026-11-29T12:01:30.480Z' }),
+    nextCheckAt(policy, { stepStartedAt: started, lastCheckAt: '2026-11-29T12:01:30.480Z', lastVerdict: 'pass' }),
     at('2026-11-29T12:02:30Z'),
   );
   t.equal(
-    nextCheckAt(policy, { stepStartedAt: started, lastCheckAt: '2026-11-29T12:02:00.100Z' }),
+    nextCheckAt(policy, { stepStartedAt: started, lastCheckAt: '2026-11-29T12:02:00.100Z', lastVerdict: 'fail' }),
     at('2026-11-29T12:03:00Z'),
     'a pass that ran a slot late keeps to the grid from there',
   );
@@ -58,15 +58,29 @@ t.test("a check looks back to the last one, or to its step's start, in whole slo
     { counts: 90_000, callers: 60_000 },
     "the first check counts since its step began (83 s, rounded up to slots); callers' failures only within it",
   );
-  const later = held({ stepStartedAt: '2026-11-29T12:00:07Z', lastCheckAt: '2026-11-29T12:01:30.400Z' });
+  const later = held({
+    stepStartedAt: '2026-11-29T12:00:07Z',
+    lastCheckAt: '2026-11-29T12:01:30.400Z',
+    lastVerdict: 'pass',
+  });
   t.same(checkWindows(policy, later, new Date('2026-11-29T12:02:30.900Z')), { counts: 60_000, callers: 60_000 });
-  const quiet = held({ stepStartedAt: '2026-11-29T12:00:07Z', lastCheckAt: '2026-11-29T12:02:30.900Z', unjudged: 2 });
+  const quiet = held({
+    stepStartedAt: '2026-11-29T12:00:07Z',
+    lastCheckAt: '2026-11-29T12:02:30.900Z',
+    lastVerdict: 'inconclusive',
+    unjudged: 2,
+  });
   t.same(
     checkWindows(policy, quiet, new Date('2026-11-29T12:03:30.100Z')),
     { counts: 120_000, callers: 120_000 },
     'after checks with no verdict it looks back further (ADR 20)',
   );
-  const young = held({ stepStartedAt: '2026-11-29T12:02:50Z', lastCheckAt: '2026-11-29T12:02:55Z', unjudged: 3 });
+  const young = held({
+    stepStartedAt: '2026-11-29T12:02:50Z',
+    lastCheckAt: '2026-11-29T12:02:55Z',
+    lastVerdict: 'inconclusive',
+    unjudged: 3,
+  });
   t.same(
     checkWindows(policy, young, new Date('2026-11-29T12:03:30.100Z')),
     { counts: 240_000, callers: 30_000 },
@@ -86,7 +100,7 @@ t.test('windows are shared: 200 releases begun at random moments ask for a handf
     const w = checkWindows(fast, s, new Date(due + 120));
     counts.add(w.counts);
     callers.add(w.callers);
-    const next = held({ ...s, lastCheckAt: new Date(due + 120).toISOString() });
+    const next = held({ ...s, lastCheckAt: new Date(due + 120).toISOString(), lastVerdict: 'pass' });
     const w2 = checkWindows(fast, next, new Date(nextCheckAt(fast, next) + 300));
     counts.add(w2.counts);
     callers.add(w2.callers);
@@ -105,4 +119,20 @@ t.test('nothing recorded yet: the plain look-back, and never under 10 s or two s
     counts: 10_000,
     callers: 2_000,
   });
+});
+
+t.test('after a routing repair the analysis starts again there, as at a step start', async (t) => {
+  // A check time with no verdict is a repair (decide's repairRouting): nothing from before it is judged.
+  const repaired = held({
+    stepStartedAt: '2026-11-29T12:00:07Z',
+    lastCheckAt: '2026-11-29T12:02:41Z',
+    lastVerdict: undefined,
+  });
+  const due = nextCheckAt(policy, repaired);
+  t.equal(due, at('2026-11-29T12:04:00Z'), 'the first slot an interval after the repair (12:03:41)');
+  t.same(
+    checkWindows(policy, repaired, new Date(due + 200)),
+    { counts: 90_000, callers: 60_000 },
+    "counts since the repair in whole slots; callers' failures (a broken route's 503s) never from before it",
+  );
 });
