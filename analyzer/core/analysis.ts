@@ -96,7 +96,8 @@ export function checkWindows(
   const slot = checkSlotMs(policy);
   const lookBack = lookBackMs(policy, s);
   const started = s ? analysisStart(s) : NaN;
-  if (!s || !Number.isFinite(started)) return { counts: Math.max(minWindowMs, lookBack), callers: lookBack };
+  if (!s || !Number.isFinite(started))
+    return { counts: Math.max(minWindowMs, lookBack), callers: Math.max(2000, lookBack) };
   const since = checked(s) ? slotFloor(parsed(s.lastCheckAt), slot) : started;
   const span = slotCeil(slotFloor(now.getTime(), slot) - since, slot);
   const counts = Math.max(minWindowMs, lookBack, Number.isFinite(span) ? span : 0);

@@ -114,6 +114,10 @@ t.test('nothing recorded yet: the plain look-back, and never under 10 s or two s
     counts: 10_000,
     callers: 2_000,
   });
+  t.same(checkWindows({ intervalMs: 1_000, unjudgedLimit: 3 }, undefined, new Date()), {
+    counts: 10_000,
+    callers: 2_000,
+  });
   const s = held({ stepStartedAt: '2026-11-29T12:00:00Z' });
   t.same(checkWindows({ intervalMs: 2_000, unjudgedLimit: 3 }, s, new Date('2026-11-29T12:00:00.300Z')), {
     counts: 10_000,
