@@ -25,43 +25,48 @@ const annotations = {
   'weir.dev/drain': '1s',
 };
 
+/** Hears every object of a list path as it changes, the watch started again whenever it ends; returns its stop. */
+export async function followObjects<T>(kc: KubeConfig, path: string, onObject: (obj: T) => void): Promise<() => void> {
+  let request: AbortController | undefined;
+  let stopped = false;
+  const start = async (): Promise<void> => {
+    if (stopped) return;
+    request = await new Watch(kc).watch(
+      path,
+      {},
+      (_type, obj: T) => onObject(obj),
+      // A watch the server (or the network) ends is started again: the current state comes first.
+      () => void start().catch(() => undefined),
+    );
+  };
+  await start();
+  return () => {
+    stopped = true;
+    request?.abort();
+  };
+}
+
 /** Every canary-weight change of every VirtualService in a namespace, with the time it was seen. */
 export async function watchWeights(
   kc: KubeConfig,
   ns: string,
 ): Promise<{ changes: Map<string, { weight: number; at: number }[]>; stop: () => void }> {
   const changes = new Map<string, { weight: number; at: number }[]>();
-  let request: AbortController | undefined;
-  let stopped = false;
-  const start = async (): Promise<void> => {
-    if (stopped) return;
-    request = await new Watch(kc).watch(
-      `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
-      {},
-      (
-        _type,
-        obj: {
-          metadata: { name: string };
-          spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
-        },
-      ) => {
-        const weight = obj.spec.http[0]?.route.find((r) => r.destination.subset === 'canary')?.weight ?? 0;
-        const list = changes.get(obj.metadata.name) ?? [];
-        if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
-        changes.set(obj.metadata.name, list);
-      },
-      // A watch the server (or the network) ends is started again: the current state comes first.
-      () => void start().catch(() => undefined),
-    );
+  type Routed = {
+    metadata: { name: string };
+    spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
   };
-  await start();
-  return {
-    changes,
-    stop: () => {
-      stopped = true;
-      request?.abort();
+  const stop = await followObjects<Routed>(
+    kc,
+    `/apis/networking.istio.io/v1/namespaces/${ns}/virtualservices`,
+    (obj) => {
+      const weight = obj.spec.http[0]?.route.find((r) => r.destination.subset === 'canary')?.weight ?? 0;
+      const list = changes.get(obj.metadata.name) ?? [];
+      if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
+      changes.set(obj.metadata.name, list);
     },
-  };
+  );
+  return { changes, stop };
 }
 
 export const percentile = (xs: number[], p: number): number =>

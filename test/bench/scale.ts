@@ -3,7 +3,7 @@
 // cost — memory, API reads, Prometheus queries, step lag — against the same run's baselines: its
 // own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
 import { readFile, readdir, writeFile } from 'node:fs/promises';
-import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { parseStatus } from '../../contract/status.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
@@ -11,7 +11,7 @@ import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, jsonPatch, service } from '../helpers/kube.ts';
 import { analyzerMetric as metric, apiReads, startAnalyzer } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
-import { kubectlApply, percentile, watchWeights } from './analyzer.ts';
+import { followObjects, kubectlApply, percentile, watchWeights } from './analyzer.ts';
 
 export interface ScaleOptions {
   /** Deployments in the cluster, guarded or not. */
@@ -90,6 +90,10 @@ async function idleRss(a: Analyzer): Promise<number> {
 
 const guardedNamespace = (i: number): string => `${scope}-guarded-${Math.floor(i / perNamespace)}`;
 const guardedName = (i: number): string => `app-${i}`;
+/** The namespaces of the first `n` guarded Deployments. */
+const guardedNamespaces = (n: number): string[] => [
+  ...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i))),
+];
 
 async function populate(state: ClusterState, o: ScaleOptions, log: (l: string) => void): Promise<void> {
   const plain = o.deployments - o.guarded;
@@ -155,17 +159,26 @@ async function release(apps: AppsV1Api, n: number, image: string): Promise<void>
 
 type Weights = Awaited<ReturnType<typeof watchWeights>>;
 
-function lags(watches: Weights[], from: number): { p50: number; p99: number } {
-  const xs: number[] = [];
+type Change = { weight: number; at: number };
+
+/** Every step that left weight `from` for a higher one: the route, and the two weight changes. */
+function* stepsFrom(watches: Weights[], from: number): Generator<{ route: string; prev: Change; cur: Change }> {
   for (const w of watches)
-    for (const list of w.changes.values())
+    for (const [route, list] of w.changes)
       for (let i = 1; i < list.length; i++) {
         const prev = list[i - 1];
         const cur = list[i];
-        if (prev && cur && prev.weight === from && cur.weight > prev.weight)
-          xs.push((cur.at - prev.at - pauseMs) / 1000);
+        if (prev && cur && prev.weight === from && cur.weight > prev.weight) yield { route, prev, cur };
       }
-  return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) };
+}
+
+const p50p99 = (xs: number[]): { p50: number; p99: number } => ({
+  p50: percentile(xs, 0.5),
+  p99: percentile(xs, 0.99),
+});
+
+function lags(watches: Weights[], from: number): { p50: number; p99: number } {
+  return p50p99([...stepsFrom(watches, from)].map(({ prev, cur }) => (cur.at - prev.at - pauseMs) / 1000));
 }
 
 /** The checks each release recorded (the records in its status annotation), by Deployment name, in order. */
@@ -173,29 +186,18 @@ type Checks = Map<string, { at: number; verdict: string }[]>;
 
 async function watchChecks(kc: KubeConfig, ns: string): Promise<{ checks: Checks; stop: () => void }> {
   const checks: Checks = new Map();
-  let request: AbortController | undefined;
-  let stopped = false;
-  const start = async (): Promise<void> => {
-    if (stopped) return;
-    request = await new Watch(kc).watch(
-      `/apis/apps/v1/namespaces/${ns}/deployments`,
-      {},
-      (_type, d: V1Deployment) => {
-        // The records ride along in every status write, so a check that advanced its step is seen too.
-        const records = parseStatus(d.metadata?.annotations?.['weir.dev/status'])?.checks ?? [];
-        const list = checks.get(d.metadata?.name ?? '') ?? [];
-        for (const r of records) {
-          const at = Date.parse(r.at);
-          if (!list.some((c) => c.at === at)) list.push({ at, verdict: r.verdict });
-        }
-        list.sort((x, y) => x.at - y.at);
-        checks.set(d.metadata?.name ?? '', list);
-      },
-      () => void start().catch(() => undefined),
-    );
-  };
-  await start();
-  return { checks, stop: () => ((stopped = true), request?.abort()) };
+  const stop = await followObjects<V1Deployment>(kc, `/apis/apps/v1/namespaces/${ns}/deployments`, (d) => {
+    // The records ride along in every status write, so a check that advanced its step is seen too.
+    const records = parseStatus(d.metadata?.annotations?.['weir.dev/status'])?.checks ?? [];
+    const list = checks.get(d.metadata?.name ?? '') ?? [];
+    for (const r of records) {
+      const at = Date.parse(r.at);
+      if (!list.some((c) => c.at === at)) list.push({ at, verdict: r.verdict });
+    }
+    list.sort((x, y) => x.at - y.at);
+    checks.set(d.metadata?.name ?? '', list);
+  });
+  return { checks, stop };
 }
 
 /**
@@ -206,23 +208,15 @@ async function watchChecks(kc: KubeConfig, ns: string): Promise<{ checks: Checks
 function loopLags(watches: Weights[], checks: Checks[], from: number): { p50: number; p99: number } {
   const all = new Map(checks.flatMap((c) => [...c]));
   const xs: number[] = [];
-  for (const w of watches)
-    for (const [route, list] of w.changes) {
-      const recorded = all.get(route.replace(/^weir-/, '')) ?? [];
-      for (let i = 1; i < list.length; i++) {
-        const prev = list[i - 1];
-        const cur = list[i];
-        if (!prev || !cur || prev.weight !== from || cur.weight <= prev.weight) continue;
-        const pauseEnd = prev.at + pauseMs;
-        // The step's checks: after its weight was set (the one that set it came before), up to the next.
-        const step = recorded.filter((c) => c.at > prev.at && c.at <= cur.at);
-        const before = step.filter((c) => c.at <= pauseEnd).at(-1);
-        const ready =
-          before?.verdict === 'pass' ? pauseEnd : step.find((c) => c.at > pauseEnd && c.verdict === 'pass')?.at;
-        if (ready !== undefined) xs.push((cur.at - ready) / 1000);
-      }
-    }
-  return { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) };
+  for (const { route, prev, cur } of stepsFrom(watches, from)) {
+    const pauseEnd = prev.at + pauseMs;
+    // The step's checks: after its weight was set (the one that set it came before), up to the next.
+    const step = (all.get(route.replace(/^weir-/, '')) ?? []).filter((c) => c.at > prev.at && c.at <= cur.at);
+    const before = step.filter((c) => c.at <= pauseEnd).at(-1);
+    const ready = before?.verdict === 'pass' ? pauseEnd : step.find((c) => c.at > pauseEnd && c.verdict === 'pass')?.at;
+    if (ready !== undefined) xs.push((cur.at - ready) / 1000);
+  }
+  return p50p99(xs);
 }
 
 /** Routes whose canary weight is now `weight`, having changed since the watch began. */
@@ -335,7 +329,7 @@ interface Run {
 }
 
 async function run(r: Run): Promise<ScaleRow> {
-  const namespaces = [...new Set(Array.from({ length: r.n }, (_, i) => guardedNamespace(i)))];
+  const namespaces = guardedNamespaces(r.n);
   const watches = await Promise.all(namespaces.map((ns) => watchWeights(r.kc, ns)));
   const recorded = await Promise.all(namespaces.map((ns) => watchChecks(r.kc, ns)));
   try {
@@ -402,7 +396,7 @@ async function pollingReads(kc: KubeConfig, n: number, round: number, log: (l: s
   const apps = kc.makeApiClient(AppsV1Api);
   const a = await startAnalyzer({ scope, identity: `bench-polling-${round}`, env: { WEIR_TEST_POLLING: '1' } });
   try {
-    const namespaces = [...new Set(Array.from({ length: n }, (_, i) => guardedNamespace(i)))];
+    const namespaces = guardedNamespaces(n);
     const watches = await Promise.all(namespaces.map((ns) => watchWeights(kc, ns)));
     await release(apps, n, `example.com/app:r${round}`);
     await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
@@ -432,7 +426,7 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
     const idleEmptyMiB = await idleRss(a);
     log(`idle in an empty cluster: ${idleEmptyMiB.toFixed(0)} MiB`);
     await populate(state, o, log);
-    const namespaces = [...new Set(Array.from({ length: o.guarded }, (_, i) => guardedNamespace(i)))];
+    const namespaces = guardedNamespaces(o.guarded);
     await available(kc.makeApiClient(AppsV1Api), namespaces, o.guarded);
     // A fresh analyzer, so the figure is what a restart in this cluster costs, not the growth so far.
     await a.kill();
@@ -452,7 +446,7 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
         notCarried = { releases: n, why: error instanceof Error ? error.message : String(error) };
         log(`${n} releases not carried: ${notCarried.why}`);
         // The polling seam below must find only its own releases in flight.
-        const started = [...new Set(Array.from({ length: Math.min(n, o.guarded) }, (_, i) => guardedNamespace(i)))];
+        const started = guardedNamespaces(Math.min(n, o.guarded));
         const apps = kc.makeApiClient(AppsV1Api);
         await waitFor('the releases over', async () => (await settled(apps, started)) >= n, 900_000, 5000).catch(
           (e: unknown) => log(String(e)),
