@@ -2,7 +2,8 @@
 // - in the user's HTTPRoute, the `weight` of the stable and canary backendRefs of ONE rule;
 // - the two backend Services (one per half) and the mesh route, when weir creates them because
 //   the user named none — owned by the Deployment, removed once the release has settled.
-// Writes to the user's route are JSON Patches guarded by resourceVersion and the rule's name.
+// Writes to the user's route are JSON Patches guarded by resourceVersion and the rule's name,
+// computed from the watches' view: the guard is what makes that safe (ADR 14).
 import type { V1Service } from '@kubernetes/client-node';
 import type { CoreApi, CustomApi } from '../loop/rest.ts';
 import jsonPatchLib from 'fast-json-patch';
@@ -24,6 +25,7 @@ import type { SteeredRoute, Track } from '../../contract/steering.ts';
 import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import type { GatewayTarget, RouteOwner, RouteRead, RouteTarget, Traffic, TrafficRouter } from '../ports/router.ts';
+import { StaleViews, viewKey } from './stale.ts';
 
 const plural = 'httproutes';
 
@@ -77,13 +79,14 @@ export class GatewayRouter implements TrafficRouter {
   private readonly custom: CustomApi;
   private readonly core: CoreApi;
   private cache: GatewayCache | undefined;
+  private readonly stale = new StaleViews();
 
   constructor(custom: CustomApi, core: CoreApi) {
     this.custom = custom;
     this.core = core;
   }
 
-  /** Reads come from the watches from now on; writes still read fresh, for their guards (ADR 14). */
+  /** Reads, and the writes computed from them, come from the watches from now on (ADR 14). */
   useCache(cache: GatewayCache): void {
     this.cache = cache;
   }
@@ -98,17 +101,34 @@ export class GatewayRouter implements TrafficRouter {
     return maybe(() => this.core.readNamespacedService({ namespace, name }));
   }
 
-  /** A read that decides nothing by itself: from the watches when they cover the namespace. */
-  private async look<T>(cached: T | undefined | 'unknown', read: () => Promise<T | undefined>): Promise<T | undefined> {
-    return this.cache === undefined || cached === 'unknown' ? read() : cached;
+  /** From the watches when they cover the namespace, unless a write's guard found that view behind. */
+  private async look<T>(
+    key: string,
+    cached: T | undefined | 'unknown',
+    read: () => Promise<T | undefined>,
+  ): Promise<T | undefined> {
+    return this.stale.take(key) || this.cache === undefined || cached === 'unknown' ? read() : cached;
   }
 
   private lookRoute(namespace: string, name: string): Promise<HTTPRoute | undefined> {
-    return this.look(this.cache?.route(namespace, name), () => this.getRoute(namespace, name));
+    return this.look(viewKey(plural, namespace, name), this.cache?.route(namespace, name), () =>
+      this.getRoute(namespace, name),
+    );
   }
 
   private lookService(namespace: string, name: string): Promise<V1Service | undefined> {
-    return this.look(this.cache?.service(namespace, name), () => this.getService(namespace, name));
+    return this.look(viewKey('services', namespace, name), this.cache?.service(namespace, name), () =>
+      this.getService(namespace, name),
+    );
+  }
+
+  /** Objects a write needs: a view that lacks one (the watch may lag its creation) is asked again. */
+  private async presentRoute(namespace: string, name: string): Promise<HTTPRoute | undefined> {
+    return (await this.lookRoute(namespace, name)) ?? this.getRoute(namespace, name);
+  }
+
+  private async presentService(namespace: string, name: string): Promise<V1Service | undefined> {
+    return (await this.lookService(namespace, name)) ?? this.getService(namespace, name);
   }
 
   private static gateway(target: RouteTarget): GatewayTarget {
@@ -130,17 +150,20 @@ export class GatewayRouter implements TrafficRouter {
 
   async steer(routeTarget: RouteTarget, traffic: Traffic): Promise<void> {
     const target = GatewayRouter.gateway(routeTarget);
-    const route = await this.getRoute(target.namespace, target.httpRoute);
+    const route = await this.presentRoute(target.namespace, target.httpRoute);
     if (!route) throw new Error(`HTTPRoute ${target.namespace}/${target.httpRoute} not found`);
-    await this.custom.patchNamespacedCustomObject({
-      group,
-      version,
-      plural,
-      namespace: target.namespace,
-      name: target.httpRoute,
-      body: ruleWeightPatch(route, target, traffic),
-      fieldManager,
-    });
+    const body = ruleWeightPatch(route, target, traffic);
+    await this.stale.fenced(viewKey(plural, target.namespace, target.httpRoute), () =>
+      this.custom.patchNamespacedCustomObject({
+        group,
+        version,
+        plural,
+        namespace: target.namespace,
+        name: target.httpRoute,
+        body,
+        fieldManager,
+      }),
+    );
   }
 
   /** Both backend Services select their half (and weir's own route exists, when weir owns it). */
@@ -172,7 +195,7 @@ export class GatewayRouter implements TrafficRouter {
     // Make before break: the mesh must know both backends before a route names them, or it answers 500.
     const youngest = Math.min(...made.map((s) => Date.now() - new Date(s.metadata?.creationTimestamp ?? 0).getTime()));
     if (youngest < meshPropagationMs) return;
-    const existing = await this.getRoute(target.namespace, target.httpRoute);
+    const existing = await this.presentRoute(target.namespace, target.httpRoute);
     if (existing) {
       if (!ownedBy(existing, target.owned))
         throw new Error(nameConflict('HTTPRoute', target.namespace, target.httpRoute));
@@ -191,14 +214,16 @@ export class GatewayRouter implements TrafficRouter {
       }),
       spec: ownedRouteSpec(target.host ?? '', port, steered),
     };
-    await this.custom.createNamespacedCustomObject({
-      group,
-      version,
-      plural,
-      namespace: target.namespace,
-      body,
-      fieldManager,
-    });
+    await this.stale.fenced(viewKey(plural, target.namespace, target.httpRoute), () =>
+      this.custom.createNamespacedCustomObject({
+        group,
+        version,
+        plural,
+        namespace: target.namespace,
+        body,
+        fieldManager,
+      }),
+    );
   }
 
   /** A weir-owned mesh route goes once the release has settled; its Services wait (retireBackends). */
@@ -259,14 +284,14 @@ export class GatewayRouter implements TrafficRouter {
   }
 
   private async frontend(target: GatewayTarget): Promise<V1Service> {
-    const service = target.host ? await this.getService(target.namespace, target.host) : undefined;
+    const service = target.host ? await this.presentService(target.namespace, target.host) : undefined;
     if (!service) throw new Error(`no Service ${target.namespace}/${target.host ?? ''} to derive the backends from`);
     return service;
   }
 
   /** One backend Service: the user's (which must select its half), or weir's own, created when missing. */
   private async ensureService(target: GatewayTarget, name: string, track: Track): Promise<V1Service> {
-    const existing = await this.getService(target.namespace, name);
+    const existing = await this.presentService(target.namespace, name);
     if (existing) {
       if (selectsTrack(existing.spec?.selector, track)) return existing;
       if (!ownedBy(existing, target.ownedServices))
@@ -289,11 +314,18 @@ export class GatewayRouter implements TrafficRouter {
       metadata: this.metadata(target, name, target.ownedServices),
       spec,
     };
-    // weir's own Service selecting the wrong half (edited by hand): put back, fenced by its resourceVersion.
-    if (existing) {
-      const fixed = { ...existing, spec: { ...existing.spec, selector: spec.selector } };
-      return this.core.replaceNamespacedService({ namespace: target.namespace, name, body: fixed, fieldManager });
-    }
-    return this.core.createNamespacedService({ namespace: target.namespace, body, fieldManager });
+    // weir's own Service selecting the wrong half (edited by hand): put back, fenced by its
+    // resourceVersion. A whole-object replace is sent from a fresh read, never from the trimmed view.
+    const current = existing ? await this.getService(target.namespace, name) : undefined;
+    return this.stale.fenced(viewKey('services', target.namespace, name), () =>
+      current
+        ? this.core.replaceNamespacedService({
+            namespace: target.namespace,
+            name,
+            body: { ...current, spec: { ...current.spec, selector: spec.selector } },
+            fieldManager,
+          })
+        : this.core.createNamespacedService({ namespace: target.namespace, body, fieldManager }),
+    );
   }
 }

@@ -3,7 +3,8 @@
 //   (adding the canary destination to it when missing);
 // - in the DestinationRule, the `labels` of the stable and canary subsets (adding them when missing).
 // Every write is a JSON Patch guarded by `test` ops on resourceVersion and the route's name, so a
-// concurrent edit is a conflict, retried on the next reconcile, never a silent overwrite.
+// concurrent edit is a conflict, retried on the next reconcile, never a silent overwrite. Writes
+// are computed from the watches' view: the guard is what makes that safe (ADR 14).
 import type { CustomApi } from '../loop/rest.ts';
 import jsonPatchLib from 'fast-json-patch';
 import { policyAnnotations, tracks } from '../../contract/names.ts';
@@ -24,6 +25,7 @@ import type { SteeredRoute, Track } from '../../contract/steering.ts';
 import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
 import type { MeshTarget, RouteRead, RouteTarget, Traffic, TrafficRouter } from '../ports/router.ts';
+import { StaleViews, viewKey } from './stale.ts';
 
 export type { DestinationRule, VirtualService } from '../../contract/istio.ts';
 export { findRoute } from '../../contract/istio.ts';
@@ -111,12 +113,13 @@ export type RoutingCache = (
 export class IstioRouter implements TrafficRouter {
   private readonly api: CustomApi;
   private cache: RoutingCache | undefined;
+  private readonly stale = new StaleViews();
 
   constructor(api: CustomApi) {
     this.api = api;
   }
 
-  /** Reads come from the watches from now on; writes still read fresh, for their guards (ADR 14). */
+  /** Reads, and the writes computed from them, come from the watches from now on (ADR 14). */
   useCache(cache: RoutingCache): void {
     this.cache = cache;
   }
@@ -125,19 +128,31 @@ export class IstioRouter implements TrafficRouter {
     return maybe(() => this.api.getNamespacedCustomObject({ group, version, plural, namespace, name }) as Promise<T>);
   }
 
-  /** A read that decides nothing by itself: from the cache when it has the namespace. */
+  /** From the cache when it has the namespace, unless a write's guard found that view behind. */
   private look<T>(
     plural: 'virtualservices' | 'destinationrules',
     namespace: string,
     name: string,
   ): Promise<T | undefined> {
     const cached = this.cache?.(plural, namespace, name);
-    if (cached === 'unknown' || this.cache === undefined) return this.get<T>(plural, namespace, name);
+    if (this.stale.take(viewKey(plural, namespace, name)) || cached === 'unknown' || this.cache === undefined)
+      return this.get<T>(plural, namespace, name);
     return Promise.resolve(cached as T | undefined);
   }
 
+  /** An object a write needs: a view that lacks it (the watch may lag its creation) is asked again. */
+  private async present<T>(
+    plural: 'virtualservices' | 'destinationrules',
+    namespace: string,
+    name: string,
+  ): Promise<T | undefined> {
+    return (await this.look<T>(plural, namespace, name)) ?? this.get<T>(plural, namespace, name);
+  }
+
   private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
-    await this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body, fieldManager });
+    await this.stale.fenced(viewKey(plural, namespace, name), () =>
+      this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body, fieldManager }),
+    );
   }
 
   private static mesh(target: RouteTarget): MeshTarget {
@@ -162,7 +177,7 @@ export class IstioRouter implements TrafficRouter {
 
   async steer(routeTarget: RouteTarget, traffic: Traffic): Promise<void> {
     const target = IstioRouter.mesh(routeTarget);
-    const vs = await this.get<VirtualService>('virtualservices', target.namespace, target.virtualService);
+    const vs = await this.present<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs) throw new Error(`VirtualService ${target.namespace}/${target.virtualService} not found`);
     await this.patch('virtualservices', target.namespace, target.virtualService, weightPatch(vs, target, traffic));
   }
@@ -179,7 +194,7 @@ export class IstioRouter implements TrafficRouter {
   async ensureBackends(routeTarget: RouteTarget, inFlight: boolean): Promise<void> {
     const target = IstioRouter.mesh(routeTarget);
     if (target.owned) await this.createOwned(target);
-    const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
+    const dr = await this.present<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     if (!dr) throw new Error(`DestinationRule ${target.namespace}/${target.destinationRule} not found`);
     if (target.owned && !ownedBy(dr, target)) throw new Error(nameConflict(dr, target));
     const ops = subsetPatch(dr, target, inFlight);
@@ -189,7 +204,7 @@ export class IstioRouter implements TrafficRouter {
   /** Between releases the canary subset selects the stable half; the objects stay (weir's own hold the weight). */
   async retire(routeTarget: RouteTarget): Promise<void> {
     const target = IstioRouter.mesh(routeTarget);
-    const dr = await this.get<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
+    const dr = await this.present<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     if (!dr || (target.owned && !ownedBy(dr, target))) return;
     const ops = subsetPatch(dr, target, false);
     if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
@@ -213,22 +228,24 @@ export class IstioRouter implements TrafficRouter {
       ownerReferences: [{ ...owner, controller: false, blockOwnerDeletion: false }],
     });
     const create = async (
-      plural: string,
+      plural: 'virtualservices' | 'destinationrules',
       name: string,
       record: Record<string, string>,
       spec: unknown,
     ): Promise<void> => {
-      if (await this.get(plural, target.namespace, name)) return;
+      if (await this.present(plural, target.namespace, name)) return;
       const kind = plural === 'virtualservices' ? 'VirtualService' : 'DestinationRule';
       const body = { apiVersion: `${group}/${version}`, kind, metadata: metadata(name, record), spec };
-      await this.api.createNamespacedCustomObject({
-        group,
-        version,
-        plural,
-        namespace: target.namespace,
-        body,
-        fieldManager,
-      });
+      await this.stale.fenced(viewKey(plural, target.namespace, name), () =>
+        this.api.createNamespacedCustomObject({
+          group,
+          version,
+          plural,
+          namespace: target.namespace,
+          body,
+          fieldManager,
+        }),
+      );
     };
     const subsets = wanted(target);
     await create(
@@ -241,7 +258,7 @@ export class IstioRouter implements TrafficRouter {
       },
     );
     // Make before break: the mesh must know the subsets before a route names them, or it answers 503.
-    const dr = await this.get<DestinationRule & { metadata?: { creationTimestamp?: string } }>(
+    const dr = await this.present<DestinationRule & { metadata?: { creationTimestamp?: string } }>(
       'destinationrules',
       target.namespace,
       target.destinationRule,

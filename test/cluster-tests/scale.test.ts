@@ -1,9 +1,15 @@
 // Issue 13's narrowing (ADR 14): the analyzer caches only the namespaces it serves, and a release
-// holding a step costs no API reads — everything it decides on comes from its watches.
+// holding a step costs no API reads — everything it decides on comes from its watches, and so do
+// the writes that move it on, fenced by the resourceVersion of the view they were computed from.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
-import { apply, deployment, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
+import { IstioRouter } from '../../analyzer/adapters/istio.ts';
+import type { VirtualService } from '../../analyzer/adapters/istio.ts';
+import type { MeshTarget } from '../../analyzer/ports/router.ts';
+import { Rest, accessFromKubeconfig, customApi } from '../../analyzer/loop/rest.ts';
+import { isConflict } from '../../contract/api.ts';
+import { apply, cluster, deployment, kubectl, kubectlRaw, namespace, service, waitFor } from '../helpers/kube.ts';
 import {
   apiReads as reads,
   fast,
@@ -11,6 +17,7 @@ import {
   releaseStatus,
   setImage,
   startAnalyzer,
+  waitForPhase,
   waitForWeight,
 } from '../helpers/release.ts';
 
@@ -110,4 +117,85 @@ t.test('a VirtualService edited by hand mid-step is seen through its watch, not 
     `put back ${Date.now() - edited} ms after the edit, before any check was due`,
   );
   t.equal(status?.checks.length ?? 0, 0, 'no check ran: the watch woke the release, not the check timer');
+});
+
+t.test(
+  'a release moves through its steps without reading its routing objects: writes come from the view',
+  async (t) => {
+    const scope = randomBytes(4).toString('hex');
+    const served = await namespace(t, { optIn: true });
+    await kubectl(['label', 'namespace', served, `weir.dev/test-analyzer=${scope}`]);
+    await apply(served, service('web', { rps: 50 }));
+    await apply(served, deployment('web', { replicas: 2, image: 'example.com/web:v1', annotations: fast }));
+    const analyzer = await startAnalyzer({ scope, identity: `steps-${scope}` });
+    t.teardown(() => analyzer.kill());
+    await setImage(served, 'web', 'example.com/web:v2');
+    await waitForWeight(served, 'web', 10);
+    const routing = async (): Promise<number> => {
+      const r = await reads(analyzer.url);
+      return (r.virtualservices ?? 0) + (r.destinationrules ?? 0);
+    };
+    const before = await routing();
+    const d = await waitForPhase(served, 'web', 'Stable');
+    t.match(d.metadata.annotations?.['weir.dev/reason'], /^Promoted/);
+    t.equal(await routing(), before, 'weights 50 and 100, and the subsets retired: no GET of a routing object');
+  },
+);
+
+t.test('a write computed from a view that is behind loses its guard; that object is then read fresh', async (t) => {
+  const ns = await namespace(t);
+  const vs: VirtualService = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web' },
+    spec: {
+      hosts: ['web'],
+      http: [{ name: 'primary', route: [{ destination: { host: 'web', subset: 'stable' }, weight: 100 }] }],
+    },
+  };
+  await apply(ns, vs);
+  const get = async (): Promise<VirtualService> =>
+    JSON.parse(await kubectl(['get', 'virtualservice', 'web', '-n', ns, '-o', 'json'])) as VirtualService;
+  const view = await get();
+  // Someone edits the route after the watch's view was taken, and the view has not caught up.
+  await kubectl(['annotate', 'virtualservice', 'web', '-n', ns, 'team.example.com/owner=payments']);
+  const sent: string[] = [];
+  const rest = new Rest(accessFromKubeconfig((await cluster()).kubeconfig), {
+    timeoutMs: 10_000,
+    onRequest: (method, resource) => sent.push(`${method} ${resource}`),
+  });
+  const router = new IstioRouter(customApi(rest));
+  router.useCache((plural) => (plural === 'virtualservices' ? view : undefined));
+  const target: MeshTarget = {
+    kind: 'VirtualService',
+    namespace: ns,
+    route: 'primary',
+    virtualService: 'web',
+    destinationRule: 'web',
+    stableSubset: 'stable',
+    canarySubset: 'canary',
+  };
+  const canaryWeight = (v: VirtualService): number | undefined =>
+    v.spec?.http?.[0]?.route?.find((r) => r.destination?.subset === 'canary')?.weight;
+
+  const lost = await router.steer(target, { weight: 10 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(isConflict(lost), `the guard failed: ${String(lost)}`);
+  t.same(sent, ['PATCH virtualservices'], 'computed from the view: no read');
+  const untouched = await get();
+  t.equal(canaryWeight(untouched), undefined, 'nothing landed from the stale view');
+  t.equal(untouched.metadata?.annotations?.['team.example.com/owner'], 'payments', "the other's edit stands");
+
+  sent.length = 0;
+  await router.steer(target, { weight: 10 });
+  t.same(sent, ['GET virtualservices', 'PATCH virtualservices'], 'one fresh read, then the write');
+  const steered = await get();
+  t.equal(canaryWeight(steered), 10, 'the weight, on the current object');
+  t.equal(steered.metadata?.annotations?.['team.example.com/owner'], 'payments', "and the other's edit kept");
+
+  sent.length = 0;
+  await t.rejects(router.steer(target, { weight: 50 }), 'the view is still behind: the guard fails again');
+  t.same(sent, ['PATCH virtualservices'], 'a fresh read once per lost guard, not from then on');
 });
