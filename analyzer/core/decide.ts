@@ -410,12 +410,15 @@ function onCheck(
       `at ${s.weight}%, holding and never promoting while the metrics are unknown: ${text}`,
     ),
   };
+  // A pass after a pass at the same step would repeat its Event: the status record and
+  // weir_checks_total keep every check, the Events what changed (one write per check, not two).
+  const repeated = verdict === 'pass' && s.lastVerdict === 'pass';
   return {
     status: {
       ...status,
       message: `step ${s.step + 1}/${stepsOf(policy).length} at ${at(s)}: last check ${verdict}`,
     },
-    actions: [checked, eventFor[verdict]],
+    actions: repeated ? [checked] : [checked, eventFor[verdict]],
   };
 }
 

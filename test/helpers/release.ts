@@ -90,6 +90,12 @@ export async function events(ns: string, name: string): Promise<EventRecord[]> {
     .map((e) => ({ type: e.type, reason: e.reason, message: e.message }));
 }
 
+/** The weights at which a CheckPassed Event was recorded (one per step, and one after a check that did not pass). */
+export async function passedAt(ns: string, name: string): Promise<number[]> {
+  const passed = (await events(ns, name)).filter((e) => e.reason === 'CheckPassed');
+  return [...new Set(passed.map((e) => Number(/^at (\d+)%/.exec(e.message)?.[1])))].sort((a, b) => a - b);
+}
+
 interface Vs {
   spec: { http: { name?: string; route: { destination: { subset: string }; weight?: number }[] }[] };
 }

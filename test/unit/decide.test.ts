@@ -87,6 +87,34 @@ t.test('a bad canary is rolled back after the failure limit, stable first', asyn
   t.match(o.status?.message, /error-rate: 30\.00% > 5\.00%/, 'the reason names the metric, value and threshold');
 });
 
+t.test(
+  'CheckPassed is recorded once per step and again after a check that did not pass; every check counts',
+  async (t) => {
+    const o = world();
+    const log: string[] = [];
+    const verdicts: string[] = [];
+    let measured = 0;
+    for (let s = 0; s < 200 && o.phase === 'Progressing'; s++) {
+      const now = new Date(s * 1000);
+      // The second check of the release fails; every other passes.
+      const m = checkDue(o, now) ? errorRate(++measured === 2 ? 0.3 : 0.01)() : undefined;
+      const actions = decide(o, m, now);
+      for (const a of actions) if (a.kind === 'checked') verdicts.push(a.verdict);
+      apply(o, actions, log);
+    }
+    t.same(weights(log), ['weight 10', 'weight 50', 'weight 100']);
+    const passes = verdicts.filter((v) => v === 'pass').length;
+    t.equal(
+      log.filter((l) => l === 'event CheckPassed').length,
+      4,
+      `one at each of the three steps, one after the failure (of ${passes} passing checks)`,
+    );
+    t.ok(passes > 4, 'later passes at a step are checks all the same');
+    t.equal(log.filter((l) => l === 'event CheckFailed').length, 1);
+    t.equal(o.status?.checks.at(-1)?.verdict, 'pass', "the status record keeps every check, the last one's too");
+  },
+);
+
 t.test('a hard failure rolls back at the first check', async (t) => {
   const o = world();
   const log: string[] = [];
