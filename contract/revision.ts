@@ -1,6 +1,6 @@
 // A release is named by the hash of a pod template, weir's own labels and annotations left out,
 // so stamping `weir.dev/track` never makes a new revision.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { annotations, isWeirKey } from './names.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -55,7 +55,8 @@ export function templateRevision(template: unknown): string {
   metadata.labels = withoutWeirKeys(metadata.labels);
   metadata.annotations = withoutWeirKeys(metadata.annotations);
   const body = JSON.stringify(canonical({ ...t, metadata }));
-  return createHash('sha256').update(body).digest('hex').slice(0, 10);
+  // One-shot: no Hash object per call (the admission path hashes two templates per release start).
+  return hash('sha256', body).slice(0, 10);
 }
 
 /**
