@@ -193,6 +193,7 @@ function buildEdges(access: KubeAccess, settings: AnalyzerSettings, log: Log): E
     apps,
     core,
     router,
+    podsLabelled: new Map(),
     events: eventRecorder(core, settings.reportingInstance),
     policies: settings.policies,
     optIn: settings.optIn,

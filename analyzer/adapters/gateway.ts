@@ -107,7 +107,7 @@ export class GatewayRouter implements TrafficRouter {
     cached: T | undefined | 'unknown',
     read: () => Promise<T | undefined>,
   ): Promise<T | undefined> {
-    return this.stale.take(key) || this.cache === undefined || cached === 'unknown' ? read() : cached;
+    return this.cache === undefined || cached === 'unknown' || this.stale.behind(key, cached) ? read() : cached;
   }
 
   private lookRoute(namespace: string, name: string): Promise<HTTPRoute | undefined> {
@@ -153,7 +153,7 @@ export class GatewayRouter implements TrafficRouter {
     const route = await this.presentRoute(target.namespace, target.httpRoute);
     if (!route) throw new Error(`HTTPRoute ${target.namespace}/${target.httpRoute} not found`);
     const body = ruleWeightPatch(route, target, traffic);
-    await this.stale.fenced(viewKey(plural, target.namespace, target.httpRoute), () =>
+    await this.stale.fenced(viewKey(plural, target.namespace, target.httpRoute), route, () =>
       this.custom.patchNamespacedCustomObject({
         group,
         version,
@@ -214,7 +214,7 @@ export class GatewayRouter implements TrafficRouter {
       }),
       spec: ownedRouteSpec(target.host ?? '', port, steered),
     };
-    await this.stale.fenced(viewKey(plural, target.namespace, target.httpRoute), () =>
+    await this.stale.fenced(viewKey(plural, target.namespace, target.httpRoute), undefined, () =>
       this.custom.createNamespacedCustomObject({
         group,
         version,
@@ -317,7 +317,7 @@ export class GatewayRouter implements TrafficRouter {
     // weir's own Service selecting the wrong half (edited by hand): put back, fenced by its
     // resourceVersion. A whole-object replace is sent from a fresh read, never from the trimmed view.
     const current = existing ? await this.getService(target.namespace, name) : undefined;
-    return this.stale.fenced(viewKey('services', target.namespace, name), () =>
+    return this.stale.fenced(viewKey('services', target.namespace, name), existing, () =>
       current
         ? this.core.replaceNamespacedService({
             namespace: target.namespace,

@@ -135,7 +135,7 @@ export class IstioRouter implements TrafficRouter {
     name: string,
   ): Promise<T | undefined> {
     const cached = this.cache?.(plural, namespace, name);
-    if (this.stale.take(viewKey(plural, namespace, name)) || cached === 'unknown' || this.cache === undefined)
+    if (cached === 'unknown' || this.cache === undefined || this.stale.behind(viewKey(plural, namespace, name), cached))
       return this.get<T>(plural, namespace, name);
     return Promise.resolve(cached as T | undefined);
   }
@@ -149,8 +149,9 @@ export class IstioRouter implements TrafficRouter {
     return (await this.look<T>(plural, namespace, name)) ?? this.get<T>(plural, namespace, name);
   }
 
-  private async patch(plural: string, namespace: string, name: string, body: PatchOp[]): Promise<void> {
-    await this.stale.fenced(viewKey(plural, namespace, name), () =>
+  /** A patch computed from `view`, fenced by its resourceVersion. */
+  private async patch(plural: string, namespace: string, name: string, view: object, body: PatchOp[]): Promise<void> {
+    await this.stale.fenced(viewKey(plural, namespace, name), view, () =>
       this.api.patchNamespacedCustomObject({ group, version, plural, namespace, name, body, fieldManager }),
     );
   }
@@ -179,7 +180,7 @@ export class IstioRouter implements TrafficRouter {
     const target = IstioRouter.mesh(routeTarget);
     const vs = await this.present<VirtualService>('virtualservices', target.namespace, target.virtualService);
     if (!vs) throw new Error(`VirtualService ${target.namespace}/${target.virtualService} not found`);
-    await this.patch('virtualservices', target.namespace, target.virtualService, weightPatch(vs, target, traffic));
+    await this.patch('virtualservices', target.namespace, target.virtualService, vs, weightPatch(vs, target, traffic));
   }
 
   async backendsReady(routeTarget: RouteTarget, inFlight: boolean): Promise<boolean> {
@@ -198,7 +199,7 @@ export class IstioRouter implements TrafficRouter {
     if (!dr) throw new Error(`DestinationRule ${target.namespace}/${target.destinationRule} not found`);
     if (target.owned && !ownedBy(dr, target)) throw new Error(nameConflict(dr, target));
     const ops = subsetPatch(dr, target, inFlight);
-    if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
+    if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, dr, ops);
   }
 
   /** Between releases the canary subset selects the stable half; the objects stay (weir's own hold the weight). */
@@ -207,7 +208,7 @@ export class IstioRouter implements TrafficRouter {
     const dr = await this.present<DestinationRule>('destinationrules', target.namespace, target.destinationRule);
     if (!dr || (target.owned && !ownedBy(dr, target))) return;
     const ops = subsetPatch(dr, target, false);
-    if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, ops);
+    if (ops.length > 1) await this.patch('destinationrules', target.namespace, target.destinationRule, dr, ops);
   }
 
   /** The subsets stay between releases (the route names them): nothing to remove. */
@@ -236,7 +237,7 @@ export class IstioRouter implements TrafficRouter {
       if (await this.present(plural, target.namespace, name)) return;
       const kind = plural === 'virtualservices' ? 'VirtualService' : 'DestinationRule';
       const body = { apiVersion: `${group}/${version}`, kind, metadata: metadata(name, record), spec };
-      await this.stale.fenced(viewKey(plural, target.namespace, name), () =>
+      await this.stale.fenced(viewKey(plural, target.namespace, name), undefined, () =>
         this.api.createNamespacedCustomObject({
           group,
           version,

@@ -31,6 +31,12 @@ export interface Edges {
     deployment: (namespace: string, name: string) => V1Deployment | undefined;
     services: (namespace: string) => readonly V1Service[];
   };
+  /**
+   * Releases (by namespace/name) whose stable pods were all found labelled before the first
+   * weight, with the canary revision then: pods from before the opt-in are listed once per
+   * release, not on every pass while the canary comes up.
+   */
+  podsLabelled?: Map<string, string>;
 }
 
 export interface ReleaseView {
@@ -209,6 +215,24 @@ function halfFields(d: V1Deployment): Pick<Observed, 'replicas' | 'stableAvailab
   };
 }
 
+/** Stable pods still to label, listed only before the release's first weight and until none is left. */
+async function podsToLabel(
+  edges: Edges,
+  d: V1Deployment,
+  rec: ReturnType<typeof recorded>,
+): Promise<{ items: V1Pod[] }> {
+  const key = `${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`;
+  if (rec.phase !== 'Progressing' || !beforeFirstWeight(rec)) {
+    edges.podsLabelled?.delete(key);
+    return { items: [] };
+  }
+  if (rec.canaryRevision && edges.podsLabelled?.get(key) === rec.canaryRevision) return { items: [] };
+  const pods = await unlabelledStablePods(edges, d);
+  // Once none lacks the label, none appears before the first weight: the Deployment is paused (ADR 3).
+  if (pods.items.length === 0 && rec.canaryRevision) edges.podsLabelled?.set(key, rec.canaryRevision);
+  return pods;
+}
+
 /** Reads one release: the Deployment, its canary, its pods and its routing. */
 export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | undefined): Promise<ReleaseView> {
   const namespace = d.metadata?.namespace ?? '';
@@ -225,9 +249,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
     target
       ? edges.router.backendsReady(target, rec.phase === 'Progressing' || rec.phase === 'Promoting')
       : Promise.resolve(false),
-    rec.phase === 'Progressing' && beforeFirstWeight(rec)
-      ? unlabelledStablePods(edges, d)
-      : Promise.resolve({ items: [] }),
+    podsToLabel(edges, d, rec),
   ]);
   const observed: Observed = {
     namespace,
