@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { KubeConfig, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import type { V1Pod } from '@kubernetes/client-node';
+import { KubeConfig, CoreV1Api, CustomObjectsApi, makeInformer } from '@kubernetes/client-node';
+import type { Informer, KubernetesListObject, KubernetesObject, ObjectCache, V1Pod } from '@kubernetes/client-node';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { routeRequest, fqdn } from './routing.ts';
 import { routeByProxies } from './envoy.ts';
@@ -118,7 +118,7 @@ function toPod(pod: V1Pod): SimPod {
   };
 }
 
-interface IstioObject {
+interface IstioObject extends KubernetesObject {
   metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> };
   spec?: {
     hosts?: string[];
@@ -129,46 +129,69 @@ interface IstioObject {
   };
 }
 
-async function listIstio(plural: string): Promise<IstioObject[]> {
-  const list = (await custom.listClusterCustomObject({ group: 'networking.istio.io', version: 'v1', plural })) as {
-    items?: IstioObject[];
-  };
-  return list.items ?? [];
-}
-
-interface HTTPRouteObject {
+interface HTTPRouteObject extends KubernetesObject {
   metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> };
   spec?: Partial<Pick<SimHTTPRoute, 'parentRefs' | 'hostnames' | 'rules'>>;
 }
 
-/** HTTPRoutes, or none where the cluster does not serve the Gateway API. */
-async function listHTTPRoutes(): Promise<HTTPRouteObject[]> {
-  try {
-    const list = (await custom.listClusterCustomObject({
-      group: 'gateway.networking.k8s.io',
-      version: 'v1',
-      plural: 'httproutes',
-    })) as { items?: HTTPRouteObject[] };
-    return list.items ?? [];
-  } catch (error) {
-    if ((error as { code?: number }).code === 404) return [];
-    throw error;
-  }
+/**
+ * The objects routing reads, from watches: listing them all every poll cost the API server and
+ * this process most of a core with 1,000 Services (the scale benchmark's cluster).
+ */
+let changed = true;
+function follow<T extends KubernetesObject>(
+  path: string,
+  list: () => Promise<KubernetesListObject<T>>,
+): Informer<T> & ObjectCache<T> {
+  const informer = makeInformer(kc, path, list);
+  for (const event of ['add', 'update', 'delete'] as const)
+    informer.on(event, () => {
+      changed = true;
+    });
+  informer.on('error', (error: unknown) => {
+    process.stderr.write(`mesh: watch of ${path} failed (${String(error)}); restarting\n`);
+    setTimeout(() => void informer.start().catch(() => undefined), 1000);
+  });
+  return informer;
 }
 
-async function refresh(): Promise<void> {
-  const [services, pods, vss, drs, hrs] = await Promise.all([
-    core.listServiceForAllNamespaces(),
-    core.listPodForAllNamespaces(),
-    listIstio('virtualservices'),
-    listIstio('destinationrules'),
-    listHTTPRoutes(),
-  ]);
+const customList =
+  <T extends KubernetesObject>(group: string, plural: string) =>
+  async (): Promise<KubernetesListObject<T>> =>
+    (await custom.listClusterCustomObject({ group, version: 'v1', plural })) as KubernetesListObject<T>;
+const watched = {
+  services: follow('/api/v1/services', () => core.listServiceForAllNamespaces()),
+  pods: follow('/api/v1/pods', () => core.listPodForAllNamespaces()),
+  virtualServices: follow(
+    '/apis/networking.istio.io/v1/virtualservices',
+    customList<IstioObject>('networking.istio.io', 'virtualservices'),
+  ),
+  destinationRules: follow(
+    '/apis/networking.istio.io/v1/destinationrules',
+    customList<IstioObject>('networking.istio.io', 'destinationrules'),
+  ),
+  httpRoutes: follow(
+    '/apis/gateway.networking.k8s.io/v1/httproutes',
+    customList<HTTPRouteObject>('gateway.networking.k8s.io', 'httproutes'),
+  ),
+};
+/** HTTPRoutes are none where the cluster does not serve the Gateway API. */
+let gatewayApi = true;
+
+/** Rebuilds the routing snapshot from the watches, when one of them changed since the last. */
+function refresh(): void {
+  if (!changed) return;
+  changed = false;
+  const services = watched.services.list();
+  const pods = watched.pods.list();
+  const vss = watched.virtualServices.list();
+  const drs = watched.destinationRules.list();
+  const hrs = gatewayApi ? watched.httpRoutes.list() : [];
   const meshDefault = num(args['mesh-rps'], 20);
   const gatewayDefault = num(args['gateway-rps'], 20);
   serviceRps.clear();
   gatewayHosts.clear();
-  const simServices = services.items
+  const simServices = services
     // Every Service with a selector gets traffic, in `default` too (the seed's manifests land there);
     // selector-less Services (the API server's own `kubernetes`) have no pods to route to.
     .filter((s) => s.spec?.selector !== undefined && Object.keys(s.spec.selector).length > 0)
@@ -226,9 +249,9 @@ async function refresh(): Promise<void> {
       for (const ref of rule.backendRefs ?? [])
         if ((ref.group ?? '') === '' && (ref.kind ?? 'Service') === 'Service')
           serviceRps.delete(fqdn({ name: ref.name, namespace: ref.namespace ?? route.namespace }));
-  snapshot = { services: simServices, pods: pods.items.map(toPod), virtualServices, destinationRules, httpRoutes };
+  snapshot = { services: simServices, pods: pods.map(toPod), virtualServices, destinationRules, httpRoutes };
   podsByIp = new Map(snapshot.pods.flatMap((p) => (p.ip ? [[p.ip, p] as const] : [])));
-  if (xds) followRouters(pods.items);
+  if (xds) followRouters(pods);
   synced = true;
 }
 
@@ -310,7 +333,7 @@ function routedClusters(view: ProxyView): Set<string> {
  * The gateway proxies: one per gateway workload with a Ready pod (the ingress gateway, and each
  * Deployment Istio made for a Gateway API Gateway), identified to istiod as that pod.
  */
-function followRouters(pods: V1Pod[]): void {
+function followRouters(pods: readonly V1Pod[]): void {
   const routers = new Map<string, { key: string; id: string; namespace: string; labels: Record<string, string> }>();
   for (const pod of pods) {
     const labels = pod.metadata?.labels ?? {};
@@ -473,18 +496,37 @@ function testerRequest(url: string): { kind: Routed['kind']; workload?: string; 
     : { kind: routed.kind, ...mirrored };
 }
 
+/** Starts the watches (each lists once, then follows), retrying until the API server answers. */
+async function startWatches(): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { httpRoutes, ...always } = watched;
+      await Promise.all(Object.values(always).map((w) => w.start()));
+      await httpRoutes.start().catch((error: unknown) => {
+        if ((error as { code?: number }).code !== 404) throw error;
+        gatewayApi = false;
+      });
+      return;
+    } catch (error) {
+      if (attempt % 20 === 1)
+        process.stderr.write(`mesh: watches not started: ${error instanceof Error ? error.message : String(error)}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
 let failures = 0;
-async function poll(): Promise<void> {
+function poll(): void {
   try {
-    await refresh();
+    refresh();
     failures = 0;
   } catch (error) {
     if (++failures % 20 === 1)
       process.stderr.write(`mesh: refresh failed: ${error instanceof Error ? error.message : String(error)}\n`);
   }
-  setTimeout(() => void poll(), num(args['poll-ms'], 500));
+  setTimeout(poll, num(args['poll-ms'], 500));
 }
-void poll();
+void startWatches().then(poll);
 
 const server = createServer((req, res) => {
   if (req.url === '/metrics') {
