@@ -537,7 +537,7 @@ export function buildAnalyzer(access: KubeAccess, settings: AnalyzerSettings, lo
     orphans: () => passes.poke(),
   };
   const w = startWatches(edges, scope, log, wake);
-  // observe and the router read from the watches (ADR 14); writes still read fresh for their guards.
+  // observe and the router read from the watches, and routing writes are computed from them, fenced (ADR 14).
   if (!settings.polling) {
     ctx.cache = {
       deployment: (namespace, name) => w.deployments.get(name, namespace),

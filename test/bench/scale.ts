@@ -43,6 +43,8 @@ export interface ScaleRow {
   cores: Record<string, number>;
   /** The API server's mean answer time to the analyzer's writes over the run (ms). */
   writeMs: number;
+  /** A release's pass that failed (and was retried after a backoff that doubles, up to 30 s). */
+  failedPasses: number;
 }
 
 export interface ScaleResult {
@@ -318,6 +320,19 @@ async function writeSeconds(url: string): Promise<{ sum: number; count: number }
   };
 }
 
+/** The analyzer's failed passes so far, counted by their error, most frequent first (from its log). */
+async function failureReasons(a: Analyzer): Promise<string> {
+  const text = await readFile(a.logFile, 'utf8').catch(() => '');
+  const counts = new Map<string, number>();
+  for (const line of text.split('\n'))
+    if (line.includes('reconcile failed')) {
+      const error = /"error":"([^"]{0,70})/.exec(line)?.[1] ?? 'unknown';
+      counts.set(error, (counts.get(error) ?? 0) + 1);
+    }
+  const top = [...counts].sort((x, y) => y[1] - x[1]).slice(0, 4);
+  return top.length > 0 ? top.map(([e, n]) => `${n} × ${e}`).join('; ') : 'none';
+}
+
 /** One row's run: N releases on the cluster, measured through analyzer `a`. */
 interface Run {
   state: ClusterState;
@@ -346,7 +361,12 @@ async function measureRun(
   const { namespaces, watches, recorded } = w;
   const apps = kc.makeApiClient(AppsV1Api);
   await resetPeak(a);
-  const [cpu0, writes0, begun] = [await cpuSeconds(a.process.pid ?? 0), await writeSeconds(a.url), Date.now()];
+  const [cpu0, writes0, failed0, begun] = [
+    await cpuSeconds(a.process.pid ?? 0),
+    await writeSeconds(a.url),
+    await metric(a.url, 'weir_reconcile_errors_total'),
+    Date.now(),
+  ];
   await release(apps, n, `example.com/app:r${round}`);
   await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
   log(`${n} releases hold at 10 %`);
@@ -372,7 +392,12 @@ async function measureRun(
     (e: unknown) => log(String(e)),
   );
   const promoted = count(watches, finished);
-  const [cpu1, writes1] = [await cpuSeconds(a.process.pid ?? 0), await writeSeconds(a.url)];
+  const [cpu1, writes1, failed1] = [
+    await cpuSeconds(a.process.pid ?? 0),
+    await writeSeconds(a.url),
+    await metric(a.url, 'weir_reconcile_errors_total'),
+  ];
+  log(`failed passes, by error: ${await failureReasons(a)}`);
   const checks = recorded.map((r) => r.checks);
   return {
     releases: n,
@@ -388,6 +413,7 @@ async function measureRun(
     promoted,
     cores: coresBetween(cpu0, cpu1, (Date.now() - begun) / 1000),
     writeMs: ((writes1.sum - writes0.sum) / Math.max(1, writes1.count - writes0.count)) * 1000,
+    failedPasses: failed1 - failed0,
   };
 }
 

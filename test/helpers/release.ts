@@ -183,6 +183,8 @@ function recordRoute<T>(
 export interface Analyzer {
   process: ChildProcess;
   url: string;
+  /** Where its log goes: beside the cluster's. */
+  logFile: string;
   kill: (signal?: NodeJS.Signals) => Promise<void>;
   /** Resolves with the signal (or exit code) the process ended with. */
   exited: Promise<NodeJS.Signals | number | null>;
@@ -202,6 +204,7 @@ export async function startAnalyzer(options: {
 }): Promise<Analyzer> {
   const state = await cluster();
   const port = await freePort();
+  const logFile = join(clusterDir, 'logs', `analyzer-${options.identity}.log`);
   const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'analyzer/main.ts')], {
     env: {
       ...process.env,
@@ -220,19 +223,19 @@ export async function startAnalyzer(options: {
       ...options.env,
     },
     // Its log goes beside the cluster's, for reading after a failure.
-    stdio: ['ignore', openSync(join(clusterDir, 'logs', `analyzer-${options.identity}.log`), 'a'), 'inherit'],
+    stdio: ['ignore', openSync(logFile, 'a'), 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
   const exited = new Promise<NodeJS.Signals | number | null>((resolve) =>
     child.once('exit', (code, signal) => resolve(signal ?? code)),
   );
-  if (options.waitReady === false) return { process: child, url, kill: killer(child), exited };
+  if (options.waitReady === false) return { process: child, url, logFile, kill: killer(child), exited };
   await waitFor(
     `analyzer ${options.identity} /readyz`,
     async () => (await request(`${url}/readyz`)).statusCode === 200,
     30_000,
   );
-  return { process: child, url, kill: killer(child), exited };
+  return { process: child, url, logFile, kill: killer(child), exited };
 }
 
 function killer(child: ChildProcess): (signal?: NodeJS.Signals) => Promise<void> {
