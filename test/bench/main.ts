@@ -92,7 +92,7 @@ const readingNotes = `## Reading these numbers
   setup); in a pod V8 would size itself from the cgroup limit anyway, so the bench now measures what
   a pod does. Reads while holding count GETs and LISTs outside the watches (the bad canary's own
   release, started in the window, among them); writes (the check records) are not reads.
-- **Scale: API reads** (0.20–0.25/s at 100 and 500, from 1.8 and 5.85 the same morning): the 4–5
+- **Scale: API reads** (0.20–0.25/s at 100 and 500, from 1.8 and 5.85 earlier that day): the 4–5
   reads in the 20 s window are the bad canary's own release starting in it (its pods listed once,
   its routing objects asked for before weir creates them, its canary). The rest went: a routing
   write no longer reads its object first — it is computed from the watch's view and fenced by that
@@ -104,7 +104,7 @@ const readingNotes = `## Reading these numbers
   The windows are the first checks', the later checks' and the look-backs of checks that found too
   few requests (ADR 20), one more interval each: at 500 releases more 10 % canaries of a 2 request/s
   Service are unjudged and look back, so more distinct windows — 12.5 per 10 s interval, 4 at 100
-  (7.5 and 6.5 in the morning's run, whose releases fell differently on the slots; 20 at 100
+  (7.5 and 6.5 in the earlier run, whose releases fell differently on the slots; 20 at 100
   before slots).
 - **Scale: step lag.** At 10 → 50 % most of it is the analysis: a 10 % canary of a Service at 2 requests/s
   is often unjudged in a 10 s window, and the step waits for a passing check (the columns "of it
