@@ -21,6 +21,21 @@ interface VectorResult {
   data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
 }
 
+/**
+ * What each series of `selection` gained in the last `windowSeconds`. A proxy creates a series at
+ * the first request with its labels, so a new canary's 5xx series is born after its 2xx series,
+ * inside a check's window; `increase()` counts nothing before a series' first sample (and nothing
+ * at all from one sample), which dropped exactly a new canary's first errors. A series with no
+ * sample for a while before the window is such a newborn: it counts whole, from zero.
+ * (A while: the lookback of an instant query, or the window if longer, so that a Prometheus outage
+ * the window covers does not make every series look newborn.)
+ */
+export function inWindow(selection: string, windowSeconds: number): string {
+  const w = Math.max(1, Math.round(windowSeconds));
+  const before = `last_over_time(${selection}[${Math.max(300, w)}s] offset ${w}s)`;
+  return `(increase(${selection}[${w}s]) and ${before}) or (${selection} unless ${before})`;
+}
+
 export class PrometheusProvider implements MetricsProvider {
   private readonly dispatcher: Agent;
   private readonly headers: Record<string, string> = {};
@@ -69,8 +84,7 @@ export class PrometheusProvider implements MetricsProvider {
   }
 
   async requestCounts(windowSeconds: number): Promise<Map<string, RequestCounts>> {
-    const w = `${Math.max(1, Math.round(windowSeconds))}s`;
-    return this.byWorkload(`increase(istio_requests_total{reporter="destination"}[${w}])`);
+    return this.byWorkload(inWindow('istio_requests_total{reporter="destination"}', windowSeconds));
   }
 
   async requestTotals(): Promise<Map<string, RequestCounts>> {
@@ -81,9 +95,7 @@ export class PrometheusProvider implements MetricsProvider {
     const selection = 'istio_requests_total{reporter="source",response_flags=~"UH|UF|URX|NR|NC"}';
     const data = await this.query(
       'sum by (destination_service_namespace, destination_service_name) ' +
-        (windowSeconds === undefined
-          ? `(${selection})`
-          : `(increase(${selection}[${Math.max(1, Math.round(windowSeconds))}s]))`),
+        `(${windowSeconds === undefined ? selection : inWindow(selection, windowSeconds)})`,
     );
     const failures = new Map<string, number>();
     for (const r of data?.result ?? []) {

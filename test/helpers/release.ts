@@ -2,7 +2,7 @@
 // canary weights a route (VirtualService or HTTPRoute) goes through, reading events, and running private analyzers.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -281,8 +281,11 @@ export async function apiReads(url: string): Promise<Record<string, number>> {
   return out;
 }
 
-/** A Prometheus of the test's own, scraping the shared mesh simulator: it can be stopped and started. */
-export async function ownPrometheus(): Promise<{
+/**
+ * A Prometheus of the test's own, scraping the shared mesh simulator — or `target` (host:port)
+ * every second: it can be stopped and started.
+ */
+export async function ownPrometheus(target?: string): Promise<{
   url: string;
   start: () => Promise<void>;
   stop: () => Promise<void>;
@@ -291,14 +294,22 @@ export async function ownPrometheus(): Promise<{
   const state = await cluster();
   const dir = await mkdtemp(join(tmpdir(), 'weir-prom-'));
   const port = await freePort();
+  const config = target ? join(dir, 'prometheus.yml') : (state.prometheusConfig ?? '');
+  if (target)
+    await writeFile(
+      config,
+      ['global:', '  scrape_interval: 1s', 'scrape_configs:', '- job_name: own', '  static_configs:']
+        .concat(`  - targets: ['${target}']`, '')
+        .join('\n'),
+    );
   const url = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
     child = spawn(
       state.prometheusBin ?? 'prometheus',
       [
-        `--config.file=${state.prometheusConfig ?? ''}`,
-        `--storage.tsdb.path=${dir}`,
+        `--config.file=${config}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
         `--web.listen-address=127.0.0.1:${port}`,
         '--log.level=error',
       ],
