@@ -524,7 +524,11 @@ export function buildAnalyzer(access: KubeAccess, settings: AnalyzerSettings, lo
   const edges = buildEdges(access, settings, log);
   const { ctx, telemetry, provider, leader } = edges;
   const scope = parseScope(settings.scope);
-  const queue = new WorkQueue({ baseDelayMs: settings.tickMs, maxDelayMs: 30_000 });
+  const queue = new WorkQueue({
+    baseDelayMs: settings.tickMs,
+    maxDelayMs: 30_000,
+    taken: (waitedMs) => telemetry.queueWait.observe(waitedMs / 1000),
+  });
   const now = (): number => ctx.now().getTime();
   const wake: Wake = {
     release: (key) => {

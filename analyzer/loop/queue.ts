@@ -10,6 +10,8 @@ export interface QueueOptions {
   baseDelayMs: number;
   /** The longest retry delay. */
   maxDelayMs: number;
+  /** Called for each key taken with how long it waited past its due time (ms), as client-go's queue-duration metric. */
+  taken?: (waitedMs: number) => void;
 }
 
 export class WorkQueue {
@@ -54,6 +56,7 @@ export class WorkQueue {
     const taken: string[] = [];
     for (const [key, at] of this.due) if (at <= now && !this.processing.has(key)) taken.push(key);
     for (const key of taken) {
+      this.options.taken?.(now - (this.due.get(key) ?? now));
       this.due.delete(key);
       this.processing.add(key);
     }

@@ -82,6 +82,12 @@ export class Telemetry {
     labelNames: ['step'],
     registers: [this.registry],
   });
+  readonly queueWait = new Histogram({
+    name: 'weir_queue_wait_seconds',
+    help: 'How long a release waited past its due time (a pause or check ending, a change seen) for a pass to take it',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
   readonly queueDepth = new Gauge({
     name: 'weir_queue_depth',
     help: 'Releases queued for a pass: due now, or waiting for a pause, a check or a retry backoff',

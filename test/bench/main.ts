@@ -260,6 +260,9 @@ function scaleSection(r: ScaleResult): string {
       ),
       f(x.writeMs),
       f(x.failedPasses),
+      `${f(x.busiest.all, 2)} (${f(x.busiest.apiserver, 2)})`,
+      f(x.queueWaitP99, 2),
+      f(x.passP99, 2),
     ),
   );
   const ratio = r.idleFullMiB / r.idleEmptyMiB;
@@ -307,11 +310,22 @@ ${cells(...Array<string>(10).fill('---:'))}
 ${rows.join('\n')}
 
 Where the machine's ${cpus().length} cores went over each run (cores kept busy on average, from /proc), the
-API server's mean answer time to the analyzer's writes, and the releases' passes that failed (each retried
-after a backoff that doubles, up to 30 s):
+API server's mean answer time to the analyzer's writes, the releases' passes that failed (each retried
+after a backoff that doubles, up to 30 s), the busiest 10 s of the run (every part together, and of it
+the API server), how long a release due for a pass (its pause or check over, a change seen) waited
+for one to take it, and how long passes took (p99, as the upper bound of the histogram's bucket):
 
-${cells('releases', ...partNames, 'all', 'write answered in (ms)', 'release passes failed')}
-${cells(...Array<string>(partNames.length + 4).fill('---:'))}
+${cells(
+  'releases',
+  ...partNames,
+  'all',
+  'write answered in (ms)',
+  'release passes failed',
+  'busiest 10 s: all (API server)',
+  'queue wait p99 (s)',
+  'pass p99 (s)',
+)}
+${cells(...Array<string>(partNames.length + 7).fill('---:'))}
 ${cpuRows.join('\n')}
 
 ${baseline}

@@ -9,7 +9,7 @@ import { parseStatus } from '../../contract/status.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, jsonPatch, service } from '../helpers/kube.ts';
-import { analyzerMetric as metric, apiReads, startAnalyzer } from '../helpers/release.ts';
+import { analyzerMetric as metric, apiReads, metricSamples, startAnalyzer } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
 import { followObjects, kubectlApply, percentile, watchWeights } from './analyzer.ts';
 
@@ -45,6 +45,11 @@ export interface ScaleRow {
   writeMs: number;
   /** A release's pass that failed (and was retried after a backoff that doubles, up to 30 s). */
   failedPasses: number;
+  /** The busiest 10 s of the run: cores kept busy by every part together, and by the API server. */
+  busiest: { all: number; apiserver: number };
+  /** Due releases waiting for a pass to take them, and passes' durations, p99 (s; bucket bounds). */
+  queueWaitP99: number;
+  passP99: number;
 }
 
 export interface ScaleResult {
@@ -284,6 +289,7 @@ const parts: [string, RegExp][] = [
   ['kube-apiserver', /kube-apiserver/],
   ['etcd', /\/etcd\b/],
   ['mesh simulator', /test\/mesh\/main\.ts/],
+  ['weir webhook', /webhook\/main\.ts/],
   ['prometheus', /\/prometheus\b/],
   ['controllers, scheduler, kwok', /kube-controller-manager|kube-scheduler|kwok/],
 ];
@@ -304,6 +310,51 @@ async function cpuSeconds(analyzerPid: number): Promise<Map<string, number>> {
     used.set(name, (used.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
   }
   return used;
+}
+
+/** Samples every part's CPU seconds once a second until stopped: the busiest 10 s are read from them. */
+function cpuSampler(analyzerPid: number): { stop: () => Promise<{ all: number; apiserver: number }> } {
+  const samples: { at: number; used: Map<string, number> }[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      samples.push({ at: Date.now(), used: await cpuSeconds(analyzerPid) });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  })();
+  const total = (m: Map<string, number>): number => [...m.values()].reduce((sum, x) => sum + x, 0);
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      let best = { all: 0, apiserver: 0 };
+      for (const [i, a] of samples.entries()) {
+        const b = samples.slice(i).find((x) => x.at - a.at >= 10_000);
+        if (!b) break;
+        const seconds = (b.at - a.at) / 1000;
+        const all = (total(b.used) - total(a.used)) / seconds;
+        const key = 'kube-apiserver';
+        if (all > best.all) best = { all, apiserver: ((b.used.get(key) ?? 0) - (a.used.get(key) ?? 0)) / seconds };
+      }
+      return best;
+    },
+  };
+}
+
+/** The analyzer's histogram buckets (cumulative counts by upper bound). */
+async function buckets(url: string, name: string): Promise<Map<string, number>> {
+  const samples = await metricSamples(url, `${name}_bucket`);
+  return new Map(samples.map((x) => [x.labels.le ?? '', x.value]));
+}
+
+/** The p-quantile of what a histogram observed between two readings, as its bucket's upper bound. */
+function bucketQuantile(before: Map<string, number>, after: Map<string, number>, p: number): number {
+  const deltas = [...after].map(
+    ([le, n]) => [le === '+Inf' ? Infinity : Number(le), n - (before.get(le) ?? 0)] as const,
+  );
+  deltas.sort((x, y) => x[0] - y[0]);
+  const count = deltas.at(-1)?.[1] ?? 0;
+  return deltas.find(([, n]) => n >= p * count)?.[0] ?? NaN;
 }
 
 /** Cores each part kept busy between two readings. */
@@ -361,12 +412,15 @@ async function measureRun(
   const { namespaces, watches, recorded } = w;
   const apps = kc.makeApiClient(AppsV1Api);
   await resetPeak(a);
-  const [cpu0, writes0, failed0, begun] = [
+  const [cpu0, writes0, failed0, waits0, passes0, begun] = [
     await cpuSeconds(a.process.pid ?? 0),
     await writeSeconds(a.url),
     await metric(a.url, 'weir_reconcile_errors_total'),
+    await buckets(a.url, 'weir_queue_wait_seconds'),
+    await buckets(a.url, 'weir_reconcile_duration_seconds'),
     Date.now(),
   ];
+  const sampler = cpuSampler(a.process.pid ?? 0);
   await release(apps, n, `example.com/app:r${round}`);
   await waitFor(`${n} releases at 10 %`, async () => Promise.resolve(reached(watches, n, 10)), 600_000, 500);
   log(`${n} releases hold at 10 %`);
@@ -392,10 +446,13 @@ async function measureRun(
     (e: unknown) => log(String(e)),
   );
   const promoted = count(watches, finished);
-  const [cpu1, writes1, failed1] = [
+  const [cpu1, writes1, failed1, waits1, passes1, busiest] = [
     await cpuSeconds(a.process.pid ?? 0),
     await writeSeconds(a.url),
     await metric(a.url, 'weir_reconcile_errors_total'),
+    await buckets(a.url, 'weir_queue_wait_seconds'),
+    await buckets(a.url, 'weir_reconcile_duration_seconds'),
+    await sampler.stop(),
   ];
   log(`failed passes, by error: ${await failureReasons(a)}`);
   const checks = recorded.map((r) => r.checks);
@@ -414,6 +471,9 @@ async function measureRun(
     cores: coresBetween(cpu0, cpu1, (Date.now() - begun) / 1000),
     writeMs: ((writes1.sum - writes0.sum) / Math.max(1, writes1.count - writes0.count)) * 1000,
     failedPasses: failed1 - failed0,
+    busiest,
+    queueWaitP99: bucketQuantile(waits0, waits1, 0.99),
+    passP99: bucketQuantile(passes0, passes1, 0.99),
   };
 }
 

@@ -557,7 +557,8 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       '--service-cluster-ip-range=10.0.0.0/16',
       '--authorization-mode=Node,RBAC',
       '--allow-privileged=true',
-      '--profiling=false',
+      // WEIR_APISERVER_PROFILING=1: /debug/pprof for a profile of the API server under the scale benchmark.
+      `--profiling=${process.env.WEIR_APISERVER_PROFILING === '1'}`,
       '--v=1',
     ]);
     await saveState(state);

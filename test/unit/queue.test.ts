@@ -22,6 +22,17 @@ t.test('a key is queued once, at its earliest time, and taken only when due', as
   t.equal(q.nextDue(), undefined);
 });
 
+t.test('each key taken tells how long it waited past its due time', async (t) => {
+  const waited: number[] = [];
+  const q = new WorkQueue({ baseDelayMs: 1000, maxDelayMs: 8000, taken: (ms) => waited.push(ms) });
+  q.addAt('ns/web', 5000);
+  q.add('ns/api', 1000);
+  t.same(q.take(4000), ['ns/api']);
+  t.same(waited, [3000], 'due at 1 s, taken at 4 s');
+  t.same(q.take(5000), ['ns/web']);
+  t.same(waited, [3000, 0], 'taken when due');
+});
+
 t.test('failures back off exponentially up to the limit; a success starts again', async (t) => {
   const q = queue();
   const delays = [0, 1, 2, 3, 4, 5].map(() => {
