@@ -24,6 +24,8 @@ export interface Scheduler {
   start(): void;
   /** A watch saw a change: a pass within the batch window. */
   poke(): void;
+  /** A release was queued again: time the next pass for the earliest due (no batch window). */
+  wake(): void;
   stop(): void;
 }
 
@@ -59,6 +61,7 @@ export function scheduler(o: SchedulerOptions): Scheduler {
   };
   return {
     start: schedule,
+    wake: schedule,
     poke: () => {
       if (poked) return;
       poked = true;
