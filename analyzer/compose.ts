@@ -33,10 +33,10 @@ import { Notifier } from './adapters/notify.ts';
 import { noticeOf } from './core/notifications.ts';
 import { namespacedWatch, watch } from './loop/watch.ts';
 import type { NamespacedWatch, Watch } from './loop/watch.ts';
-import { active, ready as passReady, releaseKey, requeueOne, tick } from './loop/reconcile.ts';
+import { active, ready as passReady, releaseKey, requeue, tick } from './loop/reconcile.ts';
 import { WorkQueue } from './loop/queue.ts';
 import { scheduler } from './loop/schedule.ts';
-import type { LoopDeps, Outcome } from './loop/reconcile.ts';
+import type { LoopDeps } from './loop/reconcile.ts';
 import { selects } from '../contract/selector.ts';
 import type { AnalyzerSettings } from './settings.ts';
 import type { LabelSelector } from '../contract/selector.ts';
@@ -456,8 +456,6 @@ function releasePass(p: {
   settings: AnalyzerSettings;
   scope: Scope;
   log: Log;
-  /** A release went back to the queue mid-pass: time the next pass for it. */
-  requeued: () => void;
 }): () => Promise<void> {
   const { loopDeps, w, queue, settings } = p;
   const { ctx, telemetry } = loopDeps;
@@ -494,19 +492,10 @@ function releasePass(p: {
     leading = true;
     const keys = queue.take(now);
     if (keys.length > 0) {
-      // Each release goes back to the queue as soon as its own part is over: one due meanwhile (its
-      // pause ended while the pass wrote others' checks) is not held until the slowest is done.
-      const settled = new Set<string>();
-      const settle = (key: string, outcome: Outcome): void => {
-        settled.add(key);
-        requeueOne(queue, key, outcome, ctx.now().getTime(), settings.tickMs);
-        queue.done(key);
-        p.requeued();
-      };
       try {
-        await tick(loopDeps, new Set(keys), settle);
+        requeue(queue, await tick(loopDeps, new Set(keys)), ctx.now().getTime(), settings.tickMs);
       } finally {
-        for (const key of keys) if (!settled.has(key)) queue.done(key);
+        for (const key of keys) queue.done(key);
       }
       gauges();
     }
@@ -582,7 +571,7 @@ export function buildAnalyzer(access: KubeAccess, settings: AnalyzerSettings, lo
     batchMs: settings.batchMs,
     now,
     nextDue: () => queue.nextDue(),
-    pass: releasePass({ loopDeps, w, queue, settings, scope, log, requeued: () => passes.wake() }),
+    pass: releasePass({ loopDeps, w, queue, settings, scope, log }),
     passed: () => (lastPass = Date.now()),
     log,
   });

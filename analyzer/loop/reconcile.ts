@@ -106,19 +106,9 @@ export const ready = (deps: LoopDeps): boolean =>
 /**
  * One pass over the releases named by `keys` (`namespace/name`) that have something to do. Keys
  * of a Deployment after its release count as touched: their routing may need settling again.
- * `settled` hears each release's outcome as soon as its part of the pass is over, so the queue can
- * hand it to the next pass without waiting for this one's slowest release.
  */
-export async function tick(
-  deps: LoopDeps,
-  keys: ReadonlySet<string>,
-  settled?: (key: string, outcome: Outcome) => void,
-): Promise<Map<string, Outcome>> {
+export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<Map<string, Outcome>> {
   const outcomes = new Map<string, Outcome>();
-  const settle = (key: string, outcome: Outcome): void => {
-    outcomes.set(key, outcome);
-    settled?.(key, outcome);
-  };
   if (!ready(deps)) return outcomes;
   const stop = deps.telemetry.reconcileDuration.startTimer();
   const views: ReleaseView[] = [];
@@ -135,7 +125,7 @@ export async function tick(
     try {
       views.push(await observe(deps.ctx, structuredClone(d), deps.namespaces.get(d.metadata?.namespace ?? '')));
     } catch (error) {
-      settle(releaseKey(d.metadata?.namespace, d.metadata?.name), { kind: 'failed' });
+      outcomes.set(releaseKey(d.metadata?.namespace, d.metadata?.name), { kind: 'failed' });
       deps.telemetry.reconcileErrors.inc();
       deps.log('could not observe a release', {
         namespace: d.metadata?.namespace,
@@ -164,11 +154,11 @@ export async function tick(
       const worked = actions.some((a) => !isFinding(a));
       const wake = wakeAt(o, now);
       const idle: Outcome = { kind: 'idle', ...(wake === undefined ? {} : { wakeAt: wake }) };
-      settle(key, worked ? { kind: 'worked' } : idle);
+      outcomes.set(key, worked ? { kind: 'worked' } : idle);
     } catch (error) {
       // A fenced write that lost a race is how the fence works (ADR 10), not a failure.
       if (isConflict(error)) {
-        settle(key, { kind: 'worked' });
+        outcomes.set(key, { kind: 'worked' });
         deps.log('the release changed since it was observed; observing again', {
           namespace: o.namespace,
           name: o.name,
@@ -176,7 +166,7 @@ export async function tick(
         });
         return;
       }
-      settle(key, { kind: 'failed' });
+      outcomes.set(key, { kind: 'failed' });
       deps.telemetry.reconcileErrors.inc();
       deps.log('reconcile failed; will retry', { namespace: o.namespace, name: o.name, error: describeError(error) });
     }
@@ -187,16 +177,13 @@ export async function tick(
 
 /** Queues each release again as its outcome asks; a key with nothing to do and no wake-up is dropped. */
 export function requeue(queue: WorkQueue, outcomes: Map<string, Outcome>, now: number, soonMs: number): void {
-  for (const [key, outcome] of outcomes) requeueOne(queue, key, outcome, now, soonMs);
-}
-
-/** The same for one release. */
-export function requeueOne(queue: WorkQueue, key: string, outcome: Outcome, now: number, soonMs: number): void {
-  if (outcome.kind === 'failed') {
-    queue.retry(key, now);
-    return;
+  for (const [key, outcome] of outcomes) {
+    if (outcome.kind === 'failed') {
+      queue.retry(key, now);
+      continue;
+    }
+    queue.forget(key);
+    if (outcome.kind === 'worked') queue.addAt(key, now + soonMs);
+    else if (outcome.wakeAt !== undefined) queue.addAt(key, outcome.wakeAt);
   }
-  queue.forget(key);
-  if (outcome.kind === 'worked') queue.addAt(key, now + soonMs);
-  else if (outcome.wakeAt !== undefined) queue.addAt(key, outcome.wakeAt);
 }

@@ -24,8 +24,6 @@ export interface Scheduler {
   start(): void;
   /** A watch saw a change: a pass within the batch window. */
   poke(): void;
-  /** A release was queued again: time the next pass for the earliest due (no batch window). */
-  wake(): void;
   stop(): void;
 }
 
@@ -61,7 +59,6 @@ export function scheduler(o: SchedulerOptions): Scheduler {
   };
   return {
     start: schedule,
-    wake: schedule,
     poke: () => {
       if (poked) return;
       poked = true;

@@ -8,8 +8,6 @@ import { WorkQueue } from '../../analyzer/loop/queue.ts';
 function harness(maxPasses: number): {
   /** Queues a key as the analyzer does when a watch sees a change or a wake-up comes: due now, and a poke. */
   add: (key: string) => void;
-  /** A pass is done with `key` before its others (its own part over): queued again for `at`. */
-  requeue: (key: string, at: number) => void;
   started: string[][];
   nextStart: () => Promise<string[]>;
   finish: () => void;
@@ -21,7 +19,6 @@ function harness(maxPasses: number): {
   const gates: (() => void)[] = [];
   let waiting: ((keys: string[]) => void) | undefined;
   let running = 0;
-  const requeued = new Set<string>();
   const s = scheduler({
     tickMs: 60_000,
     batchMs: 5,
@@ -34,7 +31,7 @@ function harness(maxPasses: number): {
       running++;
       waiting?.(keys);
       await new Promise<void>((resolve) => gates.push(resolve));
-      for (const key of keys) if (!requeued.has(key)) queue.done(key);
+      for (const key of keys) queue.done(key);
       running--;
     },
     passed: () => undefined,
@@ -45,12 +42,6 @@ function harness(maxPasses: number): {
     add: (key) => {
       queue.add(key, Date.now());
       s.poke();
-    },
-    requeue: (key, at) => {
-      requeued.add(key);
-      queue.done(key);
-      queue.addAt(key, at);
-      s.wake();
     },
     started,
     nextStart: () => new Promise((resolve) => (waiting = resolve)),
@@ -101,20 +92,4 @@ t.test('a release in process is not taken again by an overlapping pass', async (
     ['ns/web', 'ns/api', 'ns/web'],
     'no pass ran beside the others with nothing due (the heartbeat waits)',
   );
-});
-
-t.test('a release its pass is done with goes to the next pass when due, while that pass still runs', async (t) => {
-  const h = harness(2);
-  t.teardown(h.stop);
-  let next = h.nextStart();
-  h.add('ns/web');
-  h.add('ns/api');
-  t.same(await next, ['ns/web', 'ns/api']);
-  next = h.nextStart();
-  // web's check is written and its pause ends in 20 ms; api's write is still on its way.
-  h.requeue('ns/web', Date.now() + 20);
-  t.same(await next, ['ns/web'], 'a pass of its own at its pause end, not after api');
-  t.equal(h.running(), 2, 'beside the first, still running');
-  h.finish();
-  h.finish();
 });
