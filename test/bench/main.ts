@@ -284,6 +284,14 @@ function scaleSection(r: ScaleResult): string {
       `sent ${f(p.readsPerSecond, 1)} reads/s with ${p.releases} releases holding a step, against ` +
       `${f(p.newReadsPerSecond, 2)} for the design as shipped.`
     : '';
+  const ceiling = r.writeCeiling
+    ? `**The machine's write ceiling:** its API server answered ${f(r.writeCeiling)} annotation writes a second to ` +
+      "guarded Deployments, 16 at a time, with no webhook call (the annotation is not weir's) — more than " +
+      "weir's own writes can reach. A step end writes the release's record and then its route before the " +
+      `weight moves; ${f(x?.releases ?? 0)} step ends at once are at least ` +
+      `${f((2 * (x?.releases ?? 0)) / r.writeCeiling, 1)} s of this machine's writes before the last weight moves, ` +
+      'with the checks of the releases still holding and the Events beside them.'
+    : '';
   return `A cluster of ${f(o.deployments)} Deployments: ${f(o.deployments - o.guarded)} with 0 replicas in namespaces
 that did not opt in, ${f(o.guarded)} guarded (one replica, a Service at 2 requests/s each, 100 per opted-in
 namespace). N releases started at once (steps 10/50/100 %, 60 s pauses, a check every ${scaleIntervalMs / 1000} s,
@@ -329,6 +337,8 @@ ${cells(...Array<string>(partNames.length + 7).fill('---:'))}
 ${cpuRows.join('\n')}
 
 ${baseline}
+
+${ceiling}
 
 Targets: ${targets}.
 ${r.notCarried ? `\n${f(r.notCarried.releases)} releases did not finish on this machine: ${r.notCarried.why}.\n` : ''}`;

@@ -61,6 +61,8 @@ export interface ScaleResult {
   polling?: { releases: number; readsPerSecond: number; newReadsPerSecond: number };
   /** The first N whose run did not finish on this machine, and why. */
   notCarried?: { releases: number; why: string };
+  /** Annotation writes to guarded Deployments the API server answered per second, 16 at a time. */
+  writeCeiling?: number;
 }
 
 const pauseMs = 60_000;
@@ -384,6 +386,29 @@ async function failureReasons(a: Analyzer): Promise<string> {
   return top.length > 0 ? top.map(([e, n]) => `${n} × ${e}`).join('; ') : 'none';
 }
 
+/**
+ * What this machine's API server carries: `n` annotation writes to guarded Deployments, 16 at a
+ * time as the analyzer's pool sends them, per second. The annotation is not weir's, so the webhook is
+ * not called (matchConditions): a ceiling above what weir's own record writes can reach. Like
+ * theirs, each bumps the Deployment's generation, so the controller writes its status once more.
+ */
+async function writeCeiling(apps: AppsV1Api, guarded: number, n: number): Promise<number> {
+  let next = 0;
+  const begun = Date.now();
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < n; i = next++) {
+      const patch = [{ op: 'add', path: '/metadata/annotations/bench.weir.dev~1ping', value: String(i) }];
+      const at = i % guarded;
+      await apps.patchNamespacedDeployment(
+        { namespace: guardedNamespace(at), name: guardedName(at), body: patch },
+        jsonPatch,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  return n / ((Date.now() - begun) / 1000);
+}
+
 /** One row's run: N releases on the cluster, measured through analyzer `a`. */
 interface Run {
   state: ClusterState;
@@ -520,6 +545,8 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
     const idleFullMiB = await idleRss(a);
     const cachedDeployments = await metric(a.url, 'weir_cached_objects{kind="Deployment"}');
     log(`idle with ${o.deployments} Deployments: ${idleFullMiB.toFixed(0)} MiB, ${cachedDeployments} cached`);
+    const ceiling = await writeCeiling(kc.makeApiClient(AppsV1Api), o.guarded, 2000);
+    log(`the API server answers ${ceiling.toFixed(0)} Deployment annotation writes/s (16 at a time)`);
     const rows: ScaleRow[] = [];
     let round = 1;
     let notCarried: ScaleResult['notCarried'];
@@ -551,6 +578,7 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
       cachedDeployments,
       rows,
       polling: { releases: smallest, readsPerSecond, newReadsPerSecond },
+      writeCeiling: ceiling,
       ...(notCarried ? { notCarried } : {}),
     };
   } finally {
