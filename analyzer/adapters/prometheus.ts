@@ -27,12 +27,13 @@ interface VectorResult {
  * inside a check's window; `increase()` counts nothing before a series' first sample (and nothing
  * at all from one sample), which dropped exactly a new canary's first errors. A series with no
  * sample for a while before the window is such a newborn: it counts whole, from zero.
- * (A while: the lookback of an instant query, or the window if longer, so that a Prometheus outage
- * the window covers does not make every series look newborn.)
+ * (A while: an instant query's 5 min lookback, or the window if longer, so that a Prometheus
+ * outage the window covers does not make every series look newborn. The instant selector where it
+ * is enough: it reads one sample a series, a range of 5 min reads them all.)
  */
 export function inWindow(selection: string, windowSeconds: number): string {
   const w = Math.max(1, Math.round(windowSeconds));
-  const before = `last_over_time(${selection}[${Math.max(300, w)}s] offset ${w}s)`;
+  const before = w <= 300 ? `${selection} offset ${w}s` : `last_over_time(${selection}[${w}s] offset ${w}s)`;
   return `(increase(${selection}[${w}s]) and ${before}) or (${selection} unless ${before})`;
 }
 

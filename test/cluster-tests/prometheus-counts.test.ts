@@ -90,6 +90,8 @@ t.test('a series born inside the window is counted from zero, not from its first
   t.equal(counts?.errors, 7, "the new series' first errors are in the window");
   t.ok((counts?.requests ?? 0) > 7 + 20, 'the steady 200s are counted as well');
   t.equal((await provider.callerFailures(5)).get('shop/web'), 4, "so are the callers' first failures");
+  // A window longer than Prometheus' 5 min lookback asks whether a series existed before it differently.
+  t.equal((await provider.requestCounts(400)).get('shop/web-canary')?.errors, 7, 'in a window of 400 s too');
 });
 
 t.test('a series older than the window counts only what it gained in the window', async (t) => {
