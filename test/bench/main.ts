@@ -92,7 +92,8 @@ const readingNotes = `## Reading these numbers
   setup); in a pod V8 would size itself from the cgroup limit anyway, so the bench now measures what
   a pod does. Reads while holding count GETs and LISTs outside the watches (the bad canary's own
   release, started in the window, among them); writes (the check records) are not reads.
-- **Scale: API reads** (0.20–0.25/s at 100 and 500, from 1.8 and 5.85 earlier that day): the 4–5
+- **Scale: API reads** (0.20–0.25/s at 100 and 500 in runs with no failed pass, from 1.8 and 5.85 on
+  2026-11-29; 5.50 at 500 in the run recorded, whose timed-out passes each read afresh): the 4–5
   reads in the 20 s window are the bad canary's own release starting in it (its pods listed once,
   its routing objects asked for before weir creates them, its canary). The rest went: a routing
   write no longer reads its object first — it is computed from the watch's view and fenced by that
@@ -103,37 +104,49 @@ const readingNotes = `## Reading these numbers
   every half interval (ADR 23), so a slot's checks share one pass and one query per distinct window.
   The windows are the first checks', the later checks' and the look-backs of checks that found too
   few requests (ADR 20), one more interval each: at 500 releases more 10 % canaries of a 2 request/s
-  Service are unjudged and look back, so more distinct windows — 12.5 per 10 s interval, 4 at 100
-  (7.5 and 6.5 in the earlier run, whose releases fell differently on the slots; 20 at 100
-  before slots).
+  Service are unjudged and look back, so more distinct windows — 7.5 per 10 s interval, 1 at 100
+  in the run recorded (12.5 and 4, 7.5 and 6.5 in runs of 2026-11-29, whose releases fell differently
+  on the slots; 20 at 100 before slots).
 - **Scale: step lag.** At 10 → 50 % most of it is the analysis: a 10 % canary of a Service at 2 requests/s
   is often unjudged in a 10 s window, and the step waits for a passing check (the columns "of it
   the loop's" count from when the step could advance). At 50 → 100 % it is the loop's own. One
   pass at a time, 16 releases in lock-step, made a step whose pause ended during a pass of 200
   check records wait for all of it: p99 5.6 s at 200 releases. A CPU profile of that run showed the
   analyzer 92 % idle, waiting on the API server (mean PATCH of a Deployment 113 ms): passes now
-  overlap and work through their releases as a pool; at 100 the loop's p99 is 0.39 s and 0.13 s.
-- **Scale at 500 releases: the machine, not the analyzer.** The two cores were busy 1.81 of 2 on
-  average; the analyzer used 0.12 of that, the API server 0.73 and the mesh simulator (Envoy's
-  stand-in, one process for all 1,000 Services) 0.55. The simulator listed every Service, pod and
-  routing object every 500 ms; it watches them now (the API server at 100 releases: 0.47 → 0.30
-  cores), and what it still spends is making and counting the requests. A passing check now writes
-  the release's record and no Event when the step's last check passed too (ADR 24). Still, at 500
-  the API server answered writes in 214 ms on average (107 at 100), and the loop's lag p99 was
-  6.3 s at 10 → 50 % and 27 s at 50 → 100 % (p50 6.9 s): no pass failed (0 retried), so it is not
-  backoff. Waiting on a pass's Prometheus queries (a pass measures before it decides any of its
-  releases) did not explain it either: a try that decided the releases with no check due while the
-  others were measured left the
-  tail as it was in the next run (p99 30 s at 50 → 100 %, 18.7 s at 10 → 50 %) with writes
-  answered slower (285 ms, two pools writing at once) and 7 passes timed out, so it was taken back.
-  The tail is not explained yet; the API server, at 0.7 of the 2 cores beside the simulator's
-  0.55, answers the analyzer's writes ever slower as they crowd at the slots and the step ends. A
-  bad canary reached 0 % in 11 s. The largest N this machine carries with every target
-  met is 100 (RSS 160 MiB, reads 0.20/s, 4 queries per interval, the loop's lag p99 0.39 s, a bad
-  canary at 0 % in 15 s) but the lag from the end of a pause at 10 → 50 % (p99 23 s: the analysis
-  waiting for a passing check, above). A run with 1,000 releases did not finish on 2026-11-29's
-  first runs: its bad canary was not back at 0 % within 5 minutes, with the machine's cores already
-  full at 500; the scenario stays runnable (\`--scale-releases 100,500,1000\`) for a bigger machine.
+  overlap and work through their releases as a pool; at 100 the loop's p99 is 1.1 s and 0.09 s in the run recorded (0.39 s and 0.13 s on 2026-11-29).
+- **Scale at 500 releases: the machine, not the analyzer.** The API server on this machine answers
+  about 100 writes a second (the "write ceiling" above: 102 and 90 in two runs on 2026-11-30, with
+  no webhook call). Each write of a release's record costs two Deployment writes, not one: the API
+  server bumps a Deployment's generation on any annotation change (annotations are copied to its
+  ReplicaSets), so the Deployment controller writes \`status.observedGeneration\` after every record
+  (seen on the local cluster: generation and observedGeneration climb together with each record).
+  A step end is the record and then the route before the weight moves (\`decide.ts\`: after a crash in
+  between, the step is completed, never undone), so 500 step ends at once are at least 10–11 s of
+  the machine's writes: p99 ≤ 2 s would need an API server answering about 500 writes a second.
+  A CPU profile of the API server over 100 s of the 500 run (\`WEIR_APISERVER_PROFILING=1\`):
+  0.68 cores, of it updates 35 % (managed fields 15 %), the garbage collector 17 %, weir's webhook
+  7 %; the machine's busiest 10 s were 1.89–1.92 of its 2 cores in every run. The analyzer's own
+  share stayed 0.08–0.12 cores.
+- **Scale at 500: what the queue shows.** \`weir_queue_wait_seconds\` (due release to the pass that
+  takes it) had its p99 in the 5–10 s or 10–30 s bucket at 500, 1–2 s at 100, with passes' p99 at
+  5–10 s. A try that let each release leave its pass as soon as its own part was over (not at the
+  end of the pass) left the queue wait in the same bucket, made passes longer (more writes at once:
+  238 ms a write, pass p99 10 s) and the loop's lag no shorter; it was taken back.
+- **Scale at 500: runs vary.** Four runs of the 500 row on 2026-11-30 (two on 10,000 Deployments,
+  two on 2,000) gave the loop's lag p99 at 50 → 100 % of 13, 24, 26 and 42 s; the one recorded
+  above had 6 passes time out (writes past ADR 10's timeout, each retried: the reads while holding
+  are those retries' fresh reads) and its route watches saw 9 of the 500 releases promoted, while
+  the API server had all 500 over (Stable or RolledBack, drained) before the row ended; a run of
+  the same code on 2,000 Deployments saw 500 of 500 promoted, and on the local cluster every
+  release went Promoting then Stable, read from the API every 20 s. Why the recorded run's watches
+  saw so few is not known. The largest N this machine carries with every target but the first
+  step's lag met is 100 (RSS 159 MiB, reads 0.20/s, 1 query per interval, the loop's lag p99 1.1 s
+  and 0.09 s, a bad canary at 0 % in 13.5 s); 1,000 releases need a bigger machine
+  (\`--scale-releases 100,500,1000\`).
+- **Windowed counts (ADR 25).** The built-in error rate and the callers' failures count a series
+  born inside the window from zero; the query reads each series' sample at the window's start as
+  well. Prometheus took 0.19 cores at 500 when that was a 5 min range, 0.10–0.13 with an instant
+  selector (as recorded).
 `;
 
 const cpu = cpus()[0]?.model.trim() ?? 'cpu';
