@@ -113,7 +113,8 @@ const readingNotes = `## Reading these numbers
   pass at a time, 16 releases in lock-step, made a step whose pause ended during a pass of 200
   check records wait for all of it: p99 5.6 s at 200 releases. A CPU profile of that run showed the
   analyzer 92 % idle, waiting on the API server (mean PATCH of a Deployment 113 ms): passes now
-  overlap and work through their releases as a pool; at 100 the loop's p99 is 1.1 s and 0.09 s in the run recorded (0.39 s and 0.13 s on 2026-11-29).
+  overlap and work through their releases as a pool; at 100 the loop's p99 is 1.1 s and 0.09 s in
+  the run recorded (0.39 s and 0.13 s on 2026-11-29).
 - **Scale at 500 releases: the machine, not the analyzer.** The API server on this machine answers
   about 100 writes a second (the "write ceiling" above: 102 and 90 in two runs on 2026-11-30, with
   no webhook call). Each write of a release's record costs two Deployment writes, not one: the API
