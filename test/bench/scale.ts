@@ -6,6 +6,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { parseStatus } from '../../contract/status.ts';
+import { pooled } from '../../analyzer/loop/reconcile.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, jsonPatch, service } from '../helpers/kube.ts';
@@ -393,19 +394,15 @@ async function failureReasons(a: Analyzer): Promise<string> {
  * theirs, each bumps the Deployment's generation, so the controller writes its status once more.
  */
 async function writeCeiling(apps: AppsV1Api, guarded: number, n: number): Promise<number> {
-  let next = 0;
   const begun = Date.now();
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < n; i = next++) {
-      const patch = [{ op: 'add', path: '/metadata/annotations/bench.weir.dev~1ping', value: String(i) }];
-      const at = i % guarded;
-      await apps.patchNamespacedDeployment(
-        { namespace: guardedNamespace(at), name: guardedName(at), body: patch },
-        jsonPatch,
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, worker));
+  await pooled([...Array(n).keys()], 16, async (i) => {
+    const patch = [{ op: 'add', path: '/metadata/annotations/bench.weir.dev~1ping', value: String(i) }];
+    const at = i % guarded;
+    await apps.patchNamespacedDeployment(
+      { namespace: guardedNamespace(at), name: guardedName(at), body: patch },
+      jsonPatch,
+    );
+  });
   return n / ((Date.now() - begun) / 1000);
 }
 

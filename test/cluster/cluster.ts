@@ -126,6 +126,19 @@ export async function binaries(log: (l: string) => void = () => undefined): Prom
   return bins;
 }
 
+/** A Prometheus configuration scraping one target (host:port) as `job`. */
+export const prometheusConfig = (job: string, target: string, scrape: string): string =>
+  [
+    'global:',
+    `  scrape_interval: ${scrape}`,
+    `  evaluation_interval: ${scrape}`,
+    'scrape_configs:',
+    `- job_name: ${job}`,
+    '  static_configs:',
+    `  - targets: ['${target}']`,
+    '',
+  ].join('\n');
+
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
@@ -646,19 +659,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     start('mesh', join(repoRoot, 'node_modules/.bin/node'), meshArgs, { ...process.env, KUBECONFIG: kubeconfig });
     const promConfig = join(clusterDir, 'prometheus.yml');
     const scrape = options.scrapeInterval ?? '1s';
-    await writeFile(
-      promConfig,
-      [
-        'global:',
-        `  scrape_interval: ${scrape}`,
-        `  evaluation_interval: ${scrape}`,
-        'scrape_configs:',
-        '- job_name: mesh',
-        '  static_configs:',
-        `  - targets: ['127.0.0.1:${meshPort}']`,
-        '',
-      ].join('\n'),
-    );
+    await writeFile(promConfig, prometheusConfig('mesh', `127.0.0.1:${meshPort}`, scrape));
     state.prometheusBin = prometheusBin;
     state.prometheusConfig = promConfig;
     start('prometheus', prometheusBin, [

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
-import { analyzerNodeOptions, clusterDir, freePort, repoRoot, waitFor } from '../cluster/cluster.ts';
+import { analyzerNodeOptions, clusterDir, freePort, prometheusConfig, repoRoot, waitFor } from '../cluster/cluster.ts';
 import { openSync } from 'node:fs';
 import { apply, cluster, deployment, getJson, kubectl, kubectlRaw, namespace, service } from './kube.ts';
 import { annotations, policyAnnotations } from '../../contract/names.ts';
@@ -295,13 +295,7 @@ export async function ownPrometheus(target?: string): Promise<{
   const dir = await mkdtemp(join(tmpdir(), 'weir-prom-'));
   const port = await freePort();
   const config = target ? join(dir, 'prometheus.yml') : (state.prometheusConfig ?? '');
-  if (target)
-    await writeFile(
-      config,
-      ['global:', '  scrape_interval: 1s', 'scrape_configs:', '- job_name: own', '  static_configs:']
-        .concat(`  - targets: ['${target}']`, '')
-        .join('\n'),
-    );
+  if (target) await writeFile(config, prometheusConfig('own', target, '1s'));
   const url = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
