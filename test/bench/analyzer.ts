@@ -1,9 +1,9 @@
 // Analyzer benchmark: N releases at once on a local cluster of its own, driven by one analyzer.
-import { AppsV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, jsonPatch, service } from '../helpers/kube.ts';
-import { analyzerMetric as metric } from '../helpers/release.ts';
+import { analyzerMetric as metric, followObjects } from '../helpers/release.ts';
 
 export interface AnalyzerResult {
   releases: number;
@@ -24,27 +24,6 @@ const annotations = {
   'weir.dev/min-requests': '1',
   'weir.dev/drain': '1s',
 };
-
-/** Hears every object of a list path as it changes, the watch started again whenever it ends; returns its stop. */
-export async function followObjects<T>(kc: KubeConfig, path: string, onObject: (obj: T) => void): Promise<() => void> {
-  let request: AbortController | undefined;
-  let stopped = false;
-  const start = async (): Promise<void> => {
-    if (stopped) return;
-    request = await new Watch(kc).watch(
-      path,
-      {},
-      (_type, obj: T) => onObject(obj),
-      // A watch the server (or the network) ends is started again: the current state comes first.
-      () => void start().catch(() => undefined),
-    );
-  };
-  await start();
-  return () => {
-    stopped = true;
-    request?.abort();
-  };
-}
 
 /** Every canary-weight change of every VirtualService in a namespace, with the time it was seen. */
 export async function watchWeights(

@@ -10,9 +10,9 @@ import { pooled } from '../../analyzer/loop/reconcile.ts';
 import { benchRouting, down, up, waitFor } from '../cluster/cluster.ts';
 import type { ClusterState } from '../cluster/cluster.ts';
 import { deployment, jsonPatch, service } from '../helpers/kube.ts';
-import { analyzerMetric as metric, apiReads, metricSamples, startAnalyzer } from '../helpers/release.ts';
+import { analyzerMetric as metric, apiReads, followObjects, metricSamples, startAnalyzer } from '../helpers/release.ts';
 import type { Analyzer } from '../helpers/release.ts';
-import { followObjects, kubectlApply, percentile, watchWeights } from './analyzer.ts';
+import { kubectlApply, percentile, watchWeights } from './analyzer.ts';
 
 export interface ScaleOptions {
   /** Deployments in the cluster, guarded or not. */

@@ -133,6 +133,44 @@ export function recordRuleWeights(ns: string, name: string, canaryService: strin
   });
 }
 
+/**
+ * Hears every object of a list path as it changes (`type` as the watch says it), the watch started
+ * again whenever it ends; returns its stop. A loaded API server can refuse the new watch too (429,
+ * a timeout): it is tried again until taken, or the listener would be deaf for the rest of the run.
+ */
+export async function followObjects<T>(
+  kc: KubeConfig,
+  path: string,
+  onObject: (obj: T, type: string) => void,
+  query: Record<string, string> = {},
+): Promise<() => void> {
+  let request: AbortController | undefined;
+  let stopped = false;
+  const start = async (): Promise<void> => {
+    if (stopped) return;
+    // A watch started again lists the current state first.
+    request = await new Watch(kc).watch(
+      path,
+      query,
+      (type: string, obj: T) => onObject(obj, type),
+      () => void restart(),
+    );
+  };
+  const restart = async (): Promise<void> => {
+    for (let delay = 250; !stopped; delay = Math.min(delay * 2, 5000))
+      try {
+        return await start();
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+  };
+  await start();
+  return () => {
+    stopped = true;
+    request?.abort();
+  };
+}
+
 function recordRoute<T>(
   ns: string,
   api: { kind: string; path: string; plural: string },
@@ -140,8 +178,8 @@ function recordRoute<T>(
   weightOf: (object: T) => number,
 ): Recorder {
   const weights: number[] = [];
+  let stop: (() => void) | undefined;
   let running = true;
-  let request: AbortController | undefined;
   const record = (object: T): void => {
     const w = weightOf(object);
     if (weights[weights.length - 1] !== w) weights.push(w);
@@ -151,20 +189,17 @@ function recordRoute<T>(
   const ready = (async () => {
     const kc = new KubeConfig();
     kc.loadFromFile((await cluster()).kubeconfig);
-    const start = async (): Promise<void> => {
-      if (!running) return;
-      request = await new Watch(kc).watch(
-        `/apis/${api.path}/namespaces/${ns}/${api.plural}`,
-        { fieldSelector: `metadata.name=${name}` },
-        (type: string, object: T) => {
-          if (type === 'ADDED' || type === 'MODIFIED') record(object);
-          seen();
-        },
-        // The server ends a watch now and then: start again (the current state comes first).
-        () => void start().catch(() => undefined),
-      );
-    };
-    await start();
+    stop = await followObjects<T>(
+      kc,
+      `/apis/${api.path}/namespaces/${ns}/${api.plural}`,
+      (object, type) => {
+        if (type === 'ADDED' || type === 'MODIFIED') record(object);
+        seen();
+      },
+      { fieldSelector: `metadata.name=${name}` },
+    );
+    // Stopped while the watch was being started: end it now.
+    if (!running) stop();
     // A route that exists shows up as the watch's first event; one that does not, later.
     const r = await kubectlRaw(['get', api.kind, name, '-n', ns, '-o', 'name']);
     if (r.code === 0) await firstEvent;
@@ -175,7 +210,7 @@ function recordRoute<T>(
     stop: async () => {
       running = false;
       await ready.catch(() => undefined);
-      request?.abort();
+      stop?.();
     },
   };
 }
