@@ -194,13 +194,15 @@ function buildEdges(access: KubeAccess, settings: AnalyzerSettings, log: Log): E
     core,
     router,
     podsLabelled: new Map(),
+    unrecorded: new Map(),
     events: eventRecorder(core, settings.reportingInstance),
     policies: settings.policies,
     optIn: settings.optIn,
     mayWrite: () => leader.mayWrite(),
     now: () => new Date(clock.wall()),
     onAction: (_view, action) => {
-      if (action.kind !== 'status') telemetry.apiWrites.inc({ action: action.kind });
+      // A pass kept in memory (ADR 26) writes nothing.
+      if (action.kind !== 'status' && action.kind !== 'remember') telemetry.apiWrites.inc({ action: action.kind });
       // The crash-matrix seam (docs/design.md, "Test seams"): die the hardest way, mid-release.
       if (action.kind === settings.crashAfter) process.kill(process.pid, 'SIGKILL');
     },

@@ -56,7 +56,10 @@ export interface Observed {
   paused: boolean;
   /** The user's Deployment has rolled out its template and all of it is available. */
   rolledOut: boolean;
+  /** The release's progress: the record on the Deployment, or the analyzer's later passes on top of it (ADR 26). */
   status?: ReleaseStatus;
+  /** When the latest check on the record itself was made, when `status` holds later ones the record does not. */
+  recordedCheckAt?: string;
   canary?: CanaryObserved;
   /**
    * The canary weight on the route — with the share mirrored to it and the testers' header route,
@@ -116,6 +119,8 @@ export type Action =
   | { kind: 'setPhase'; phase: Phase; reason: string; promotedRevision?: string }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string; once?: true }
   | { kind: 'status'; status: ReleaseStatus }
+  /** A pass that repeats the last one: the analyzer keeps it and writes it later (ADR 26). */
+  | { kind: 'remember'; status: ReleaseStatus }
   | { kind: 'clearRequest' }
   // Findings: no I/O, what metrics count. Decided here as data, never read back from event text.
   | { kind: 'checked'; verdict: Verdict }
@@ -598,7 +603,30 @@ function progressing(
     };
     return [...actions, ...enterStep(o, next, policy, now)];
   }
-  return measured ? [...actions, { kind: 'status', status }] : actions;
+  if (!measured) return actions;
+  return [
+    ...actions,
+    unrecorded(o, s, status, policy, now) ? { kind: 'remember', status } : { kind: 'status', status },
+  ];
+}
+
+/** How long a run of passing checks may go unwritten (ADR 26): what `kubectl get` shows is at most this old. */
+export const recordPassesEveryMs = 60_000;
+
+/**
+ * A pass after a pass on the same step changes nothing a decision or a restart needs but the time
+ * of the last check: it is kept by the analyzer, not written, until the record's latest check is a
+ * minute old. A restart that loses it checks again at once. Checks a minute apart are all written.
+ */
+function unrecorded(o: Observed, before: ReleaseStatus, after: ReleaseStatus, policy: Policy, now: Date): boolean {
+  const repeated =
+    after.lastVerdict === 'pass' &&
+    before.lastVerdict === 'pass' &&
+    after.failures === before.failures &&
+    (after.unjudged ?? 0) === (before.unjudged ?? 0) &&
+    JSON.stringify(after.evidence) === JSON.stringify(before.evidence);
+  const recordedAt = ms(o.recordedCheckAt ?? before.lastCheckAt);
+  return repeated && policy.intervalMs < recordPassesEveryMs && now.getTime() - recordedAt < recordPassesEveryMs;
 }
 
 /**
@@ -882,7 +910,9 @@ function described(o: Observed, actions: Action[]): Action[] {
     ...(o.route ? { route: o.route } : {}),
   };
   return actions.map((a) =>
-    a.kind === 'status' || a.kind === 'scaleStable' ? { ...a, status: { ...a.status, ...about } } : a,
+    a.kind === 'status' || a.kind === 'scaleStable' || a.kind === 'remember'
+      ? { ...a, status: { ...a.status, ...about } }
+      : a,
   );
 }
 

@@ -234,6 +234,43 @@ function route(ctx: ActContext, view: ReleaseView, action: RoutingAction): Promi
   }
 }
 
+type RecordAction = Extract<
+  Action,
+  { kind: 'unpause' | 'scaleStable' | 'setPhase' | 'status' | 'remember' | 'clearRequest' }
+>;
+
+/** What is written on the user's Deployment: its record, its phase, its pause and size. */
+function record(ctx: ActContext, view: ReleaseView, action: RecordAction): Promise<void> {
+  const d = view.deployment;
+  switch (action.kind) {
+    case 'unpause':
+      return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
+    case 'scaleStable':
+      // Fenced like every write: a `kubectl scale` in between is a conflict, read again next pass.
+      return patchDeployment(ctx, view, [
+        ...statusOps(d, { kind: 'status', status: action.status }),
+        { op: 'replace', path: '/spec/replicas', value: action.replicas },
+      ]);
+    case 'setPhase':
+      return patchDeployment(ctx, view, phaseOps(d, action));
+    case 'status':
+      return patchDeployment(ctx, view, statusOps(d, action));
+    case 'remember':
+      // Kept against the record it follows: a write of that record by anyone makes it stale (ADR 26).
+      ctx.unrecorded?.set(`${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`, {
+        basis: d.metadata?.annotations?.[annotations.status] ?? '',
+        status: action.status,
+      });
+      return Promise.resolve();
+    case 'clearRequest':
+      return patchDeployment(
+        ctx,
+        view,
+        annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}),
+      );
+  }
+}
+
 async function perform(ctx: ActContext, view: ReleaseView, action: Action): Promise<void> {
   const d = view.deployment;
   switch (action.kind) {
@@ -249,23 +286,12 @@ async function perform(ctx: ActContext, view: ReleaseView, action: Action): Prom
     case 'deleteCanary':
       return deleteCanary(ctx, d);
     case 'unpause':
-      return patchDeployment(ctx, view, [{ op: 'replace', path: '/spec/paused', value: false }]);
     case 'scaleStable':
-      // Fenced like every write: a `kubectl scale` in between is a conflict, read again next pass.
-      return patchDeployment(ctx, view, [
-        ...statusOps(view.deployment, { kind: 'status', status: action.status }),
-        { op: 'replace', path: '/spec/replicas', value: action.replicas },
-      ]);
     case 'setPhase':
-      return patchDeployment(ctx, view, phaseOps(d, action));
     case 'status':
-      return patchDeployment(ctx, view, statusOps(d, action));
+    case 'remember':
     case 'clearRequest':
-      return patchDeployment(
-        ctx,
-        view,
-        annotationOps({ [annotations.request]: undefined }, d.metadata?.annotations ?? {}),
-      );
+      return record(ctx, view, action);
     case 'event':
       return recordEvent(ctx, d, action);
     case 'checked':

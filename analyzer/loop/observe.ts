@@ -6,7 +6,7 @@ import { selects } from '../../contract/selector.ts';
 import type { LabelSelector } from '../../contract/selector.ts';
 import { ownedByDeployment, selectorQuery } from './selector.ts';
 import { parseStatus } from '../../contract/status.ts';
-import type { RouteRecord } from '../../contract/status.ts';
+import type { ReleaseStatus, RouteRecord } from '../../contract/status.ts';
 import { templateRevision } from '../../contract/revision.ts';
 import type { CanaryObserved, Observed } from '../core/decide.ts';
 import { maybe } from '../../contract/api.ts';
@@ -37,6 +37,11 @@ export interface Edges {
    * release, not on every pass while the canary comes up.
    */
   podsLabelled?: Map<string, string>;
+  /**
+   * Passes not written yet (ADR 26), by namespace/name: the record they follow (its text) and the
+   * status holding them. Any other write of the record makes them stale, and they are dropped.
+   */
+  unrecorded?: Map<string, { basis: string; status: ReleaseStatus }>;
 }
 
 export interface ReleaseView {
@@ -164,6 +169,26 @@ function recorded(
   };
 }
 
+/** The record, or the passes the analyzer kept on top of it while it is the same record (ADR 26). */
+function withUnrecorded(
+  edges: Edges,
+  key: string,
+  a: Record<string, string>,
+  rec: ReturnType<typeof recorded>,
+): ReturnType<typeof recorded> & Pick<Observed, 'recordedCheckAt'> {
+  const kept = edges.unrecorded?.get(key);
+  if (!kept) return rec;
+  if (kept.basis !== a[annotations.status]) {
+    edges.unrecorded?.delete(key);
+    return rec;
+  }
+  return {
+    ...rec,
+    status: kept.status,
+    ...(rec.status?.lastCheckAt ? { recordedCheckAt: rec.status.lastCheckAt } : {}),
+  };
+}
+
 /**
  * Pods from before the opt-in are labelled before the first weight of a release; after it, every
  * stable pod comes from a template that carries the label, so there is nothing to list (ADR 3).
@@ -238,7 +263,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
   const a = d.metadata?.annotations ?? {};
-  const rec = recorded(a);
+  const rec = withUnrecorded(edges, `${namespace}/${name}`, a, recorded(a));
   const service = await findService(edges, d);
   const resolved = routeTarget(namespace, resolveRouting(a), service, { name, uid: d.metadata?.uid ?? '' });
   const target = 'error' in resolved ? undefined : resolved;

@@ -119,6 +119,8 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
     const [namespace = '', name = ''] = key.split('/');
     const d = deps.deployments.get(name, namespace);
     const canary = deps.deployments.get(canaryName(name), namespace);
+    // Passes kept for a Deployment that is gone have no record left to join (ADR 26).
+    if (!d) deps.ctx.unrecorded?.delete(key);
     return d ? [d, ...(canary ? [canary] : [])] : [];
   });
   await pooled(active(candidates, keys).filter(inScope), concurrency, async (d) => {

@@ -67,6 +67,13 @@ export function applyActions(o: Observed, actions: Action[], log: string[]): voi
         break;
       case 'status':
         o.status = a.status;
+        delete o.recordedCheckAt;
+        break;
+      case 'remember':
+        // The analyzer's memory (ADR 26): the record stays as it was, the status carries the pass.
+        o.recordedCheckAt ??= o.status?.lastCheckAt;
+        o.status = a.status;
+        log.push('remember');
         break;
       case 'labelStablePods':
         o.unlabelledStablePods = 0;

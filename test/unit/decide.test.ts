@@ -516,13 +516,106 @@ t.test('the cause of a rollback is recorded, and the RolledBack event reads it r
 t.test('every record written names its policy, steps and route, for readers that know no policy', async (t) => {
   const route = { kind: 'VirtualService' as const, name: 'web', stableSubset: 'stable', canarySubset: 'canary' };
   const o = world({ policyName: 'relative', policy: { ok: true, value: { ...policy, steps: [5, 25, 100] } }, route });
-  const records = actionsOf(o, 60, errorRate(0)).flatMap((a) => (a.kind === 'status' ? [a.status] : []));
+  const records = actionsOf(o, 60, errorRate(0)).flatMap((a) =>
+    a.kind === 'status' || a.kind === 'remember' ? [a.status] : [],
+  );
   t.ok(records.length > 3);
   for (const r of records) {
     t.equal(r.policy, 'relative');
     t.same(r.steps, [5, 25, 100]);
     t.same(r.route, route);
   }
+});
+
+t.test('a pass after a pass is kept in memory, not written, until the record is a minute old (ADR 26)', async (t) => {
+  // A 3 min pause at 10 % and checks every 10 s: a run of passes on one step.
+  const o = world({ policy: { ok: true, value: { ...policy, stepPauseMs: 180_000 } } });
+  const writes: { at: number; kind: string; checks: number }[] = [];
+  for (let s = 0; s < 150; s++) {
+    const now = new Date(s * 1000);
+    const actions = decide(o, checkDue(o, now) ? errorRate(0)() : undefined, now);
+    for (const a of actions)
+      if (a.kind === 'status' || a.kind === 'remember')
+        writes.push({ at: s, kind: a.kind, checks: a.status.lastCheckAt ? 1 : 0 });
+    apply(o, actions, []);
+  }
+  const checks = writes.filter((w) => w.checks === 1);
+  const written = checks.filter((w) => w.kind === 'status').map((w) => w.at);
+  const kept = checks.filter((w) => w.kind === 'remember').map((w) => w.at);
+  t.ok(checks.length >= 12, `a check every 10 s (${checks.length})`);
+  t.equal(checks[0]?.kind, 'status', 'the first pass is written: it follows no pass');
+  t.ok(kept.length >= 8, `later passes are kept (${kept.length})`);
+  for (let i = 1; i < written.length; i++)
+    t.ok(
+      (written[i] ?? 0) - (written[i - 1] ?? 0) <= 70,
+      `a pass is written at least every minute and a slot (${written.join(', ')})`,
+    );
+  t.ok(written.length >= 3, `the record still moves on (${written.join(', ')})`);
+  t.equal(o.status?.checks.length, 5, 'the status the analyzer holds carries every recent check');
+});
+
+t.test(
+  'a check that changes the record is always written: a failure after kept passes, and checks a minute apart',
+  async (t) => {
+    const long = { ...policy, stepPauseMs: 600_000 };
+    const o = world({ policy: { ok: true, value: long } });
+    const records: { kind: string; verdict?: string }[] = [];
+    const step = (s: number, value: number): void => {
+      const now = new Date(s * 1000);
+      const actions = decide(o, checkDue(o, now) ? errorRate(value)() : undefined, now);
+      for (const a of actions)
+        if (a.kind === 'status' || a.kind === 'remember') records.push({ kind: a.kind, verdict: a.status.lastVerdict });
+      apply(o, actions, []);
+    };
+    for (let s = 0; s < 60; s++) step(s, 0);
+    t.ok(
+      records.some((r) => r.kind === 'remember'),
+      'passes were kept',
+    );
+    for (let s = 60; s < 80; s++) step(s, 0.5);
+    const failed = records.filter((r) => r.verdict === 'fail');
+    t.ok(failed.length >= 1, `failed checks (${failed.length})`);
+    t.ok(
+      failed.every((r) => r.kind === 'status'),
+      'each failure is written, never kept',
+    );
+    t.equal(o.recordedCheckAt, undefined, 'and nothing is held beyond the record');
+
+    const minute = world({ policy: { ok: true, value: { ...long, intervalMs: 60_000 } } });
+    const kept: string[] = [];
+    for (let s = 0; s < 400; s++) {
+      const now = new Date(s * 1000);
+      const actions = decide(minute, checkDue(minute, now) ? errorRate(0)() : undefined, now);
+      kept.push(...actions.filter((a) => a.kind === 'remember').map((a) => a.kind));
+      apply(minute, actions, []);
+    }
+    t.ok((minute.status?.checks.length ?? 0) >= 5, 'checks a minute apart ran');
+    t.same(kept, [], "checks a minute apart (the seed's) are all written");
+  },
+);
+
+t.test('an analyzer that lost its memory checks again at once, over the time since the record', async (t) => {
+  const o = world({ policy: { ok: true, value: { ...policy, stepPauseMs: 600_000 } } });
+  let last = 0;
+  for (let s = 0; s < 45; s++) {
+    const now = new Date(s * 1000);
+    const actions = decide(o, checkDue(o, now) ? errorRate(0)() : undefined, now);
+    if (actions.some((a) => a.kind === 'remember')) last = s;
+    apply(o, actions, []);
+  }
+  t.ok(last > 0 && o.recordedCheckAt !== undefined, `a pass was kept at ${last} s`);
+  const recordedAt = Date.parse(o.recordedCheckAt ?? '');
+  const soon = new Date((last + 5) * 1000);
+  t.notOk(checkDue(o, soon), 'with its memory, the next check waits for its slot');
+  // A restart: the record as written, and nothing else.
+  const record = structuredClone(o.status);
+  if (record) {
+    record.lastCheckAt = o.recordedCheckAt;
+    const restarted: Observed = { ...o, status: record };
+    delete restarted.recordedCheckAt;
+    t.ok(checkDue(restarted, soon), 'without it, a check is due at once');
+    t.ok(recordedAt < last * 1000, 'the record is older than the kept pass');
+  } else t.fail('a release with no status');
 });
 
 /**
