@@ -301,10 +301,11 @@ function scaleSection(r: ScaleResult): string {
   const ceiling = r.writeCeiling
     ? `**The machine's write ceiling:** its API server answered ${f(r.writeCeiling)} annotation writes a second to ` +
       "guarded Deployments, 16 at a time, with no webhook call (the annotation is not weir's) — more than " +
-      "weir's own writes can reach. A step end writes the release's record and then its route before the " +
-      `weight moves; ${f(x?.releases ?? 0)} step ends at once are at least ` +
-      `${f((2 * (x?.releases ?? 0)) / r.writeCeiling, 1)} s of this machine's writes before the last weight moves, ` +
-      'with the checks of the releases still holding and the Events beside them.'
+      "weir's own writes can reach. A step end writes the release's record (and the Deployment controller " +
+      'its `observedGeneration` after it) and then its route: three writes. Each of ' +
+      `${f(x?.releases ?? 0)} step ends at once needs a route write of its own, so the last weight moves at least ` +
+      `${f((x?.releases ?? 0) / r.writeCeiling, 1)} s after the pauses end on this machine, and ` +
+      `${f((3 * (x?.releases ?? 0)) / r.writeCeiling, 1)} s with the records.`
     : '';
   return `A cluster of ${f(o.deployments)} Deployments: ${f(o.deployments - o.guarded)} with 0 replicas in namespaces
 that did not opt in, ${f(o.guarded)} guarded (one replica, a Service at 2 requests/s each, 100 per opted-in
