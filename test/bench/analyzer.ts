@@ -29,8 +29,10 @@ const annotations = {
 export async function watchWeights(
   kc: KubeConfig,
   ns: string,
-): Promise<{ changes: Map<string, { weight: number; at: number }[]>; stop: () => void }> {
+): Promise<{ changes: Map<string, { weight: number; at: number }[]>; ends: string[]; stop: () => void }> {
   const changes = new Map<string, { weight: number; at: number }[]>();
+  // Each time the watch ended and was started again, and why: changes in between were not seen.
+  const ends: string[] = [];
   type Routed = {
     metadata: { name: string };
     spec: { http: { route: { destination: { subset: string }; weight?: number }[] }[] };
@@ -44,8 +46,10 @@ export async function watchWeights(
       if (list[list.length - 1]?.weight !== weight) list.push({ weight, at: Date.now() });
       changes.set(obj.metadata.name, list);
     },
+    {},
+    (error) => ends.push(error instanceof Error ? error.message.slice(0, 60) : 'ended by the server'),
   );
-  return { changes, stop };
+  return { changes, ends, stop };
 }
 
 export const percentile = (xs: number[], p: number): number =>

@@ -238,15 +238,17 @@ const reached = (watches: Weights[], n: number, weight: number): boolean =>
 /** Promoted: the canary reached 100 % and traffic is back on the (new) stable subset. */
 const finished = (list: { weight: number }[]): boolean =>
   list.some((c) => c.weight === 100) && list.at(-1)?.weight === 0;
-/** Guarded Deployments whose release is over, either way, and drained. */
-async function settled(apps: AppsV1Api, namespaces: string[]): Promise<number> {
-  let n = 0;
+/** Guarded Deployments whose release is over, either way, and drained; and of them, promoted (Stable). */
+async function settled(apps: AppsV1Api, namespaces: string[]): Promise<{ over: number; promoted: number }> {
+  const n = { over: 0, promoted: 0 };
   for (const namespace of namespaces)
     for (const d of (await apps.listNamespacedDeployment({ namespace })).items) {
       const a = d.metadata?.annotations ?? {};
       const done = a['weir.dev/phase'] === 'Stable' || a['weir.dev/phase'] === 'RolledBack';
       const drained = !(a['weir.dev/status'] ?? '').includes('drainingSince');
-      if (done && drained && !d.metadata?.labels?.['weir.dev/canary-of']) n++;
+      if (!done || !drained || d.metadata?.labels?.['weir.dev/canary-of']) continue;
+      n.over++;
+      if (a['weir.dev/phase'] === 'Stable') n.promoted++;
     }
   return n;
 }
@@ -464,10 +466,23 @@ async function measureRun(
   const badToZeroSeconds = await bad;
   // Over when every Deployment is Stable or RolledBack and drained (read from the API, not from
   // the watches, which only time the steps).
-  await waitFor(`${n} releases over`, async () => (await settled(apps, namespaces)) >= n, 900_000, 2000).catch(
-    (e: unknown) => log(String(e)),
+  let over = { over: 0, promoted: 0 };
+  await waitFor(
+    `${n} releases over`,
+    async () => {
+      over = await settled(apps, namespaces);
+      return over.over >= n;
+    },
+    900_000,
+    2000,
+  ).catch((e: unknown) => log(String(e)));
+  const ends = watches.flatMap((w) => w.ends);
+  const reasons = [...new Set(ends)].map((e) => `${ends.filter((x) => x === e).length} × ${e}`).join('; ');
+  log(
+    `route watches saw ${count(watches, finished)} of ${n} promotions live; ` +
+      `they were started again ${ends.length} times${reasons ? ` (${reasons})` : ''}`,
   );
-  const promoted = count(watches, finished);
+  const promoted = over.promoted;
   const [cpu1, writes1, failed1, waits1, passes1, busiest] = [
     await cpuSeconds(a.process.pid ?? 0),
     await writeSeconds(a.url),
@@ -558,7 +573,7 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
         // The polling seam below must find only its own releases in flight.
         const started = guardedNamespaces(Math.min(n, o.guarded));
         const apps = kc.makeApiClient(AppsV1Api);
-        await waitFor('the releases over', async () => (await settled(apps, started)) >= n, 900_000, 5000).catch(
+        await waitFor('the releases over', async () => (await settled(apps, started)).over >= n, 900_000, 5000).catch(
           (e: unknown) => log(String(e)),
         );
         break;

@@ -143,6 +143,7 @@ export async function followObjects<T>(
   path: string,
   onObject: (obj: T, type: string) => void,
   query: Record<string, string> = {},
+  onEnd: (error: unknown) => void = () => undefined,
 ): Promise<() => void> {
   let request: AbortController | undefined;
   let stopped = false;
@@ -153,7 +154,11 @@ export async function followObjects<T>(
       path,
       query,
       (type: string, obj: T) => onObject(obj, type),
-      () => void restart(),
+      (error: unknown) => {
+        if (stopped) return;
+        onEnd(error);
+        void restart();
+      },
     );
   };
   const restart = async (): Promise<void> => {
