@@ -126,6 +126,16 @@ export type Action =
   | { kind: 'checked'; verdict: Verdict }
   | { kind: 'released'; outcome: 'promoted' | 'rolledBack' };
 
+/**
+ * How soon a release's actions should reach the API server when many wait for it (smaller first):
+ * traffic moves (a rollback's 0 %, a step's weight) before the other writes, and those before
+ * findings and kept passes, which write nothing. A pass takes its releases in this order.
+ */
+export function urgency(actions: readonly Action[]): number {
+  if (actions.some((a) => a.kind === 'setWeight')) return 0;
+  return actions.some((a) => !isFinding(a) && a.kind !== 'remember') ? 1 : 2;
+}
+
 /** A finding is what metrics count; it writes nothing. */
 export const isFinding = (a: Action): a is Extract<Action, { kind: 'checked' | 'released' }> =>
   a.kind === 'checked' || a.kind === 'released';
@@ -586,7 +596,8 @@ function progressing(
   const actions: Action[] = [];
   if (measured) {
     const check = onCheck(o, s, policy, measured, now);
-    if (check.rollback) return [...check.actions, ...rollBack(o, check.status, now, check.rollback)];
+    // Traffic off the canary first, then the Event that says why: the weight does not wait for it.
+    if (check.rollback) return [...rollBack(o, check.status, now, check.rollback), ...check.actions];
     status = check.status;
     actions.push(...check.actions);
   }

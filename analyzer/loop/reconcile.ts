@@ -5,7 +5,8 @@ import { annotations, canaryName, labels, policyAnnotations } from '../../contra
 import { parseStatus } from '../../contract/status.ts';
 import { act } from './act.ts';
 import type { ActContext } from './act.ts';
-import { checkDue, decide, isFinding, wakeAt } from '../core/decide.ts';
+import { checkDue, decide, isFinding, urgency, wakeAt } from '../core/decide.ts';
+import type { Measurement } from '../core/analysis.ts';
 import type { Action, Observed } from '../core/decide.ts';
 import { describeError, isConflict } from '../../contract/api.ts';
 import { measureAll } from './measure.ts';
@@ -139,7 +140,12 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
   const now = deps.ctx.now();
   const due = views.filter((v) => checkDue(v.observed, now)).map((v) => v.observed);
   const measured = due.length > 0 ? await measureAll(deps.provider, due, now) : new Map<Observed, never>();
-  await pooled(views, concurrency, async (view) => {
+  // Decided first (pure, no I/O), then carried out most urgent first: with hundreds of releases in
+  // one pass, a rollback or a step's weight does not wait behind the records of releases that hold.
+  const planned = views
+    .map((view) => ({ view, ...plan(view.observed, measured.get(view.observed), now) }))
+    .sort((a, b) => urgency(a.actions ?? []) - urgency(b.actions ?? []));
+  await pooled(planned, concurrency, async ({ view, actions: decided, error: failed }) => {
     const o = view.observed;
     deps.telemetry.setPhase(o.namespace, o.name, o.phase);
     deps.telemetry.weight.set(
@@ -149,7 +155,8 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
     const key = releaseKey(o.namespace, o.name);
     // One release's failure — in decide or in act — never ends the pass for the others.
     try {
-      const actions = decide(o, measured.get(o), now);
+      if (!decided) throw failed;
+      const actions = decided;
       await deps.beforeAct?.(view, actions);
       const done = await act(deps.ctx, view, actions);
       count(deps, actions.slice(0, done));
@@ -175,6 +182,15 @@ export async function tick(deps: LoopDeps, keys: ReadonlySet<string>): Promise<M
   });
   stop();
   return outcomes;
+}
+
+/** decide, with a failure kept for the release's own outcome rather than thrown at the pass. */
+function plan(o: Observed, measured: Measurement[] | undefined, now: Date): { actions?: Action[]; error?: unknown } {
+  try {
+    return { actions: decide(o, measured, now) };
+  } catch (error) {
+    return { error };
+  }
 }
 
 /** Queues each release again as its outcome asks; a key with nothing to do and no wake-up is dropped. */

@@ -1,7 +1,7 @@
 // The release state machine, driven through whole releases without any I/O: a small model of
 // the cluster applies each action the way the analyzer's edges would.
 import t from 'tap';
-import { decide, checkDue, canaryReplicas, isFinding, wakeAt } from '../../analyzer/core/decide.ts';
+import { decide, checkDue, canaryReplicas, isFinding, urgency, wakeAt } from '../../analyzer/core/decide.ts';
 import type { Action, Observed } from '../../analyzer/core/decide.ts';
 import { lookBackMs } from '../../analyzer/core/analysis.ts';
 import type { Measurement } from '../../analyzer/core/analysis.ts';
@@ -525,6 +525,41 @@ t.test('every record written names its policy, steps and route, for readers that
     t.same(r.steps, [5, 25, 100]);
     t.same(r.route, route);
   }
+});
+
+t.test('a rollback moves traffic before it says why, and a pass carries weight moves out first', async (t) => {
+  const o = world();
+  const log: string[] = [];
+  run(o, 12, errorRate(0.01), log);
+  t.equal(o.status?.weight, 10, 'holding at 10 %');
+  const holding = o.status;
+  const failing: Action[][] = [];
+  for (let s = 12; s < 120 && o.phase === 'Progressing' && !o.status?.drainingSince; s++) {
+    const now = new Date(s * 1000);
+    const actions = decide(o, checkDue(o, now) ? errorRate(0.3)() : undefined, now);
+    failing.push(actions);
+    apply(o, actions, log);
+  }
+  const rollback = failing.find((a) => a.some((x) => x.kind === 'event' && x.reason === 'RollingBack')) ?? [];
+  const kinds = rollback.map((a) => (a.kind === 'event' ? a.reason : a.kind));
+  t.ok(
+    kinds.indexOf('setWeight') >= 0 && kinds.indexOf('setWeight') < kinds.indexOf('RollingBack'),
+    `the weight goes to 0 before the Event (${kinds.join(', ')})`,
+  );
+  const held = failing.find((a) => a.some((x) => x.kind === 'status') && !a.some((x) => x.kind === 'setWeight')) ?? [];
+  t.ok(held.length > 0, 'a failed check before the limit writes its record only');
+  t.ok(urgency(rollback) < urgency(held), 'a rollback goes before a record');
+  t.ok(urgency(held) < urgency([{ kind: 'checked', verdict: 'pass' }]), 'a record goes before a finding');
+  if (holding)
+    t.ok(
+      urgency(held) <
+        urgency([
+          { kind: 'remember', status: holding },
+          { kind: 'checked', verdict: 'pass' },
+        ]),
+      'and before a kept pass, which writes nothing',
+    );
+  else t.fail('no status while holding');
 });
 
 t.test('a pass after a pass is kept in memory, not written, until the record is a minute old (ADR 26)', async (t) => {
