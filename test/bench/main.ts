@@ -92,14 +92,14 @@ const readingNotes = `## Reading these numbers
   setup); in a pod V8 would size itself from the cgroup limit anyway, so the bench now measures what
   a pod does. Reads while holding count GETs and LISTs outside the watches (the bad canary's own
   release, started in the window, among them); writes (the check records) are not reads.
-- **Scale: API reads** (0.20–0.25/s at 100 and 500 in runs with no failed pass, from 1.8 and 5.85 on
-  2026-11-29; 5.50 at 500 in the run recorded, whose timed-out passes each read afresh): the 4–5
-  reads in the 20 s window are the bad canary's own release starting in it (its pods listed once,
-  its routing objects asked for before weir creates them, its canary). The rest went: a routing
-  write no longer reads its object first — it is computed from the watch's view and fenced by that
-  view's resourceVersion (ADR 14, amended: 57 of the 81 reads at 500 were those GETs) — and a
-  starting release lists its stable pods once, not on every pass while its canary comes up (9–12
-  lists per release before).
+- **Scale: API reads** (0.20–0.25/s at 100 and 500 in every run of 2026-11-30, from 1.8 and 5.85 on
+  2026-11-29): the 4 reads in the 20 s window are the bad canary's own release starting in it (its
+  pods listed once, its routing objects asked for before weir creates them, its canary). A pass
+  that fails (a write past ADR 10's timeout) reads afresh when it is retried: the 51 Deployment
+  reads at 1,000 in the run recorded. The rest went: a routing write no longer reads its object
+  first — it is computed from the watch's view and fenced by that view's resourceVersion (ADR 14,
+  amended: 57 of the 81 reads at 500 were those GETs) — and a starting release lists its stable
+  pods once, not on every pass while its canary comes up (9–12 lists per release before).
 - **Scale: Prometheus queries per interval** no longer follow the releases: checks fall on shared slots
   every half interval (ADR 23), so a slot's checks share one pass and one query per distinct window.
   The windows are the first checks', the later checks' and the look-backs of checks that found too
@@ -115,35 +115,53 @@ const readingNotes = `## Reading these numbers
   analyzer 92 % idle, waiting on the API server (mean PATCH of a Deployment 113 ms): passes now
   overlap and work through their releases as a pool; at 100 the loop's p99 is 1.1 s and 0.09 s in
   the run recorded (0.39 s and 0.13 s on 2026-11-29).
-- **Scale at 500 releases: the machine, not the analyzer.** The API server on this machine answers
-  about 100 writes a second (the "write ceiling" above: 102 and 90 in two runs on 2026-11-30, with
-  no webhook call). Each write of a release's record costs two Deployment writes, not one: the API
-  server bumps a Deployment's generation on any annotation change (annotations are copied to its
-  ReplicaSets), so the Deployment controller writes \`status.observedGeneration\` after every record
-  (seen on the local cluster: generation and observedGeneration climb together with each record).
-  A step end is the record and then the route before the weight moves (\`decide.ts\`: after a crash in
-  between, the step is completed, never undone), so 500 step ends at once are at least 10–11 s of
-  the machine's writes: p99 ≤ 2 s would need an API server answering about 500 writes a second.
-  A CPU profile of the API server over 100 s of the 500 run (\`WEIR_APISERVER_PROFILING=1\`):
-  0.68 cores, of it updates 35 % (managed fields 15 %), the garbage collector 17 %, weir's webhook
-  7 %; the machine's busiest 10 s were 1.89–1.92 of its 2 cores in every run. The analyzer's own
-  share stayed 0.08–0.12 cores.
+- **Scale: the machine's writes.** The API server on this machine answers about 100 writes a
+  second (the "write ceiling" above: 90–104 in four runs on 2026-11-30, with no webhook call).
+  Each write of a release's record costs two Deployment writes, not one: the API server bumps a
+  Deployment's generation on any annotation change (annotations are copied to its ReplicaSets), so
+  the Deployment controller writes \`status.observedGeneration\` after every record (seen on the
+  local cluster: generation and observedGeneration climb together with each record). A CPU profile
+  of the API server over 100 s of a 500 run (\`WEIR_APISERVER_PROFILING=1\`): 0.68 cores, of it
+  updates 35 % (managed fields 15 %), the garbage collector 17 %, weir's webhook 7 %; the machine's
+  busiest 10 s were 1.89–1.93 of its 2 cores in every run. The analyzer's own share stayed
+  0.04–0.12 cores.
+- **Scale: a pass after a pass is not written (ADR 26).** Until then every check was a record: 500
+  releases checking every 10 s were 50 records, about 100 writes, a second — the whole ceiling
+  before any step moved. Now a repeated pass is kept by the analyzer and written once the record's
+  latest check is a minute old (at the seed's 60 s interval every check is still written). The 500
+  row before and after, on 10,000 Deployments the same day: the loop's lag p99 at 10 → 50 % 43.1 s
+  before, 8.7 s after, and 3.2 s once a pass also carried its releases out most urgent first (the
+  run recorded: rollbacks and step weights before the records of releases that hold); at
+  50 → 100 % 25.7, 16.1 and 23.6 s; a bad canary at 0 % in 15.4, 11.5 and 13.0 s. Inconclusive
+  checks are still each written (their count is what the unjudged limit needs) with an Event, and
+  quiet 10 % canaries have many. Each of N step ends needs a route write of its own, so at 500 the
+  last weight moves at least about 5 s after the pauses end here, 15 s with the records: p99
+  ≤ 2 s at 500 would need an API server answering about 750 writes a second.
 - **Scale at 500: what the queue shows.** \`weir_queue_wait_seconds\` (due release to the pass that
   takes it) had its p99 in the 5–10 s or 10–30 s bucket at 500, 1–2 s at 100, with passes' p99 at
   5–10 s. A try that let each release leave its pass as soon as its own part was over (not at the
   end of the pass) left the queue wait in the same bucket, made passes longer (more writes at once:
   238 ms a write, pass p99 10 s) and the loop's lag no shorter; it was taken back.
-- **Scale at 500: runs vary.** Four runs of the 500 row on 2026-11-30 (two on 10,000 Deployments,
-  two on 2,000) gave the loop's lag p99 at 50 → 100 % of 13, 24, 26 and 42 s; the one recorded
-  above had 6 passes time out (writes past ADR 10's timeout, each retried: the reads while holding
-  are those retries' fresh reads) and its route watches saw 9 of the 500 releases promoted, while
-  the API server had all 500 over (Stable or RolledBack, drained) before the row ended; a run of
-  the same code on 2,000 Deployments saw 500 of 500 promoted, and on the local cluster every
-  release went Promoting then Stable, read from the API every 20 s. Why the recorded run's watches
-  saw so few is not known. The largest N this machine carries with every target but the first
-  step's lag met is 100 (RSS 159 MiB, reads 0.20/s, 1 query per interval, the loop's lag p99 1.1 s
-  and 0.09 s, a bad canary at 0 % in 13.5 s); 1,000 releases need a bigger machine
-  (\`--scale-releases 100,500,1000\`).
+- **Scale: promotions counted.** The column "promoted" is read from the API server at the end of
+  the row (Deployments Stable). Before 2026-11-30 it counted what the benchmark's route watches saw,
+  and one 500 row showed 9 of 500. client-node ends a watch that hears nothing for its inactivity
+  timeout (1, 11 and 300 times in the 100, 500 and 1,000 rows recorded: routes do not change while
+  their releases hold), and the benchmark started it again only if the restart succeeded at once —
+  on a saturated API server it often did not, and the watch stayed deaf. Restarts now retry until
+  taken. In the run recorded the watches saw 100, 498 and 274 routes reach 100 % and go back to
+  0 %, against 100, 484 and 274 Deployments Stable (a release can still roll back at its last step).
+- **Scale at 1,000: more than this machine carries.** 1,000 releases at once ran with the machine
+  saturated (busiest 10 s 1.93 of 2 cores, 1.81 on average): the analyzer stayed at 193 MiB and
+  0.10 cores and its loop's lag p99 under 10 s, but only 274 of the 1,000 healthy canaries were
+  promoted — the other 726 were rolled back — and the bad canary took 174 s to reach 0 %. An earlier run
+  the same day (ADR 26, without the pass's ordering) took 34 s for the bad canary, its loop's lag p99
+  83 and 56 s. The analyzer's log of these runs was not kept, so why the healthy canaries were rolled
+  back (the unjudged limit after Prometheus errors is the suspect: Prometheus used 0.07 cores at
+  1,000 against 0.20 in the earlier run) is not known from them; the benchmark now keeps the log
+  (\`weir-bench-scale-analyzer.log\` in the temporary directory) and prints each row's rollback
+  causes as the releases recorded them. The largest N this machine carries with
+  every target but the step lag met is 500 (RSS 165 MiB, reads 0.20/s, a bad canary at 0 % in
+  13.0 s), and 1,000 releases need a bigger machine (\`--scale-releases 100,500,1000\`).
 - **Windowed counts (ADR 25).** The built-in error rate and the callers' failures count a series
   born inside the window from zero; the query reads each series' sample at the window's start as
   well. Prometheus took 0.19 cores at 500 when that was a 5 min range, 0.10–0.13 with an instant

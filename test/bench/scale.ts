@@ -2,7 +2,9 @@
 // releases at once, driven by one analyzer of the working tree. What is measured is the analyzer's
 // cost — memory, API reads, Prometheus queries, step lag — against the same run's baselines: its
 // own RSS in an empty cluster, and its reads with the polling seam (the design before ADR 14/16).
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { parseStatus } from '../../contract/status.ts';
@@ -239,8 +241,11 @@ const reached = (watches: Weights[], n: number, weight: number): boolean =>
 const finished = (list: { weight: number }[]): boolean =>
   list.some((c) => c.weight === 100) && list.at(-1)?.weight === 0;
 /** Guarded Deployments whose release is over, either way, and drained; and of them, promoted (Stable). */
-async function settled(apps: AppsV1Api, namespaces: string[]): Promise<{ over: number; promoted: number }> {
-  const n = { over: 0, promoted: 0 };
+async function settled(
+  apps: AppsV1Api,
+  namespaces: string[],
+): Promise<{ over: number; promoted: number; causes: Map<string, number> }> {
+  const n = { over: 0, promoted: 0, causes: new Map<string, number>() };
   for (const namespace of namespaces)
     for (const d of (await apps.listNamespacedDeployment({ namespace })).items) {
       const a = d.metadata?.annotations ?? {};
@@ -249,6 +254,10 @@ async function settled(apps: AppsV1Api, namespaces: string[]): Promise<{ over: n
       if (!done || !drained || d.metadata?.labels?.['weir.dev/canary-of']) continue;
       n.over++;
       if (a['weir.dev/phase'] === 'Stable') n.promoted++;
+      // Why each rollback happened, as the release recorded it: a healthy canary rolled back is news.
+      const cause = parseStatus(a['weir.dev/status'])?.rollback?.cause;
+      if (a['weir.dev/phase'] === 'RolledBack')
+        n.causes.set(cause ?? 'unknown', (n.causes.get(cause ?? 'unknown') ?? 0) + 1);
     }
   return n;
 }
@@ -466,7 +475,7 @@ async function measureRun(
   const badToZeroSeconds = await bad;
   // Over when every Deployment is Stable or RolledBack and drained (read from the API, not from
   // the watches, which only time the steps).
-  let over = { over: 0, promoted: 0 };
+  let over: Awaited<ReturnType<typeof settled>> = { over: 0, promoted: 0, causes: new Map() };
   await waitFor(
     `${n} releases over`,
     async () => {
@@ -482,6 +491,8 @@ async function measureRun(
     `route watches saw ${count(watches, finished)} of ${n} promotions live; ` +
       `they were started again ${ends.length} times${reasons ? ` (${reasons})` : ''}`,
   );
+  const causes = [...over.causes].map(([cause, k]) => `${k} × ${cause}`).join(', ');
+  log(`rolled back: ${causes || 'none'}`);
   const promoted = over.promoted;
   const [cpu1, writes1, failed1, waits1, passes1, busiest] = [
     await cpuSeconds(a.process.pid ?? 0),
@@ -580,6 +591,12 @@ export async function benchScale(o: ScaleOptions, log: (l: string) => void): Pro
       }
     }
     await a.kill();
+    // The cluster's directory goes with it: the analyzer's log of the rows is kept for reading after.
+    const kept = join(tmpdir(), 'weir-bench-scale-analyzer.log');
+    await copyFile(a.logFile, kept).then(
+      () => log(`the analyzer's log: ${kept}`),
+      () => undefined,
+    );
     const smallest = Math.min(...o.releases, o.guarded);
     const readsPerSecond = await pollingReads(kc, smallest, round++, log);
     const newReadsPerSecond = rows.find((r) => r.releases === smallest)?.readsPerSecond ?? NaN;
