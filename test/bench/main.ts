@@ -153,15 +153,23 @@ const readingNotes = `## Reading these numbers
 - **Scale at 1,000: more than this machine carries.** 1,000 releases at once ran with the machine
   saturated (busiest 10 s 1.93 of 2 cores, 1.81 on average): the analyzer stayed at 193 MiB and
   0.10 cores and its loop's lag p99 under 10 s, but only 274 of the 1,000 healthy canaries were
-  promoted — the other 726 were rolled back — and the bad canary took 174 s to reach 0 %. An earlier run
-  the same day (ADR 26, without the pass's ordering) took 34 s for the bad canary, its loop's lag p99
-  83 and 56 s. The analyzer's log of these runs was not kept, so why the healthy canaries were rolled
-  back (the unjudged limit after Prometheus errors is the suspect: Prometheus used 0.07 cores at
-  1,000 against 0.20 in the earlier run) is not known from them; the benchmark now keeps the log
-  (\`weir-bench-scale-analyzer.log\` in the temporary directory) and prints each row's rollback
-  causes as the releases recorded them. The largest N this machine carries with
-  every target but the step lag met is 500 (RSS 165 MiB, reads 0.20/s, a bad canary at 0 % in
-  13.0 s), and 1,000 releases need a bigger machine (\`--scale-releases 100,500,1000\`).
+  promoted — the other 726 were rolled back — and the bad canary took 174 s to reach 0 %. An earlier
+  run the same day (ADR 26, without the pass's ordering) took 34 s for the bad canary, its loop's lag
+  p99 83 and 56 s. A diagnostic run (2,000 Deployments, 1,000 releases, stopped while they held at
+  10 %) showed why, from the cluster itself: Prometheus' scrape of the mesh simulator — one process
+  standing in for 1,000 Services' proxies, all their series in one scrape — failed with "context
+  deadline exceeded" (2 s timeout; the target was down), so most checks found no data (933 releases
+  holding, inconclusive 7–17 times in a row); and 67 healthy canaries were rolled back at the hard
+  ceiling on 92–100 % errors: their Services' series held only the callers' \`503 UH\` (no healthy
+  upstream) and no series of the canary at all — the simulator sent the canary's share to no pod,
+  though weir sets a weight only once the canary's Deployment reports its pods Ready. For users that
+  is a failing canary, and weir treats it as one; here it is the simulator's own view of the pods,
+  behind on a saturated machine. So 1,000 is bounded by the stand-ins for Envoy and their scrape,
+  not by the analyzer. The benchmark now keeps the analyzer's log (\`weir-bench-scale-analyzer.log\`
+  in the temporary directory) and prints each row's rollback causes as the releases recorded them.
+  The largest N this machine carries with every target but the step lag met is 500 (RSS 165 MiB,
+  reads 0.20/s, a bad canary at 0 % in 13.0 s); 1,000 releases need a bigger machine
+  (\`--scale-releases 100,500,1000\`).
 - **Windowed counts (ADR 25).** The built-in error rate and the callers' failures count a series
   born inside the window from zero; the query reads each series' sample at the window's start as
   well. Prometheus took 0.19 cores at 500 when that was a 5 min range, 0.10–0.13 with an instant
