@@ -7,7 +7,7 @@ import { isFinding } from '../core/decide.ts';
 import type { Action } from '../core/decide.ts';
 import { fieldManager, maybe } from '../../contract/api.ts';
 import type { PatchOp } from '../../contract/api.ts';
-import { isOurCanary, unlabelledStablePods } from './observe.ts';
+import { isOurCanary, releaseKey, unlabelledStablePods } from './observe.ts';
 import { selectorQuery } from './selector.ts';
 import { meshPropagationMs } from '../../contract/timing.ts';
 import type { Edges, ReleaseView } from './observe.ts';
@@ -257,7 +257,7 @@ function record(ctx: ActContext, view: ReleaseView, action: RecordAction): Promi
       return patchDeployment(ctx, view, statusOps(d, action));
     case 'remember':
       // Kept against the record it follows: a write of that record by anyone makes it stale (ADR 26).
-      ctx.unrecorded?.set(`${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`, {
+      ctx.unrecorded?.set(releaseKey(d.metadata?.namespace, d.metadata?.name), {
         basis: d.metadata?.annotations?.[annotations.status] ?? '',
         status: action.status,
       });

@@ -44,6 +44,10 @@ export interface Edges {
   unrecorded?: Map<string, { basis: string; status: ReleaseStatus }>;
 }
 
+/** A release's key in the work queue and the analyzer's maps: `namespace/name` of its Deployment. */
+export const releaseKey = (namespace: string | undefined, name: string | undefined): string =>
+  `${namespace ?? ''}/${name ?? ''}`;
+
 export interface ReleaseView {
   observed: Observed;
   deployment: V1Deployment;
@@ -246,7 +250,7 @@ async function podsToLabel(
   d: V1Deployment,
   rec: ReturnType<typeof recorded>,
 ): Promise<{ items: V1Pod[] }> {
-  const key = `${d.metadata?.namespace ?? ''}/${d.metadata?.name ?? ''}`;
+  const key = releaseKey(d.metadata?.namespace, d.metadata?.name);
   if (rec.phase !== 'Progressing' || !beforeFirstWeight(rec)) {
     edges.podsLabelled?.delete(key);
     return { items: [] };
@@ -263,7 +267,7 @@ export async function observe(edges: Edges, d: V1Deployment, ns: V1Namespace | u
   const namespace = d.metadata?.namespace ?? '';
   const name = d.metadata?.name ?? '';
   const a = d.metadata?.annotations ?? {};
-  const rec = withUnrecorded(edges, `${namespace}/${name}`, a, recorded(a));
+  const rec = withUnrecorded(edges, releaseKey(namespace, name), a, recorded(a));
   const service = await findService(edges, d);
   const resolved = routeTarget(namespace, resolveRouting(a), service, { name, uid: d.metadata?.uid ?? '' });
   const target = 'error' in resolved ? undefined : resolved;

@@ -11,7 +11,7 @@ import type { Action, Observed } from '../core/decide.ts';
 import { describeError, isConflict } from '../../contract/api.ts';
 import { measureAll } from './measure.ts';
 import type { MetricsProvider } from '../ports/metrics.ts';
-import { observe } from './observe.ts';
+import { observe, releaseKey } from './observe.ts';
 import type { ReleaseView } from './observe.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Watch } from './watch.ts';
@@ -30,9 +30,6 @@ export interface LoopDeps {
   concurrency?: number;
   scope?: Scope;
 }
-
-export const releaseKey = (namespace: string | undefined, name: string | undefined): string =>
-  `${namespace ?? ''}/${name ?? ''}`;
 
 /**
  * Deployments with something for the analyzer to do: a release, or leftovers of one, or — for

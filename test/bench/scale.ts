@@ -255,9 +255,8 @@ async function settled(
       n.over++;
       if (a['weir.dev/phase'] === 'Stable') n.promoted++;
       // Why each rollback happened, as the release recorded it: a healthy canary rolled back is news.
-      const cause = parseStatus(a['weir.dev/status'])?.rollback?.cause;
-      if (a['weir.dev/phase'] === 'RolledBack')
-        n.causes.set(cause ?? 'unknown', (n.causes.get(cause ?? 'unknown') ?? 0) + 1);
+      const cause = parseStatus(a['weir.dev/status'])?.rollback?.cause ?? 'unknown';
+      if (a['weir.dev/phase'] === 'RolledBack') n.causes.set(cause, (n.causes.get(cause) ?? 0) + 1);
     }
   return n;
 }

@@ -183,7 +183,7 @@ function recordRoute<T>(
   weightOf: (object: T) => number,
 ): Recorder {
   const weights: number[] = [];
-  let stop: (() => void) | undefined;
+  let unfollow: (() => void) | undefined;
   let running = true;
   const record = (object: T): void => {
     const w = weightOf(object);
@@ -194,7 +194,7 @@ function recordRoute<T>(
   const ready = (async () => {
     const kc = new KubeConfig();
     kc.loadFromFile((await cluster()).kubeconfig);
-    stop = await followObjects<T>(
+    unfollow = await followObjects<T>(
       kc,
       `/apis/${api.path}/namespaces/${ns}/${api.plural}`,
       (object, type) => {
@@ -204,7 +204,7 @@ function recordRoute<T>(
       { fieldSelector: `metadata.name=${name}` },
     );
     // Stopped while the watch was being started: end it now.
-    if (!running) stop();
+    if (!running) unfollow();
     // A route that exists shows up as the watch's first event; one that does not, later.
     const r = await kubectlRaw(['get', api.kind, name, '-n', ns, '-o', 'name']);
     if (r.code === 0) await firstEvent;
@@ -215,7 +215,7 @@ function recordRoute<T>(
     stop: async () => {
       running = false;
       await ready.catch(() => undefined);
-      stop?.();
+      unfollow?.();
     },
   };
 }
